@@ -1,0 +1,5 @@
+import sys
+
+from ftwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""Outbox -> notifiers: one worker per notifier, each with its own pace and retries.
+
+A notifier's transitions go out strictly oldest first: when the head fails, the
+worker waits for its retry rather than skipping ahead. Workers never wait on each
+other, so a dead receiver delays nobody else. Knows no source and no poller.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import anyio
+import structlog
+
+from ftwatch.model import Transition
+from ftwatch.notifiers import DeliveryFailedError, LoadedNotifier
+from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
+from ftwatch.store import Store
+
+__all__ = ["Dispatcher", "ResultObserver"]
+
+log = structlog.get_logger("ftwatch.dispatch")
+
+#: Called after every attempt with (notifier key, outcome, seconds); outcome is
+#: ``ok``, ``retry`` or ``dead``.
+ResultObserver = Callable[[str, str, float], None]
+
+
+def _no_observer(notifier: str, outcome: str, seconds: float) -> None:
+    pass
+
+
+class _Worker:
+    def __init__(self, loaded: LoadedNotifier) -> None:
+        self.loaded = loaded
+        self.wakeup = anyio.Event()
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+        self.last_sent = -math.inf
+
+
+class Dispatcher:
+    """Delivers pending transitions until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: RetryPolicy,
+        *,
+        observer: ResultObserver = _no_observer,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self._observer = observer
+        self._clock = wall_clock
+        self._workers: dict[str, _Worker] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+        self._stopping = False
+
+    @property
+    def notifiers(self) -> list[LoadedNotifier]:
+        return [worker.loaded for worker in self._workers.values()]
+
+    def wake(self) -> None:
+        """New transitions are in the outbox."""
+        for worker in self._workers.values():
+            worker.wakeup.set()
+
+    def set_notifiers(self, notifiers: Sequence[LoadedNotifier]) -> None:
+        """Start workers for new notifiers, stop those of removed ones (a reload).
+
+        A removed notifier's undelivered transitions stay in the outbox, and are sent
+        if a notifier with the same key comes back.
+        """
+        wanted = {loaded.key: loaded for loaded in notifiers}
+        for key in list(self._workers):
+            if key not in wanted or wanted[key] is not self._workers[key].loaded:
+                self._workers.pop(key).scope.cancel()
+        if self._group is None:  # not running yet: run() starts them
+            self._workers = {key: _Worker(loaded) for key, loaded in wanted.items()}
+            return
+        for key, loaded in wanted.items():
+            if key not in self._workers:
+                worker = _Worker(loaded)
+                self._workers[key] = worker
+                if self._group is not None:
+                    self._group.start_soon(self._run_worker, worker)
+
+    async def run(self, notifiers: Sequence[LoadedNotifier]) -> None:
+        """Deliver until :meth:`stop`; give it the initial notifiers."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            self.set_notifiers(notifiers)
+        self._group = None
+
+    async def stop(self, grace_s: float) -> None:
+        """Start nothing new; let sends in flight finish for up to ``grace_s``."""
+        self._stopping = True
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.wakeup.set()
+        with anyio.move_on_after(grace_s):
+            for worker in workers:
+                await worker.done.wait()
+        for worker in workers:
+            worker.scope.cancel()
+
+    async def deliver_due(self, notifiers: Sequence[LoadedNotifier]) -> int:
+        """Deliver what is due now, then return (``run --once``): a notifier stops at
+        its first failure, which stays in the outbox for the next run. Returns how many
+        failed."""
+        failed = 0
+
+        async def drain(worker: _Worker) -> None:
+            nonlocal failed
+            while True:
+                head = await anyio.to_thread.run_sync(self.store.next_pending, worker.loaded.key)
+                if head is None or head[0].next_attempt_at > self._clock():
+                    return
+                pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
+                if pace > 0:
+                    await anyio.sleep(pace)
+                if not await self._attempt(worker, *head):
+                    failed += 1
+                    return
+
+        async with anyio.create_task_group() as group:
+            for loaded in notifiers:
+                group.start_soon(drain, _Worker(loaded))
+        return failed
+
+    async def _run_worker(self, worker: _Worker) -> None:
+        try:
+            with worker.scope:
+                await self._work(worker)
+        finally:
+            worker.done.set()
+
+    async def _work(self, worker: _Worker) -> None:
+        key = worker.loaded.key
+        while not self._stopping:
+            # A fresh event before looking, so a wake() during the look is not lost.
+            worker.wakeup = anyio.Event()
+            head = await anyio.to_thread.run_sync(self.store.next_pending, key)
+            if head is None:
+                await worker.wakeup.wait()
+                continue
+            delivery, transition = head
+            wait = delivery.next_attempt_at - self._clock()
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    await worker.wakeup.wait()
+                continue
+            pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
+            if pace > 0:
+                await anyio.sleep(pace)
+            if self._stopping:
+                return
+            await self._attempt(worker, delivery, transition)
+
+    async def _attempt(self, worker: _Worker, delivery: Delivery, transition: Transition) -> bool:
+        """One try; True if delivered."""
+        loaded = worker.loaded
+        started = anyio.current_time()
+        failure: Failure | None
+        try:
+            await loaded.notifier.send(transition)
+        except DeliveryFailedError as exc:
+            failure = Failure(exc.detail, permanent=exc.permanent, retry_after_s=exc.retry_after_s)
+        except Exception as exc:  # noqa: BLE001 - a plug-in's bug must not stop the others
+            failure = Failure(f"{type(exc).__name__}: {exc}"[:200])
+        else:
+            failure = None
+        worker.last_sent = anyio.current_time()
+        seconds = worker.last_sent - started
+        if failure is None:
+            updated = after_success(delivery)
+            outcome = "ok"
+            log.info("notify.delivered", notifier=loaded.key, transition_id=transition.id, model_id=transition.model_id)
+        else:
+            updated = after_failure(delivery, failure, self._clock(), self.policy)
+            outcome = "dead" if updated.state is DeliveryState.DEAD else "retry"
+            if updated.state is DeliveryState.DEAD:
+                log.error(
+                    "notify.dead_letter",
+                    notifier=loaded.key,
+                    transition_id=transition.id,
+                    model_id=transition.model_id,
+                    attempts=updated.attempts,
+                    error=failure.detail,
+                )
+            else:
+                log.warning(
+                    "notify.failed",
+                    notifier=loaded.key,
+                    transition_id=transition.id,
+                    attempts=updated.attempts,
+                    retry_in_s=round(updated.next_attempt_at - self._clock(), 3),
+                    error=failure.detail,
+                )
+        # Recorded even when cancelled now: a delivered transition must not be re-sent.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.store.save_delivery, updated)
+        self._observer(loaded.key, outcome, seconds)
+        return failure is None

@@ -1,0 +1,84 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` for ``ftwatch run``.
+
+Liveness says only whether the loop makes progress, never whether the API is up:
+restarting ftwatch cannot fix Cohere. Readiness says whether polling works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ftwatch.metrics import Metrics
+
+__all__ = ["Health", "health_app"]
+
+
+class Health:
+    """The loop's heartbeat and the outcome of its cycles (monotonic seconds)."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = anyio.current_time) -> None:
+        self._clock = clock
+        self.interval_s = interval_s
+        self.last_beat = clock()
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def stuck_after_s(self) -> float:
+        # A cycle retries for a while before it gives up; only a silence well
+        # past that means the loop is stuck.
+        return max(120.0, 3 * self.interval_s)
+
+    def beat(self) -> None:
+        self.last_beat = self._clock()
+
+    def succeeded(self) -> None:
+        self.beat()
+        self.last_success = self._clock()
+        self.last_error = None
+
+    def failed(self, error: str) -> None:
+        self.beat()
+        self.last_error = error
+
+    def alive(self) -> bool:
+        return self._clock() - self.last_beat < self.stuck_after_s
+
+    def ready(self) -> tuple[bool, str]:
+        if self.last_error is not None:
+            return False, f"last poll failed: {self.last_error}"
+        if self.last_success is None:
+            return False, "no successful poll yet"
+        age = self._clock() - self.last_success
+        if age > 2 * self.interval_s + 60:
+            return False, f"last successful poll {age:.0f}s ago"
+        return True, "ok"
+
+
+def health_app(health: Health, metrics: Metrics) -> Starlette:
+    async def healthz(request: Request) -> PlainTextResponse:
+        if health.alive():
+            return PlainTextResponse("ok\n")
+        return PlainTextResponse("poll loop stuck\n", status_code=503)
+
+    async def readyz(request: Request) -> PlainTextResponse:
+        ok, why = health.ready()
+        return PlainTextResponse(why + "\n", status_code=200 if ok else 503)
+
+    async def metrics_text(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_text),
+        ]
+    )

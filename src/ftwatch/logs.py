@@ -1,0 +1,67 @@
+"""Logging: structlog to stderr, JSON lines for machines, colours for people.
+
+The standard library's loggers (httpx, hypercorn) go through the same renderer, so
+every line on stderr has one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging"]
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
+    """Send every log line to stderr at ``level`` and above.
+
+    ``json_lines`` defaults to "stderr is not a terminal".
+    """
+    numeric = _LEVELS.get(level.lower(), logging.INFO)
+    if json_lines is None:
+        json_lines = not sys.stderr.isatty()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=True, exception_formatter=structlog.dev.plain_traceback)
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.format_exc_info] if json_lines else []),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # httpx logs every request's full URL at INFO, and a Slack webhook URL is a
+    # secret: its warnings and errors still come through, its request lines never.
+    # ftwatch logs its own requests (api.request_failed, notify.*) without URLs.
+    for chatty in ("httpx", "httpcore", "hypercorn.error", "hypercorn.access"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))

@@ -1,0 +1,83 @@
+"""The Slack notifier: an incoming-webhook message in human words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import SecretStr, model_validator
+
+from ftwatch.model import Transition, human_status
+from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json
+from ftwatch.notifiers.webhook import _read_file
+
+__all__ = ["SlackConfig", "SlackNotifier", "slack_message"]
+
+_EMOJI = {
+    "STATUS_READY": ":white_check_mark:",
+    "STATUS_FAILED": ":x:",
+    "STATUS_PAUSED": ":double_vertical_bar:",
+    "STATUS_DELETED": ":wastebasket:",
+    "STATUS_TEMPORARILY_OFFLINE": ":warning:",
+}
+
+
+def slack_message(transition: Transition) -> dict[str, Any]:
+    """``text`` for notifications and old clients, ``blocks`` for the channel."""
+    name = transition.model_name or transition.model_id
+    status = human_status(transition.status)
+    previous = f", was {human_status(transition.previous_status)}" if transition.previous_status else ""
+    text = f"{name} is {status}{previous} (model {transition.model_id}, at {transition.occurred_at})"
+    emoji = _EMOJI.get(transition.status, ":information_source:")
+    return {
+        "text": text,
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"{emoji} *{name}* is *{status}*{previous}"},
+            },
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"model `{transition.model_id}` · {transition.occurred_at}"},
+                ],
+            },
+        ],
+    }
+
+
+class SlackConfig(NotifierConfig):
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _resolve_file(self) -> SlackConfig:
+        if self.webhook_url_file is not None:
+            object.__setattr__(self, "webhook_url", _read_file(self.webhook_url_file))
+        if self.webhook_url is None:
+            raise ValueError("needs webhook_url (or webhook_url_file)")
+        if not self.webhook_url.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("webhook_url must start with https://")
+        return self
+
+
+class SlackNotifier:
+    """Posts to a Slack incoming webhook, about one message a second as Slack allows."""
+
+    config_model: ClassVar[type[NotifierConfig]] = SlackConfig
+    min_interval_s = 1.0
+
+    def __init__(self, url: str, context: NotifierContext) -> None:
+        self._url = url
+        self._http = context.http
+        self.identity = url
+        self.description = f"slack {host_of(url)}"
+
+    @classmethod
+    def from_config(cls, config: SlackConfig, context: NotifierContext) -> SlackNotifier:
+        assert config.webhook_url is not None  # the validator made sure
+        return cls(config.webhook_url.get_secret_value(), context)
+
+    async def send(self, transition: Transition) -> None:
+        await post_json(self._http, self._url, json.dumps(slack_message(transition)).encode())

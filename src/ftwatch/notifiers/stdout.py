@@ -1,0 +1,46 @@
+"""The stdout notifier: one line per transition, readable or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, ClassVar, Literal
+
+from ftwatch.model import Transition, human_status
+from ftwatch.notifiers.base import NotifierConfig, NotifierContext
+
+__all__ = ["StdoutConfig", "StdoutNotifier", "text_line"]
+
+
+def text_line(transition: Transition) -> str:
+    name = transition.model_name or "?"
+    previous = human_status(transition.previous_status) if transition.previous_status else "(none)"
+    return f"{transition.occurred_at}  {name} ({transition.model_id})  {previous} -> {human_status(transition.status)}"
+
+
+class StdoutConfig(NotifierConfig):
+    format: Literal["text", "json"] = "text"
+
+
+class StdoutNotifier:
+    """Prints to standard output, the only thing ftwatch ever prints there."""
+
+    config_model: ClassVar[type[NotifierConfig]] = StdoutConfig
+    min_interval_s = 0.0
+
+    def __init__(self, fmt: str, stream: IO[str]) -> None:
+        self._format = fmt
+        self._stream = stream
+        self.identity = f"stdout:{fmt}"
+        self.description = "stdout"
+
+    @classmethod
+    def from_config(cls, config: StdoutConfig, context: NotifierContext) -> StdoutNotifier:
+        return cls(config.format, context.stdout)
+
+    async def send(self, transition: Transition) -> None:
+        if self._format == "json":
+            line = json.dumps(transition.to_payload(), separators=(",", ":"))
+        else:
+            line = text_line(transition)
+        self._stream.write(line + "\n")
+        self._stream.flush()

@@ -1,0 +1,102 @@
+"""The webhook notifier: the contract's JSON body, signed per Standard Webhooks."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import SecretStr, field_validator, model_validator
+
+from ftwatch.model import Transition
+from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json
+
+__all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
+
+
+def _read_file(path: Path) -> SecretStr:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"{path} is empty")
+    return SecretStr(value)
+
+
+def _secret_key(secret: str) -> bytes:
+    """Standard Webhooks: the key is the base64 text after ``whsec_``."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError('must be "whsec_" followed by base64, as Standard Webhooks secrets are') from None
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for one message."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class WebhookConfig(NotifierConfig):
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_files(self) -> WebhookConfig:
+        if self.url_file is not None:
+            object.__setattr__(self, "url", _read_file(self.url_file))
+        if self.url is None:
+            raise ValueError("needs url (or url_file)")
+        if self.secret_file is not None:
+            object.__setattr__(self, "secret", _read_file(self.secret_file))
+        if self.secret is not None:
+            _secret_key(self.secret.get_secret_value())
+        return self
+
+
+class WebhookNotifier:
+    """POSTs each transition as JSON to one URL."""
+
+    config_model: ClassVar[type[NotifierConfig]] = WebhookConfig
+    min_interval_s = 0.0
+
+    def __init__(self, url: str, secret: str | None, context: NotifierContext) -> None:
+        self._url = url
+        self._secret = secret
+        self._http = context.http
+        self.identity = url
+        self.description = f"webhook {host_of(url)}"
+
+    @classmethod
+    def from_config(cls, config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
+        assert config.url is not None  # the validator made sure
+        secret = config.secret.get_secret_value() if config.secret else None
+        return cls(config.url.get_secret_value(), secret, context)
+
+    async def send(self, transition: Transition) -> None:
+        body = json.dumps(transition.to_payload(), separators=(",", ":")).encode()
+        headers = {}
+        if self._secret is not None:
+            timestamp = int(time.time())
+            headers = {
+                "webhook-id": transition.id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(self._secret, transition.id, timestamp, body),
+            }
+        await post_json(self._http, self._url, body, headers)

@@ -1,0 +1,301 @@
+"""Configuration: defaults < TOML file < environment, as the contract orders them.
+
+Secrets are :class:`pydantic.SecretStr` from the moment they are read, so no log call
+or ``repr`` can print them. Every failure becomes one :class:`ConfigError` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ftwatch.errors import ConfigError
+
+__all__ = [
+    "CohereSettings",
+    "DeliverySettings",
+    "HttpSettings",
+    "KeySource",
+    "PollSettings",
+    "Settings",
+    "StateSettings",
+    "default_state_path",
+    "find_config_file",
+    "format_validation_error",
+    "load_settings",
+    "read_secret_file",
+    "redacted",
+]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class CohereSettings(BaseModel):
+    model_config = _STRICT
+
+    base_url: str = "https://api.cohere.com"
+    api_key_file: Path | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    client_name: str = "ftwatch"
+    #: Half of Cohere's documented 500/min: the key is shared with everything else.
+    max_requests_per_minute: Annotated[int, Field(gt=0)] = 250
+    #: Attempts per API request before a cycle gives up and tries again next time.
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class PollSettings(BaseModel):
+    model_config = _STRICT
+
+    interval_s: Annotated[float, Field(gt=0)] = 30.0
+    models: list[str] = Field(default_factory=list)
+    #: API requests in flight at once.
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    #: In list mode, every model's events are re-read once per this many cycles
+    #: (spread over the cycles, not in one burst) in case the list missed a change.
+    reconcile_every: Annotated[int, Field(ge=1)] = 10
+
+
+class StateSettings(BaseModel):
+    model_config = _STRICT
+
+    path: Path | None = None
+
+
+class HttpSettings(BaseModel):
+    model_config = _STRICT
+
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError('must be "HOST:PORT" (e.g. "127.0.0.1:9464"), or "" to turn it off')
+        return value
+
+
+class DeliverySettings(BaseModel):
+    model_config = _STRICT
+
+    retry_initial_s: Annotated[float, Field(gt=0)] = 1.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 300.0
+    #: A transition still undelivered after this long becomes a dead letter.
+    give_up_after_s: Annotated[float, Field(gt=0)] = 86_400.0
+    #: On SIGTERM, how long in-flight deliveries may finish. Short: a Kubernetes
+    #: sidecar gets SIGKILL soon after, and the outbox keeps whatever is cut off.
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 5.0
+
+
+class Settings(BaseSettings):
+    """The whole configuration of ftwatch."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FTWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    cohere: CohereSettings = Field(default_factory=CohereSettings)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    def state_path(self) -> Path:
+        return self.state.path if self.state.path is not None else default_state_path(os.environ)
+
+
+def default_state_path(environ: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY/ftwatch.db`` under systemd (first of its entries), else
+    ``./ftwatch-state.db``."""
+    state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state_dir) / "ftwatch.db" if state_dir else Path("ftwatch-state.db")
+
+
+class _CohereEnvSource(PydanticBaseSettingsSource):
+    """Cohere's own ``CO_API_URL``, between FTWATCH_* and the file."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("CO_API_URL")
+        return {"cohere": {"base_url": url}} if url else {}
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """``--config``, else ``$FTWATCH_CONFIG``, else ``./ftwatch.toml`` if present."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("FTWATCH_CONFIG"):
+        return Path(environ["FTWATCH_CONFIG"])
+    local = Path("ftwatch.toml")
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: fix --config or FTWATCH_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError, where: str, env_prefix: str = "FTWATCH_") -> str:
+    """One line: the first problem, where to fix it, and how many more there are."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"]) or "configuration"
+    msg = first["msg"].removeprefix("Value error, ")
+    env_name = env_prefix + "__".join(str(p).upper() for p in first["loc"] if not isinstance(p, int))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"invalid configuration: {loc}: {msg}; fix it in {where} or {env_name}{more}"
+
+
+def load_settings(config: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[Settings, Path | None]:
+    """Load the effective settings and say which file they came from."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config, environ)
+    data = _read_toml(path) if path is not None else {}
+
+    class _Configured(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # First wins: FTWATCH_* environment, then CO_API_URL, then the file.
+            return (env_settings, _CohereEnvSource(settings_cls), InitSettingsSource(settings_cls, data))
+
+    try:
+        settings = _Configured()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path) if path else "the environment")) from None
+    except ValueError as exc:  # a FTWATCH_* value that is not valid JSON
+        raise ConfigError(f"invalid configuration in the environment: {_first_line(exc)}") from None
+    return settings, path
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def read_secret_file(path: Path, what: str) -> SecretStr:
+    """A secret from a file (a mounted Secret, a systemd credential), stripped."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} from {path}: {exc.strerror}; fix the path or its permissions") from None
+    if not value:
+        raise ConfigError(f"{what} file {path} is empty: put the secret in it")
+    return SecretStr(value)
+
+
+class KeySource:
+    """Where the Cohere API key comes from, read again when the API refuses it.
+
+    Order: ``cohere.api_key_file``, ``CO_API_KEY``, ``COHERE_API_KEY``, then the
+    systemd credential ``$CREDENTIALS_DIRECTORY/cohere-api-key``.
+    """
+
+    def __init__(self, api_key_file: Path | None, environ: Mapping[str, str] | None = None) -> None:
+        self._file = api_key_file
+        self._environ = os.environ if environ is None else environ
+
+    def describe(self) -> str:
+        """Where the key is read from, without the key."""
+        if self._file is not None:
+            return f"file {self._file}"
+        for name in ("CO_API_KEY", "COHERE_API_KEY"):
+            if self._environ.get(name):
+                return f"environment {name}"
+        credential = self._credential_path()
+        if credential is not None:
+            return f"systemd credential {credential}"
+        return "none"
+
+    def _credential_path(self) -> Path | None:
+        directory = self._environ.get("CREDENTIALS_DIRECTORY")
+        if directory and (Path(directory) / "cohere-api-key").is_file():
+            return Path(directory) / "cohere-api-key"
+        return None
+
+    def read(self) -> SecretStr:
+        if self._file is not None:
+            return read_secret_file(self._file, "the API key (cohere.api_key_file)")
+        for name in ("CO_API_KEY", "COHERE_API_KEY"):
+            if value := self._environ.get(name, "").strip():
+                return SecretStr(value)
+        credential = self._credential_path()
+        if credential is not None:
+            return read_secret_file(credential, "the API key (systemd credential)")
+        raise ConfigError(
+            "no Cohere API key: set CO_API_KEY, or api_key_file in [cohere], or the systemd credential cohere-api-key"
+        )
+
+
+_REDACTED = "**********"
+
+
+def redacted(value: Any, key: str = "") -> Any:
+    """A JSON-able copy of a settings dump with every secret hidden.
+
+    URLs that are secrets keep their scheme and host, so a reader can tell them apart.
+    """
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        if "url" in key and "://" in secret:
+            scheme, _, rest = secret.partition("://")
+            return f"{scheme}://{rest.split('/')[0].rpartition('@')[2]}/{_REDACTED}"
+        return _REDACTED
+    if isinstance(value, Mapping):
+        return {k: redacted(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v, key) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(redacted(value), indent=2, sort_keys=False)
