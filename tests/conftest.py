@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftwatch.simulator import DEFAULT_KEY, Simulator, running_in_thread
+
+from .receiver import Receiver
+
+FTWATCH = [sys.executable, "-m", "ftwatch"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll a condition instead of sleeping for a guessed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    simulator = Simulator()
+    with running_in_thread(simulator):
+        yield simulator
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def base_env(sim: Simulator, tmp_path: Path) -> dict[str, str]:
+    """An environment that points ftwatch at the simulator with fast timings."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "CO_", "COHERE_", "NOTIFY_", "WATCHDOG_"))
+    }
+    env.update(
+        {
+            "CO_API_KEY": DEFAULT_KEY,
+            "CO_API_URL": sim.url,
+            "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
+            "FTWATCH_HTTP__LISTEN": "",
+            "FTWATCH_POLL__INTERVAL_S": "0.2",
+            "FTWATCH_COHERE__RETRY_INITIAL_S": "0.02",
+            "FTWATCH_COHERE__RETRY_MAX_S": "0.2",
+            "FTWATCH_DELIVERY__RETRY_INITIAL_S": "0.05",
+            "FTWATCH_DELIVERY__RETRY_MAX_S": "0.2",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def notifiers_env(*notifiers: dict[str, Any]) -> dict[str, str]:
+    return {"FTWATCH_NOTIFIERS": json.dumps(list(notifiers))}
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FTWATCH, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class Daemon:
+    """``ftwatch run`` as a subprocess, as systemd or a terminal would start it."""
+
+    def __init__(self, env: dict[str, str], args: list[str] | None = None, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [*FTWATCH, "run", *(args or [])],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stdout = ""
+        self.stderr = ""
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        out, err = self.proc.communicate(timeout=timeout)
+        self.stdout += out
+        self.stderr += err
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(env: dict[str, str], args: list[str] | None = None, cwd: Path | None = None) -> Daemon:
+        daemon = Daemon(env, args, cwd)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.kill()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ftwatch.model import format_timestamp, human_status, normalize_status, parse_timestamp
+
+
+@given(st.integers(min_value=0, max_value=4_000_000_000 * 1_000_000_000))
+def test_timestamps_round_trip_to_the_nanosecond(ns: int) -> None:
+    assert parse_timestamp(format_timestamp(ns)) == ns
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_ns"),
+    [
+        ("2026-11-01T12:00:04.000000417Z", 417),
+        ("2026-11-01T12:00:04.123456Z", 123_456_000),
+        ("2026-11-01T12:00:04.1234567Z", 123_456_700),
+        ("2026-11-01T12:00:04Z", 0),
+        ("2026-11-01T13:00:04.5+01:00", 500_000_000),
+    ],
+)
+def test_parse_timestamp_keeps_6_to_9_fractional_digits(text: str, expected_ns: int) -> None:
+    base = int(dt.datetime(2026, 11, 1, 12, 0, 4, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+    assert parse_timestamp(text) == base + expected_ns
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2026-11-01 12:00", "2026-11-01T12:00:04.0000000001Z"])
+def test_parse_timestamp_rejects_what_is_not_rfc3339(text: str) -> None:
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_timestamp(text)
+
+
+def test_status_names_short_long_and_unknown() -> None:
+    assert normalize_status("ready") == "STATUS_READY"
+    assert normalize_status("STATUS_FAILED") == "STATUS_FAILED"
+    assert normalize_status("done") is None
+    assert human_status("STATUS_DEPLOYING_API") == "deploying api"
+    assert human_status("STATUS_SOMETHING_NEW") == "something new"
+    assert human_status(None) == "unknown"

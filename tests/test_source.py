@@ -1,0 +1,132 @@
+"""The Cohere client against the simulated API, over real sockets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ftwatch.errors import AuthRefusedError, ConfigError
+from ftwatch.settings import KeySource
+from ftwatch.simulator import DEFAULT_KEY, Fault, Simulator
+from ftwatch.source import CohereSource, ModelNotFoundError, SourceUnavailableError
+
+pytestmark = pytest.mark.anyio
+
+
+def _source(http: httpx.AsyncClient, sim: Simulator, key: str = DEFAULT_KEY, **kwargs: object) -> CohereSource:
+    options: dict[str, object] = {"max_attempts": 4, "retry_initial_s": 0.01, "retry_max_s": 0.05}
+    options.update(kwargs)
+    return CohereSource(
+        http,
+        base_url=sim.url,
+        key_source=KeySource(None, {"CO_API_KEY": key}),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
+    sim.max_page_size = 3
+    ids = [sim.add_model(f"m{i}", "STATUS_READY") for i in range(8)]
+    for i in range(7):
+        sim.set_status(ids[0], "STATUS_PAUSED" if i % 2 else "STATUS_READY")
+    async with httpx.AsyncClient() as http:
+        source = _source(http, sim)
+        models = await source.list_models()
+        events = await source.list_events(ids[0])
+    assert [m.id for m in models] == ids
+    assert len(events) == 8
+    assert sim.count("list_models") == 3  # 8 models, pages capped at 3
+    assert sim.client_names["ftwatch"] == sim.count()
+
+
+async def test_newest_first_stops_at_the_cursor(sim: Simulator) -> None:
+    sim.max_page_size = 2
+    model = sim.add_model("m", "STATUS_QUEUED")
+    stamps = [sim.set_status(model, "STATUS_FINETUNING") for _ in range(9)]
+    async with httpx.AsyncClient() as http:
+        events = await _source(http, sim).list_events(model, newer_than_ns=stamps[-2])
+    assert {e.created_at_ns for e in events} >= set(stamps[-2:])
+    assert sim.count("list_events") == 2  # not the 5 pages of the whole history
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "503", "malformed", "drop"])
+async def test_faults_are_retried(sim: Simulator, kind: str) -> None:
+    sim.add_model("m", "STATUS_READY")
+    sim.inject(Fault(kind, endpoint="list_models", retry_after_s=0.05), times=2)
+    async with httpx.AsyncClient() as http:
+        models = await _source(http, sim).list_models()
+    assert [m.name for m in models] == ["m"]
+    assert sim.pending_faults() == 0
+
+
+async def test_retry_after_is_honoured(sim: Simulator) -> None:
+    sim.add_model("m", "STATUS_READY")
+    sim.inject(Fault("429", retry_after_s=0.4))
+    async with httpx.AsyncClient() as http:
+        started = time.monotonic()
+        await _source(http, sim).list_models()
+    assert time.monotonic() - started >= 0.4
+
+
+async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
+    sim.add_model("m", "STATUS_READY")
+    sim.inject(Fault("slow", delay_s=1.0))
+    async with httpx.AsyncClient(timeout=0.2) as http:
+        models = await _source(http, sim).list_models()
+    assert len(models) == 1
+    assert sim.count("list_models") == 2
+
+
+async def test_gives_up_after_its_attempts(sim: Simulator) -> None:
+    sim.inject(Fault("503"), times=10)
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(SourceUnavailableError, match="503"):
+            await _source(http, sim, max_attempts=3).list_models()
+    assert sim.count("list_models") == 3
+
+
+async def test_unknown_model_is_not_found(sim: Simulator) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ModelNotFoundError):
+            await _source(http, sim).list_events("ft-nope")
+
+
+async def test_unknown_statuses_pass_through(sim: Simulator) -> None:
+    model = sim.add_model("m", "STATUS_READY")
+    sim.set_status(model, "STATUS_SOMETHING_NEW")
+    async with httpx.AsyncClient() as http:
+        events = await _source(http, sim).list_events(model)
+    assert events[-1].status == "STATUS_SOMETHING_NEW"
+
+
+async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) -> None:
+    sim.add_model("m", "STATUS_READY")
+    key_file = tmp_path / "key"
+    key_file.write_text("old-key\n")
+    async with httpx.AsyncClient() as http:
+        source = CohereSource(http, base_url=sim.url, key_source=KeySource(key_file))
+        key_file.write_text(DEFAULT_KEY)  # rotated, as a mounted Secret is
+        assert len(await source.list_models()) == 1
+        key_file.write_text("revoked")
+        sim.keys = {"another"}
+        with pytest.raises(AuthRefusedError) as refused:
+            await source.list_models()
+    assert "revoked" not in str(refused.value)
+    assert "401" in str(refused.value)
+
+
+def test_missing_key_names_both_ways_to_give_one() -> None:
+    with pytest.raises(ConfigError) as missing:
+        KeySource(None, {}).read()
+    assert "CO_API_KEY" in str(missing.value)
+    assert "api_key_file" in str(missing.value)
+
+
+def test_systemd_credential_is_a_key_source(tmp_path: Path) -> None:
+    (tmp_path / "cohere-api-key").write_text("from-systemd\n")
+    source = KeySource(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert source.read().get_secret_value() == "from-systemd"
+    assert "systemd credential" in source.describe()
