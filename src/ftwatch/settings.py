@@ -188,10 +188,10 @@ def format_validation_error(exc: ValidationError, where: str, env_prefix: str = 
     return f"invalid configuration: {loc}: {msg}; fix it in {where} or {env_name}{more}"
 
 
-def load_settings(config: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[Settings, Path | None]:
-    """Load the effective settings and say which file they came from."""
-    environ = os.environ if environ is None else environ
-    path = find_config_file(config, environ)
+def load_settings(config: str | None = None) -> tuple[Settings, Path | None]:
+    """Load the effective settings (from this process's environment) and say which
+    file they came from."""
+    path = find_config_file(config, os.environ)
     data = _read_toml(path) if path is not None else {}
 
     class _Configured(Settings):

@@ -1,0 +1,167 @@
+"""Notifiers against real receivers: signatures, Slack pacing, notify-test, plug-ins."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ftwatch.model import Transition
+from ftwatch.notifiers.slack import slack_message
+from ftwatch.simulator import Simulator
+
+from .conftest import Daemon, notifiers_env, run_cli, wait_for
+from .receiver import Answer, Receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "whsec_" + base64.b64encode(b"a signing key for the test").decode()
+
+
+def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> None:
+    """An independent verifier, written from the Standard Webhooks specification."""
+    msg_id = headers["webhook-id"]
+    timestamp = headers["webhook-timestamp"]
+    if abs(time.time() - int(timestamp)) > tolerance_s:
+        raise ValueError("timestamp outside tolerance")
+    key = base64.b64decode(secret.split("_", 1)[1])
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
+    for candidate in headers["webhook-signature"].split(" "):
+        version, _, signature = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(signature.encode(), expected):
+            return
+    raise ValueError("no valid signature")
+
+
+def _once(env: dict[str, str]) -> str:
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, "secret": SECRET})}
+    _once(env)
+    sim.set_status(model, "STATUS_READY")
+    _once(env)
+    [got] = receiver.received
+    verify_standard_webhook(SECRET, got.headers, got.body)
+    assert got.headers["webhook-id"] == got.json()["id"]
+    tampered = got.body.replace(b"STATUS_READY", b"STATUS_FAILED")
+    try:
+        verify_standard_webhook(SECRET, got.headers, tampered)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a tampered body verified")
+
+
+def test_unsigned_webhooks_carry_no_signature(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url})}
+    _once(env)
+    sim.set_status(model, "STATUS_READY")
+    _once(env)
+    assert "webhook-signature" not in receiver.received[0].headers
+
+
+def test_slack_is_paced_and_429_is_retried_after_retry_after(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+) -> None:
+    model = sim.add_model("my-classifier", "STATUS_QUEUED")
+    env = {**base_env, **notifiers_env({"type": "slack", "webhook_url": receiver.url})}
+    _once(env)
+    for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY"):
+        sim.set_status(model, status)
+    receiver.answer(Answer(200), Answer(429, b"rate_limited", {"Retry-After": "2"}))
+    daemon = daemons(env)
+    wait_for(lambda: len(receiver.received) == 3, what="all three despite the 429")
+    daemon.stop()
+    assert "rate_limited" in daemon.stderr
+    texts = [body["text"] for body in receiver.bodies()]
+    assert texts[0].startswith("my-classifier is finetuning, was queued")
+    assert texts[1].startswith("my-classifier is deploying api, was finetuning")
+    assert texts[2].startswith("my-classifier is ready, was deploying api")
+    times = [a.at for a in receiver.attempts]
+    assert len(times) == 4
+    assert times[1] - times[0] >= 0.95  # about one message a second
+    assert times[2] - times[1] >= 1.95  # Retry-After: 2 honoured
+    assert times[3] - times[2] >= 0.95
+
+
+def test_slack_message_names_model_statuses_and_time() -> None:
+    message = slack_message(
+        Transition(
+            "ftw_1",
+            "ft-9",
+            "summarizer",
+            "STATUS_FAILED",
+            "STATUS_FINETUNING",
+            "2026-11-01T12:00:00.000000000Z",
+            None,
+            "x",
+        )
+    )
+    assert message["text"] == "summarizer is failed, was finetuning (model ft-9, at 2026-11-01T12:00:00.000000000Z)"
+    assert "*summarizer* is *failed*" in message["blocks"][0]["text"]["text"]
+    assert "ft-9" in message["blocks"][1]["elements"][0]["text"]
+
+
+def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(
+    receiver: Receiver, base_env: dict[str, str]
+) -> None:
+    dead = Receiver().start()  # started, then closed: nothing listens there any more
+    dead_url = dead.url + "/secret-path-123"
+    dead.stop()
+    env = {
+        **base_env,
+        **notifiers_env(
+            {"type": "webhook", "url": receiver.url, "secret": SECRET},
+            {"type": "slack", "webhook_url": dead_url},
+        ),
+    }
+    done = run_cli(["notify-test"], env)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0] == "ok      webhook 127.0.0.1"
+    assert lines[1].startswith("FAILED  slack 127.0.0.1: ConnectError")
+    assert "secret-path-123" not in done.stdout + done.stderr
+    [got] = receiver.received
+    verify_standard_webhook(SECRET, got.headers, got.body)
+
+
+def test_notify_test_succeeds_when_all_deliver(receiver: Receiver, base_env: dict[str, str]) -> None:
+    env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url}, {"type": "stdout"})}
+    done = run_cli(["notify-test"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ftwatch-notify-test" in done.stdout  # the stdout notifier's own line
+    assert len(receiver.received) == 1
+
+
+def test_a_plugin_notifier_is_found_through_its_entry_point(
+    sim: Simulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The example plug-in, made importable with a dist-info as pip would write it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(ROOT / "examples" / "file-notifier" / "ftwatch_file_notifier.py", site)
+    dist = site / "ftwatch_file_notifier-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ftwatch-file-notifier\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[ftwatch.notifiers]\nfile = ftwatch_file_notifier:FileNotifier\n")
+    out = tmp_path / "transitions.jsonl"
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**base_env, "PYTHONPATH": str(site), **notifiers_env({"type": "file", "path": str(out)})}
+    _once(env)
+    sim.set_status(model, "STATUS_READY")
+    _once(env)
+    assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["STATUS_READY"]
+
+    bad = run_cli(["check-config"], {**base_env, **notifiers_env({"type": "file"})})
+    assert bad.returncode == 2
+    assert "unknown notifier type 'file'" in bad.stderr  # without the plug-in on the path
