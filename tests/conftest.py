@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,7 +99,22 @@ class Daemon:
             text=True,
         )
         self.stdout = ""
-        self.stderr = ""
+        self._lines: list[str] = []
+        # Read stderr as it comes, so tests can wait for a log event.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._lines.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._lines)
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 15.0) -> None:
+        wait_for(lambda: self.stderr.count(text) >= count, timeout, what=f"log {text!r}")
 
     def send(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -106,9 +122,10 @@ class Daemon:
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
-        out, err = self.proc.communicate(timeout=timeout)
-        self.stdout += out
-        self.stderr += err
+        assert self.proc.stdout is not None
+        self.stdout += self.proc.stdout.read()
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
         return self.proc.returncode
 
     def kill(self) -> None:

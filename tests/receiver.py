@@ -30,6 +30,7 @@ class Answer:
     status: int = 200
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
 
 
 class Receiver:
@@ -53,6 +54,8 @@ class Receiver:
                     receiver.attempts.append(item)
                     if 200 <= answer.status < 300:
                         receiver.received.append(item)
+                if answer.delay_s:
+                    time.sleep(answer.delay_s)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)

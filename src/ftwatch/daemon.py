@@ -258,9 +258,10 @@ class Daemon:
                 if signum == signal.SIGHUP:
                     self._reload(poller, dispatcher, context)
                     continue
-                log.info("daemon.signal", signal=signal.Signals(signum).name)
+                # Keep listening: a second SIGTERM while the (bounded) grace period
+                # runs must not kill the process before the outbox is saved.
+                log.info("daemon.signal", signal=signal.Signals(signum).name, stopping=True)
                 self._stop.set()
-                return
 
     def _reload(self, poller: Poller, dispatcher: Dispatcher, context: NotifierContext) -> None:
         self.systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
