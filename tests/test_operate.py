@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,10 +42,8 @@ def _datagrams(sock: socket.socket, until: Callable[[list[str]], bool], timeout:
     while not until(got):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out; got {got}")
-        try:
+        with contextlib.suppress(TimeoutError):
             got.append(sock.recv(4096).decode())
-        except TimeoutError:
-            pass
     return got
 
 
