@@ -1,8 +1,9 @@
 """``ftwatch demo``: the whole watcher against the built-in simulated API.
 
-No key and no network: the simulator listens on 127.0.0.1, a few models move through
-their statuses on a schedule, and the same daemon that ``ftwatch run`` starts prints
-each transition with the stdout notifier.
+No key and no network: the simulator listens on 127.0.0.1 and a few models move through
+their statuses on a schedule. In a terminal the live view of ``ftwatch watch`` shows
+them; in a pipe the same daemon that ``ftwatch run`` starts prints each transition
+with the stdout notifier.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ftwatch.daemon import Daemon
 from ftwatch.logs import configure_logging
 from ftwatch.settings import Settings
 from ftwatch.simulator import DEFAULT_KEY, Simulator
+from ftwatch.watch import watch_models
 
 __all__ = ["SCRIPT", "run_demo", "seed_demo"]
 
@@ -81,14 +83,18 @@ async def run_demo(duration_s: float) -> int:
                 f"watching for {duration_s:g}s (Ctrl-C stops)",
                 file=sys.stderr,
             )
-            daemon = Daemon(settings, None)
             group.start_soon(_play, sim, ids)
+            if sys.stdout.isatty():
+                # A person at a terminal gets the live view of ftwatch watch.
+                await watch_models(settings, [], 0.5, live=True, duration_s=duration_s)
+            else:
+                daemon = Daemon(settings, None)
 
-            async def stop_later() -> None:
-                await anyio.sleep(duration_s)
-                daemon.stop()
+                async def stop_later() -> None:
+                    await anyio.sleep(duration_s)
+                    daemon.stop()
 
-            group.start_soon(stop_later)
-            await daemon.run()
+                group.start_soon(stop_later)
+                await daemon.run()
             group.cancel_scope.cancel()
     return 0

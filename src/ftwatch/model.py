@@ -86,7 +86,8 @@ def format_timestamp(ns: int, digits: int = 9) -> str:
     """Integer nanoseconds since the epoch -> RFC 3339 UTC with ``digits`` fractional digits."""
     seconds, nanos = divmod(ns, 1_000_000_000)
     base = _EPOCH + dt.timedelta(seconds=seconds)
-    return f"{base:%Y-%m-%dT%H:%M:%S}.{nanos:09d}"[: 20 + digits] + "Z"
+    fraction = f".{nanos:09d}"[: digits + 1] if digits else ""
+    return f"{base:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
 @dataclass(frozen=True, slots=True)

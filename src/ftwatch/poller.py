@@ -72,6 +72,10 @@ class Poller:
         self._cycle_no = 0
         self._missing: set[str] = set()
 
+    def known(self, model_id: str) -> ModelState | None:
+        """What the last committed cycle knows of one model."""
+        return (self._state or {}).get(model_id)
+
     async def _load(self) -> dict[str, ModelState]:
         if self._state is None:
             self._state = await anyio.to_thread.run_sync(self.store.load_models)

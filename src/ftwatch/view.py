@@ -1,0 +1,103 @@
+"""What ``ftwatch watch`` shows: the models table and the recent transitions.
+
+Pure rendering: a :class:`WatchState` in, rich renderables out. The loop that fills the
+state lives in :mod:`ftwatch.watch`.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ftwatch.model import Transition, format_timestamp, human_status, parse_timestamp
+
+__all__ = ["ModelRow", "WatchState", "format_age", "render", "status_text"]
+
+#: Colour and symbol per status; anything else (a status added later) is plain.
+_STYLE: dict[str, tuple[str, str]] = {
+    "STATUS_QUEUED": ("bright_black", "…"),
+    "STATUS_FINETUNING": ("cyan", "◐"),
+    "STATUS_DEPLOYING_API": ("blue", "↑"),
+    "STATUS_READY": ("green", "✓"),
+    "STATUS_FAILED": ("bold red", "✗"),
+    "STATUS_PAUSED": ("yellow", "‖"),
+    "STATUS_TEMPORARILY_OFFLINE": ("magenta", "!"),
+    "STATUS_DELETED": ("bright_black", "⌫"),
+}
+
+
+def status_text(status: str | None) -> Text:
+    style, symbol = _STYLE.get(status or "", ("", "·"))
+    return Text(f"{symbol} {human_status(status)}", style=style)
+
+
+def format_age(seconds: float) -> str:
+    """``42s``, ``7m``, ``3h12m``, ``5d``: as kubectl shows ages."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86_400:
+        hours, rest = divmod(seconds, 3600)
+        return f"{hours}h{rest // 60}m" if rest // 60 else f"{hours}h"
+    return f"{seconds // 86_400}d"
+
+
+@dataclass(slots=True)
+class ModelRow:
+    model_id: str
+    name: str | None
+    status: str
+    since_ns: int | None = None  # when it entered this status (its newest event)
+    last_change: str | None = None  # "finetuning -> ready"
+
+
+@dataclass(slots=True)
+class WatchState:
+    """Everything the view shows; the watch loop updates it."""
+
+    rows: dict[str, ModelRow] = field(default_factory=dict)
+    recent: collections.deque[Transition] = field(default_factory=lambda: collections.deque(maxlen=8))
+    status_line: str = "starting…"
+    error: bool = False
+
+    def apply(self, transitions: list[Transition]) -> None:
+        for transition in transitions:
+            self.recent.appendleft(transition)
+            row = self.rows.setdefault(transition.model_id, ModelRow(transition.model_id, transition.model_name, ""))
+            row.status = transition.status
+            row.since_ns = parse_timestamp(transition.occurred_at)
+            row.last_change = f"{human_status(transition.previous_status)} -> {human_status(transition.status)}"
+
+
+def render(state: WatchState, now_ns: int) -> RenderableType:
+    table = Table(expand=False, header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column("NAME", no_wrap=True, max_width=40, overflow="ellipsis")
+    table.add_column("ID", no_wrap=True, style="bright_black")
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("FOR", no_wrap=True, justify="right")
+    table.add_column("LAST CHANGE", no_wrap=True)
+    for row in sorted(state.rows.values(), key=lambda r: ((r.name or "").lower(), r.model_id)):
+        age = format_age((now_ns - row.since_ns) / 1e9) if row.since_ns else "-"
+        table.add_row(row.name or "-", row.model_id, status_text(row.status), age, row.last_change or "-")
+    if not state.rows:
+        table.add_row(Text("no models yet", style="italic"), "", "", "", "")
+
+    lines: list[RenderableType] = [table, Text("")]
+    if state.recent:
+        lines.append(Text("Recent transitions", style="bold"))
+        for t in state.recent:
+            line = Text(f"{format_timestamp(parse_timestamp(t.occurred_at), 0)[:-1].replace('T', ' ')}  ")
+            line.append(f"{t.model_name or t.model_id}  ")
+            line.append_text(status_text(t.previous_status) if t.previous_status else Text("(new)"))
+            line.append(" -> ")
+            line.append_text(status_text(t.status))
+            lines.append(line)
+        lines.append(Text(""))
+    lines.append(Text(state.status_line, style="bold red" if state.error else "bright_black"))
+    return Group(*lines)
