@@ -10,13 +10,15 @@ the retries and the pacing are the dispatcher's business.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ftwatch.model import Transition, normalize_status
 from ftwatch.retry_after import parse_retry_after
+from ftwatch.templates import Template, compile_template
 
 __all__ = [
     "DeliveryFailedError",
@@ -24,9 +26,11 @@ __all__ = [
     "NotifierConfig",
     "NotifierContext",
     "NotifierType",
+    "TemplatedConfig",
     "check_response",
     "host_of",
     "post_json",
+    "secret_from_file",
 ]
 
 
@@ -52,6 +56,22 @@ class NotifierConfig(BaseModel):
                 raise ValueError(f"{name!r} is no known status (use e.g. READY, FAILED, PAUSED, DELETED)")
             normalized.append(long)
         return normalized
+
+
+class TemplatedConfig(NotifierConfig):
+    """A notifier whose message text a ``template`` may word (sandboxed Jinja2)."""
+
+    template: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_template(value)
+        return value
+
+    def compiled_template(self) -> Template | None:
+        return compile_template(self.template) if self.template is not None else None
 
 
 class DeliveryFailedError(Exception):
@@ -93,6 +113,17 @@ class NotifierType(Protocol):
 
     @classmethod
     def from_config(cls, config: Any, context: NotifierContext) -> Notifier: ...
+
+
+def secret_from_file(path: Path) -> SecretStr:
+    """A secret (a URL, a signing key) read from a file, for ``*_file`` settings."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"{path} is empty")
+    return SecretStr(value)
 
 
 def host_of(url: str) -> str:

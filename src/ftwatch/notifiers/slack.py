@@ -9,8 +9,15 @@ from typing import Any, ClassVar
 from pydantic import SecretStr, model_validator
 
 from ftwatch.model import Transition, human_status
-from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json
-from ftwatch.notifiers.webhook import _read_file
+from ftwatch.notifiers.base import (
+    NotifierConfig,
+    NotifierContext,
+    TemplatedConfig,
+    host_of,
+    post_json,
+    secret_from_file,
+)
+from ftwatch.templates import Template
 
 __all__ = ["SlackConfig", "SlackNotifier", "slack_message"]
 
@@ -23,19 +30,24 @@ _EMOJI = {
 }
 
 
-def slack_message(transition: Transition) -> dict[str, Any]:
-    """``text`` for notifications and old clients, ``blocks`` for the channel."""
+def slack_message(transition: Transition, template: Template | None = None) -> dict[str, Any]:
+    """``text`` for notifications and old clients, ``blocks`` for the channel.
+
+    A template words both; the context line (model id and time) stays."""
     name = transition.model_name or transition.model_id
     status = human_status(transition.status)
     previous = f", was {human_status(transition.previous_status)}" if transition.previous_status else ""
     text = f"{name} is {status}{previous} (model {transition.model_id}, at {transition.occurred_at})"
     emoji = _EMOJI.get(transition.status, ":information_source:")
+    headline = f"{emoji} *{name}* is *{status}*{previous}"
+    if template is not None:
+        text = headline = template.render(transition, fallback=text)
     return {
         "text": text,
         "blocks": [
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"{emoji} *{name}* is *{status}*{previous}"},
+                "text": {"type": "mrkdwn", "text": headline},
             },
             {
                 "type": "context",
@@ -47,14 +59,14 @@ def slack_message(transition: Transition) -> dict[str, Any]:
     }
 
 
-class SlackConfig(NotifierConfig):
+class SlackConfig(TemplatedConfig):
     webhook_url: SecretStr | None = None
     webhook_url_file: Path | None = None
 
     @model_validator(mode="after")
     def _resolve_file(self) -> SlackConfig:
         if self.webhook_url_file is not None:
-            object.__setattr__(self, "webhook_url", _read_file(self.webhook_url_file))
+            object.__setattr__(self, "webhook_url", secret_from_file(self.webhook_url_file))
         if self.webhook_url is None:
             raise ValueError("needs webhook_url (or webhook_url_file)")
         if not self.webhook_url.get_secret_value().startswith(("http://", "https://")):
@@ -68,8 +80,9 @@ class SlackNotifier:
     config_model: ClassVar[type[NotifierConfig]] = SlackConfig
     min_interval_s = 1.0
 
-    def __init__(self, url: str, context: NotifierContext) -> None:
+    def __init__(self, url: str, context: NotifierContext, template: Template | None = None) -> None:
         self._url = url
+        self._template = template
         self._http = context.http
         self.identity = url
         self.description = f"slack {host_of(url)}"
@@ -77,7 +90,7 @@ class SlackNotifier:
     @classmethod
     def from_config(cls, config: SlackConfig, context: NotifierContext) -> SlackNotifier:
         assert config.webhook_url is not None  # the validator made sure
-        return cls(config.webhook_url.get_secret_value(), context)
+        return cls(config.webhook_url.get_secret_value(), context, config.compiled_template())
 
     async def send(self, transition: Transition) -> None:
-        await post_json(self._http, self._url, json.dumps(slack_message(transition)).encode())
+        await post_json(self._http, self._url, json.dumps(slack_message(transition, self._template)).encode())

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import IO, ClassVar, Literal
 
+from pydantic import model_validator
+
 from ftwatch.model import Transition, human_status
-from ftwatch.notifiers.base import NotifierConfig, NotifierContext
+from ftwatch.notifiers.base import NotifierConfig, NotifierContext, TemplatedConfig
+from ftwatch.templates import Template
 
 __all__ = ["StdoutConfig", "StdoutNotifier", "text_line"]
 
@@ -17,8 +20,14 @@ def text_line(transition: Transition) -> str:
     return f"{transition.occurred_at}  {name} ({transition.model_id})  {previous} -> {human_status(transition.status)}"
 
 
-class StdoutConfig(NotifierConfig):
+class StdoutConfig(TemplatedConfig):
     format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _template_is_text(self) -> StdoutConfig:
+        if self.template is not None and self.format == "json":
+            raise ValueError('template words the text format; with format = "json" the line is the webhook body')
+        return self
 
 
 class StdoutNotifier:
@@ -27,19 +36,22 @@ class StdoutNotifier:
     config_model: ClassVar[type[NotifierConfig]] = StdoutConfig
     min_interval_s = 0.0
 
-    def __init__(self, fmt: str, stream: IO[str]) -> None:
+    def __init__(self, fmt: str, stream: IO[str], template: Template | None = None) -> None:
         self._format = fmt
+        self._template = template
         self._stream = stream
         self.identity = f"stdout:{fmt}"
         self.description = "stdout"
 
     @classmethod
     def from_config(cls, config: StdoutConfig, context: NotifierContext) -> StdoutNotifier:
-        return cls(config.format, context.stdout)
+        return cls(config.format, context.stdout, config.compiled_template())
 
     async def send(self, transition: Transition) -> None:
         if self._format == "json":
             line = json.dumps(transition.to_payload(), separators=(",", ":"))
+        elif self._template is not None:
+            line = self._template.render(transition, fallback=text_line(transition))
         else:
             line = text_line(transition)
         self._stream.write(line + "\n")

@@ -11,22 +11,16 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ftwatch.model import Transition
-from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json
+from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json, secret_from_file
+from ftwatch.templates import Template, compile_template
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
 
 
-def _read_file(path: Path) -> SecretStr:
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    if not value:
-        raise ValueError(f"{path} is empty")
-    return SecretStr(value)
+_RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding"}
 
 
 def _secret_key(secret: str) -> bytes:
@@ -49,6 +43,17 @@ class WebhookConfig(NotifierConfig):
     url_file: Path | None = None
     secret: SecretStr | None = None
     secret_file: Path | None = None
+    #: Extra headers; values are templates. The body is the contract's, always.
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, template in value.items():
+            if name.lower() in _RESERVED_HEADERS or name.lower().startswith("webhook-"):
+                raise ValueError(f"header {name!r} is ftwatch's own (the body and its signature are fixed)")
+            compile_template(template)
+        return value
 
     @field_validator("url")
     @classmethod
@@ -60,11 +65,11 @@ class WebhookConfig(NotifierConfig):
     @model_validator(mode="after")
     def _resolve_files(self) -> WebhookConfig:
         if self.url_file is not None:
-            object.__setattr__(self, "url", _read_file(self.url_file))
+            object.__setattr__(self, "url", secret_from_file(self.url_file))
         if self.url is None:
             raise ValueError("needs url (or url_file)")
         if self.secret_file is not None:
-            object.__setattr__(self, "secret", _read_file(self.secret_file))
+            object.__setattr__(self, "secret", secret_from_file(self.secret_file))
         if self.secret is not None:
             _secret_key(self.secret.get_secret_value())
         return self
@@ -76,9 +81,12 @@ class WebhookNotifier:
     config_model: ClassVar[type[NotifierConfig]] = WebhookConfig
     min_interval_s = 0.0
 
-    def __init__(self, url: str, secret: str | None, context: NotifierContext) -> None:
+    def __init__(
+        self, url: str, secret: str | None, context: NotifierContext, headers: dict[str, Template] | None = None
+    ) -> None:
         self._url = url
         self._secret = secret
+        self._headers = headers or {}
         self._http = context.http
         self.identity = url
         self.description = f"webhook {host_of(url)}"
@@ -87,14 +95,15 @@ class WebhookNotifier:
     def from_config(cls, config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
         assert config.url is not None  # the validator made sure
         secret = config.secret.get_secret_value() if config.secret else None
-        return cls(config.url.get_secret_value(), secret, context)
+        headers = {name: compile_template(value) for name, value in config.headers.items()}
+        return cls(config.url.get_secret_value(), secret, context, headers)
 
     async def send(self, transition: Transition) -> None:
         body = json.dumps(transition.to_payload(), separators=(",", ":")).encode()
-        headers = {}
+        headers = {name: template.render(transition) for name, template in self._headers.items()}
         if self._secret is not None:
             timestamp = int(time.time())
-            headers = {
+            headers |= {
                 "webhook-id": transition.id,
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(self._secret, transition.id, timestamp, body),

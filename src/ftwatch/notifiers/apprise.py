@@ -1,0 +1,81 @@
+"""The Apprise bridge: every service Apprise knows (Teams, Discord, e-mail, ntfy, …).
+
+Optional: ``pip install 'ftwatch[apprise]'``. Apprise is synchronous, so each send
+runs in a worker thread; the outbox, retries and pacing are the dispatcher's, as for
+every notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+from pydantic import Field, SecretStr, model_validator
+
+from ftwatch.model import Transition, human_status
+from ftwatch.notifiers.base import DeliveryFailedError, NotifierConfig, NotifierContext, TemplatedConfig
+from ftwatch.notifiers.stdout import text_line
+from ftwatch.templates import Template
+
+if TYPE_CHECKING:
+    import apprise as apprise_module
+
+__all__ = ["AppriseConfig", "AppriseNotifier"]
+
+_INSTALL = "the apprise notifier needs Apprise: pip install 'ftwatch[apprise]'"
+
+
+def _import_apprise() -> Any:
+    try:
+        import apprise  # noqa: PLC0415 - optional dependency, imported only when configured
+    except ImportError:
+        raise ValueError(_INSTALL) from None
+    return apprise
+
+
+class AppriseConfig(TemplatedConfig):
+    #: Apprise URLs (``json://``, ``discord://``, ``mailto://`` …); they hold tokens.
+    urls: list[SecretStr] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _loadable(self) -> AppriseConfig:
+        apprise = _import_apprise()
+        for url in self.urls:
+            if apprise.Apprise.instantiate(url.get_secret_value()) is None:
+                scheme = url.get_secret_value().partition("://")[0]
+                raise ValueError(f"Apprise does not understand a {scheme}:// URL (or it is malformed)")
+        return self
+
+
+class AppriseNotifier:
+    """Sends title and body through Apprise to every configured URL."""
+
+    config_model: ClassVar[type[NotifierConfig]] = AppriseConfig
+    min_interval_s = 0.0
+
+    def __init__(self, urls: list[str], template: Template | None = None) -> None:
+        apprise = _import_apprise()
+        # Apprise logs a service's URL on failure, and URLs hold tokens.
+        logging.getLogger("apprise").setLevel(logging.ERROR)
+        self._apprise: apprise_module.Apprise = apprise.Apprise()
+        for url in urls:
+            self._apprise.add(url)
+        self._template = template
+        self.identity = "\n".join(sorted(urls))
+        schemes = sorted({url.partition("://")[0] for url in urls})
+        self.description = f"apprise {','.join(schemes)}"
+
+    @classmethod
+    def from_config(cls, config: AppriseConfig, context: NotifierContext) -> AppriseNotifier:
+        return cls([url.get_secret_value() for url in config.urls], config.compiled_template())
+
+    async def send(self, transition: Transition) -> None:
+        name = transition.model_name or transition.model_id
+        title = f"{name} is {human_status(transition.status)}"
+        body = text_line(transition)
+        if self._template is not None:
+            body = self._template.render(transition, fallback=body)
+        delivered = await anyio.to_thread.run_sync(lambda: bool(self._apprise.notify(body=body, title=title)))
+        if not delivered:
+            raise DeliveryFailedError("Apprise could not deliver to every URL")

@@ -1,0 +1,133 @@
+"""Message templates and the Apprise bridge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftwatch.model import Transition
+from ftwatch.notifiers.slack import slack_message
+from ftwatch.simulator import Simulator
+from ftwatch.templates import SAMPLE, compile_template
+
+from .conftest import notifiers_env, run_cli, wait_for
+from .receiver import Answer, Receiver
+
+
+def test_templates_render_the_transition_fields() -> None:
+    template = compile_template("{{ model }} ({{ model_id }}) {{ previous_status_human }} → {{ status | human }}")
+    assert template.render(SAMPLE) == "sample-model (ft-sample) deploying api → ready"
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("{{ model ", "TemplateSyntaxError"),
+        ("{{ modle }}", "'modle' is undefined"),
+        ("{{ model.__class__.__mro__ }}", "SecurityError"),
+        ("{{ ''.__class__.__base__.__subclasses__() }}", "SecurityError"),
+        ("{% for i in range(10**9) %}{% endfor %}", "OverflowError"),
+    ],
+)
+def test_broken_or_escaping_templates_are_rejected(source: str, reason: str) -> None:
+    with pytest.raises(ValueError, match="template is broken") as broken:
+        compile_template(source)
+    assert reason in str(broken.value)
+
+
+def test_a_template_that_breaks_on_one_transition_falls_back() -> None:
+    template = compile_template("{{ previous_status_human | upper }}")
+    first_job = Transition("i", "ft-1", None, "STATUS_QUEUED", None, "2026-01-01T00:00:00.000000000Z", None, "x")
+    assert template.render(first_job, fallback="default words") in {"NONE", "default words"}
+
+
+def test_slack_template_words_text_and_blocks() -> None:
+    message = slack_message(SAMPLE, compile_template(":rocket: {{ model }} went {{ status_human }}"))
+    assert message["text"] == ":rocket: sample-model went ready"
+    assert message["blocks"][0]["text"]["text"] == ":rocket: sample-model went ready"
+    assert "ft-sample" in message["blocks"][1]["elements"][0]["text"]
+
+
+def test_check_config_rejects_a_broken_template(base_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "ftwatch.toml"
+    config.write_text(
+        '[[notifiers]]\ntype = "slack"\nwebhook_url = "https://hooks.example.com/x"\ntemplate = "{{ nmae }}"\n'
+    )
+    done = run_cli(["check-config", "--config", str(config)], base_env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "ftwatch: invalid configuration: notifiers[0] (slack).template: "
+        "template is broken: UndefinedError: 'nmae' is undefined"
+    )
+
+
+def test_stdout_template_and_webhook_headers(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    model = sim.add_model("classifier", "STATUS_DEPLOYING_API")
+    env = {
+        **base_env,
+        **notifiers_env(
+            {"type": "stdout", "template": "{{ model }}: {{ status_human | upper }}"},
+            {"type": "webhook", "url": receiver.url, "headers": {"X-Model": "{{ model_id }}", "X-Team": "ml-platform"}},
+        ),
+    }
+    assert run_cli(["run", "--once"], env).returncode == 0
+    sim.set_status(model, "STATUS_READY")
+    done = run_cli(["run", "--once"], env)
+    assert done.stdout == "classifier: READY\n"
+    [got] = receiver.received
+    assert got.headers["x-model"] == model
+    assert got.headers["x-team"] == "ml-platform"
+    assert got.json()["status"] == "STATUS_READY"  # the body is the contract's, untouched
+
+
+def test_webhook_headers_cannot_replace_the_signature(base_env: dict[str, str]) -> None:
+    env = {
+        **base_env,
+        **notifiers_env({"type": "webhook", "url": "https://example.com/h", "headers": {"Webhook-Signature": "v1,x"}}),
+    }
+    done = run_cli(["check-config"], env)
+    assert done.returncode == 2
+    assert "ftwatch's own" in done.stderr
+
+
+def test_apprise_delivers_through_json_scheme(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    model = sim.add_model("summarizer", "STATUS_FINETUNING")
+    url = receiver.url.replace("http://", "json://")
+    env = {
+        **base_env,
+        **notifiers_env({"type": "apprise", "urls": [url], "template": "{{ model }} -> {{ status_human }}"}),
+    }
+    assert run_cli(["run", "--once"], env).returncode == 0
+    sim.set_status(model, "STATUS_FAILED")
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 0, done.stderr
+    [got] = receiver.bodies()
+    assert got["title"] == "summarizer is failed"
+    assert got["message"] == "summarizer -> failed"
+
+
+def test_apprise_failure_is_retried_from_the_outbox(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
+    model = sim.add_model("m", "STATUS_FINETUNING")
+    env = {**base_env, **notifiers_env({"type": "apprise", "urls": [receiver.url.replace("http://", "json://")]})}
+    assert run_cli(["run", "--once"], env).returncode == 0
+    sim.set_status(model, "STATUS_READY")
+    receiver.answer(Answer(500))
+    failed = run_cli(["run", "--once"], env)
+    assert "notify.failed" in failed.stderr
+    assert receiver.received == []
+    # The retry is due after its backoff (tens of milliseconds here): run again until then.
+    wait_for(lambda: run_cli(["run", "--once"], env).returncode == 0 and receiver.received, what="the retry")
+    assert [b["title"] for b in receiver.bodies()] == ["m is ready"]
+
+
+def test_apprise_without_the_extra_says_how_to_install(base_env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "apprise"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {**base_env, "PYTHONPATH": str(tmp_path), **notifiers_env({"type": "apprise", "urls": ["json://x"]})}
+    done = run_cli(["check-config"], env)
+    assert done.returncode == 2
+    assert "pip install 'ftwatch[apprise]'" in done.stderr
