@@ -99,6 +99,7 @@ class Daemon:
             text=True,
         )
         self.stdout = ""
+        self._stopping = False
         self._lines: list[str] = []
         # Read stderr as it comes, so tests can wait for a log event.
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -117,10 +118,13 @@ class Daemon:
         wait_for(lambda: self.stderr.count(text) >= count, timeout, what=f"log {text!r}")
 
     def send(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._stopping = True
         self.proc.send_signal(signum)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
+        """Stop it (unless a stop signal was sent already) and wait for its exit code."""
+        if self.proc.poll() is None and (signum == signal.SIGKILL or not self._stopping):
             self.proc.send_signal(signum)
         assert self.proc.stdout is not None
         self.stdout += self.proc.stdout.read()

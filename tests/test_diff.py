@@ -128,3 +128,20 @@ def test_transition_carries_the_contract_fields() -> None:
         "user_id": "u1",
         "detected_at": "2026-11-01T12:00:05.120Z",
     }
+
+
+@given(st.lists(STEP, min_size=2, max_size=6), st.integers())
+def test_a_lazy_baseline_from_updated_at_equals_a_read_one(
+    steps: list[list[tuple[int, str, str | None]]], seed: int
+) -> None:
+    """A baseline taken from the list's updated_at, without reading events, sends the
+    same transitions as one taken from the events (for events after that instant)."""
+    later = [[(gap + 1, status, user) for gap, status, user in step] for step in steps[1:]]
+    snapshots = _grow([steps[0], *later])
+    read, _ = diff_events("ft-1", "m", None, snapshots[0], baseline=True, detected_at_ns=0)
+    newest = max((e.created_at_ns for e in snapshots[0]), default=0)
+    lazy = Cursor(newest, frozenset(), snapshots[0][-1].status if snapshots[0] else None, lazy=True)
+    _, from_read = _poll_all(snapshots[1:], baseline=False, seed=seed, cursor=read)
+    _, from_lazy = _poll_all(snapshots[1:], baseline=False, seed=seed, cursor=lazy)
+    assert [t.id for t in from_lazy] == [t.id for t in from_read]
+    assert [t.previous_status for t in from_lazy] == [t.previous_status for t in from_read]

@@ -96,7 +96,7 @@ def test_sigterm_then_restart_sends_no_duplicates(
     model = sim.add_model("m", "STATUS_QUEUED")
     env = _hook_env(base_env, receiver)
     daemon = daemons(env)
-    wait_for(lambda: sim.count("list_events") >= 2, what="a few polls")
+    wait_for(lambda: sim.count("list_models") >= 2, what="a few polls")
     sim.set_status(model, "STATUS_FINETUNING")
     wait_for(lambda: len(receiver.received) == 1, what="first delivery")
     assert daemon.stop(signal.SIGTERM) == 0
@@ -105,8 +105,8 @@ def test_sigterm_then_restart_sends_no_duplicates(
     sim.set_status(model, "STATUS_READY")  # while nobody watches
     again = daemons(env)
     wait_for(lambda: len(receiver.received) == 2, what="the change made while stopped")
-    polls = sim.count("list_events")
-    wait_for(lambda: sim.count("list_events") >= polls + 3, what="more polls")
+    polls = sim.count("list_models")
+    wait_for(lambda: sim.count("list_models") >= polls + 3, what="more polls")
     assert again.stop(signal.SIGINT) == 0
     assert [b["status"] for b in receiver.bodies()] == ["STATUS_FINETUNING", "STATUS_READY"]
 
@@ -148,7 +148,7 @@ def test_one_dead_receiver_does_not_delay_another(
             **notifiers_env({"type": "webhook", "url": dead.url}, {"type": "webhook", "url": receiver.url}),
         }
         daemon = daemons(env)
-        wait_for(lambda: sim.count("list_events") >= 1, what="baseline")
+        wait_for(lambda: sim.count("list_models") >= 1, what="baseline")
         for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY"):
             sim.set_status(model, status)
         wait_for(lambda: len(receiver.received) == 3, what="the live receiver gets all three")
@@ -182,7 +182,7 @@ def test_api_faults_during_a_run_delay_but_lose_nothing(
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**_hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
     daemon = daemons(env)
-    wait_for(lambda: sim.count("list_events") >= 1, what="baseline")
+    wait_for(lambda: sim.count("list_models") >= 1, what="baseline")
     sim.inject(Fault("503"), times=6)
     sim.set_status(model, "STATUS_READY")
     wait_for(lambda: len(receiver.received) == 1, what="delivery after the API recovers")

@@ -34,9 +34,10 @@ async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
         sim.set_status(ids[0], "STATUS_PAUSED" if i % 2 else "STATUS_READY")
     async with httpx.AsyncClient() as http:
         source = _source(http, sim)
-        models = await source.list_models()
+        listing = await source.list_models()
         events = await source.list_events(ids[0])
-    assert [m.id for m in models] == ids
+    assert [m.id for m in listing.models] == ids
+    assert listing.requests == 3
     assert len(events) == 8
     assert sim.count("list_models") == 3  # 8 models, pages capped at 3
     assert sim.client_names["ftwatch"] == sim.count()
@@ -57,8 +58,8 @@ async def test_faults_are_retried(sim: Simulator, kind: str) -> None:
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault(kind, endpoint="list_models", retry_after_s=0.05), times=2)
     async with httpx.AsyncClient() as http:
-        models = await _source(http, sim).list_models()
-    assert [m.name for m in models] == ["m"]
+        listing = await _source(http, sim).list_models()
+    assert [m.name for m in listing.models] == ["m"]
     assert sim.pending_faults() == 0
 
 
@@ -75,8 +76,8 @@ async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("slow", delay_s=1.0))
     async with httpx.AsyncClient(timeout=0.2) as http:
-        models = await _source(http, sim).list_models()
-    assert len(models) == 1
+        listing = await _source(http, sim).list_models()
+    assert len(listing.models) == 1
     assert sim.count("list_models") == 2
 
 
@@ -109,7 +110,7 @@ async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) ->
     async with httpx.AsyncClient() as http:
         source = CohereSource(http, base_url=sim.url, key_source=KeySource(key_file))
         key_file.write_text(DEFAULT_KEY)  # rotated, as a mounted Secret is
-        assert len(await source.list_models()) == 1
+        assert len((await source.list_models()).models) == 1
         key_file.write_text("revoked")
         sim.keys = {"another"}
         with pytest.raises(AuthRefusedError) as refused:

@@ -107,7 +107,7 @@ def test_in_a_pipe_it_prints_one_line_per_transition(sim: Simulator, base_env: d
         text=True,
     )
     try:
-        wait_for(lambda: sim.count("list_events") >= 1, what="baseline")
+        wait_for(lambda: sim.count("list_models") >= 1, what="baseline")
         sim.set_status(model, "STATUS_FINETUNING")
         sim.set_status(model, "STATUS_READY")
         assert proc.stdout is not None

@@ -185,7 +185,7 @@ async def _models(settings: Settings, as_json: bool) -> int:
 
     async with api_client(settings) as http:
         try:
-            models = await make_source(http, settings).list_models()
+            models = (await make_source(http, settings).list_models()).models
         except SourceError as exc:
             raise FtwatchError(f"the API failed: {exc}") from None
     if as_json:

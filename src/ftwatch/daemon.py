@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -50,13 +50,19 @@ def api_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def make_source(
-    http: httpx.AsyncClient, settings: Settings, metrics: Metrics | None = None, health: Health | None = None
+    http: httpx.AsyncClient,
+    settings: Settings,
+    metrics: Metrics | None = None,
+    health: Health | None = None,
+    on_request: Callable[[], None] | None = None,
 ) -> CohereSource:
     def observe(endpoint: str, code: str, seconds: float) -> None:
         if metrics is not None:
             metrics.api_request(endpoint, code, seconds)
         if health is not None:
             health.beat()
+        if on_request is not None:
+            on_request()
 
     return CohereSource(
         http,
@@ -80,6 +86,7 @@ class Daemon:
         self.stdout = stdout
         self.metrics = Metrics(__version__)
         self.health = Health(settings.poll.interval_s)
+        self.requests = 0  # API requests so far, for the budget warning
         self.systemd = SystemdNotifier()
         self.fatal: Exception | None = None
         self._stop = anyio.Event()
@@ -102,7 +109,7 @@ class Daemon:
             async with api_client(self.settings) as api_http, httpx.AsyncClient(timeout=10.0) as hook_http:
                 context = NotifierContext(http=hook_http, stdout=self.stdout)
                 notifiers = build_notifiers(self.settings.notifiers, context)
-                source = make_source(api_http, self.settings, self.metrics, self.health)
+                source = make_source(api_http, self.settings, self.metrics, self.health, self._count_request)
                 dispatcher = Dispatcher(store, self._policy(), observer=self.metrics.notification)
                 poller = Poller(
                     source,
@@ -110,7 +117,8 @@ class Daemon:
                     models=self.settings.poll.models,
                     routes=lambda: routes_of(dispatcher.notifiers),
                     concurrency=self.settings.poll.concurrency,
-                    reconcile_every=self.settings.poll.reconcile_every,
+                    reconcile_share=self.settings.poll.reconcile_share,
+                    budget_per_cycle=self._budget_per_cycle(),
                 )
                 log.info(
                     "daemon.start",
@@ -128,6 +136,13 @@ class Daemon:
             store.close()
         if self.fatal is not None:
             raise self.fatal
+
+    def _count_request(self) -> None:
+        self.requests += 1
+
+    def _budget_per_cycle(self) -> int:
+        """Requests one cycle may make if cycles are to keep to the interval."""
+        return max(1, int(self.settings.cohere.max_requests_per_minute * self.settings.poll.interval_s / 60))
 
     def _policy(self) -> RetryPolicy:
         d = self.settings.delivery
@@ -178,6 +193,7 @@ class Daemon:
 
     async def _cycle(self, poller: Poller, dispatcher: Dispatcher) -> CycleResult | None:
         started = anyio.current_time()
+        requests_before = self.requests
         try:
             result = await poller.cycle()
         except AuthRefusedError as exc:
@@ -205,14 +221,27 @@ class Daemon:
                 previous_status=transition.previous_status,
                 transition_id=transition.id,
             )
+        requests = self.requests - requests_before
         log.info(
             "poll.cycle",
             models=result.models,
+            mode=result.mode,
+            requests=requests,
             events=result.events_read,
             transitions=len(result.transitions),
             baseline=result.baseline,
             seconds=round(elapsed, 3),
         )
+        budget = self._budget_per_cycle()
+        if requests > budget and not result.baseline:
+            log.warning(
+                "poll.over_budget",
+                requests=requests,
+                budget=budget,
+                max_requests_per_minute=self.settings.cohere.max_requests_per_minute,
+                interval_s=self.settings.poll.interval_s,
+                fix="cycles stretch to stay within the budget; raise poll.interval_s to keep to it",
+            )
         if result.transitions:
             dispatcher.wake()
         if not self._ready_sent:

@@ -30,6 +30,9 @@ class Cursor:
     at_ns: int | None
     seen_at_last: frozenset[EventKey]
     last_status: str | None
+    #: A baseline taken from the model list without reading events: every event at
+    #: or before ``at_ns`` (the model's ``updated_at``) counts as seen.
+    lazy: bool = False
 
 
 def transition_id(model_id: str, created_at_ns: int, status: str, user_id: str | None, position: int) -> str:
@@ -69,6 +72,11 @@ def diff_events(
     keyed = _keyed(events)
     if cursor is None and baseline:
         return _advance(Cursor(None, frozenset(), None), keyed, keyed[-1][0].status if keyed else None), []
+    if cursor is not None and cursor.lazy:
+        # Turn the lazy baseline into a real cursor: what it covers is history.
+        at = cursor.at_ns if cursor.at_ns is not None else -1
+        known = [(e, k) for e, k in keyed if e.created_at_ns <= at]
+        cursor = _advance(Cursor(None, frozenset(), None), known, known[-1][0].status if known else cursor.last_status)
 
     start = cursor or Cursor(None, frozenset(), None)
     new = [

@@ -15,6 +15,7 @@ __all__ = [
     "KNOWN_STATUSES",
     "Event",
     "ModelInfo",
+    "ModelListing",
     "Transition",
     "format_timestamp",
     "human_status",
@@ -116,6 +117,14 @@ class ModelInfo:
     name: str | None
     status: str
     updated_at_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelListing:
+    """The whole model list, and how many requests (pages) it took to read."""
+
+    models: list[ModelInfo]
+    requests: int
 
 
 @dataclass(frozen=True, slots=True)

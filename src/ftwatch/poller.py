@@ -1,17 +1,27 @@
-"""One poll cycle: source -> diff -> store. Knows no notifier, only their routes."""
+"""One poll cycle: source -> diff -> store. Knows no notifier, only their routes.
+
+Two ways to find what changed, whichever costs fewer requests:
+
+- **list mode** (all models, or many configured ones): read the model list (a page
+  of models per request) and ask for the events of only the models whose status or
+  ``updated_at`` moved, the new ones, and a few others each cycle as a safety net
+  (the reconcile, spread over the cycles). The first cycle takes its baseline from
+  the list alone, without reading a single history.
+- **per-model mode** (a few configured models): ask each for its newest events.
+"""
 
 from __future__ import annotations
 
 import functools
+import math
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import structlog
 
-from ftwatch.diff import diff_events
+from ftwatch.diff import Cursor, diff_events
 from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.outbox import Route
 from ftwatch.source import ModelNotFoundError, Source
@@ -33,20 +43,23 @@ class CycleResult:
     not_found: list[str] = field(default_factory=list)
     #: Every model's current status as the cycle saw it (for live views).
     statuses: dict[str, ModelInfo] = field(default_factory=dict)
+    mode: str = "list"
 
 
 @dataclass(slots=True)
 class _Fetched:
     info: ModelInfo
-    events: list[Event] | None  # None: not read this cycle
+    events: list[Event] | None = None  # None: not read this cycle
+    lazy_baseline: bool = False  # baseline from the list, no events read
 
 
 class Poller:
     """Runs cycles against one source and one store.
 
-    ``models`` empty means every model of the key: then a cycle reads the model list
-    and asks for the events of only the models whose status or ``updated_at`` moved,
-    the new ones, and a rotating share of the rest (``reconcile_every``).
+    ``models`` empty means every model of the key. ``reconcile_share``: extra event
+    reads per cycle for the reconcile, as a share of the list requests (0.1: a tenth
+    more). ``budget_per_cycle``: requests a cycle may spend at most on reconciling and
+    listing together, so the reconcile never eats into the key's budget.
     """
 
     def __init__(
@@ -57,20 +70,23 @@ class Poller:
         models: Sequence[str] = (),
         routes: Callable[[], Sequence[Route]] = lambda: (),
         concurrency: int = 8,
-        reconcile_every: int = 10,
+        reconcile_share: float = 0.1,
+        budget_per_cycle: int | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.source = source
         self.store = store
         self.models = list(dict.fromkeys(models))
         self.routes = routes
-        self.reconcile_every = reconcile_every
+        self.reconcile_share = reconcile_share
+        self.budget_per_cycle = budget_per_cycle
         self._limit = anyio.CapacityLimiter(concurrency)
         self._clock_ns = wall_clock_ns
         self._state: dict[str, ModelState] | None = None
         self._fresh = True
-        self._cycle_no = 0
         self._missing: set[str] = set()
+        self._reconcile_next = 0  # round-robin position over the sorted model ids
+        self._list_cost: int | None = None  # requests the last full listing took
 
     def known(self, model_id: str) -> ModelState | None:
         """What the last committed cycle knows of one model."""
@@ -82,15 +98,25 @@ class Poller:
             self._fresh = await anyio.to_thread.run_sync(self.store.is_fresh)
         return self._state
 
-    def _reconcile_turn(self, model_id: str) -> bool:
-        # Spread the full re-read over the cycles rather than doing it in one burst.
-        return zlib.crc32(model_id.encode()) % self.reconcile_every == self._cycle_no % self.reconcile_every
+    def _list_mode(self) -> bool:
+        if not self.models:
+            return True
+        # Configured models: listing pays off when it takes fewer requests than
+        # asking each model. Unknown until the first listing, which tries it.
+        if len(self.models) == 1:
+            return False
+        return self._list_cost is None or self._list_cost < len(self.models)
 
     async def cycle(self) -> CycleResult:
         """Poll once and commit what is new. Raises the source's errors."""
         state = await self._load()
         fresh = self._fresh
-        fetched, not_found = await (self._fetch_listed(state) if not self.models else self._fetch_explicit(state))
+        list_mode = self._list_mode()
+        if list_mode:
+            fetched, not_found = await self._fetch_listed(state, fresh)
+        else:
+            fetched, not_found = await self._fetch_each(state)
+        self._report_missing(not_found)
         detected_at_ns = self._clock_ns()
 
         changed: dict[str, ModelState] = {}
@@ -98,30 +124,36 @@ class Poller:
         events_read = 0
         for model_id, item in fetched.items():
             old = state.get(model_id)
+            info = item.info
+            if item.lazy_baseline:
+                assert info.updated_at_ns is not None
+                cursor = Cursor(info.updated_at_ns, frozenset(), info.status, lazy=True)
+                changed[model_id] = ModelState(cursor, info.name, info.status, info.updated_at_ns)
+                continue
             if item.events is None:
-                if old is not None and old.name != item.info.name:
-                    changed[model_id] = ModelState(old.cursor, item.info.name, old.list_status, old.list_updated_ns)
+                if old is not None and old.name != info.name:
+                    changed[model_id] = ModelState(old.cursor, info.name, old.list_status, old.list_updated_ns)
                 continue
             events_read += len(item.events)
-            # First start, or a model named in the config: history so far is the baseline.
-            # A model that shows up later in all-models mode is a new job: all is news.
+            # First start, or a model named in the config: history so far is the
+            # baseline. A model that shows up later in all-models mode is a new job.
             baseline = fresh or bool(self.models)
             cursor, new = diff_events(
                 model_id,
-                item.info.name,
+                info.name,
                 old.cursor if old else None,
                 item.events,
                 baseline=baseline,
                 detected_at_ns=detected_at_ns,
             )
-            consistent = not item.events or cursor.last_status == item.info.status
+            consistent = not item.events or cursor.last_status == info.status
             changed[model_id] = ModelState(
                 cursor=cursor,
-                name=item.info.name,
+                name=info.name,
                 # Remember what the list said only once the events agree with it, so
-                # an event that lags the list is fetched again next cycle.
-                list_status=item.info.status if consistent else (old.list_status if old else None),
-                list_updated_ns=item.info.updated_at_ns if consistent else (old.list_updated_ns if old else None),
+                # an event that lags behind the list is read again next cycle.
+                list_status=info.status if consistent else (old.list_status if old else None),
+                list_updated_ns=info.updated_at_ns if consistent else (old.list_updated_ns if old else None),
             )
             transitions.extend(new)
 
@@ -131,7 +163,6 @@ class Poller:
         await anyio.to_thread.run_sync(self.store.commit_cycle, changed, transitions, routes, time.time())
         state.update(changed)
         self._fresh = False
-        self._cycle_no += 1
         return CycleResult(
             transitions=transitions,
             models=len(fetched),
@@ -139,7 +170,14 @@ class Poller:
             baseline=fresh,
             not_found=not_found,
             statuses={model_id: item.info for model_id, item in fetched.items()},
+            mode="list" if list_mode else "per-model",
         )
+
+    def _report_missing(self, not_found: list[str]) -> None:
+        for model_id in not_found:
+            if model_id not in self._missing:
+                log.warning("model.not_found", model_id=model_id, fix="check the id in poll.models")
+        self._missing = set(not_found)
 
     async def _run_all(self, calls: list[Callable[[], Awaitable[None]]]) -> None:
         """Run coroutines with bounded concurrency; re-raise the first failure plainly."""
@@ -158,9 +196,45 @@ class Poller:
         if errors:
             raise errors[0]
 
-    async def _fetch_listed(self, state: dict[str, ModelState]) -> tuple[dict[str, _Fetched], list[str]]:
-        listed = await self.source.list_models()
-        fetched = {info.id: _Fetched(info, None) for info in listed}
+    def _reconcile_window(self, ids: list[str], list_requests: int, already: int) -> set[str]:
+        """The next few models, round robin, whose events are re-read anyway."""
+        if not ids:
+            return set()
+        size = max(1, math.floor(list_requests * self.reconcile_share)) if self.reconcile_share > 0 else 0
+        if self.budget_per_cycle is not None:
+            size = min(size, max(0, self.budget_per_cycle - list_requests - already))
+        size = min(size, len(ids))
+        start = self._reconcile_next % len(ids)
+        self._reconcile_next = start + size
+        return {ids[(start + i) % len(ids)] for i in range(size)}
+
+    async def _fetch_listed(self, state: dict[str, ModelState], fresh: bool) -> tuple[dict[str, _Fetched], list[str]]:
+        listing = await self.source.list_models()
+        self._list_cost = listing.requests
+        wanted = set(self.models)
+        listed = [info for info in listing.models if not wanted or info.id in wanted]
+        not_found = sorted(wanted - {info.id for info in listed})
+        fetched = {info.id: _Fetched(info) for info in listed}
+
+        reads: list[tuple[str, int | None]] = []
+        idle: list[str] = []
+        for info in listed:
+            item = fetched[info.id]
+            old = state.get(info.id)
+            if old is None:
+                if (fresh or self.models) and info.updated_at_ns is not None:
+                    item.lazy_baseline = True  # nothing to read: the list is the baseline
+                else:
+                    reads.append((info.id, None))
+                continue
+            if old.list_status != info.status or old.list_updated_ns != info.updated_at_ns:
+                reads.append((info.id, None if old.cursor.lazy else old.cursor.at_ns))
+            else:
+                idle.append(info.id)
+        for model_id in sorted(self._reconcile_window(sorted(idle), listing.requests, len(reads))):
+            old = state[model_id]
+            # A lazy baseline is read whole, once: its cursor has no event keys yet.
+            reads.append((model_id, None if old.cursor.lazy else old.cursor.at_ns))
 
         async def read(model_id: str, newer_than: int | None) -> None:
             try:
@@ -169,22 +243,10 @@ class Poller:
                 # Deleted between the list and now; the next list will tell.
                 del fetched[model_id]
 
-        calls: list[Callable[[], Awaitable[None]]] = []
-        for info in listed:
-            old = state.get(info.id)
-            stale = (
-                old is None
-                or old.list_status != info.status
-                or old.list_updated_ns != info.updated_at_ns
-                or self._reconcile_turn(info.id)
-            )
-            if stale:
-                newer = old.cursor.at_ns if old is not None else None
-                calls.append(functools.partial(read, info.id, newer))
-        await self._run_all(calls)
-        return fetched, []
+        await self._run_all([functools.partial(read, model_id, newer) for model_id, newer in reads])
+        return fetched, not_found
 
-    async def _fetch_explicit(self, state: dict[str, ModelState]) -> tuple[dict[str, _Fetched], list[str]]:
+    async def _fetch_each(self, state: dict[str, ModelState]) -> tuple[dict[str, _Fetched], list[str]]:
         fetched: dict[str, _Fetched] = {}
         not_found: list[str] = []
 
@@ -195,14 +257,11 @@ class Poller:
                     info = ModelInfo(model_id, old.name, old.cursor.last_status or "STATUS_UNSPECIFIED")
                 else:
                     info = await self.source.get_model(model_id)
-                events = await self.source.list_events(model_id, old.cursor.at_ns if old else None)
+                lazy = old is not None and old.cursor.lazy
+                events = await self.source.list_events(model_id, old.cursor.at_ns if old and not lazy else None)
             except ModelNotFoundError:
                 not_found.append(model_id)
-                if model_id not in self._missing:
-                    log.warning("model.not_found", model_id=model_id, fix="check the id in poll.models")
-                self._missing.add(model_id)
                 return
-            self._missing.discard(model_id)
             latest = max(events, key=Event.sort_key).status if events else info.status
             fetched[model_id] = _Fetched(ModelInfo(info.id, info.name, latest, info.updated_at_ns), events)
 

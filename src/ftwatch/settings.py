@@ -71,9 +71,10 @@ class PollSettings(BaseModel):
     models: list[str] = Field(default_factory=list)
     #: API requests in flight at once.
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
-    #: In list mode, every model's events are re-read once per this many cycles
-    #: (spread over the cycles, not in one burst) in case the list missed a change.
-    reconcile_every: Annotated[int, Field(ge=1)] = 10
+    #: In list mode, a few unchanged models have their events re-read each cycle, in
+    #: case the list missed a change: this share of the list's own requests (0.1: a
+    #: tenth more), round robin, so every model is re-read in turn. 0 turns it off.
+    reconcile_share: Annotated[float, Field(ge=0, le=10)] = 0.1
 
 
 class StateSettings(BaseModel):

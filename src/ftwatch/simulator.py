@@ -92,7 +92,7 @@ class Simulator:
         self,
         *,
         keys: tuple[str, ...] = (DEFAULT_KEY,),
-        max_page_size: int = 50,
+        max_page_size: int = 100,
         rate_limit_per_minute: int = 500,
         latency_s: float = 0.0,
     ) -> None:
@@ -152,15 +152,22 @@ class Simulator:
         user_id: str | None = None,
         at_ns: int | None = None,
         touch_updated_at: bool = True,
+        hide_from_list: bool = False,
     ) -> int:
-        """Append an event and change the model's status. Returns the event's time."""
+        """Append an event and change the model's status. Returns the event's time.
+
+        ``touch_updated_at=False``: the list shows the new status but the old
+        ``updated_at``. ``hide_from_list=True``: the list shows nothing of it at all
+        (as an eventually consistent list might, for a while).
+        """
         with self._lock:
             model = self._models[model_id]
             at = self._now_ns() if at_ns is None else at_ns
             model.events.append(SimEvent(status, at, user_id))
-            model.status = status
-            if touch_updated_at:
-                model.updated_at_ns = max(model.updated_at_ns, at)
+            if not hide_from_list:
+                model.status = status
+                if touch_updated_at:
+                    model.updated_at_ns = max(model.updated_at_ns, at)
             return at
 
     def remove_model(self, model_id: str) -> None:

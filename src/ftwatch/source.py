@@ -15,7 +15,7 @@ import stamina
 import structlog
 
 from ftwatch.errors import AuthRefusedError
-from ftwatch.model import Event, ModelInfo, parse_timestamp
+from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.settings import KeySource
@@ -59,7 +59,7 @@ class _TransientError(Exception):
 class Source(Protocol):
     """What the poller needs of a fine-tuning provider."""
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self) -> ModelListing:
         """Every fine-tuned model visible to the key."""
         ...
 
@@ -238,11 +238,13 @@ class CohereSource:
                 raise SourceUnavailableError(f"{endpoint}: the API repeated a page token")
             seen_tokens.add(token)
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self) -> ModelListing:
         models: list[ModelInfo] = []
+        pages = 0
         async for page in self._pages("list_models", _API, "finetuned_models", "created_at"):
             models.extend(self._parsed(_model_info, item) for item in page)
-        return models
+            pages += 1
+        return ModelListing(models, pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._get("get_model", f"{_API}/{model_id}")

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS models (
     at_ns INTEGER,
     seen TEXT NOT NULL,
     last_status TEXT,
+    lazy INTEGER NOT NULL DEFAULT 0,
     list_status TEXT,
     list_updated_ns INTEGER
 );
@@ -112,16 +113,16 @@ class Store:
     def load_models(self) -> dict[str, ModelState]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT model_id, name, at_ns, seen, last_status, list_status, list_updated_ns FROM models"
+                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated_ns FROM models"
             ).fetchall()
         return {
             model_id: ModelState(
-                cursor=Cursor(at_ns, frozenset((s, u, p) for s, u, p in json.loads(seen)), last_status),
+                cursor=Cursor(at_ns, frozenset((s, u, p) for s, u, p in json.loads(seen)), last_status, bool(lazy)),
                 name=name,
                 list_status=list_status,
                 list_updated_ns=list_updated_ns,
             )
-            for model_id, name, at_ns, seen, last_status, list_status, list_updated_ns in rows
+            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated_ns in rows
         }
 
     def commit_cycle(
@@ -138,10 +139,10 @@ class Store:
         queued = 0
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO models (model_id, name, at_ns, seen, last_status, list_status, list_updated_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO models (model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
-                " seen = excluded.seen, last_status = excluded.last_status,"
+                " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
                 " list_status = excluded.list_status, list_updated_ns = excluded.list_updated_ns",
                 [
                     (
@@ -150,6 +151,7 @@ class Store:
                         state.cursor.at_ns,
                         json.dumps(sorted(state.cursor.seen_at_last)),
                         state.cursor.last_status,
+                        int(state.cursor.lazy),
                         state.list_status,
                         state.list_updated_ns,
                     )

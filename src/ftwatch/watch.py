@@ -83,7 +83,7 @@ async def watch_models(
                 store,
                 models=models,
                 concurrency=settings.poll.concurrency,
-                reconcile_every=settings.poll.reconcile_every,
+                reconcile_share=settings.poll.reconcile_share,
             )
             if once:
                 _update(state, poller, await poller.cycle(), interval)

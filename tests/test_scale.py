@@ -1,0 +1,170 @@
+"""The request-saving optimisations must not cost a single transition."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ftwatch.poller import Poller
+from ftwatch.ratelimit import RateLimiter, TokenBucket
+from ftwatch.settings import KeySource
+from ftwatch.simulator import DEFAULT_KEY, Simulator
+from ftwatch.source import CohereSource
+from ftwatch.store import Store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def _poller(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path, models: tuple[str, ...] = (), per_minute: int = 100_000
+) -> Poller:
+    source = CohereSource(
+        http,
+        base_url=sim.url,
+        key_source=KeySource(None, {"CO_API_KEY": DEFAULT_KEY}),
+        limiter=RateLimiter(per_minute),
+        retry_initial_s=0.01,
+    )
+    return Poller(source, Store(tmp_path / "state.db"), models=models, reconcile_share=0.0)
+
+
+async def _statuses(poller: Poller) -> list[tuple[str, str | None, str]]:
+    result = await poller.cycle()
+    return [(t.model_id, t.previous_status, t.status) for t in result.transitions]
+
+
+async def test_first_cycle_reads_only_the_list(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    sim.max_page_size = 10
+    for i in range(35):
+        sim.add_model(f"m{i}", "STATUS_READY", history=("STATUS_QUEUED",))
+    poller = _poller(sim, http, tmp_path)
+    assert await _statuses(poller) == []
+    assert sim.count("list_models") == 4
+    assert sim.count("list_events") == 0
+    assert await _statuses(poller) == []  # steady: the list alone
+    assert sim.count() == 8
+
+
+async def test_status_change_that_keeps_updated_at_is_seen(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    model = sim.add_model("m", "STATUS_FINETUNING")
+    poller = _poller(sim, http, tmp_path)
+    await poller.cycle()
+    sim.set_status(model, "STATUS_READY", touch_updated_at=False)
+    assert await _statuses(poller) == [(model, "STATUS_FINETUNING", "STATUS_READY")]
+
+
+async def test_two_changes_between_list_reads_are_two_transitions(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    model = sim.add_model("m", "STATUS_FINETUNING")
+    poller = _poller(sim, http, tmp_path)
+    await poller.cycle()
+    sim.set_status(model, "STATUS_DEPLOYING_API")
+    sim.set_status(model, "STATUS_READY")
+    assert await _statuses(poller) == [
+        (model, "STATUS_FINETUNING", "STATUS_DEPLOYING_API"),
+        (model, "STATUS_DEPLOYING_API", "STATUS_READY"),
+    ]
+    assert await _statuses(poller) == []
+
+
+async def test_a_model_deleted_and_one_created_between_reads(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    old = sim.add_model("old", "STATUS_READY")
+    kept = sim.add_model("kept", "STATUS_READY")
+    poller = _poller(sim, http, tmp_path)
+    await poller.cycle()
+    sim.remove_model(old)
+    new = sim.add_model("new", "STATUS_QUEUED")
+    sim.set_status(kept, "STATUS_PAUSED")
+    assert sorted(await _statuses(poller)) == sorted(
+        [(new, None, "STATUS_QUEUED"), (kept, "STATUS_READY", "STATUS_PAUSED")]
+    )
+
+
+async def test_the_reconcile_catches_what_the_list_missed(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(5)]
+    poller = _poller(sim, http, tmp_path)
+    poller.reconcile_share = 1.0  # one list request: one model re-read per cycle
+    await poller.cycle()
+    sim.set_status(ids[3], "STATUS_FAILED", hide_from_list=True)
+    seen = []
+    for _ in range(len(ids)):  # every model is re-read within len(ids) cycles
+        seen += await _statuses(poller)
+    assert seen == [(ids[3], "STATUS_FINETUNING", "STATUS_FAILED")]
+    assert sim.count("list_events") == len(ids)
+
+
+async def test_configured_models_use_the_list_when_cheaper(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(12)]
+    sim.add_model("not-watched", "STATUS_FINETUNING")
+    poller = _poller(sim, http, tmp_path, models=(*ids[:10], "ft-gone"))
+    result = await poller.cycle()
+    assert result.mode == "list"
+    assert result.not_found == ["ft-gone"]
+    sim.set_status(ids[2], "STATUS_READY")
+    sim.set_status(ids[11], "STATUS_READY")  # not configured: not reported
+    assert await _statuses(poller) == [(ids[2], "STATUS_FINETUNING", "STATUS_READY")]
+    assert sim.count() == 3  # two list reads, one event read
+
+
+async def test_one_configured_model_is_asked_directly(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    model = sim.add_model("m", "STATUS_FINETUNING")
+    poller = _poller(sim, http, tmp_path, models=(model,))
+    assert (await poller.cycle()).mode == "per-model"
+    sim.set_status(model, "STATUS_READY")
+    assert await _statuses(poller) == [(model, "STATUS_FINETUNING", "STATUS_READY")]
+    assert sim.count("list_models") == 0
+
+
+async def test_the_budget_stretches_cycles_instead_of_causing_429(
+    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The simulator refuses past 120 a minute; ftwatch, given the same budget, never hits it."""
+    sim.rate_limit_per_minute = 120
+    sim.max_page_size = 1
+    for i in range(14):
+        sim.add_model(f"m{i}", "STATUS_READY")
+    poller = _poller(sim, http, tmp_path, per_minute=120)
+    for _ in range(2):
+        await poller.cycle()  # 28 list requests: a burst of 12, then 1.8 a second
+    assert sim.count(code=429) == 0
+    times = [r.at for r in sim.requests]
+    assert times[-1] - times[0] >= (28 - 12) / 1.8 * 0.95
+
+
+@settings(max_examples=200)
+@given(
+    per_minute=st.integers(1, 2000),
+    gaps=st.lists(st.floats(0, 5, allow_nan=False), min_size=1, max_size=400),
+)
+def test_the_bucket_never_exceeds_its_budget_in_any_minute(per_minute: int, gaps: list[float]) -> None:
+    bucket = TokenBucket(per_minute, now=0.0)
+    now, sent = 0.0, []
+    for gap in gaps:
+        now += gap
+        sent.append(now + bucket.reserve(now))  # when the request really goes out
+    sent.sort()
+    start = 0
+    for end, at in enumerate(sent):
+        while sent[start] <= at - 60.0:
+            start += 1
+        assert end - start + 1 <= per_minute + 1e-9
