@@ -119,6 +119,7 @@ class Daemon:
                     concurrency=self.settings.poll.concurrency,
                     reconcile_share=self.settings.poll.reconcile_share,
                     budget_per_cycle=self._budget_per_cycle(),
+                    mode=self.settings.poll.mode,
                 )
                 log.info(
                     "daemon.start",

@@ -56,7 +56,9 @@ class _Fetched:
 class Poller:
     """Runs cycles against one source and one store.
 
-    ``models`` empty means every model of the key. ``reconcile_share``: extra event
+    ``models`` empty means every model of the key. ``mode``: ``auto`` (the cheaper
+    way), ``list`` or ``events`` (ask every model for its events each cycle, as a
+    naive loop would: for APIs whose list cannot be trusted). ``reconcile_share``: extra event
     reads per cycle for the reconcile, as a share of the list requests (0.1: a tenth
     more). ``budget_per_cycle``: requests a cycle may spend at most on reconciling and
     listing together, so the reconcile never eats into the key's budget.
@@ -72,6 +74,7 @@ class Poller:
         concurrency: int = 8,
         reconcile_share: float = 0.1,
         budget_per_cycle: int | None = None,
+        mode: str = "auto",
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.source = source
@@ -80,6 +83,7 @@ class Poller:
         self.routes = routes
         self.reconcile_share = reconcile_share
         self.budget_per_cycle = budget_per_cycle
+        self.mode = mode
         self._limit = anyio.CapacityLimiter(concurrency)
         self._clock_ns = wall_clock_ns
         self._state: dict[str, ModelState] | None = None
@@ -99,8 +103,10 @@ class Poller:
         return self._state
 
     def _list_mode(self) -> bool:
-        if not self.models:
+        if not self.models or self.mode == "list":
             return True
+        if self.mode == "events":
+            return False
         # Configured models: listing pays off when it takes fewer requests than
         # asking each model. Unknown until the first listing, which tries it.
         if len(self.models) == 1:
@@ -221,6 +227,9 @@ class Poller:
         for info in listed:
             item = fetched[info.id]
             old = state.get(info.id)
+            if self.mode == "events":  # the naive way, on request: every history, every cycle
+                reads.append((info.id, None if old is None or old.cursor.lazy else old.cursor.at_ns))
+                continue
             if old is None:
                 if (fresh or self.models) and info.updated_at_ns is not None:
                     item.lazy_baseline = True  # nothing to read: the list is the baseline

@@ -71,6 +71,9 @@ class PollSettings(BaseModel):
     models: list[str] = Field(default_factory=list)
     #: API requests in flight at once.
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    #: How changes are found: "auto" (the cheaper of reading the model list or asking
+    #: each model), "list", or "events" (every model's events every cycle).
+    mode: Literal["auto", "list", "events"] = "auto"
     #: In list mode, a few unchanged models have their events re-read each cycle, in
     #: case the list missed a change: this share of the list's own requests (0.1: a
     #: tenth more), round robin, so every model is re-read in turn. 0 turns it off.

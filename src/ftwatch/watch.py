@@ -84,6 +84,7 @@ async def watch_models(
                 models=models,
                 concurrency=settings.poll.concurrency,
                 reconcile_share=settings.poll.reconcile_share,
+                mode=settings.poll.mode,
             )
             if once:
                 _update(state, poller, await poller.cycle(), interval)
