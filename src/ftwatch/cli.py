@@ -194,7 +194,7 @@ async def _models(settings: Settings, as_json: bool) -> int:
                 "id": m.id,
                 "name": m.name,
                 "status": m.status,
-                "updated_at": format_timestamp(m.updated_at_ns) if m.updated_at_ns is not None else None,
+                "updated_at": format_timestamp(ns) if (ns := m.updated_at_ns) is not None else None,
             }
             for m in models
         ]

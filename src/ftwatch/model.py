@@ -116,7 +116,18 @@ class ModelInfo:
     id: str
     name: str | None
     status: str
-    updated_at_ns: int | None = None
+    #: As the API wrote it: compared as text every cycle, parsed only when needed.
+    updated_at: str | None = None
+
+    @property
+    def updated_at_ns(self) -> int | None:
+        """``updated_at`` in nanoseconds; ``None`` if absent or unreadable."""
+        if not self.updated_at:
+            return None
+        try:
+            return parse_timestamp(self.updated_at)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,8 +105,6 @@ class Poller:
     def _list_mode(self) -> bool:
         if not self.models or self.mode == "list":
             return True
-        if self.mode == "events":
-            return False
         # Configured models: listing pays off when it takes fewer requests than
         # asking each model. Unknown until the first listing, which tries it.
         if len(self.models) == 1:
@@ -134,11 +132,11 @@ class Poller:
             if item.lazy_baseline:
                 assert info.updated_at_ns is not None
                 cursor = Cursor(info.updated_at_ns, frozenset(), info.status, lazy=True)
-                changed[model_id] = ModelState(cursor, info.name, info.status, info.updated_at_ns)
+                changed[model_id] = ModelState(cursor, info.name, info.status, info.updated_at)
                 continue
             if item.events is None:
                 if old is not None and old.name != info.name:
-                    changed[model_id] = ModelState(old.cursor, info.name, old.list_status, old.list_updated_ns)
+                    changed[model_id] = ModelState(old.cursor, info.name, old.list_status, old.list_updated)
                 continue
             events_read += len(item.events)
             # First start, or a model named in the config: history so far is the
@@ -159,7 +157,7 @@ class Poller:
                 # Remember what the list said only once the events agree with it, so
                 # an event that lags behind the list is read again next cycle.
                 list_status=info.status if consistent else (old.list_status if old else None),
-                list_updated_ns=info.updated_at_ns if consistent else (old.list_updated_ns if old else None),
+                list_updated=info.updated_at if consistent else (old.list_updated if old else None),
             )
             transitions.extend(new)
 
@@ -236,7 +234,7 @@ class Poller:
                 else:
                     reads.append((info.id, None))
                 continue
-            if old.list_status != info.status or old.list_updated_ns != info.updated_at_ns:
+            if old.list_status != info.status or old.list_updated != info.updated_at:
                 reads.append((info.id, None if old.cursor.lazy else old.cursor.at_ns))
             else:
                 idle.append(info.id)
@@ -272,7 +270,7 @@ class Poller:
                 not_found.append(model_id)
                 return
             latest = max(events, key=Event.sort_key).status if events else info.status
-            fetched[model_id] = _Fetched(ModelInfo(info.id, info.name, latest, info.updated_at_ns), events)
+            fetched[model_id] = _Fetched(ModelInfo(info.id, info.name, latest, info.updated_at), events)
 
         await self._run_all([functools.partial(read, model_id) for model_id in self.models])
         return fetched, sorted(not_found)

@@ -97,7 +97,7 @@ def _model_info(raw: Any) -> ModelInfo:
         name=raw.get("name") or None,
         # Zero values may be left out: a missing status is the zero one.
         status=str(raw.get("status") or "STATUS_UNSPECIFIED"),
-        updated_at_ns=_timestamp(raw.get("updated_at"), "updated_at"),
+        updated_at=raw["updated_at"] if isinstance(raw.get("updated_at"), str) else None,
     )
 
 

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS models (
     last_status TEXT,
     lazy INTEGER NOT NULL DEFAULT 0,
     list_status TEXT,
-    list_updated_ns INTEGER
+    list_updated TEXT
 );
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,7 +67,7 @@ class ModelState:
     cursor: Cursor
     name: str | None = None
     list_status: str | None = None
-    list_updated_ns: int | None = None
+    list_updated: str | None = None
 
 
 class Store:
@@ -113,16 +113,16 @@ class Store:
     def load_models(self) -> dict[str, ModelState]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated_ns FROM models"
+                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated FROM models"
             ).fetchall()
         return {
             model_id: ModelState(
                 cursor=Cursor(at_ns, frozenset((s, u, p) for s, u, p in json.loads(seen)), last_status, bool(lazy)),
                 name=name,
                 list_status=list_status,
-                list_updated_ns=list_updated_ns,
+                list_updated=list_updated,
             )
-            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated_ns in rows
+            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated in rows
         }
 
     def commit_cycle(
@@ -139,11 +139,11 @@ class Store:
         queued = 0
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO models (model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated_ns)"
+                "INSERT INTO models (model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
                 " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
-                " list_status = excluded.list_status, list_updated_ns = excluded.list_updated_ns",
+                " list_status = excluded.list_status, list_updated = excluded.list_updated",
                 [
                     (
                         model_id,
@@ -153,7 +153,7 @@ class Store:
                         state.cursor.last_status,
                         int(state.cursor.lazy),
                         state.list_status,
-                        state.list_updated_ns,
+                        state.list_updated,
                     )
                     for model_id, state in models.items()
                 ],
