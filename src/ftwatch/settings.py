@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from ftwatch.errors import ConfigError
+from ftwatch.secretfile import read_secret
 
 __all__ = [
     "CohereSettings",
@@ -227,12 +228,9 @@ def _first_line(exc: Exception) -> str:
 def read_secret_file(path: Path, what: str) -> SecretStr:
     """A secret from a file (a mounted Secret, a systemd credential), stripped."""
     try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} from {path}: {exc.strerror}; fix the path or its permissions") from None
-    if not value:
-        raise ConfigError(f"{what} file {path} is empty: put the secret in it")
-    return SecretStr(value)
+        return read_secret(path)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}; fix the path, its permissions or its content") from None
 
 
 class KeySource:

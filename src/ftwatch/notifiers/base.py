@@ -10,11 +10,10 @@ the retries and the pacing are the dispatcher's business.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ftwatch.model import Transition, normalize_status
 from ftwatch.retry_after import parse_retry_after
@@ -30,7 +29,6 @@ __all__ = [
     "check_response",
     "host_of",
     "post_json",
-    "secret_from_file",
 ]
 
 
@@ -113,17 +111,6 @@ class NotifierType(Protocol):
 
     @classmethod
     def from_config(cls, config: Any, context: NotifierContext) -> Notifier: ...
-
-
-def secret_from_file(path: Path) -> SecretStr:
-    """A secret (a URL, a signing key) read from a file, for ``*_file`` settings."""
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    if not value:
-        raise ValueError(f"{path} is empty")
-    return SecretStr(value)
 
 
 def host_of(url: str) -> str:

@@ -15,8 +15,8 @@ from ftwatch.notifiers.base import (
     TemplatedConfig,
     host_of,
     post_json,
-    secret_from_file,
 )
+from ftwatch.secretfile import read_secret
 from ftwatch.templates import Template
 
 __all__ = ["SlackConfig", "SlackNotifier", "slack_message"]
@@ -66,7 +66,7 @@ class SlackConfig(TemplatedConfig):
     @model_validator(mode="after")
     def _resolve_file(self) -> SlackConfig:
         if self.webhook_url_file is not None:
-            object.__setattr__(self, "webhook_url", secret_from_file(self.webhook_url_file))
+            object.__setattr__(self, "webhook_url", read_secret(self.webhook_url_file))
         if self.webhook_url is None:
             raise ValueError("needs webhook_url (or webhook_url_file)")
         if not self.webhook_url.get_secret_value().startswith(("http://", "https://")):

@@ -14,7 +14,8 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ftwatch.model import Transition
-from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json, secret_from_file
+from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json
+from ftwatch.secretfile import read_secret
 from ftwatch.templates import Template, compile_template
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
@@ -65,11 +66,11 @@ class WebhookConfig(NotifierConfig):
     @model_validator(mode="after")
     def _resolve_files(self) -> WebhookConfig:
         if self.url_file is not None:
-            object.__setattr__(self, "url", secret_from_file(self.url_file))
+            object.__setattr__(self, "url", read_secret(self.url_file))
         if self.url is None:
             raise ValueError("needs url (or url_file)")
         if self.secret_file is not None:
-            object.__setattr__(self, "secret", secret_from_file(self.secret_file))
+            object.__setattr__(self, "secret", read_secret(self.secret_file))
         if self.secret is not None:
             _secret_key(self.secret.get_secret_value())
         return self
