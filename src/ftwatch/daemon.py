@@ -306,7 +306,10 @@ class Daemon:
             log.warning("reload.restart_needed", note="[cohere], [state] and [http] changes apply after a restart")
         dispatcher.set_notifiers(notifiers)
         poller.models = list(dict.fromkeys(settings.poll.models))
+        poller.mode = settings.poll.mode
+        poller.reconcile_share = settings.poll.reconcile_share
         self.settings = self.settings.model_copy(update={"poll": settings.poll, "notifiers": settings.notifiers})
+        poller.budget_per_cycle = self._budget_per_cycle()
         self.health.interval_s = settings.poll.interval_s
         log.info("reload.done", models=len(poller.models) or "all", notifiers=[n.key for n in notifiers])
         self.systemd.notify("READY=1")
