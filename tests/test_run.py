@@ -264,3 +264,19 @@ def test_secrets_never_reach_any_output_at_debug(
         sim.keys.copy().pop(),
     ):
         assert secret not in everything, secret
+
+
+def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**_hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
+    _once(env)
+    sim.set_status(model, "STATUS_READY")
+    receiver.answer(Answer(503))
+    _once(env)  # detected; its delivery failed and waits in the outbox
+    sim.inject(Fault("503"), times=10)
+    # Run until the failed delivery's backoff is due (tens of milliseconds here).
+    done = wait_for(lambda: (d := run_cli(["run", "--once"], env)).returncode == 1 and receiver.received and d)
+    assert done.stderr.strip().splitlines()[-1].startswith("ftwatch: the API could not be polled: ")
+    assert [b["status"] for b in receiver.bodies()] == ["STATUS_READY"]

@@ -20,7 +20,7 @@ import structlog
 from ftwatch import __version__
 from ftwatch.asgi_server import bind_socket, serve_asgi
 from ftwatch.dispatch import Dispatcher
-from ftwatch.errors import AuthRefusedError, ConfigError
+from ftwatch.errors import AuthRefusedError, ConfigError, FtwatchError
 from ftwatch.health import Health, health_app
 from ftwatch.metrics import Metrics
 from ftwatch.notifiers import LoadedNotifier, NotifierContext, build_notifiers
@@ -88,7 +88,7 @@ class Daemon:
         self.health = Health(settings.poll.interval_s)
         self.requests = 0  # API requests so far, for the budget warning
         self.systemd = SystemdNotifier()
-        self.fatal: Exception | None = None
+        self.fatal: FtwatchError | None = None
         self._stop = anyio.Event()
         self._ready_sent = False
 
@@ -151,12 +151,16 @@ class Daemon:
 
     async def _run_once(self, poller: Poller, dispatcher: Dispatcher, notifiers: list[LoadedNotifier]) -> None:
         dispatcher.set_notifiers(notifiers)
-        await self._cycle(poller, dispatcher)
+        result = await self._cycle(poller, dispatcher)
         if self.fatal is not None:
             return
+        # What earlier runs left undelivered goes out even when this poll failed.
         failed = await dispatcher.deliver_due(notifiers)
         if failed:
             log.warning("once.undelivered", notifiers_failed=failed, note="kept in the outbox for the next run")
+        if result is None:
+            # A cron job should hear that this run saw nothing: exit 1, one line.
+            self.fatal = FtwatchError(f"the API could not be polled: {self.health.last_error}; nothing was lost")
 
     async def _run_forever(
         self,
