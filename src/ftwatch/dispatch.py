@@ -77,7 +77,8 @@ class Dispatcher:
         """
         wanted = {loaded.key: loaded for loaded in notifiers}
         for key in list(self._workers):
-            if key not in wanted or wanted[key] is not self._workers[key].loaded:
+            # An unchanged notifier keeps its worker, and whatever it has in flight.
+            if key not in wanted or wanted[key].config != self._workers[key].loaded.config:
                 self._workers.pop(key).scope.cancel()
         if self._group is None:  # not running yet: run() starts them
             self._workers = {key: _Worker(loaded) for key, loaded in wanted.items()}
