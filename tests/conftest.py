@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from ftwatch.simulator import DEFAULT_KEY, Simulator, running_in_thread
+
+from .receiver import Receiver
+
 # A loaded two-core CI machine makes per-example deadlines flaky; the examples are
 # bounded by their sizes instead.
 settings.register_profile("ftwatch", deadline=None, print_blob=True)
 settings.load_profile("ftwatch")
-
-from ftwatch.simulator import DEFAULT_KEY, Simulator, running_in_thread
-
-from .receiver import Receiver
 
 FTWATCH = [sys.executable, "-m", "ftwatch"]
 
