@@ -280,3 +280,15 @@ def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
     done = wait_for(lambda: (d := run_cli(["run", "--once"], env)).returncode == 1 and receiver.received and d)
     assert done.stderr.strip().splitlines()[-1].startswith("ftwatch: the API could not be polled: ")
     assert [b["status"] for b in receiver.bodies()] == ["STATUS_READY"]
+
+
+def test_a_second_daemon_on_the_same_state_file_is_refused(
+    sim: Simulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
+) -> None:
+    first = daemons(base_env)
+    wait_for(lambda: sim.count("list_models") >= 1, what="the first daemon polling")
+    second = run_cli(["run", "--once"], base_env)
+    assert second.returncode == 2
+    assert "is in use by another ftwatch process" in second.stderr
+    assert first.stop() == 0
+    assert run_cli(["run", "--once"], base_env).returncode == 0  # released on exit

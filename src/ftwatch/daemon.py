@@ -30,7 +30,7 @@ from ftwatch.ratelimit import RateLimiter
 from ftwatch.sdnotify import SystemdNotifier
 from ftwatch.settings import KeySource, Settings, load_settings
 from ftwatch.source import CohereSource, SourceError
-from ftwatch.store import Store, StoreError
+from ftwatch.store import Store
 
 __all__ = ["Daemon", "api_client", "make_source", "routes_of"]
 
@@ -96,14 +96,8 @@ class Daemon:
         """Stop as SIGTERM would."""
         self._stop.set()
 
-    def _open_store(self) -> Store:
-        try:
-            return Store(self.settings.state_path())
-        except StoreError as exc:
-            raise ConfigError(f"{exc}; fix [state] path or FTWATCH_STATE__PATH") from None
-
     async def run(self, *, once: bool = False) -> None:
-        store = self._open_store()
+        store = Store(self.settings.state_path())
         self.metrics.track_pending(lambda: sum(store.count_deliveries().values()))
         try:
             async with api_client(self.settings) as api_http, httpx.AsyncClient(timeout=10.0) as hook_http:

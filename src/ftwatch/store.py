@@ -8,6 +8,7 @@ once across SIGKILL.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -15,8 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ftwatch.diff import Cursor
+from ftwatch.errors import ConfigError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
 
@@ -56,8 +59,26 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (notifier, state);
 """
 
 
-class StoreError(Exception):
-    """The state file cannot be opened or written."""
+class StoreError(ConfigError):
+    """The state file cannot be opened or written: exit 2, like any bad setting."""
+
+
+def _exclusive(path: Path) -> IO[bytes]:
+    """Hold an advisory lock beside the state file for as long as the store is open.
+
+    Two daemons on one state file would both deliver every transition; the second
+    one is refused instead. The kernel drops the lock when the process dies, so a
+    SIGKILL leaves nothing to clean up.
+    """
+    lock_file = (path.parent / f"{path.name}.lock").open("ab")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise StoreError(
+            f"state file {path} is in use by another ftwatch process: stop it, or give this one its own [state] path"
+        ) from None
+    return lock_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +96,11 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock_file: IO[bytes] | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if str(path) != ":memory:":
+                self._lock_file = _exclusive(path)
             # check_same_thread off: worker threads take turns, serialised by _lock.
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -84,12 +108,14 @@ class Store:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state file {path}: {exc}") from exc
+            raise StoreError(f"cannot open state file {path}: {exc}; fix [state] path or its permissions") from None
         self._lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._lock_file is not None:
+                self._lock_file.close()  # releases the flock
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
