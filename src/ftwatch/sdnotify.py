@@ -24,10 +24,6 @@ class SystemdNotifier:
         #: Half the watchdog timeout, as sd_watchdog_enabled(3) advises; None if off.
         self.watchdog_interval_s = int(usec) / 2_000_000 if watchdog_for_us and int(usec) > 0 else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def notify(self, *lines: str) -> None:
         if not self._address:
             return

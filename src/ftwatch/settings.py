@@ -6,7 +6,6 @@ or ``repr`` can print them. Every failure becomes one :class:`ConfigError` line.
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -298,6 +297,3 @@ def redacted(value: Any, key: str = "") -> Any:
         return str(value)
     return value
 
-
-def to_json(value: Any) -> str:
-    return json.dumps(redacted(value), indent=2, sort_keys=False)

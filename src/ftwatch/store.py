@@ -248,9 +248,3 @@ class Store:
                 "SELECT notifier, count(*) FROM deliveries WHERE state = ? GROUP BY notifier", (state.value,)
             ).fetchall()
         return dict(rows)
-
-    def transitions(self) -> list[Transition]:
-        """Every stored transition, oldest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT payload FROM transitions ORDER BY seq").fetchall()
-        return [Transition.from_payload(json.loads(payload)) for (payload,) in rows]
