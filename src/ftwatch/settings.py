@@ -296,4 +296,3 @@ def redacted(value: Any, key: str = "") -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
