@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from ftwatch.model import Transition, human_status
 
 __all__ = ["SAMPLE", "Template", "compile_template"]
+
+log = structlog.get_logger("ftwatch.templates")
 
 #: What a template is tried on at load time.
 SAMPLE = Transition(
@@ -53,7 +56,8 @@ class Template:
         (a message in default words beats a lost one)."""
         try:
             return self._template.render(_context(transition))
-        except (TemplateError, ArithmeticError, TypeError, ValueError):
+        except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+            log.warning("template.failed", transition_id=transition.id, error=f"{type(exc).__name__}: {exc}")
             return fallback
 
 
