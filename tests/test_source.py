@@ -131,3 +131,11 @@ def test_systemd_credential_is_a_key_source(tmp_path: Path) -> None:
     source = KeySource(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert source.read().get_secret_value() == "from-systemd"
     assert "systemd credential" in source.describe()
+
+
+def test_key_sources_in_order() -> None:
+    both = {"CO_API_KEY": "from-co", "COHERE_API_KEY": "from-cohere"}
+    assert KeySource(None, both).read().get_secret_value() == "from-co"
+    assert KeySource(None, {"COHERE_API_KEY": "from-cohere"}).read().get_secret_value() == "from-cohere"
+    assert KeySource(None, both).describe() == "environment CO_API_KEY"
+    assert "from-co" not in repr(KeySource(None, both).read())  # a SecretStr from the start
