@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
@@ -106,10 +107,10 @@ def _ftwatch_error(exc: BaseException) -> FtwatchError | None:
     return None
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings, _ = load_settings(args.config)
+def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    settings, path = load_settings(args.config)
     configure_logging(settings.log_level)
-    return settings
+    return settings, path
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -122,11 +123,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ftwatch.watch import run_watch  # noqa: PLC0415 - rich loads only for the live view
 
         return run_watch(args)
-    settings = _settings(args)
+    settings, path = _settings(args)
     if command == "check-config":
-        return _check_config(settings, args.config)
+        return _check_config(settings, path)
     if command == "run":
-        return _run(settings, args)
+        return _run(settings, path, once=args.once)
     if command == "events":
         return anyio.run(_events, settings, args.model_id, args.json)
     if command == "models":
@@ -136,17 +137,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(command)
 
 
-def _run(settings: Settings, args: argparse.Namespace) -> int:
+def _run(settings: Settings, path: Path | None, *, once: bool) -> int:
     from ftwatch.daemon import Daemon  # noqa: PLC0415 - keeps the light commands light
 
     KeySource(settings.cohere.api_key_file).read()  # a missing key is exit 2 before anything starts
-    _, path = load_settings(args.config)
-    anyio.run(lambda: Daemon(settings, path).run(once=args.once))
+    anyio.run(lambda: Daemon(settings, path).run(once=once))
     return 0
 
 
-def _check_config(settings: Settings, config: str | None) -> int:
-    _, path = load_settings(config)
+def _check_config(settings: Settings, path: Path | None) -> int:
     key_source = KeySource(settings.cohere.api_key_file)
     key_source.read()
     dump: dict[str, Any] = settings.model_dump()
