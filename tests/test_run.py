@@ -22,12 +22,18 @@ def _hook_env(base_env: dict[str, str], receiver: Receiver, **extra: object) -> 
     return {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, **extra})}
 
 
+def _baselined(base_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+    """A webhook environment whose first run (the baseline) is done."""
+    env = _hook_env(base_env, receiver)
+    _once(env)
+    return env
+
+
 def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("my-classifier", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
-    env = _hook_env(base_env, receiver)
-    _once(env)
+    env = _baselined(base_env, receiver)
     assert receiver.bodies() == []
 
     sim.set_status(model, "STATUS_DEPLOYING_API")
@@ -52,8 +58,7 @@ def test_events_at_the_same_instant_are_each_sent_once(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _hook_env(base_env, receiver)
-    _once(env)
+    env = _baselined(base_env, receiver)
     at = sim.set_status(model, "STATUS_FINETUNING")
     _once(env)
     sim.set_status(model, "STATUS_FINETUNING", at_ns=at)  # a twin that arrives late
@@ -79,8 +84,7 @@ def test_filters_by_status_and_model(sim: Simulator, receiver: Receiver, base_en
 
 def test_models_that_appear_later_are_new_jobs(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     sim.add_model("old", "STATUS_READY", history=("STATUS_QUEUED",))
-    env = _hook_env(base_env, receiver)
-    _once(env)
+    env = _baselined(base_env, receiver)
     new = sim.add_model("new", "STATUS_QUEUED")
     sim.set_status(new, "STATUS_FINETUNING")
     _once(env)
@@ -115,8 +119,7 @@ def test_sigkill_while_the_receiver_is_down_loses_nothing(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _hook_env(base_env, receiver)
-    _once(env)
+    env = _baselined(base_env, receiver)
     receiver.default = Answer(503, b"down for maintenance")
     daemon = daemons(env)
     sim.set_status(model, "STATUS_FINETUNING")
@@ -164,8 +167,7 @@ def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _hook_env(base_env, receiver)
-    _once(env)
+    env = _baselined(base_env, receiver)
     sim.set_status(model, "STATUS_READY")
     receiver.answer(Answer(422, b"schema mismatch"))
     done = run_cli(["run", "--once"], env)

@@ -39,6 +39,14 @@ def _poller(
     return Poller(source, Store(tmp_path / "state.db"), models=models, reconcile_share=0.0)
 
 
+async def _watching_one(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> tuple[str, Poller]:
+    """One finetuning model, and a poller whose baseline cycle is done."""
+    model = sim.add_model("m", "STATUS_FINETUNING")
+    poller = _poller(sim, http, tmp_path)
+    await poller.cycle()
+    return model, poller
+
+
 async def _statuses(poller: Poller) -> list[tuple[str, str | None, str]]:
     result = await poller.cycle()
     return [(t.model_id, t.previous_status, t.status) for t in result.transitions]
@@ -59,9 +67,7 @@ async def test_first_cycle_reads_only_the_list(sim: Simulator, http: httpx.Async
 async def test_status_change_that_keeps_updated_at_is_seen(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    model = sim.add_model("m", "STATUS_FINETUNING")
-    poller = _poller(sim, http, tmp_path)
-    await poller.cycle()
+    model, poller = await _watching_one(sim, http, tmp_path)
     sim.set_status(model, "STATUS_READY", touch_updated_at=False)
     assert await _statuses(poller) == [(model, "STATUS_FINETUNING", "STATUS_READY")]
 
@@ -69,9 +75,7 @@ async def test_status_change_that_keeps_updated_at_is_seen(
 async def test_two_changes_between_list_reads_are_two_transitions(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    model = sim.add_model("m", "STATUS_FINETUNING")
-    poller = _poller(sim, http, tmp_path)
-    await poller.cycle()
+    model, poller = await _watching_one(sim, http, tmp_path)
     sim.set_status(model, "STATUS_DEPLOYING_API")
     sim.set_status(model, "STATUS_READY")
     assert await _statuses(poller) == [
