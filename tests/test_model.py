@@ -22,14 +22,27 @@ def test_timestamps_round_trip_to_the_nanosecond(ns: int) -> None:
         ("2026-11-01T12:00:04.1234567Z", 123_456_700),
         ("2026-11-01T12:00:04Z", 0),
         ("2026-11-01T13:00:04.5+01:00", 500_000_000),
+        ("2026-11-01T12:00:04.1234567891234Z", 123_456_789),
+        ("2026-11-01T12:00:04.25+0000", 250_000_000),
+        ("2026-11-01t12:00:04.25z", 250_000_000),
+        ("2026-11-01 12:00:04Z", 0),
+        ("2026-11-01T06:30:04-05:30", 0),
+        ("2026-11-01T12:00:03.5-00:00", -500_000_000),
     ],
 )
-def test_parse_timestamp_keeps_6_to_9_fractional_digits(text: str, expected_ns: int) -> None:
+def test_parse_timestamp_reads_what_rfc3339_allows(text: str, expected_ns: int) -> None:
+    """Any fractional digits, z or Z, t or space, offsets with or without a colon."""
     base = int(dt.datetime(2026, 11, 1, 12, 0, 4, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
     assert parse_timestamp(text) == base + expected_ns
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "2026-11-01 12:00", "2026-11-01T12:00:04.0000000001Z"])
+def test_a_leap_second_sorts_after_its_minute() -> None:
+    """23:59:60 is read, and sorts after 23:59:59.999999998 and before the next day."""
+    leap = parse_timestamp("2016-12-31T23:59:60Z")
+    assert parse_timestamp("2016-12-31T23:59:59.999999998Z") < leap < parse_timestamp("2017-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2026-11-01 12:00", "2026-13-01T12:00:04Z", "2026-11-01T12:00:04"])
 def test_parse_timestamp_rejects_what_is_not_rfc3339(text: str) -> None:
     with pytest.raises(ValueError, match="RFC 3339"):
         parse_timestamp(text)

@@ -50,20 +50,39 @@ def _datagrams(sock: socket.socket, until: Callable[[list[str]], bool], timeout:
 def test_sd_notify_ready_watchdog_stopping(
     sim: Simulator, base_env: dict[str, str], notify_socket: tuple[str, socket.socket], daemons: Callable[..., Daemon]
 ) -> None:
+    """READY=1 once the loop runs, STATUS= after polls, WATCHDOG=1 each half interval, STOPPING=1."""
     path, sock = notify_socket
     sim.add_model("m", "STATUS_READY")
     env = {**base_env, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000", **notifiers_env({"type": "stdout"})}
     daemon = daemons(env)
     started = time.monotonic()
-    got = _datagrams(sock, lambda g: sum("WATCHDOG=1" in m for m in g) >= 2 and any("READY=1" in m for m in g))
+    _datagrams(
+        sock,
+        lambda g: (
+            sum("WATCHDOG=1" in m for m in g) >= 2
+            and any("READY=1" in m for m in g)
+            and any("STATUS=watching 1 models" in m for m in g)
+        ),
+    )
     assert time.monotonic() - started < 10
-    ready = next(m for m in got if "READY=1" in m)
-    assert "STATUS=watching 1 models" in ready
     # Two pings within one watchdog interval (0.6 s): each half-interval at most.
     pings = _datagrams(sock, lambda g: sum(m == "WATCHDOG=1" for m in g) >= 3)
     assert sum(m == "WATCHDOG=1" for m in pings) >= 3
     daemon.send(signal.SIGTERM)
     _datagrams(sock, lambda g: any("STOPPING=1" in m for m in g))
+    assert daemon.stop() == 0
+
+
+def test_ready_while_the_api_is_down_at_boot(
+    base_env: dict[str, str], notify_socket: tuple[str, socket.socket], daemons: Callable[..., Daemon]
+) -> None:
+    """An API outage at boot is READY=1 with the outage in STATUS=, not a start timeout."""
+    path, sock = notify_socket
+    env = {**base_env, "NOTIFY_SOCKET": path, "CO_API_URL": f"http://127.0.0.1:{_free_port()}"}
+    daemon = daemons(env)
+    got = _datagrams(sock, lambda g: any("READY=1" in m for m in g) and any("cannot be polled" in m for m in g))
+    assert any("READY=1" in m for m in got)
+    assert daemon.proc.poll() is None
     assert daemon.stop() == 0
 
 

@@ -50,7 +50,8 @@ class OutboxMachine(RuleBasedStateMachine):
     def new_events(self, statuses: list[str], same_instant: bool) -> None:
         for status in statuses:
             self.clock += 0 if same_instant else 1
-            self.history.append(Event(status, self.clock))
+            # Numbered, so each event is a change of status (a repeat is no transition).
+            self.history.append(Event(f"{status}_{len(self.history)}", self.clock))
 
     @rule()
     def poll(self) -> None:

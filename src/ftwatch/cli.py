@@ -17,7 +17,7 @@ import structlog
 
 from ftwatch import __version__
 from ftwatch.errors import ConfigError, FtwatchError
-from ftwatch.logs import configure_logging
+from ftwatch.logs import configure_logging, flush_logs
 from ftwatch.model import Transition, format_timestamp, human_status
 from ftwatch.notifiers import NotifierContext, build_notifiers, validate_notifiers
 from ftwatch.settings import KeySource, Settings, load_settings, redacted
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         known = _ftwatch_error(exc)
+        flush_logs()  # the lines that led here come before the one that sums it up
         if known is not None:
             print(f"ftwatch: {known}", file=sys.stderr)
             return known.exit_code

@@ -1,6 +1,23 @@
 """Which events are new: the cursor of one model and the transitions it yields.
 
 Pure and synchronous: no I/O, no clock (the caller passes ``detected_at``), no anyio.
+
+Three things make "new" harder than "later than the last one":
+
+- **Late events.** An API that is eventually consistent, or whose writers' clocks
+  disagree, can add an event stamped a little *before* the newest one already seen.
+  The cursor remembers every event of a look-back window (``lookback_ns``) below its
+  newest, so such an event is reported once and a known one is never reported twice.
+- **Lazy baselines.** A first start takes a model's history from the model list,
+  without reading its events: everything up to the list's ``updated_at`` is history.
+  ``updated_at`` is coarser than event stamps and comes from another clock, so the
+  event that made the status the list showed may be stamped up to ``clock_skew_ns``
+  after it; such an event is history too (see :func:`_resolve_lazy`).
+- **Undated events** (no usable ``created_at``) are told apart by status, user and
+  position, and reported once, after the dated ones, in the order first seen.
+
+A transition is a change of status: an event whose status equals the one before it
+(a twin, a repeat) is remembered, never sent.
 """
 
 from __future__ import annotations
@@ -11,28 +28,48 @@ from dataclasses import dataclass
 
 from ftwatch.model import Event, Transition, format_timestamp
 
-__all__ = ["Cursor", "EventKey", "diff_events", "transition_id"]
+__all__ = [
+    "DEFAULT_CLOCK_SKEW_NS",
+    "DEFAULT_LOOKBACK_NS",
+    "Cursor",
+    "EventKey",
+    "UndatedKey",
+    "diff_events",
+    "transition_id",
+    "undated_transition_id",
+]
 
-#: What tells apart events at the same instant: status, user id, and the position
-#: among events identical in all three (two identical events are still two events).
-EventKey = tuple[str, str, int]
+#: What tells dated events apart: time, status, user id, and the position among events
+#: identical in all three (two identical events are still two events).
+EventKey = tuple[int, str, str, int]
+#: The same for events without a time: status, user id, position.
+UndatedKey = tuple[str, str, int]
+
+DEFAULT_LOOKBACK_NS = 300 * 1_000_000_000
+DEFAULT_CLOCK_SKEW_NS = 2 * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """How far into one model's history ftwatch has looked.
 
-    ``at_ns`` is the newest ``created_at`` seen (``None``: the model was seen with
-    an empty history); ``seen_at_last`` are the events at exactly that instant, so an
-    event that arrives late with the same timestamp is still recognised as new.
+    ``at_ns`` is the newest ``created_at`` seen (``None``: no dated event seen yet).
+    ``recent`` holds every event seen at or after ``horizon_ns``: an event at or
+    after the horizon that is not in it is new, an event before it is history.
     """
 
     at_ns: int | None
-    seen_at_last: frozenset[EventKey]
+    recent: frozenset[EventKey]
     last_status: str | None
-    #: A baseline taken from the model list without reading events: every event at
-    #: or before ``at_ns`` (the model's ``updated_at``) counts as seen.
+    #: A baseline taken from the model list without reading events: ``at_ns`` is the
+    #: list's ``updated_at`` and ``last_status`` the status it showed.
     lazy: bool = False
+    #: Below this, events are history. ``None`` with ``at_ns``: nothing seen yet.
+    horizon_ns: int | None = None
+    undated: frozenset[UndatedKey] = frozenset()
+
+
+EMPTY = Cursor(None, frozenset(), None)
 
 
 def transition_id(model_id: str, created_at_ns: int, status: str, user_id: str | None, position: int) -> str:
@@ -41,16 +78,28 @@ def transition_id(model_id: str, created_at_ns: int, status: str, user_id: str |
     return "ftw_" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def _keyed(events: Iterable[Event]) -> list[tuple[Event, EventKey]]:
-    ordered = sorted(events, key=Event.sort_key)
-    counts: dict[tuple[int, str, str], int] = {}
-    keyed = []
-    for event in ordered:
+def undated_transition_id(model_id: str, key: UndatedKey) -> str:
+    status, user, position = key
+    raw = f"{model_id}\x1fundated\x1f{status}\x1f{user}\x1f{position}"
+    return "ftw_" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _keyed(events: list[Event]) -> tuple[list[tuple[Event, EventKey]], list[tuple[Event, UndatedKey]]]:
+    """Dated events sorted, with their keys; undated ones in the order the API gave."""
+    counts: dict[tuple[int, int, str, str], int] = {}
+
+    def position(event: Event) -> int:
         ident = event.sort_key()
-        position = counts.get(ident, 0)
-        counts[ident] = position + 1
-        keyed.append((event, (event.status, event.user_id or "", position)))
-    return keyed
+        counts[ident] = counts.get(ident, 0) + 1
+        return counts[ident] - 1
+
+    dated = [
+        (event, (event.created_at_ns, event.status, event.user_id or "", position(event)))
+        for event in sorted(events, key=Event.sort_key)
+        if event.created_at_ns is not None
+    ]
+    undated = [(e, (e.status, e.user_id or "", position(e))) for e in events if e.created_at_ns is None]
+    return dated, undated
 
 
 def diff_events(
@@ -61,59 +110,120 @@ def diff_events(
     *,
     baseline: bool,
     detected_at_ns: int,
+    lookback_ns: int = DEFAULT_LOOKBACK_NS,
+    clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
 ) -> tuple[Cursor, list[Transition]]:
     """Compare a model's events with its cursor.
 
     ``cursor`` is ``None`` for a model never seen before. Then, with ``baseline``,
     its whole history is taken as known and nothing is reported (first start); without,
     it is a new job and every event is a transition. Transitions come oldest first,
-    each with the status of the one before it.
+    each with the status of the event before it; undated ones come last.
     """
-    keyed = _keyed(events)
+    events = list(events)
+    dated, undated = _keyed(events)
     if cursor is None and baseline:
-        return _advance(Cursor(None, frozenset(), None), keyed, keyed[-1][0].status if keyed else None), []
+        last = dated[-1][0].status if dated else None
+        return _remember(EMPTY, dated, undated, last, lookback_ns), []
     if cursor is not None and cursor.lazy:
-        # Turn the lazy baseline into a real cursor: what it covers is history.
-        at = cursor.at_ns if cursor.at_ns is not None else -1
-        known = [(e, k) for e, k in keyed if e.created_at_ns <= at]
-        cursor = _advance(Cursor(None, frozenset(), None), known, known[-1][0].status if known else cursor.last_status)
+        cursor = _resolve_lazy(cursor, dated, undated, lookback_ns, clock_skew_ns)
+    start = cursor or EMPTY
 
-    start = cursor or Cursor(None, frozenset(), None)
-    new = [
-        (event, key)
-        for event, key in keyed
-        if start.at_ns is None
-        or event.created_at_ns > start.at_ns
-        or (event.created_at_ns == start.at_ns and key not in start.seen_at_last)
-    ]
     # Milliseconds, as in the contract's example: a watcher's clock says no more.
     detected_at = format_timestamp(detected_at_ns, digits=3)
-    transitions = []
+    transitions: list[Transition] = []
     previous = start.last_status
-    for event, (status, _user, position) in new:
+    for event, key in dated:
+        is_new = (start.horizon_ns is None or key[0] >= start.horizon_ns) and key not in start.recent
+        if is_new and event.status != previous:
+            transitions.append(
+                Transition(
+                    id=transition_id(model_id, key[0], event.status, event.user_id, key[3]),
+                    model_id=model_id,
+                    model_name=model_name,
+                    status=event.status,
+                    previous_status=previous,
+                    occurred_at=format_timestamp(key[0]),
+                    user_id=event.user_id,
+                    detected_at=detected_at,
+                )
+            )
+        # The next event's previous status is this one's, new or known: a late event
+        # slots in between the two it fell between.
+        previous = event.status
+    newest_read = dated[-1][1][0] if dated else None
+    if newest_read is None or (start.at_ns is not None and newest_read < start.at_ns):
+        last_status = start.last_status  # the read saw nothing as new as the cursor
+    else:
+        last_status = dated[-1][0].status
+
+    # Undated events: after the dated ones, in the order first seen, each once.
+    previous = last_status
+    for event, ukey in undated:
+        if ukey in start.undated or event.status == previous:
+            continue
         transitions.append(
             Transition(
-                id=transition_id(model_id, event.created_at_ns, status, event.user_id, position),
+                id=undated_transition_id(model_id, ukey),
                 model_id=model_id,
                 model_name=model_name,
-                status=status,
+                status=event.status,
                 previous_status=previous,
-                occurred_at=event.created_at,
+                occurred_at=format_timestamp(detected_at_ns),
                 user_id=event.user_id,
                 detected_at=detected_at,
             )
         )
-        previous = status
-    return _advance(start, new, previous), transitions
+        previous = event.status
+    return _remember(start, dated, undated, last_status, lookback_ns), transitions
 
 
-def _advance(cursor: Cursor, new: list[tuple[Event, EventKey]], last_status: str | None) -> Cursor:
-    if not new:
-        return Cursor(cursor.at_ns, cursor.seen_at_last, last_status)
-    newest = max(event.created_at_ns for event, _ in new)
-    if cursor.at_ns is not None and cursor.at_ns > newest:
-        return Cursor(cursor.at_ns, cursor.seen_at_last, last_status)
-    at_newest = frozenset(key for event, key in new if event.created_at_ns == newest)
-    if cursor.at_ns == newest:
-        at_newest |= cursor.seen_at_last
-    return Cursor(newest, at_newest, last_status)
+def _resolve_lazy(
+    cursor: Cursor,
+    dated: list[tuple[Event, EventKey]],
+    undated: list[tuple[Event, UndatedKey]],
+    lookback_ns: int,
+    clock_skew_ns: int,
+) -> Cursor:
+    """Turn a baseline from the list into a real cursor, now that the events are read.
+
+    History is every event up to ``updated_at``, and further up to the last event
+    within ``clock_skew_ns`` after it that has the status the list showed: that event
+    is the one the list was showing, stamped by a finer or another clock. An event in
+    that window with another status came after the baseline and is new.
+    """
+    assert cursor.at_ns is not None
+    updated_at, baseline_status = cursor.at_ns, cursor.last_status
+    boundary = -1
+    for index, (event, key) in enumerate(dated):
+        if key[0] <= updated_at or (key[0] <= updated_at + clock_skew_ns and event.status == baseline_status):
+            boundary = index
+    known = dated[: boundary + 1]
+    last = known[-1][0].status if known else baseline_status
+    # Undated events cannot be placed in time: those there at the first read are history.
+    return _remember(EMPTY, known, undated, last, lookback_ns)
+
+
+def _remember(
+    start: Cursor,
+    dated: list[tuple[Event, EventKey]],
+    undated: list[tuple[Event, UndatedKey]],
+    last_status: str | None,
+    lookback_ns: int,
+) -> Cursor:
+    """The cursor after these events were seen, keeping only the look-back window."""
+    stamps = [key[0] for _, key in dated]
+    if start.at_ns is not None:
+        stamps.append(start.at_ns)
+    if not stamps:
+        return Cursor(None, frozenset(), last_status, horizon_ns=None, undated=start.undated | _ukeys(undated))
+    at_ns = max(stamps)
+    horizon = at_ns - lookback_ns
+    if start.horizon_ns is not None:
+        horizon = max(horizon, start.horizon_ns)
+    recent = frozenset(k for k in start.recent | {key for _, key in dated} if k[0] >= horizon)
+    return Cursor(at_ns, recent, last_status, horizon_ns=horizon, undated=start.undated | _ukeys(undated))
+
+
+def _ukeys(undated: list[tuple[Event, UndatedKey]]) -> frozenset[UndatedKey]:
+    return frozenset(key for _, key in undated)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import anyio
 import structlog
@@ -17,7 +18,7 @@ import structlog
 from ftwatch.model import Transition
 from ftwatch.notifiers import DeliveryFailedError, LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
-from ftwatch.store import Store
+from ftwatch.store import Store, StoreError
 
 __all__ = ["Dispatcher", "ResultObserver"]
 
@@ -29,6 +30,10 @@ ResultObserver = Callable[[str, str, float], None]
 
 
 def _no_observer(notifier: str, outcome: str, seconds: float) -> None:
+    pass
+
+
+def _no_store_observer(operation: str) -> None:
     pass
 
 
@@ -50,11 +55,13 @@ class Dispatcher:
         policy: RetryPolicy,
         *,
         observer: ResultObserver = _no_observer,
+        on_store_error: Callable[[str], None] = _no_store_observer,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.policy = policy
         self._observer = observer
+        self._on_store_error = on_store_error
         self._clock = wall_clock
         self._workers: dict[str, _Worker] = {}
         self._group: anyio.abc.TaskGroup | None = None
@@ -118,7 +125,10 @@ class Dispatcher:
         async def drain(worker: _Worker) -> None:
             nonlocal failed
             while True:
-                head = await anyio.to_thread.run_sync(self.store.next_pending, worker.loaded.key)
+                head = await self._head(worker.loaded.key)
+                if head is False:
+                    failed += 1
+                    return
                 if head is None or head[0].next_attempt_at > self._clock():
                     return
                 pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
@@ -145,7 +155,12 @@ class Dispatcher:
         while not self._stopping:
             # A fresh event before looking, so a wake() during the look is not lost.
             worker.wakeup = anyio.Event()
-            head = await anyio.to_thread.run_sync(self.store.next_pending, key)
+            head = await self._head(key)
+            if head is False:
+                # The state file cannot be read now (locked, say): look again soon.
+                with anyio.move_on_after(1.0):
+                    await worker.wakeup.wait()
+                continue
             if head is None:
                 await worker.wakeup.wait()
                 continue
@@ -161,6 +176,53 @@ class Dispatcher:
             if self._stopping:
                 return
             await self._attempt(worker, delivery, transition)
+
+    async def _head(self, key: str) -> tuple[Delivery, Transition] | Literal[False] | None:
+        """The notifier's oldest pending delivery; ``False`` if the store failed."""
+        try:
+            return await anyio.to_thread.run_sync(self.store.next_pending, key)
+        except StoreError as exc:
+            log.warning("store.failed", operation="next_pending", notifier=key, error=str(exc))
+            self._on_store_error("next_pending")
+            return False
+
+    async def _save(self, updated: Delivery) -> None:
+        """Record an attempt's outcome, trying again until the store takes it.
+
+        A delivery that was sent must be recorded before anything else goes out, or a
+        restart would send it again: the worker holds it here (in memory) while the
+        state file refuses writes, and only a shutdown gives up on it (then, and
+        only then, the receiver may get it twice, with the same id).
+        """
+        delay = 0.2
+        while True:
+            try:
+                # Shielded: cancelled in the middle, the outcome would be lost.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.store.save_delivery, updated)
+            except StoreError as exc:
+                log.error(
+                    "store.failed",
+                    operation="save_delivery",
+                    notifier=updated.notifier,
+                    transition_id=updated.transition_id,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+                self._on_store_error("save_delivery")
+            else:
+                return
+            try:
+                await anyio.sleep(delay)
+            except anyio.get_cancelled_exc_class():
+                log.warning(
+                    "notify.unsaved",
+                    notifier=updated.notifier,
+                    transition_id=updated.transition_id,
+                    note="stopping before the outcome was saved: it may be sent again, with the same id",
+                )
+                raise
+            delay = min(delay * 2, 10.0)
 
     async def _attempt(self, worker: _Worker, delivery: Delivery, transition: Transition) -> bool:
         """One try; True if delivered."""
@@ -202,8 +264,7 @@ class Dispatcher:
                     retry_in_s=round(updated.next_attempt_at - self._clock(), 3),
                     error=failure.detail,
                 )
-        # Recorded even when cancelled now: a delivered transition must not be re-sent.
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.store.save_delivery, updated)
         self._observer(loaded.key, outcome, seconds)
+        # Recorded even when cancelled now: a delivered transition must not be re-sent.
+        await self._save(updated)
         return failure is None

@@ -29,6 +29,9 @@ class Health:
         self.last_beat = clock()
         self.last_success: float | None = None
         self.last_error: str | None = None
+        #: The loop waits on purpose until then (the API said Retry-After).
+        self.wait_until = -1.0
+        self.wait_reason = ""
 
     @property
     def stuck_after_s(self) -> float:
@@ -48,18 +51,33 @@ class Health:
         self.beat()
         self.last_error = error
 
+    def waiting(self, seconds: float, reason: str) -> None:
+        """A deliberate pause: the loop is alive while it lasts, however long."""
+        self.beat()
+        self.wait_until = max(self.wait_until, self._clock() + seconds)
+        self.wait_reason = reason
+
+    def waiting_s(self) -> float:
+        return max(0.0, self.wait_until - self._clock())
+
     def alive(self) -> bool:
-        return self._clock() - self.last_beat < self.stuck_after_s
+        return self._clock() - max(self.last_beat, self.wait_until) < self.stuck_after_s
+
+    def describe_wait(self) -> str:
+        left = self.waiting_s()
+        return f"waiting {left:.0f}s: {self.wait_reason}" if left > 0 else ""
 
     def ready(self) -> tuple[bool, str]:
+        wait = self.describe_wait()
+        suffix = f"; {wait}" if wait else ""
         if self.last_error is not None:
-            return False, f"last poll failed: {self.last_error}"
+            return False, f"last poll failed: {self.last_error}{suffix}"
         if self.last_success is None:
-            return False, "no successful poll yet"
+            return False, f"no successful poll yet{suffix}"
         age = self._clock() - self.last_success
-        if age > 2 * self.interval_s + 60:
-            return False, f"last successful poll {age:.0f}s ago"
-        return True, "ok"
+        if age > 2 * self.interval_s + 60 + self.waiting_s():
+            return False, f"last successful poll {age:.0f}s ago{suffix}"
+        return True, f"ok{suffix}"
 
 
 def health_app(health: Health, metrics: Metrics) -> Starlette:

@@ -6,13 +6,48 @@ every line on stderr has one shape.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging"]
+from ftwatch.linewriter import LineWriter, writer_for
+
+__all__ = ["configure_logging", "flush_logs", "set_log_level"]
+
+#: Log lines that may wait for a stalled stderr; past this they are dropped (and
+#: counted), so a stuck log reader costs bounded memory and never the loop.
+MAX_QUEUED_LINES = 10_000
+
+
+class _ThreadedHandler(logging.Handler):
+    """Formats in the caller's thread (cheap), writes in the writer's (may block)."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+            return
+        self.writer.put_nowait(line + "\n")
+
+
+_handler: _ThreadedHandler | None = None
+
+
+def flush_logs(timeout_s: float = 2.0) -> None:
+    """Let queued log lines out (bounded: a stalled stderr cannot hold the exit)."""
+    if _handler is not None:
+        _handler.writer.flush(timeout_s)
+
+
+atexit.register(flush_logs)
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -55,13 +90,23 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    global _handler  # noqa: PLW0603 - one handler per process, replaced on reconfiguration
+    handler = _ThreadedHandler(writer_for(sys.stderr, max_queued=MAX_QUEUED_LINES))
     handler.setFormatter(formatter)
+    _handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # httpx logs every request's full URL at INFO, and a Slack webhook URL is a
     # secret: its warnings and errors still come through, its request lines never.
     # ftwatch logs its own requests (api.request_failed, notify.*) without URLs.
+    for chatty in ("httpx", "httpcore", "hypercorn.error", "hypercorn.access"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
+
+
+def set_log_level(level: str) -> None:
+    """Change the level of a running process (a reload)."""
+    numeric = _LEVELS.get(level.lower(), logging.INFO)
+    logging.getLogger().setLevel(numeric)
     for chatty in ("httpx", "httpcore", "hypercorn.error", "hypercorn.access"):
         logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))

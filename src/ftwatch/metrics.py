@@ -6,8 +6,6 @@ counters. No model id is ever a label: thousands of models would be thousands of
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 __all__ = ["Metrics"]
@@ -49,6 +47,20 @@ class Metrics:
         self.outbox_pending = Gauge(
             "ftwatch_outbox_pending", "Deliveries waiting in the outbox, all notifiers together.", registry=r
         )
+        self.outbox_orphaned = Gauge(
+            "ftwatch_outbox_orphaned",
+            "Deliveries waiting for a notifier no longer configured: kept until it comes back.",
+            registry=r,
+        )
+        self.model_failures = Counter(
+            "ftwatch_model_failures",
+            "Models whose read failed in a cycle (the others went on), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "ftwatch_store_errors", "Failed reads and writes of the state, by operation.", ["operation"], registry=r
+        )
         self.last_success = Gauge(
             "ftwatch_last_successful_poll_timestamp_seconds",
             "Unix time of the last successful poll cycle.",
@@ -64,6 +76,8 @@ class Metrics:
         self.notifications.labels(notifier, outcome).inc()
         self.notification_seconds.labels(notifier).observe(seconds)
 
-    def track_pending(self, count: Callable[[], float]) -> None:
-        """Read the outbox size at scrape time, so it is never stale."""
-        self.outbox_pending.set_function(count)
+    def outbox(self, pending: dict[str, int], configured: set[str]) -> None:
+        """Pending deliveries per notifier key: those of configured notifiers are
+        pending, the others orphaned (a notifier removed by a reload)."""
+        self.outbox_pending.set(sum(n for key, n in pending.items() if key in configured))
+        self.outbox_orphaned.set(sum(n for key, n in pending.items() if key not in configured))

@@ -17,6 +17,7 @@ __all__ = [
     "ModelInfo",
     "ModelListing",
     "Transition",
+    "check_model_id",
     "format_timestamp",
     "human_status",
     "normalize_status",
@@ -56,10 +57,21 @@ def human_status(status: str | None) -> str:
     return short.replace("_", " ").lower()
 
 
+def check_model_id(model_id: str) -> str:
+    """The id as it is, or :class:`ValueError` if it is no single path segment.
+
+    Ids go into API paths; ``/`` or ``..`` would climb to another path of the API
+    host, which would receive the bearer key.
+    """
+    if not model_id or model_id in (".", "..") or "/" in model_id or not model_id.isprintable():
+        raise ValueError(f"invalid model id {model_id[:60]!r}: an id is one path segment (no '/', not '.' or '..')")
+    return model_id
+
+
 _TIMESTAMP = re.compile(
-    r"^(?P<base>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})"
-    r"(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})$"
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})"
+    r"(?:\.(?P<frac>\d+))?"
+    r"(?P<tz>[Zz]|[+-]\d{2}:?\d{2})$"
 )
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -69,18 +81,33 @@ def parse_timestamp(text: str) -> int:
 
     The API sends 6 to 9 fractional digits; :class:`datetime.datetime` keeps only 6,
     and two events a few nanoseconds apart must still sort apart, hence integers.
-    Raises :class:`ValueError` on anything that is not RFC 3339.
+    Everything RFC 3339 allows is read: any number of fractional digits (past the
+    ninth they are dropped), ``z`` or ``Z``, ``t`` or a space, an offset with or
+    without its colon (``+0000``), and a leap second (``:60``, taken as the last
+    nanosecond of its minute, so it still sorts after ``:59``).
+    Raises :class:`ValueError` on anything else.
     """
     match = _TIMESTAMP.match(text.strip())
     if match is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
+    hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"])
+    frac = int((match["frac"] or "")[:9].ljust(9, "0"))
+    if second == 60:  # a leap second: RFC 3339 allows it, datetime does not
+        second, frac = 59, 999_999_999
     tz = match["tz"].upper()
-    base = dt.datetime.fromisoformat(match["base"].replace("t", "T").replace(" ", "T"))
-    base = base.replace(tzinfo=dt.UTC if tz == "Z" else dt.datetime.strptime(tz, "%z").tzinfo)
-    delta = base - _EPOCH
-    seconds = delta.days * 86_400 + delta.seconds
-    frac = (match["frac"] or "").ljust(9, "0")
-    return seconds * 1_000_000_000 + int(frac)
+    if tz == "Z":
+        offset_s = 0
+    else:
+        digits = tz[1:].replace(":", "")
+        offset_s = (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * (-1 if tz[0] == "-" else 1)
+    try:
+        day = dt.date.fromisoformat(match["date"])
+        moment = dt.datetime.combine(day, dt.time(hour, minute, second), tzinfo=dt.UTC)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}") from None
+    delta = moment - _EPOCH
+    seconds = delta.days * 86_400 + delta.seconds - offset_s
+    return seconds * 1_000_000_000 + frac
 
 
 def format_timestamp(ns: int, digits: int = 9) -> str:
@@ -96,17 +123,22 @@ class Event:
     """One entry of a fine-tuned model's event history."""
 
     status: str
-    created_at_ns: int
+    #: ``None`` when the API gave no usable ``created_at``: such an event is still
+    #: reported, in the order it was first seen.
+    created_at_ns: int | None
     user_id: str | None = None
 
     @property
-    def created_at(self) -> str:
-        return format_timestamp(self.created_at_ns)
+    def created_at(self) -> str | None:
+        return None if self.created_at_ns is None else format_timestamp(self.created_at_ns)
 
-    def sort_key(self) -> tuple[int, str, str]:
+    def sort_key(self) -> tuple[int, int, str, str]:
         # The API's order is unreliable (its docs contradict themselves), so events
         # are always ordered by time, and ties are broken the same way every time.
-        return (self.created_at_ns, self.status, self.user_id or "")
+        # Undated events sort last.
+        if self.created_at_ns is None:
+            return (1, 0, self.status, self.user_id or "")
+        return (0, self.created_at_ns, self.status, self.user_id or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +168,8 @@ class ModelListing:
 
     models: list[ModelInfo]
     requests: int
+    #: Entries of the list that could not be read: id (or ``?``) -> why.
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

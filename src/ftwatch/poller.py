@@ -13,6 +13,7 @@ Two ways to find what changed, whichever costs fewer requests:
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,10 +22,10 @@ from dataclasses import dataclass, field
 import anyio
 import structlog
 
-from ftwatch.diff import Cursor, diff_events
+from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events
 from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.outbox import Route
-from ftwatch.source import ModelNotFoundError, Source
+from ftwatch.source import ModelNotFoundError, Source, SourceError
 from ftwatch.store import ModelState, Store
 
 __all__ = ["CycleResult", "Poller"]
@@ -44,6 +45,9 @@ class CycleResult:
     #: Every model's current status as the cycle saw it (for live views).
     statuses: dict[str, ModelInfo] = field(default_factory=dict)
     mode: str = "list"
+    #: Models whose read failed this cycle (id -> why): retried next cycle, while
+    #: the others were committed.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -75,6 +79,8 @@ class Poller:
         reconcile_share: float = 0.1,
         budget_per_cycle: int | None = None,
         mode: str = "auto",
+        lookback_ns: int = DEFAULT_LOOKBACK_NS,
+        clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.source = source
@@ -84,13 +90,28 @@ class Poller:
         self.reconcile_share = reconcile_share
         self.budget_per_cycle = budget_per_cycle
         self.mode = mode
+        self.lookback_ns = lookback_ns
+        self.clock_skew_ns = clock_skew_ns
         self._limit = anyio.CapacityLimiter(concurrency)
         self._clock_ns = wall_clock_ns
         self._state: dict[str, ModelState] | None = None
         self._fresh = True
         self._missing: set[str] = set()
+        self._failing: dict[str, str] = {}
+        self._committed_scope: str | None = None
         self._reconcile_next = 0  # round-robin position over the sorted model ids
         self._list_cost: int | None = None  # requests the last full listing took
+
+    @property
+    def concurrency(self) -> int:
+        return int(self._limit.total_tokens)
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self._limit.total_tokens = value
+
+    def _scope(self) -> str:
+        return "all" if not self.models else json.dumps(sorted(self.models))
 
     def known(self, model_id: str) -> ModelState | None:
         """What the last committed cycle knows of one model."""
@@ -100,7 +121,19 @@ class Poller:
         if self._state is None:
             self._state = await anyio.to_thread.run_sync(self.store.load_models)
             self._fresh = await anyio.to_thread.run_sync(self.store.is_fresh)
+            self._committed_scope = await anyio.to_thread.run_sync(self.store.load_scope)
         return self._state
+
+    def _unknown_are_baseline(self, fresh: bool) -> bool:
+        """Whether a model never seen before is history (True) or a new job.
+
+        A first start, configured models, and a watch that just widened to all
+        models (by a config change) take what they find as baseline; only a model
+        that appears while all models were already watched is a new job.
+        """
+        if fresh or self.models:
+            return True
+        return self._committed_scope not in (None, "all")
 
     def _list_mode(self) -> bool:
         if not self.models or self.mode == "list":
@@ -115,12 +148,15 @@ class Poller:
         """Poll once and commit what is new. Raises the source's errors."""
         state = await self._load()
         fresh = self._fresh
+        baseline = self._unknown_are_baseline(fresh)
         list_mode = self._list_mode()
+        failed: dict[str, str] = {}
         if list_mode:
-            fetched, not_found = await self._fetch_listed(state, fresh)
+            fetched, not_found = await self._fetch_listed(state, baseline, failed)
         else:
-            fetched, not_found = await self._fetch_each(state)
+            fetched, not_found = await self._fetch_each(state, failed)
         self._report_missing(not_found)
+        self._report_failing(failed)
         detected_at_ns = self._clock_ns()
 
         changed: dict[str, ModelState] = {}
@@ -139,9 +175,6 @@ class Poller:
                     changed[model_id] = ModelState(old.cursor, info.name, old.list_status, old.list_updated)
                 continue
             events_read += len(item.events)
-            # First start, or a model named in the config: history so far is the
-            # baseline. A model that shows up later in all-models mode is a new job.
-            baseline = fresh or bool(self.models)
             cursor, new = diff_events(
                 model_id,
                 info.name,
@@ -149,7 +182,13 @@ class Poller:
                 item.events,
                 baseline=baseline,
                 detected_at_ns=detected_at_ns,
+                lookback_ns=self.lookback_ns,
+                clock_skew_ns=self.clock_skew_ns,
             )
+            undated = cursor.undated - (old.cursor.undated if old else frozenset())
+            if undated:
+                # Reported with the time they were first seen: say so, once.
+                log.warning("event.undated", model_id=model_id, events=len(undated), note="no usable created_at")
             consistent = not item.events or cursor.last_status == info.status
             changed[model_id] = ModelState(
                 cursor=cursor,
@@ -164,9 +203,11 @@ class Poller:
         # Oldest first across models too; the sort is stable, so per-model order holds.
         transitions.sort(key=lambda t: t.occurred_at)
         routes = list(self.routes())
-        await anyio.to_thread.run_sync(self.store.commit_cycle, changed, transitions, routes, time.time())
+        scope = self._scope()
+        await anyio.to_thread.run_sync(self.store.commit_cycle, changed, transitions, routes, time.time(), scope)
         state.update(changed)
         self._fresh = False
+        self._committed_scope = scope
         return CycleResult(
             transitions=transitions,
             models=len(fetched),
@@ -175,6 +216,7 @@ class Poller:
             not_found=not_found,
             statuses={model_id: item.info for model_id, item in fetched.items()},
             mode="list" if list_mode else "per-model",
+            failed=failed,
         )
 
     def _report_missing(self, not_found: list[str]) -> None:
@@ -182,6 +224,15 @@ class Poller:
             if model_id not in self._missing:
                 log.warning("model.not_found", model_id=model_id, fix="check the id in poll.models")
         self._missing = set(not_found)
+
+    def _report_failing(self, failed: dict[str, str]) -> None:
+        """Once per streak: when a model starts failing, and when it recovers."""
+        for model_id, error in failed.items():
+            if model_id not in self._failing:
+                log.warning("model.failed", model_id=model_id, error=error, note="the others go on; retried next cycle")
+        for model_id in self._failing.keys() - failed.keys():
+            log.info("model.recovered", model_id=model_id)
+        self._failing = dict(failed)
 
     async def _run_all(self, calls: list[Callable[[], Awaitable[None]]]) -> None:
         """Run coroutines with bounded concurrency; re-raise the first failure plainly."""
@@ -212,12 +263,17 @@ class Poller:
         self._reconcile_next = start + size
         return {ids[(start + i) % len(ids)] for i in range(size)}
 
-    async def _fetch_listed(self, state: dict[str, ModelState], fresh: bool) -> tuple[dict[str, _Fetched], list[str]]:
+    async def _fetch_listed(
+        self, state: dict[str, ModelState], baseline: bool, failed: dict[str, str]
+    ) -> tuple[dict[str, _Fetched], list[str]]:
         listing = await self.source.list_models()
         self._list_cost = listing.requests
         wanted = set(self.models)
+        for model_id, why in listing.rejected.items():
+            if not wanted or model_id in wanted:
+                failed[model_id] = f"unreadable in the model list: {why}"
         listed = [info for info in listing.models if not wanted or info.id in wanted]
-        not_found = sorted(wanted - {info.id for info in listed})
+        not_found = sorted(wanted - {info.id for info in listed} - failed.keys())
         fetched = {info.id: _Fetched(info) for info in listed}
 
         reads: list[tuple[str, int | None]] = []
@@ -226,22 +282,20 @@ class Poller:
             item = fetched[info.id]
             old = state.get(info.id)
             if self.mode == "events":  # the naive way, on request: every history, every cycle
-                reads.append((info.id, None if old is None or old.cursor.lazy else old.cursor.at_ns))
+                reads.append((info.id, _newer_than(old)))
                 continue
             if old is None:
-                if (fresh or self.models) and info.updated_at_ns is not None:
+                if baseline and info.updated_at_ns is not None:
                     item.lazy_baseline = True  # nothing to read: the list is the baseline
                 else:
                     reads.append((info.id, None))
                 continue
             if old.list_status != info.status or old.list_updated != info.updated_at:
-                reads.append((info.id, None if old.cursor.lazy else old.cursor.at_ns))
+                reads.append((info.id, _newer_than(old)))
             else:
                 idle.append(info.id)
-        for model_id in sorted(self._reconcile_window(sorted(idle), listing.requests, len(reads))):
-            old = state[model_id]
-            # A lazy baseline is read whole, once: its cursor has no event keys yet.
-            reads.append((model_id, None if old.cursor.lazy else old.cursor.at_ns))
+        reconciled = self._reconcile_window(sorted(idle), listing.requests, len(reads))
+        reads.extend((model_id, _newer_than(state[model_id])) for model_id in sorted(reconciled))
 
         async def read(model_id: str, newer_than: int | None) -> None:
             try:
@@ -249,11 +303,17 @@ class Poller:
             except ModelNotFoundError:
                 # Deleted between the list and now; the next list will tell.
                 del fetched[model_id]
+            except SourceError as exc:
+                # This model only: the others commit and deliver, it is read again next cycle.
+                failed[model_id] = str(exc)
+                del fetched[model_id]
 
         await self._run_all([functools.partial(read, model_id, newer) for model_id, newer in reads])
         return fetched, not_found
 
-    async def _fetch_each(self, state: dict[str, ModelState]) -> tuple[dict[str, _Fetched], list[str]]:
+    async def _fetch_each(
+        self, state: dict[str, ModelState], failed: dict[str, str]
+    ) -> tuple[dict[str, _Fetched], list[str]]:
         fetched: dict[str, _Fetched] = {}
         not_found: list[str] = []
 
@@ -264,13 +324,24 @@ class Poller:
                     info = ModelInfo(model_id, old.name, old.cursor.last_status or "STATUS_UNSPECIFIED")
                 else:
                     info = await self.source.get_model(model_id)
-                lazy = old is not None and old.cursor.lazy
-                events = await self.source.list_events(model_id, old.cursor.at_ns if old and not lazy else None)
+                events = await self.source.list_events(model_id, _newer_than(old))
             except ModelNotFoundError:
                 not_found.append(model_id)
                 return
-            latest = max(events, key=Event.sort_key).status if events else info.status
+            except SourceError as exc:
+                failed[model_id] = str(exc)
+                return
+            dated = [event for event in events if event.created_at_ns is not None]
+            latest = max(dated, key=Event.sort_key).status if dated else info.status
             fetched[model_id] = _Fetched(ModelInfo(info.id, info.name, latest, info.updated_at), events)
 
         await self._run_all([functools.partial(read, model_id) for model_id in self.models])
         return fetched, sorted(not_found)
+
+
+def _newer_than(old: ModelState | None) -> int | None:
+    """How far back a model's events must be read: down to its cursor's horizon (late
+    events included), or all of them for a model never read (a lazy baseline too)."""
+    if old is None or old.cursor.lazy:
+        return None
+    return old.cursor.horizon_ns

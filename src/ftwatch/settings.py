@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from ftwatch.errors import ConfigError
+from ftwatch.model import check_model_id
 from ftwatch.secretfile import read_secret
 
 __all__ = [
@@ -55,6 +56,12 @@ class CohereSettings(BaseModel):
     max_attempts: Annotated[int, Field(ge=1)] = 5
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
     retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+    #: The longest a request waits when the API answers 429 with ``Retry-After``:
+    #: past this the cycle goes on (and fails), instead of one request stalling it.
+    max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
+    #: How long a refused key (401/403) is read again and retried before giving up
+    #: with exit 3: a rotated Secret takes a moment to reach every pod.
+    auth_retry_s: Annotated[float, Field(ge=0)] = 10.0
 
     @field_validator("base_url")
     @classmethod
@@ -78,12 +85,26 @@ class PollSettings(BaseModel):
     #: case the list missed a change: this share of the list's own requests (0.1: a
     #: tenth more), round robin, so every model is re-read in turn. 0 turns it off.
     reconcile_share: Annotated[float, Field(ge=0, le=10)] = 0.1
+    #: Events stamped up to this long before the newest one seen are still taken as
+    #: new if they were not seen before (eventually consistent APIs, skewed clocks).
+    lookback_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    #: How far the API's updated_at may lag the event that set the status it shows
+    #: (another clock, fewer digits): such an event is part of a baseline.
+    clock_skew_s: Annotated[float, Field(ge=0, le=3_600)] = 2.0
+
+    @field_validator("models")
+    @classmethod
+    def _one_segment(cls, value: list[str]) -> list[str]:
+        return [check_model_id(model_id) for model_id in value]
 
 
 class StateSettings(BaseModel):
     model_config = _STRICT
 
     path: Path | None = None
+    #: How long a write waits for a lock held by another client of the file
+    #: (someone querying it) before that attempt counts as failed.
+    busy_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
 
 
 class HttpSettings(BaseModel):
@@ -263,36 +284,68 @@ class KeySource:
 
     def read(self) -> SecretStr:
         if self._file is not None:
-            return read_secret_file(self._file, "the API key (cohere.api_key_file)")
+            return _plain_key(read_secret_file(self._file, "the API key (cohere.api_key_file)"), self.describe())
         for name in ("CO_API_KEY", "COHERE_API_KEY"):
             if value := self._environ.get(name, "").strip():
-                return SecretStr(value)
+                return _plain_key(SecretStr(value), self.describe())
         credential = self._credential_path()
         if credential is not None:
-            return read_secret_file(credential, "the API key (systemd credential)")
+            return _plain_key(read_secret_file(credential, "the API key (systemd credential)"), self.describe())
         raise ConfigError(
             "no Cohere API key: set CO_API_KEY, or api_key_file in [cohere], or the systemd credential cohere-api-key"
         )
 
 
+def _plain_key(key: SecretStr, where: str) -> SecretStr:
+    """A key goes into an HTTP header: printable ASCII only, said plainly if not."""
+    value = key.get_secret_value()
+    if value.startswith("\ufeff"):
+        raise ConfigError(f"the API key in {where} starts with a byte-order mark: save it as plain ASCII text")
+    if not (value.isascii() and value.isprintable()):
+        raise ConfigError(
+            f"the API key in {where} has non-ASCII or control characters: it must be the key alone, in plain ASCII"
+        )
+    return key
+
+
 _REDACTED = "**********"
+#: Keys whose values are credentials whatever their type (webhook headers carry tokens).
+_SECRET_MAPPINGS = {"headers"}
+
+
+def redact_url(url: str) -> str:
+    """Scheme and host of an http(s) URL, its path, query and userinfo hidden; for any
+    other scheme (Apprise's ``tgram://BOT-TOKEN/…``, where the "host" is the token)
+    the scheme alone."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _REDACTED
+    if scheme.lower() not in ("http", "https"):
+        return f"{scheme}://{_REDACTED}"
+    host = rest.split("/")[0].split("?")[0].split("#")[0].rpartition("@")[2]
+    return f"{scheme}://{host}/{_REDACTED}"
 
 
 def redacted(value: Any, key: str = "") -> Any:
     """A JSON-able copy of a settings dump with every secret hidden.
 
-    URLs that are secrets keep their scheme and host, so a reader can tell them apart.
+    URLs that are secrets keep their scheme and host (http and https only), so a
+    reader can tell them apart; header values are hidden whole; a plain URL that
+    carries a user and password loses them.
     """
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
-        if "url" in key and "://" in secret:
-            scheme, _, rest = secret.partition("://")
-            return f"{scheme}://{rest.split('/')[0].rpartition('@')[2]}/{_REDACTED}"
-        return _REDACTED
+        return redact_url(secret) if "://" in secret else _REDACTED
     if isinstance(value, Mapping):
+        if key in _SECRET_MAPPINGS:
+            return {str(k): _REDACTED for k in value}
         return {k: redacted(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redacted(v, key) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str) and "://" in value and "@" in value.partition("://")[2].split("/")[0]:
+        scheme, _, rest = value.partition("://")
+        host, slash, path = rest.partition("/")
+        return f"{scheme}://{_REDACTED}@{host.rpartition('@')[2]}{slash}{path}"
     return value

@@ -7,26 +7,34 @@ from __future__ import annotations
 
 import itertools
 import time
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import anyio
 import httpx
 import stamina
 import structlog
 
-from ftwatch.errors import AuthRefusedError
+from ftwatch import model
+from ftwatch.errors import AuthRefusedError, ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.settings import KeySource
 
 __all__ = [
+    "ApiWait",
     "CohereSource",
+    "InvalidModelIdError",
+    "ModelDataError",
     "ModelNotFoundError",
     "RequestObserver",
     "Source",
     "SourceError",
     "SourceUnavailableError",
+    "check_model_id",
 ]
 
 log = structlog.get_logger("ftwatch.source")
@@ -46,6 +54,29 @@ class SourceUnavailableError(SourceError):
 
 class ModelNotFoundError(SourceError):
     """404 for one model: it was deleted or the id is wrong."""
+
+
+class ModelDataError(SourceError):
+    """The API answered for one model with something unreadable (a field of the wrong
+    type, say). Bad input for that model only: the others go on."""
+
+
+class InvalidModelIdError(ConfigError):
+    """An id that cannot be one path segment of the API (``/``, ``..``): exit 2."""
+
+
+def check_model_id(model_id: str) -> str:
+    """The id as it is, or :class:`InvalidModelIdError` if it could reach another path."""
+    try:
+        return model.check_model_id(model_id)
+    except ValueError as exc:
+        raise InvalidModelIdError(f"{exc}; check it with 'ftwatch models'") from None
+
+
+def _model_path(model_id: str, tail: str = "") -> str:
+    # Escaped as one segment: an id can never climb to another path of the API host,
+    # which would receive the bearer key.
+    return f"{_API}/{urllib.parse.quote(check_model_id(model_id), safe='')}{tail}"
 
 
 class _TransientError(Exception):
@@ -74,47 +105,71 @@ class Source(Protocol):
 RequestObserver = Callable[[str, str, float], None]
 
 
+@dataclass(frozen=True, slots=True)
+class ApiWait:
+    """The client is waiting on purpose before its next request (the API said
+    ``Retry-After``): alive, not stuck."""
+
+    endpoint: str
+    seconds: float
+    #: What the API asked for, before the cap.
+    asked_s: float
+
+
 def _no_observer(endpoint: str, code: str, seconds: float) -> None:
     pass
 
 
-def _timestamp(raw: Any, field: str) -> int | None:
-    if raw is None or raw == "":
+def _no_wait_observer(wait: ApiWait) -> None:
+    pass
+
+
+class _BadDataError(Exception):
+    """One item of a body is unreadable."""
+
+
+def _optional_str(raw: dict[str, Any], field: str) -> str | None:
+    value = raw.get(field)
+    if value is None or value == "":
         return None
-    if not isinstance(raw, str):
-        raise _TransientError(f"malformed {field}: not a string")
+    if not isinstance(value, str):
+        raise _BadDataError(f"{field} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _timestamp(raw: dict[str, Any]) -> int | None:
+    """``created_at`` in nanoseconds; ``None`` when absent, empty or unreadable: such
+    an event is still reported (as undated), never dropped."""
+    value = raw.get("created_at")
+    if not isinstance(value, str) or not value:
+        return None
     try:
-        return parse_timestamp(raw)
+        return parse_timestamp(value)
     except ValueError:
-        raise _TransientError(f"malformed {field}: {raw[:40]!r}") from None
+        return None
 
 
 def _model_info(raw: Any) -> ModelInfo:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-        raise _TransientError("malformed model: no id")
+        raise _BadDataError("a model without an id")
+    check_model_id(raw["id"])
     return ModelInfo(
         id=raw["id"],
-        name=raw.get("name") or None,
+        name=_optional_str(raw, "name"),
         # Zero values may be left out: a missing status is the zero one.
-        status=str(raw.get("status") or "STATUS_UNSPECIFIED"),
-        updated_at=raw["updated_at"] if isinstance(raw.get("updated_at"), str) else None,
+        status=_optional_str(raw, "status") or "STATUS_UNSPECIFIED",
+        updated_at=_optional_str(raw, "updated_at"),
     )
 
 
 def _event(raw: Any) -> Event:
     if not isinstance(raw, dict):
-        raise _TransientError("malformed event: not an object")
+        raise _BadDataError("an event that is not an object")
     return Event(
-        status=str(raw.get("status") or "STATUS_UNSPECIFIED"),
-        created_at_ns=_timestamp(raw.get("created_at"), "created_at") or 0,
-        user_id=raw.get("user_id") or None,
+        status=_optional_str(raw, "status") or "STATUS_UNSPECIFIED",
+        created_at_ns=_timestamp(raw),
+        user_id=_optional_str(raw, "user_id"),
     )
-
-
-def _retry_hook(exc: Exception) -> bool | float:
-    if isinstance(exc, _TransientError):
-        return exc.retry_after_s if exc.retry_after_s is not None else True
-    return isinstance(exc, httpx.TransportError)
 
 
 class CohereSource:
@@ -137,7 +192,10 @@ class CohereSource:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         observer: RequestObserver = _no_observer,
+        on_wait: Callable[[ApiWait], None] = _no_wait_observer,
         page_size: int = 1000,
+        max_retry_after_s: float = 60.0,
+        auth_retry_s: float = 10.0,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -149,7 +207,10 @@ class CohereSource:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._observer = observer
+        self._on_wait = on_wait
         self._page_size = page_size
+        self._max_retry_after_s = max_retry_after_s
+        self._auth_retry_s = auth_retry_s
 
     async def _get_once(self, endpoint: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
         if self._limiter is not None:
@@ -162,38 +223,43 @@ class CohereSource:
         started = time.perf_counter()
         try:
             response = await self._http.get(self._base_url + path, params=params, headers=headers)
-        except httpx.TransportError as exc:
+            code = response.status_code
+            body: Any = _message(response) if code >= 400 else response.json()
+        except httpx.HTTPError as exc:
+            # Transport errors, and the others too (a gzip body that fails to decode):
+            # each is one failed request, worth another try.
             self._observer(endpoint, type(exc).__name__, time.perf_counter() - started)
             log.debug("api.request_failed", endpoint=endpoint, error=type(exc).__name__)
-            raise
-        self._observer(endpoint, str(response.status_code), time.perf_counter() - started)
-        code = response.status_code
+            raise _TransientError(f"{type(exc).__name__} talking to the API") from None
+        except ValueError:  # not JSON, or not UTF-8
+            self._observer(endpoint, str(response.status_code), time.perf_counter() - started)
+            raise _TransientError(f"malformed JSON body (HTTP {response.status_code})") from None
+        self._observer(endpoint, str(code), time.perf_counter() - started)
         if code == 429 or code >= 500:
-            raise _TransientError(
-                f"HTTP {code}: {_message(response)}", parse_retry_after(response.headers.get("retry-after"))
-            )
-        if code in (401, 403, 404) or code >= 400:
-            return code, _message(response)
-        try:
-            return code, response.json()
-        except ValueError:
-            raise _TransientError(f"malformed JSON body (HTTP {code})") from None
+            raise _TransientError(f"HTTP {code}: {body}", parse_retry_after(response.headers.get("retry-after")))
+        return code, body
 
     async def _get(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> Any:
-        reread = False
+        refused_since: float | None = None
+        pause = 0.25
         while True:
             code, body = await self._get_with_retries(endpoint, path, params or {})
-            if code in (401, 403) and not reread:
-                # A rotated key (a new Secret file, a new credential): read it again once.
-                log.warning("api.key_refused", code=code, key_source=self._key_source.describe(), action="reread")
-                self._key = self._key_source.read()
-                reread = True
-                continue
             if code in (401, 403):
-                raise AuthRefusedError(
-                    f"the Cohere API refused the key (HTTP {code}: {body}); "
-                    f"check the key in {self._key_source.describe()}"
-                )
+                # A rotated key: a Secret still propagating, a file caught in the middle
+                # of its rewrite. Read it again, for a short, bounded time.
+                now = anyio.current_time()
+                if refused_since is None:
+                    refused_since = now
+                    log.warning("api.key_refused", code=code, key_source=self._key_source.describe(), action="reread")
+                elif now - refused_since >= self._auth_retry_s:
+                    raise AuthRefusedError(
+                        f"the Cohere API refused the key (HTTP {code}: {body}) for {self._auth_retry_s:g}s; "
+                        f"check the key in {self._key_source.describe()}"
+                    )
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                await self._reread_key(refused_since)
+                continue
             if code == 404:
                 raise ModelNotFoundError(f"{path}: not found")
             if code >= 400:
@@ -202,10 +268,37 @@ class CohereSource:
                 raise SourceUnavailableError(f"{endpoint}: body is not a JSON object")
             return body
 
+    async def _reread_key(self, refused_since: float) -> None:
+        """Read the key source again; while it is unreadable (empty, half written),
+        keep trying until the refusal window closes."""
+        while True:
+            try:
+                self._key = await anyio.to_thread.run_sync(self._key_source.read)
+            except ConfigError:
+                if anyio.current_time() - refused_since >= self._auth_retry_s:
+                    raise
+                await anyio.sleep(0.25)
+            else:
+                return
+
+    def _retry_hook(self, endpoint: str) -> Callable[[Exception], bool | float]:
+        def hook(exc: Exception) -> bool | float:
+            if not isinstance(exc, _TransientError):
+                return False
+            if exc.retry_after_s is None:
+                return True
+            # The API said when. Wait that long, up to the cap: a long wait in one
+            # request would stall the whole cycle, and is better spent by the next one.
+            seconds = min(exc.retry_after_s, self._max_retry_after_s)
+            self._on_wait(ApiWait(endpoint, seconds, exc.retry_after_s))
+            return seconds
+
+        return hook
+
     async def _get_with_retries(self, endpoint: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
         try:
             async for attempt in stamina.retry_context(
-                on=_retry_hook,
+                on=self._retry_hook(endpoint),
                 attempts=self._max_attempts,
                 timeout=None,
                 wait_initial=self._retry_initial_s,
@@ -215,8 +308,6 @@ class CohereSource:
                     return await self._get_once(endpoint, path, params)
         except _TransientError as exc:
             raise SourceUnavailableError(f"{endpoint}: {exc}") from None
-        except httpx.TransportError as exc:
-            raise SourceUnavailableError(f"{endpoint}: {type(exc).__name__} talking to the API") from None
         raise AssertionError("unreachable: stamina either returns or raises")
 
     async def _pages(self, endpoint: str, path: str, key: str, order_by: str) -> Any:
@@ -240,37 +331,45 @@ class CohereSource:
 
     async def list_models(self) -> ModelListing:
         models: list[ModelInfo] = []
+        rejected: dict[str, str] = {}
         pages = 0
         async for page in self._pages("list_models", _API, "finetuned_models", "created_at"):
-            models.extend(self._parsed(_model_info, item) for item in page)
+            for item in page:
+                try:
+                    models.append(_model_info(item))
+                except (_BadDataError, InvalidModelIdError) as exc:
+                    # One unreadable model is that model's problem only.
+                    raw_id = item.get("id") if isinstance(item, dict) else None
+                    rejected[raw_id[:80] if isinstance(raw_id, str) else "?"] = str(exc)
             pages += 1
-        return ModelListing(models, pages)
+        return ModelListing(models, pages, rejected)
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._get("get_model", f"{_API}/{model_id}")
-        return self._parsed(_model_info, body.get("finetuned_model"))
+        body = await self._get("get_model", _model_path(model_id))
+        return _parsed(model_id, _model_info, body.get("finetuned_model"))
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         events: list[Event] = []
         # Newest first when there is a cursor: the pages past it need not be read.
         order = "created_at desc" if newer_than_ns is not None else "created_at"
-        async for page in self._pages("list_events", f"{_API}/{model_id}/events", "events", order):
-            batch = [self._parsed(_event, item) for item in page]
+        async for page in self._pages("list_events", _model_path(model_id, "/events"), "events", order):
+            batch = [_parsed(model_id, _event, item) for item in page]
             events.extend(batch)
             if newer_than_ns is not None and batch:
                 stamps = [event.created_at_ns for event in batch]
-                descending = all(a >= b for a, b in itertools.pairwise(stamps))
+                dated = [stamp for stamp in stamps if stamp is not None]
+                descending = len(dated) == len(stamps) and all(a >= b for a, b in itertools.pairwise(dated))
                 # Only trust the order if the page really is newest first.
-                if descending and stamps[-1] < newer_than_ns:
+                if descending and dated[-1] < newer_than_ns:
                     break
         return events
 
-    @staticmethod
-    def _parsed(parse: Callable[[Any], _T], raw: Any) -> _T:
-        try:
-            return parse(raw)
-        except _TransientError as exc:
-            raise SourceUnavailableError(str(exc)) from None
+
+def _parsed(model_id: str, parse: Callable[[Any], _T], raw: Any) -> _T:
+    try:
+        return parse(raw)
+    except (_BadDataError, InvalidModelIdError) as exc:
+        raise ModelDataError(f"model {model_id[:80]}: {exc}") from None
 
 
 def _message(response: httpx.Response) -> str:

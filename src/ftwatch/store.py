@@ -8,29 +8,37 @@ once across SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from ftwatch.diff import Cursor
-from ftwatch.errors import ConfigError
+from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
 
-__all__ = ["ModelState", "Store", "StoreError"]
+__all__ = ["SCHEMA_VERSION", "ModelState", "Store", "StoreError", "StoreOpenError"]
+
+_T = TypeVar("_T")
+
+#: The state file's schema, in ``PRAGMA user_version``. 0 with tables is the first
+#: build's (version 1, which had no number); each step below migrates one version up.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
+CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS models (
+CREATE TABLE models (
     model_id TEXT PRIMARY KEY,
     name TEXT,
     at_ns INTEGER,
@@ -38,14 +46,16 @@ CREATE TABLE IF NOT EXISTS models (
     last_status TEXT,
     lazy INTEGER NOT NULL DEFAULT 0,
     list_status TEXT,
-    list_updated TEXT
+    list_updated TEXT,
+    horizon_ns INTEGER,
+    undated TEXT NOT NULL DEFAULT '[]'
 );
-CREATE TABLE IF NOT EXISTS transitions (
+CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     payload TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS deliveries (
+CREATE TABLE deliveries (
     transition_id TEXT NOT NULL REFERENCES transitions (id),
     notifier TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -55,12 +65,52 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT,
     PRIMARY KEY (notifier, transition_id)
 );
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (notifier, state);
+CREATE INDEX deliveries_pending ON deliveries (notifier, state);
 """
 
 
-class StoreError(ConfigError):
-    """The state file cannot be opened or written: exit 2, like any bad setting."""
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Cursors remember a look-back window of events (time in every key), a horizon
+    below which events are history, and undated events."""
+    db.execute("ALTER TABLE models ADD COLUMN horizon_ns INTEGER")
+    db.execute("ALTER TABLE models ADD COLUMN undated TEXT NOT NULL DEFAULT '[]'")
+    rows = db.execute("SELECT model_id, at_ns, seen FROM models").fetchall()
+    for model_id, at_ns, seen in rows:
+        # Version 1 knew only the events at its newest instant: that is the horizon.
+        quads = [[at_ns, status, user, position] for status, user, position in json.loads(seen)] if at_ns else []
+        db.execute(
+            "UPDATE models SET seen = ?, horizon_ns = ? WHERE model_id = ?", (json.dumps(quads), at_ns, model_id)
+        )
+
+
+#: Version n -> n + 1.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+
+#: Attempts at a statement that meets "database is locked" after the busy timeout.
+_BUSY_ATTEMPTS = 3
+
+
+class StoreOpenError(ConfigError):
+    """The state file cannot be opened, or is of a newer build: exit 2."""
+
+
+class StoreError(FtwatchError):
+    """Reading or writing the state failed (locked too long, disk full, I/O error).
+
+    The caller counts it as one failed cycle or delivery attempt and goes on: the
+    transaction was rolled back, so nothing half-written remains.
+    """
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` readable by its owner only, unless it exists (then it is kept as is)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _exclusive(path: Path) -> IO[bytes]:
@@ -70,12 +120,14 @@ def _exclusive(path: Path) -> IO[bytes]:
     one is refused instead. The kernel drops the lock when the process dies, so a
     SIGKILL leaves nothing to clean up.
     """
-    lock_file = (path.parent / f"{path.name}.lock").open("ab")
+    lock_path = path.parent / f"{path.name}.lock"
+    _create_private(lock_path)
+    lock_file = lock_path.open("ab")
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock_file.close()
-        raise StoreError(
+        raise StoreOpenError(
             f"state file {path} is in use by another ftwatch process: stop it, or give this one its own [state] path"
         ) from None
     return lock_file
@@ -91,25 +143,93 @@ class ModelState:
     list_updated: str | None = None
 
 
-class Store:
-    """The SQLite state file (WAL mode, one file plus its journal)."""
+def _encode_cursor(cursor: Cursor) -> tuple[str, str]:
+    return json.dumps(sorted(cursor.recent)), json.dumps(sorted(cursor.undated))
 
-    def __init__(self, path: Path) -> None:
+
+def _decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
+    at_ns: int | None, seen: str, last_status: str | None, lazy: int, horizon_ns: int | None, undated: str
+) -> Cursor:
+    return Cursor(
+        at_ns,
+        frozenset((int(ns), s, u, int(p)) for ns, s, u, p in json.loads(seen)),
+        last_status,
+        lazy=bool(lazy),
+        horizon_ns=horizon_ns,
+        undated=frozenset((s, u, int(p)) for s, u, p in json.loads(undated)),
+    )
+
+
+class Store:
+    """The SQLite state file (WAL mode, one file plus its journal), created 0600.
+
+    ``busy_timeout_s``: how long a statement waits for another client's lock (someone
+    querying the file, say) before the attempt counts as failed.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
         self.path = path
+        self._lock = threading.Lock()
         self._lock_file: IO[bytes] | None = None
+        memory = str(path) == ":memory:"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if str(path) != ":memory:":
+            if not memory:
+                if not path.parent.exists():
+                    path.parent.mkdir(mode=0o700, parents=True)
                 self._lock_file = _exclusive(path)
+                # SQLite gives the -wal and -shm files the database file's mode.
+                _create_private(path)
             # check_same_thread off: worker threads take turns, serialised by _lock.
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state file {path}: {exc}; fix [state] path or its permissions") from None
-        self._lock = threading.Lock()
+            self._close_quietly()
+            raise StoreOpenError(f"cannot open state file {path}: {exc}; fix [state] path or its permissions") from None
+        except StoreOpenError:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        if getattr(self, "_db", None) is not None:
+            self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older one forward, in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'models'").fetchone() is not None
+            if version == 0 and not has_tables:
+                # executescript would COMMIT on its own: one statement at a time instead.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                version = SCHEMA_VERSION
+            elif version == 0:
+                version = 1
+            if version > SCHEMA_VERSION:
+                raise StoreOpenError(  # noqa: TRY301 - rolled back by the handler below, like any failure
+                    f"state file {self.path} has schema version {version}, newer than this ftwatch knows"
+                    f" ({SCHEMA_VERSION}): run the newer ftwatch, or give this one another [state] path"
+                )
+            while version < SCHEMA_VERSION:
+                _MIGRATIONS[version](db)
+                version += 1
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        return int(self._read(lambda db: db.execute("PRAGMA user_version").fetchone()[0]))
 
     def close(self) -> None:
         with self._lock:
@@ -117,38 +237,65 @@ class Store:
             if self._lock_file is not None:
                 self._lock_file.close()  # releases the flock
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+    def _run(self, work: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
+        """Run ``work`` (in a transaction when it writes), waiting out a busy file a
+        few times; any failure rolls back and becomes one :class:`StoreError`."""
+        for attempt in range(_BUSY_ATTEMPTS):
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                with self._lock:
+                    if not write:
+                        return work(self._db)
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(self._db)
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        # A failed COMMIT (disk full) leaves the transaction open:
+                        # close it, so the next one can begin.
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
+                        raise
+                    return result
+            except sqlite3.Error as exc:
+                if _busy(exc) and attempt + 1 < _BUSY_ATTEMPTS:
+                    time.sleep(0.1 * 2**attempt)
+                    continue
+                raise StoreError(f"state file {self.path}: {exc}") from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return self._run(work, write=False)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return self._run(work, write=True)
 
     # --- cursors -----------------------------------------------------------------
 
     def is_fresh(self) -> bool:
         """True until the first cycle has been committed: that cycle is the baseline."""
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM meta WHERE key = 'baselined'").fetchone()
+        row = self._read(lambda db: db.execute("SELECT 1 FROM meta WHERE key = 'baselined'").fetchone())
         return row is None
 
+    def load_scope(self) -> str | None:
+        """What the last committed cycle watched (see :meth:`commit_cycle`)."""
+        row = self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = 'scope'").fetchone())
+        return None if row is None else str(row[0])
+
     def load_models(self) -> dict[str, ModelState]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated FROM models"
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated"
+                " FROM models"
             ).fetchall()
+        )
         return {
             model_id: ModelState(
-                cursor=Cursor(at_ns, frozenset((s, u, p) for s, u, p in json.loads(seen)), last_status, bool(lazy)),
+                cursor=_decode_cursor(at_ns, seen, last_status, lazy, horizon_ns, undated),
                 name=name,
                 list_status=list_status,
                 list_updated=list_updated,
             )
-            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated in rows
+            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated in rows
         }
 
     def commit_cycle(
@@ -157,31 +304,38 @@ class Store:
         transitions: Sequence[Transition],
         routes: Iterable[Route],
         now: float,
+        scope: str | None = None,
     ) -> int:
         """Save the cycle's cursors and transitions, and queue each transition for
-        every notifier that wants it, all in one transaction. Returns how many
-        deliveries were queued."""
+        every notifier that wants it, all in one transaction. ``scope`` records what
+        was watched (all models, or which), so a wider watch later can tell models it
+        newly covers from new jobs. Returns how many deliveries were queued."""
         route_list = list(routes)
-        queued = 0
-        with self._transaction() as db:
+
+        def work(db: sqlite3.Connection) -> int:
+            queued = 0
             db.executemany(
-                "INSERT INTO models (model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO models (model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated,"
+                " horizon_ns, undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
                 " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
-                " list_status = excluded.list_status, list_updated = excluded.list_updated",
+                " list_status = excluded.list_status, list_updated = excluded.list_updated,"
+                " horizon_ns = excluded.horizon_ns, undated = excluded.undated",
                 [
                     (
                         model_id,
                         state.name,
                         state.cursor.at_ns,
-                        json.dumps(sorted(state.cursor.seen_at_last)),
+                        seen,
                         state.cursor.last_status,
                         int(state.cursor.lazy),
                         state.list_status,
                         state.list_updated,
+                        state.cursor.horizon_ns,
+                        undated,
                     )
                     for model_id, state in models.items()
+                    for seen, undated in [_encode_cursor(state.cursor)]
                 ],
             )
             for transition in transitions:
@@ -200,19 +354,24 @@ class Store:
                 )
                 queued += len(rows)
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('baselined', '1')")
-        return queued
+            if scope is not None:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scope', ?)", (scope,))
+            return queued
+
+        return self._write(work)
 
     # --- outbox ------------------------------------------------------------------
 
     def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
         """The oldest undelivered transition of one notifier: notifiers deliver in order."""
-        with self._lock:
-            row = self._db.execute(
+        row = self._read(
+            lambda db: db.execute(
                 "SELECT d.transition_id, d.created_at, d.attempts, d.next_attempt_at, d.last_error, t.payload"
                 " FROM deliveries d JOIN transitions t ON t.id = d.transition_id"
                 " WHERE d.notifier = ? AND d.state = 'pending' ORDER BY t.seq LIMIT 1",
                 (notifier,),
             ).fetchone()
+        )
         if row is None:
             return None
         transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
@@ -227,8 +386,8 @@ class Store:
         return delivery, Transition.from_payload(json.loads(payload))
 
     def save_delivery(self, delivery: Delivery) -> None:
-        with self._transaction() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
                 " WHERE notifier = ? AND transition_id = ?",
                 (
@@ -240,11 +399,13 @@ class Store:
                     delivery.transition_id,
                 ),
             )
+        )
 
     def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
         """Deliveries in one state, per notifier."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self._read(
+            lambda db: db.execute(
                 "SELECT notifier, count(*) FROM deliveries WHERE state = ? GROUP BY notifier", (state.value,)
             ).fetchall()
-        return dict(rows)
+        )
+        return {str(notifier): int(count) for notifier, count in rows}

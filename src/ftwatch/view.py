@@ -65,6 +65,8 @@ class WatchState:
     recent: collections.deque[Transition] = field(default_factory=lambda: collections.deque(maxlen=8))
     status_line: str = "starting…"
     error: bool = False
+    #: A deliberate wait in progress (the API said Retry-After), shown under the status.
+    notice: str = ""
 
     def apply(self, transitions: list[Transition]) -> None:
         for transition in transitions:
@@ -100,4 +102,6 @@ def render(state: WatchState, now_ns: int) -> RenderableType:
             lines.append(line)
         lines.append(Text(""))
     lines.append(Text(state.status_line, style="bold red" if state.error else "bright_black"))
+    if state.notice:
+        lines.append(Text(state.notice, style="yellow"))
     return Group(*lines)

@@ -18,8 +18,8 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from ftwatch.daemon import api_client, make_source
-from ftwatch.errors import AuthRefusedError
+from ftwatch.daemon import api_client, make_source, poller_for
+from ftwatch.health import Health
 from ftwatch.logs import configure_logging
 from ftwatch.notifiers.stdout import text_line
 from ftwatch.poller import CycleResult, Poller
@@ -56,10 +56,15 @@ def _update(state: WatchState, poller: Poller, result: CycleResult, interval: fl
             row.since_ns = known.cursor.at_ns
     state.apply(result.transitions)
     missing = f" · not found: {', '.join(result.not_found)}" if result.not_found else ""
+    failing = ""
+    if result.failed:
+        ids = sorted(result.failed)
+        failing = f" · API error for {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}: {result.failed[ids[0]]}"
     state.status_line = (
-        f"{len(state.rows)} models · polled {time.strftime('%H:%M:%S')} · every {interval:g}s{missing} · Ctrl-C quits"
+        f"{len(state.rows)} models · polled {time.strftime('%H:%M:%S')} · every {interval:g}s{missing}{failing}"
+        " · Ctrl-C quits"
     )
-    state.error = bool(result.not_found)
+    state.error = bool(result.not_found or result.failed)
 
 
 async def watch_models(
@@ -74,18 +79,15 @@ async def watch_models(
     """Poll and show until Ctrl-C (or ``duration_s``); ``once``: one table, then return."""
     console = Console()
     state = WatchState()
-    path = settings.state.path or Path(":memory:")
-    store = Store(path)
+    # A state of its own, in memory, always: the live view must never advance the
+    # cursors of the daemon's state file (a cron `run --once` would then miss what
+    # the view saw), and it needs no file to start.
+    store = Store(Path(":memory:"))
+    health = Health(interval)
     try:
         async with api_client(settings) as http:
-            poller = Poller(
-                make_source(http, settings),
-                store,
-                models=models,
-                concurrency=settings.poll.concurrency,
-                reconcile_share=settings.poll.reconcile_share,
-                mode=settings.poll.mode,
-            )
+            poller = poller_for(make_source(http, settings, health=health), store, settings)
+            poller.models = list(dict.fromkeys(models))
             if once:
                 _update(state, poller, await poller.cycle(), interval)
                 console.print(render(state, time.time_ns()))
@@ -94,7 +96,7 @@ async def watch_models(
                 group.start_soon(_stop_on_signal, group.cancel_scope, duration_s)
                 if live:
                     with Live(render(state, time.time_ns()), console=console, auto_refresh=False) as view:
-                        group.start_soon(_redraw, view, state)
+                        group.start_soon(_redraw, view, state, health)
                         await _loop(
                             poller, state, interval, lambda: view.update(render(state, time.time_ns()), refresh=True)
                         )
@@ -108,8 +110,6 @@ async def _loop(poller: Poller, state: WatchState, interval: float, redraw: Call
     while True:
         try:
             result = await poller.cycle()
-        except AuthRefusedError:
-            raise
         except SourceError as exc:
             state.status_line = f"API error: {exc} · retrying every {interval:g}s · Ctrl-C quits"
             state.error = True
@@ -123,10 +123,12 @@ async def _loop(poller: Poller, state: WatchState, interval: float, redraw: Call
         await anyio.sleep(interval)
 
 
-async def _redraw(view: Live, state: WatchState) -> None:
-    # Ages tick and a resized terminal is redrawn to its new width within a second.
+async def _redraw(view: Live, state: WatchState, health: Health) -> None:
+    # Ages tick, a wait counts down, and a resized terminal is redrawn to its new
+    # width within a second.
     while True:
         await anyio.sleep(1.0)
+        state.notice = health.describe_wait()
         view.update(render(state, time.time_ns()), refresh=True)
 
 

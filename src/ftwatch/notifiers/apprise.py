@@ -7,6 +7,7 @@ every notifier.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +35,10 @@ def _import_apprise() -> Any:
     return apprise
 
 
+def _notify(target: Any, body: str, title: str) -> bool:
+    return bool(target.notify(body=body, title=title))
+
+
 class AppriseConfig(TemplatedConfig):
     #: Apprise URLs (``json://``, ``discord://``, ``mailto://`` …); they hold tokens.
     urls: list[SecretStr] = Field(min_length=1)
@@ -58,9 +63,15 @@ class AppriseNotifier:
         apprise = _import_apprise()
         # Apprise logs a service's URL on failure, and URLs hold tokens.
         logging.getLogger("apprise").setLevel(logging.ERROR)
-        self._apprise: apprise_module.Apprise = apprise.Apprise()
+        # One Apprise object per URL, so one delivery can tell which URLs have it.
+        self._targets: list[tuple[str, apprise_module.Apprise]] = []
         for url in urls:
-            self._apprise.add(url)
+            target = apprise.Apprise()
+            target.add(url)
+            self._targets.append((url.partition("://")[0], target))
+        #: The transition being delivered, and the URLs that already have it: a retry
+        #: goes only to those that failed (kept in memory: after a restart, all again).
+        self._progress: tuple[str, set[int]] = ("", set())
         self._template = template
         self.identity = "\n".join(sorted(urls))
         schemes = sorted({url.partition("://")[0] for url in urls})
@@ -76,6 +87,16 @@ class AppriseNotifier:
         body = text_line(transition)
         if self._template is not None:
             body = self._template.render(transition, fallback=body)
-        delivered = await anyio.to_thread.run_sync(lambda: bool(self._apprise.notify(body=body, title=title)))
-        if not delivered:
-            raise DeliveryFailedError("Apprise could not deliver to every URL")
+        if self._progress[0] != transition.id:
+            self._progress = (transition.id, set())
+        done = self._progress[1]
+        failed: list[str] = []
+        for index, (scheme, target) in enumerate(self._targets):
+            if index in done:
+                continue
+            if await anyio.to_thread.run_sync(functools.partial(_notify, target, body, title)):
+                done.add(index)
+            else:
+                failed.append(f"{scheme}://")
+        if failed:
+            raise DeliveryFailedError(f"Apprise could not deliver to {len(failed)} of {len(self._targets)} URLs")

@@ -9,6 +9,7 @@ the retries and the pacing are the dispatcher's business.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar, Protocol, runtime_checkable
 
@@ -26,6 +27,9 @@ __all__ = [
     "NotifierContext",
     "NotifierType",
     "TemplatedConfig",
+    "check_header_name",
+    "check_header_value",
+    "check_http_url",
     "check_response",
     "host_of",
     "post_json",
@@ -114,7 +118,38 @@ class NotifierType(Protocol):
 
 
 def host_of(url: str) -> str:
-    return httpx.URL(url).host or "?"
+    try:
+        return httpx.URL(url).host or "?"
+    except httpx.InvalidURL:
+        return "?"
+
+
+#: RFC 9110 field names: a token.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def check_header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"header name {name[:40]!r} is not a valid HTTP field name (letters, digits, - and _)")
+    return name
+
+
+def check_header_value(value: str, name: str) -> str:
+    """A header value HTTP/1.1 can carry: printable ASCII (and tabs), no line breaks."""
+    if not value.isascii() or any(c in value for c in "\r\n\0"):
+        raise ValueError(f"header {name!r} would carry non-ASCII or line-break characters, which HTTP cannot send")
+    return value
+
+
+def check_http_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL, else :class:`ValueError`."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise ValueError("is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url
 
 
 def check_response(response: httpx.Response) -> None:
@@ -122,6 +157,17 @@ def check_response(response: httpx.Response) -> None:
     if response.is_success:
         return
     code = response.status_code
+    if 300 <= code < 400:
+        # Not followed: a redirect of a signed POST to wherever a receiver says could
+        # hand the body (or a URL's token) to another host, and 301/302 turn it into
+        # a GET. The fix is the URL in the configuration; say where it points now,
+        # host only (a path can hold a token).
+        location = response.headers.get("location", "")
+        target = f"{httpx.URL(location).scheme}://{host_of(location)}" if "://" in location else "a relative path"
+        raise DeliveryFailedError(
+            f"HTTP {code}: the receiver redirects to {target}; ftwatch does not follow redirects, fix the URL",
+            permanent=True,
+        )
     answer = response.text[:200].replace("\n", " ").strip()
     detail = f"HTTP {code}" + (f": {answer}" if answer else "")
     if code in (408, 429) or code >= 500:
@@ -129,13 +175,24 @@ def check_response(response: httpx.Response) -> None:
     raise DeliveryFailedError(detail, permanent=True)
 
 
+#: httpx errors that no retry can fix: the request itself cannot be sent.
+_UNSENDABLE = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
+
+
 async def post_json(http: httpx.AsyncClient, url: str, content: bytes, headers: dict[str, str] | None = None) -> None:
-    """POST a JSON body and judge the answer; network trouble is worth a retry."""
+    """POST a JSON body and judge the answer; network trouble is worth a retry, a
+    request that cannot be sent at all is not."""
     try:
         response = await http.post(
             url, content=content, headers={"content-type": "application/json", **(headers or {})}
         )
+    except _UNSENDABLE as exc:
+        detail = f"{type(exc).__name__}: the request to {host_of(url)} cannot be sent"
+        raise DeliveryFailedError(detail, permanent=True) from None
     except httpx.HTTPError as exc:
         # The exception text of httpx can hold the URL, which may be a secret (Slack).
         raise DeliveryFailedError(f"{type(exc).__name__} talking to {host_of(url)}") from None
+    except (UnicodeError, ValueError) as exc:
+        # A header value that HTTP cannot carry (httpx refuses to encode it).
+        raise DeliveryFailedError(f"the request cannot be sent: {type(exc).__name__}", permanent=True) from None
     check_response(response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,13 +14,14 @@ from ftwatch.notifiers.base import (
     NotifierConfig,
     NotifierContext,
     TemplatedConfig,
+    check_http_url,
     host_of,
     post_json,
 )
 from ftwatch.secretfile import read_secret
 from ftwatch.templates import Template
 
-__all__ = ["SlackConfig", "SlackNotifier", "slack_message"]
+__all__ = ["SlackConfig", "SlackNotifier", "slack_escape", "slack_message"]
 
 _EMOJI = {
     "STATUS_READY": ":white_check_mark:",
@@ -30,10 +32,25 @@ _EMOJI = {
 }
 
 
+def slack_escape(text: str) -> str:
+    """Slack's three control characters, as its formatting guide says to escape them:
+    a model named ``<!channel>`` or ``<https://evil|click>`` stays plain text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_message(transition: Transition, template: Template | None = None) -> dict[str, Any]:
     """``text`` for notifications and old clients, ``blocks`` for the channel.
 
-    A template words both; the context line (model id and time) stays."""
+    A template words both; the context line (model id and time) stays. Every value
+    from the API is escaped, in the default words and in a template's fields alike."""
+    transition = replace(
+        transition,
+        model_id=slack_escape(transition.model_id),
+        model_name=slack_escape(transition.model_name) if transition.model_name else None,
+        status=slack_escape(transition.status),
+        previous_status=slack_escape(transition.previous_status) if transition.previous_status else None,
+        user_id=slack_escape(transition.user_id) if transition.user_id else None,
+    )
     name = transition.model_name or transition.model_id
     status = human_status(transition.status)
     previous = f", was {human_status(transition.previous_status)}" if transition.previous_status else ""
@@ -69,8 +86,10 @@ class SlackConfig(TemplatedConfig):
             object.__setattr__(self, "webhook_url", read_secret(self.webhook_url_file))
         if self.webhook_url is None:
             raise ValueError("needs webhook_url (or webhook_url_file)")
-        if not self.webhook_url.get_secret_value().startswith(("http://", "https://")):
-            raise ValueError("webhook_url must start with https://")
+        try:
+            check_http_url(self.webhook_url.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"webhook_url {exc}") from None
         return self
 
 

@@ -7,8 +7,9 @@ from typing import IO, ClassVar, Literal
 
 from pydantic import model_validator
 
+from ftwatch.linewriter import writer_for
 from ftwatch.model import Transition, human_status
-from ftwatch.notifiers.base import NotifierConfig, NotifierContext, TemplatedConfig
+from ftwatch.notifiers.base import DeliveryFailedError, NotifierConfig, NotifierContext, TemplatedConfig
 from ftwatch.templates import Template
 
 __all__ = ["StdoutConfig", "StdoutNotifier", "text_line"]
@@ -39,7 +40,9 @@ class StdoutNotifier:
     def __init__(self, fmt: str, stream: IO[str], template: Template | None = None) -> None:
         self._format = fmt
         self._template = template
-        self._stream = stream
+        # A thread of its own does the writing: a stalled pipe stalls this notifier's
+        # queue, never the daemon (its loop, its other notifiers, /healthz).
+        self._writer = writer_for(stream)
         self.identity = f"stdout:{fmt}"
         self.description = "stdout"
 
@@ -54,5 +57,7 @@ class StdoutNotifier:
             line = self._template.render(transition, fallback=text_line(transition))
         else:
             line = text_line(transition)
-        self._stream.write(line + "\n")
-        self._stream.flush()
+        try:
+            await self._writer.write(line + "\n")
+        except OSError as exc:
+            raise DeliveryFailedError(f"cannot write to stdout: {exc.strerror or exc}") from None

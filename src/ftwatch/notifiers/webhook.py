@@ -14,9 +14,18 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ftwatch.model import Transition
-from ftwatch.notifiers.base import NotifierConfig, NotifierContext, host_of, post_json
+from ftwatch.notifiers.base import (
+    DeliveryFailedError,
+    NotifierConfig,
+    NotifierContext,
+    check_header_name,
+    check_header_value,
+    check_http_url,
+    host_of,
+    post_json,
+)
 from ftwatch.secretfile import read_secret
-from ftwatch.templates import Template, compile_template
+from ftwatch.templates import SAMPLE, Template, compile_template
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
 
@@ -27,9 +36,13 @@ _RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encodin
 def _secret_key(secret: str) -> bytes:
     """Standard Webhooks: the key is the base64 text after ``whsec_``."""
     try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError('must be "whsec_" followed by base64, as Standard Webhooks secrets are') from None
+    if not key:
+        # An empty key signs nothing: anyone could forge the signature.
+        raise ValueError('is empty: give "whsec_" followed by the base64 of a random key (24 bytes or more)')
+    return key
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -51,16 +64,10 @@ class WebhookConfig(NotifierConfig):
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, template in value.items():
+            check_header_name(name)
             if name.lower() in _RESERVED_HEADERS or name.lower().startswith("webhook-"):
                 raise ValueError(f"header {name!r} is ftwatch's own (the body and its signature are fixed)")
-            compile_template(template)
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+            check_header_value(compile_template(template).render(SAMPLE), name)
         return value
 
     @model_validator(mode="after")
@@ -69,6 +76,10 @@ class WebhookConfig(NotifierConfig):
             object.__setattr__(self, "url", read_secret(self.url_file))
         if self.url is None:
             raise ValueError("needs url (or url_file)")
+        try:
+            check_http_url(self.url.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"{'url_file' if self.url_file else 'url'} {exc}") from None
         if self.secret_file is not None:
             object.__setattr__(self, "secret", read_secret(self.secret_file))
         if self.secret is not None:
@@ -101,7 +112,12 @@ class WebhookNotifier:
 
     async def send(self, transition: Transition) -> None:
         body = json.dumps(transition.to_payload(), separators=(",", ":")).encode()
-        headers = {name: template.render(transition) for name, template in self._headers.items()}
+        try:
+            # What a template makes of this transition (a model name in another
+            # script, say) may be no header HTTP can carry: no retry will change that.
+            headers = {name: check_header_value(t.render(transition), name) for name, t in self._headers.items()}
+        except ValueError as exc:
+            raise DeliveryFailedError(str(exc), permanent=True) from None
         if self._secret is not None:
             timestamp = int(time.time())
             headers |= {
