@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,6 +52,17 @@ def sim() -> Iterator[Simulator]:
 
 
 @pytest.fixture
+def sim_factory() -> Iterator[Callable[..., Simulator]]:
+    """Simulators with options of their own (skewed clocks, say), served until the test ends."""
+    with contextlib.ExitStack() as stack:
+
+        def make(**options: Any) -> Simulator:
+            return stack.enter_context(running_in_thread(Simulator(**options)))
+
+        yield make
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
@@ -82,6 +94,25 @@ def base_env(sim: Simulator, tmp_path: Path) -> dict[str, str]:
 
 def notifiers_env(*notifiers: dict[str, Any]) -> dict[str, str]:
     return {"FTWATCH_NOTIFIERS": json.dumps(list(notifiers))}
+
+
+def hook_env(base_env: dict[str, str], receiver: Receiver, **extra: object) -> dict[str, str]:
+    """The base environment with one webhook notifier to ``receiver``."""
+    return {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, **extra})}
+
+
+def run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ftwatch run --once``, which must exit 0."""
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def baselined(base_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+    """A webhook environment whose first run (the baseline) is done."""
+    env = hook_env(base_env, receiver)
+    run_once(env)
+    return env
 
 
 def run_cli(

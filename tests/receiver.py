@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +42,8 @@ class Receiver:
         self.attempts: list[Received] = []  # every POST, whatever it was answered
         self.script: list[Answer] = []
         self.default = Answer()
+        #: Called (in the server's thread) with each POST before it is answered.
+        self.on_post: Callable[[Received], None] | None = None
         self._lock = threading.Lock()
         receiver = self
 
@@ -49,6 +52,8 @@ class Receiver:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 item = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                if receiver.on_post is not None:
+                    receiver.on_post(item)
                 with receiver._lock:
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
                     receiver.attempts.append(item)

@@ -15,7 +15,7 @@ from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.simulator import Simulator
 
-from .conftest import Daemon, notifiers_env, run_cli, wait_for
+from .conftest import Daemon, notifiers_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,18 +37,12 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes, t
     raise ValueError("no valid signature")
 
 
-def _once(env: dict[str, str]) -> str:
-    done = run_cli(["run", "--once"], env)
-    assert done.returncode == 0, done.stderr
-    return done.stderr
-
-
 def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, "secret": SECRET})}
-    _once(env)
+    run_once(env)
     sim.set_status(model, "STATUS_READY")
-    _once(env)
+    run_once(env)
     [got] = receiver.received
     verify_standard_webhook(SECRET, got.headers, got.body)
     assert got.headers["webhook-id"] == got.json()["id"]
@@ -64,9 +58,9 @@ def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver
 def test_unsigned_webhooks_carry_no_signature(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url})}
-    _once(env)
+    run_once(env)
     sim.set_status(model, "STATUS_READY")
-    _once(env)
+    run_once(env)
     assert "webhook-signature" not in receiver.received[0].headers
 
 
@@ -75,7 +69,7 @@ def test_slack_is_paced_and_429_is_retried_after_retry_after(
 ) -> None:
     model = sim.add_model("my-classifier", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "slack", "webhook_url": receiver.url})}
-    _once(env)
+    run_once(env)
     for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY"):
         sim.set_status(model, status)
     receiver.answer(Answer(200), Answer(429, b"rate_limited", {"Retry-After": "2"}))
@@ -157,9 +151,9 @@ def test_a_plugin_notifier_is_found_through_its_entry_point(
     out = tmp_path / "transitions.jsonl"
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, "PYTHONPATH": str(site), **notifiers_env({"type": "file", "path": str(out)})}
-    _once(env)
+    run_once(env)
     sim.set_status(model, "STATUS_READY")
-    _once(env)
+    run_once(env)
     assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["STATUS_READY"]
 
     bad = run_cli(["check-config"], {**base_env, **notifiers_env({"type": "file"})})

@@ -9,36 +9,20 @@ from pathlib import Path
 
 from ftwatch.simulator import Fault, Simulator
 
-from .conftest import Daemon, notifiers_env, run_cli, wait_for
+from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
-
-
-def _once(env: dict[str, str]) -> None:
-    done = run_cli(["run", "--once"], env)
-    assert done.returncode == 0, done.stderr
-
-
-def _hook_env(base_env: dict[str, str], receiver: Receiver, **extra: object) -> dict[str, str]:
-    return {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, **extra})}
-
-
-def _baselined(base_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
-    """A webhook environment whose first run (the baseline) is done."""
-    env = _hook_env(base_env, receiver)
-    _once(env)
-    return env
 
 
 def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("my-classifier", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
-    env = _baselined(base_env, receiver)
+    env = baselined(base_env, receiver)
     assert receiver.bodies() == []
 
     sim.set_status(model, "STATUS_DEPLOYING_API")
     sim.set_status(model, "STATUS_READY", user_id="u-42")
-    _once(env)
+    run_once(env)
     bodies = receiver.bodies()
     assert [(b["previous_status"], b["status"]) for b in bodies] == [
         ("STATUS_FINETUNING", "STATUS_DEPLOYING_API"),
@@ -50,21 +34,21 @@ def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
     assert all(b["type"] == "finetuned_model.status_changed" and b["model_id"] == model for b in bodies)
     assert receiver.received[0].headers["content-type"] == "application/json"
 
-    _once(env)  # nothing new: nothing sent again
+    run_once(env)  # nothing new: nothing sent again
     assert len(receiver.bodies()) == 2
 
 
-def test_events_at_the_same_instant_are_each_sent_once(
+def test_events_at_the_same_instant_are_each_sentrun_once(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _baselined(base_env, receiver)
+    env = baselined(base_env, receiver)
     at = sim.set_status(model, "STATUS_FINETUNING")
-    _once(env)
+    run_once(env)
     sim.set_status(model, "STATUS_FINETUNING", at_ns=at)  # a twin that arrives late: no change of status
     sim.set_status(model, "STATUS_READY", at_ns=at)
-    _once(env)
-    _once(env)
+    run_once(env)
+    run_once(env)
     bodies = receiver.bodies()
     assert [(b["previous_status"], b["status"]) for b in bodies] == [
         ("STATUS_QUEUED", "STATUS_FINETUNING"),
@@ -76,21 +60,21 @@ def test_events_at_the_same_instant_are_each_sent_once(
 def test_filters_by_status_and_model(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     wanted = sim.add_model("wanted", "STATUS_FINETUNING")
     other = sim.add_model("other", "STATUS_FINETUNING")
-    env = _hook_env(base_env, receiver, statuses=["READY", "STATUS_FAILED"], models=[wanted])
-    _once(env)
+    env = hook_env(base_env, receiver, statuses=["READY", "STATUS_FAILED"], models=[wanted])
+    run_once(env)
     sim.set_status(wanted, "STATUS_DEPLOYING_API")
     sim.set_status(wanted, "STATUS_READY")
     sim.set_status(other, "STATUS_READY")
-    _once(env)
+    run_once(env)
     assert [(b["model_id"], b["status"]) for b in receiver.bodies()] == [(wanted, "STATUS_READY")]
 
 
 def test_models_that_appear_later_are_new_jobs(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     sim.add_model("old", "STATUS_READY", history=("STATUS_QUEUED",))
-    env = _baselined(base_env, receiver)
+    env = baselined(base_env, receiver)
     new = sim.add_model("new", "STATUS_QUEUED")
     sim.set_status(new, "STATUS_FINETUNING")
-    _once(env)
+    run_once(env)
     assert [(b["model_name"], b["previous_status"], b["status"]) for b in receiver.bodies()] == [
         ("new", None, "STATUS_QUEUED"),
         ("new", "STATUS_QUEUED", "STATUS_FINETUNING"),
@@ -101,7 +85,7 @@ def test_sigterm_then_restart_sends_no_duplicates(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _hook_env(base_env, receiver)
+    env = hook_env(base_env, receiver)
     daemon = daemons(env)
     wait_for(lambda: sim.count("list_models") >= 2, what="a few polls")
     sim.set_status(model, "STATUS_FINETUNING")
@@ -122,7 +106,7 @@ def test_sigkill_while_the_receiver_is_down_loses_nothing(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _baselined(base_env, receiver)
+    env = baselined(base_env, receiver)
     receiver.default = Answer(503, b"down for maintenance")
     daemon = daemons(env)
     sim.set_status(model, "STATUS_FINETUNING")
@@ -170,14 +154,14 @@ def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = _baselined(base_env, receiver)
+    env = baselined(base_env, receiver)
     sim.set_status(model, "STATUS_READY")
     receiver.answer(Answer(422, b"schema mismatch"))
     done = run_cli(["run", "--once"], env)
     assert done.returncode == 0
     assert "notify.dead_letter" in done.stderr
     assert "schema mismatch" in done.stderr
-    _once(env)
+    run_once(env)
     assert len(receiver.attempts) == 1  # not retried
 
 
@@ -185,7 +169,7 @@ def test_api_faults_during_a_run_delay_but_lose_nothing(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = {**_hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
+    env = {**hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
     daemon = daemons(env)
     wait_for(lambda: sim.count("list_models") >= 1, what="baseline")
     sim.inject(Fault("503"), times=6)
@@ -199,8 +183,8 @@ def test_a_missing_model_is_logged_and_the_others_go_on(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = {**_hook_env(base_env, receiver), "FTWATCH_POLL__MODELS": json.dumps(["ft-missing", model])}
-    _once(env)
+    env = {**hook_env(base_env, receiver), "FTWATCH_POLL__MODELS": json.dumps(["ft-missing", model])}
+    run_once(env)
     sim.set_status(model, "STATUS_READY")
     done = run_cli(["run", "--once"], env)
     assert done.returncode == 0
@@ -221,7 +205,7 @@ def test_a_refused_key_exits_3_without_echoing_it(sim: Simulator, base_env: dict
 def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: Simulator, base_env: dict[str, str]) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "stdout", "format": "json"}), "FTWATCH_LOG_LEVEL": "debug"}
-    _once(env)
+    run_once(env)
     sim.set_status(model, "STATUS_FINETUNING")
     sim.set_status(model, "STATUS_FAILED")
     done = run_cli(["run", "--once"], env)
@@ -275,11 +259,11 @@ def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = {**_hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
-    _once(env)
+    env = {**hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
+    run_once(env)
     sim.set_status(model, "STATUS_READY")
     receiver.answer(Answer(503))
-    _once(env)  # detected; its delivery failed and waits in the outbox
+    run_once(env)  # detected; its delivery failed and waits in the outbox
     sim.inject(Fault("503"), times=10)
     # Run until the failed delivery's backoff is due (tens of milliseconds here).
     done = wait_for(lambda: (d := run_cli(["run", "--once"], env)).returncode == 1 and receiver.received and d)

@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(commands.add_parser("notify-test", help="send a synthetic transition to every notifier"))
 
+    with_config(commands.add_parser("migrate", help="bring the state file's schema up to this version"))
+
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
     demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S")
     return parser
@@ -135,6 +137,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return anyio.run(_models, settings, args.json)
     if command == "notify-test":
         return anyio.run(_notify_test, settings)
+    if command == "migrate":
+        return _migrate(settings)
     raise AssertionError(command)
 
 
@@ -143,6 +147,18 @@ def _run(settings: Settings, path: Path | None, *, once: bool) -> int:
 
     KeySource(settings.cohere.api_key_file).read()  # a missing key is exit 2 before anything starts
     anyio.run(lambda: Daemon(settings, path).run(once=once))
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from ftwatch.daemon import open_store  # noqa: PLC0415 - keeps the light commands light
+
+    store = open_store(settings)  # opening migrates forward, in one transaction
+    try:
+        version = store.schema_version()
+    finally:
+        store.close()
+    print(f"ftwatch: state file {store.path} is at schema version {version}", file=sys.stderr)
     return 0
 
 

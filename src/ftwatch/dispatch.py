@@ -134,7 +134,10 @@ class Dispatcher:
                 pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
                 if pace > 0:
                     await anyio.sleep(pace)
-                if not await self._attempt(worker, *head):
+                outcome = await self._attempt(worker, *head)
+                if outcome is DeliveryState.PENDING:
+                    # Stays at the head, to be retried by the next run. A dead letter
+                    # no longer blocks the queue: go on with the next transition.
                     failed += 1
                     return
 
@@ -224,8 +227,8 @@ class Dispatcher:
                 raise
             delay = min(delay * 2, 10.0)
 
-    async def _attempt(self, worker: _Worker, delivery: Delivery, transition: Transition) -> bool:
-        """One try; True if delivered."""
+    async def _attempt(self, worker: _Worker, delivery: Delivery, transition: Transition) -> DeliveryState:
+        """One try; the delivery's state after it."""
         loaded = worker.loaded
         started = anyio.current_time()
         failure: Failure | None
@@ -267,4 +270,4 @@ class Dispatcher:
         self._observer(loaded.key, outcome, seconds)
         # Recorded even when cancelled now: a delivered transition must not be re-sent.
         await self._save(updated)
-        return failure is None
+        return updated.state

@@ -186,7 +186,10 @@ class Poller:
                 clock_skew_ns=self.clock_skew_ns,
             )
             undated = cursor.undated - (old.cursor.undated if old else frozenset())
-            if undated:
+            if undated and old is not None and old.cursor.lazy:
+                # A baseline from the list cannot place them in time: they were there.
+                log.warning("baseline.undated", model_id=model_id, events=len(undated), note="taken as history")
+            elif undated and not baseline:
                 # Reported with the time they were first seen: say so, once.
                 log.warning("event.undated", model_id=model_id, events=len(undated), note="no usable created_at")
             consistent = not item.events or cursor.last_status == info.status

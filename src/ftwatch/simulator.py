@@ -43,6 +43,8 @@ class SimEvent:
     status: str
     created_at_ns: int
     user_id: str | None = None
+    #: Served as it is instead of the fields above (odd timestamps, wrong types).
+    raw: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -53,12 +55,15 @@ class SimModel:
     created_at_ns: int
     updated_at_ns: int
     events: list[SimEvent] = field(default_factory=list)
+    #: Fields served instead of (or besides) the computed ones, e.g. a list ``name``.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class Fault:
     """One injected failure. ``kind``: ``429``, ``500``, ``503``, ``malformed``,
-    ``drop`` (connection closed mid-response) or ``slow`` (``delay_s`` before answering)."""
+    ``badgzip`` (a gzip body that fails to decode), ``drop`` (connection closed
+    mid-response) or ``slow`` (``delay_s`` before answering)."""
 
     kind: str
     endpoint: str | None = None  # list_models, get_model, list_events; None: any
@@ -95,12 +100,21 @@ class Simulator:
         max_page_size: int = 100,
         rate_limit_per_minute: int = 500,
         latency_s: float = 0.0,
+        updated_at_lag_s: float = 0.0,
+        coarse_updated_at: bool = False,
     ) -> None:
+        """``updated_at_lag_s``: the list's ``updated_at`` is that much earlier than the
+        event that set the status (another clock); ``coarse_updated_at``: it has
+        microseconds only, while events keep nanoseconds."""
         self.keys = set(keys)
         self.max_page_size = max_page_size
         self.rate_limit_per_minute = rate_limit_per_minute
         self.latency_s = latency_s
+        self.updated_at_lag_ns = int(updated_at_lag_s * 1e9)
+        self.coarse_updated_at = coarse_updated_at
         self.requests: list[LoggedRequest] = []
+        #: Requests to paths that are no part of the API (an id that climbed out).
+        self.stray_paths: list[str] = []
         self.client_names: collections.Counter[str] = collections.Counter()
         self._models: dict[str, SimModel] = {}
         self._faults: list[Fault] = []
@@ -114,6 +128,7 @@ class Simulator:
                 Route("/v1/finetuning/finetuned-models", self._list_models),
                 Route("/v1/finetuning/finetuned-models/{model_id}", self._get_model),
                 Route("/v1/finetuning/finetuned-models/{model_id}/events", self._list_events),
+                Route("/{path:path}", self._stray),
             ]
         )
 
@@ -169,6 +184,20 @@ class Simulator:
                 if touch_updated_at:
                     model.updated_at_ns = max(model.updated_at_ns, at)
             return at
+
+    def add_raw_event(self, model_id: str, raw: dict[str, Any], *, status: str | None = None) -> None:
+        """Append an event served exactly as ``raw``; ``status`` also sets the model's."""
+        with self._lock:
+            model = self._models[model_id]
+            model.events.append(SimEvent(str(raw.get("status", "")), self._now_ns(), raw=raw))
+            if status is not None:
+                model.status = status
+                model.updated_at_ns = self._now_ns()
+
+    def override(self, model_id: str, **fields: Any) -> None:
+        """Serve these fields of the model as given (wrong types included)."""
+        with self._lock:
+            self._models[model_id].overrides.update(fields)
 
     def remove_model(self, model_id: str) -> None:
         """Make the model vanish entirely (404 from then on)."""
@@ -256,6 +285,12 @@ class Simulator:
             return JSONResponse({"message": "internal error"}, status_code=int(fault.kind))
         if fault is not None and fault.kind == "malformed":
             return Response(b'{"finetuned_models": [{"id": ', media_type="application/json")
+        if fault is not None and fault.kind == "badgzip":
+            return Response(
+                b"\x1f\x8b\x08\x00garbage-not-deflate",
+                media_type="application/json",
+                headers={"content-encoding": "gzip"},
+            )
         if isinstance(body, int):
             return JSONResponse({"message": "not found"}, status_code=body)
         return JSONResponse(body)
@@ -275,8 +310,13 @@ class Simulator:
             body["next_page_token"] = ""
         return body
 
-    @staticmethod
-    def _model_json(model: SimModel) -> dict[str, Any]:
+    def _updated_at(self, model: SimModel) -> str:
+        ns = model.updated_at_ns - self.updated_at_lag_ns
+        if self.coarse_updated_at:
+            return format_timestamp(ns - ns % 1000, 6)
+        return _stamp(ns)
+
+    def _model_json(self, model: SimModel) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": model.id,
             "name": model.name,
@@ -284,13 +324,13 @@ class Simulator:
             "organization_id": "org-1",
             "settings": {"base_model": {"base_type": "BASE_TYPE_CLASSIFICATION"}},
             "created_at": _stamp(model.created_at_ns),
-            "updated_at": _stamp(model.updated_at_ns),
+            "updated_at": self._updated_at(model),
         }
         if model.status != "STATUS_UNSPECIFIED":  # zero values are left out
             out["status"] = model.status
         if model.status == "STATUS_READY":
             out["completed_at"] = _stamp(model.updated_at_ns)
-        return out
+        return out | model.overrides
 
     async def _list_models(self, request: Request) -> Response:
         with self._lock:
@@ -316,6 +356,9 @@ class Simulator:
                 events = sorted(model.events, key=lambda e: e.created_at_ns, reverse=order != "created_at")
                 items = []
                 for event in events:
+                    if event.raw is not None:
+                        items.append(event.raw)
+                        continue
                     item: dict[str, Any] = {"created_at": _stamp(event.created_at_ns)}
                     if event.status != "STATUS_UNSPECIFIED":
                         item["status"] = event.status
@@ -324,6 +367,11 @@ class Simulator:
                     items.append(item)
                 body = self._page(request, items, "events", False)
         return await self._handle(request, "list_events", model_id, body)
+
+    async def _stray(self, request: Request) -> Response:
+        with self._lock:
+            self.stray_paths.append(request.url.path)
+        return JSONResponse({"message": "no such endpoint"}, status_code=404)
 
 
 class _DroppingResponse(Response):

@@ -99,4 +99,6 @@ class AppriseNotifier:
             else:
                 failed.append(f"{scheme}://")
         if failed:
-            raise DeliveryFailedError(f"Apprise could not deliver to {len(failed)} of {len(self._targets)} URLs")
+            raise DeliveryFailedError(
+                f"Apprise could not deliver to {len(failed)} of {len(self._targets)} URLs ({', '.join(failed)})"
+            )
