@@ -100,7 +100,11 @@ class LineWriter:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
                 anyio.from_thread.run_sync(finished.set, token=token)
 
-        await anyio.to_thread.run_sync(self._queue.put, (text, done))
+        try:
+            self._queue.put_nowait((text, done))
+        except queue.Full:
+            # A bounded writer (the logs') that is full: wait for room off the loop.
+            await anyio.to_thread.run_sync(self._queue.put, (text, done))
         await finished.wait()
         if outcome and outcome[0] is not None:
             raise outcome[0]
