@@ -47,7 +47,7 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, and when to give up."""
+    """Exponential backoff with jitter, and when to give up."""
 
     initial_s: float = 1.0
     max_s: float = 300.0
@@ -80,10 +80,12 @@ class Delivery:
 
 
 def backoff_delay(attempts: int, policy: RetryPolicy, uniform: Callable[[], float] = random.random) -> float:
-    """Delay before attempt number ``attempts + 1``: full jitter over an exponential cap.
+    """Delay before attempt number ``attempts + 1``: uniform between half the initial
+    delay and an exponential cap.
 
-    Full jitter spreads the retries of many transitions (and many ftwatch instances)
-    after a receiver comes back, instead of hitting it in lockstep.
+    Not full jitter (which starts at zero): the floor keeps a failing receiver from
+    being hit again at once, and the spread still keeps many transitions (and many
+    ftwatch instances) from retrying in lockstep after a receiver comes back.
     """
     cap = min(policy.max_s, policy.initial_s * 2.0 ** max(attempts - 1, 0))
     return policy.initial_s / 2 + uniform() * max(cap - policy.initial_s / 2, 0.0)

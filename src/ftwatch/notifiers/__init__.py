@@ -62,7 +62,7 @@ def validate_notifiers(raw_list: Sequence[Mapping[str, Any]]) -> list[tuple[Noti
     for index, raw in enumerate(raw_list):
         kind = raw.get("type")
         if not isinstance(kind, str) or not kind:
-            raise ConfigError(f'notifiers[{index}] has no type: add type = "webhook", "slack" or "stdout"')
+            raise ConfigError(f'notifiers[{index}] has no type: add type = "webhook", "slack", "stdout" or "apprise"')
         if kind not in types:
             known = ", ".join(sorted(types))
             raise ConfigError(
