@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftwatch.simulator import Simulator
+from ftwatch.sources.cohere_sim import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")

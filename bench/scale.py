@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 from tests.receiver import Receiver
 
-from ftwatch.simulator import running_in_thread
+from ftwatch.sources.cohere_sim import running_in_thread
 
 from .common import base_env, cpu_seconds, log_events, peak_rss_mb, percentile, seeded_simulator
 

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from ftwatch.simulator import DEFAULT_KEY, Simulator, running_in_thread
+from ftwatch.app import wiring
+from ftwatch.settings import Settings
+from ftwatch.sources.base import Source
+from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator, running_in_thread
 
 from .receiver import Receiver
 
@@ -186,3 +189,22 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
     for daemon in started:
         if daemon.proc.poll() is None:
             daemon.kill()
+
+
+def settings_for(sim: Simulator, **sections: dict[str, Any]) -> Settings:
+    """Settings aimed at the simulator, with fast retries; ``sections`` add to them."""
+    data: dict[str, dict[str, Any]] = {
+        "cohere": {"base_url": sim.url, "max_attempts": 4, "retry_initial_s": 0.01, "retry_max_s": 0.05},
+        "http": {"listen": ""},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Settings.model_validate(data)
+
+
+def source_for(
+    sim: Simulator, http: Any, *, key: str = DEFAULT_KEY, environ: dict[str, str] | None = None, **cohere: Any
+) -> Source:
+    """The source the application would build for the simulator, through the wiring."""
+    settings = settings_for(sim, cohere=cohere)
+    return wiring.build_source(settings, http, environ={"CO_API_KEY": key} if environ is None else environ)

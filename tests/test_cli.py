@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from ftwatch.simulator import Simulator
+from ftwatch.sources.cohere_sim import Simulator
 
 from .conftest import FTWATCH, run_cli
 

@@ -151,7 +151,8 @@ def test_check_config_prints_the_effective_config_redacted(base_env: dict[str, s
     shown = json.loads(done.stdout)
     assert shown["poll"]["models"] == ["ft-1"]
     assert shown["notifiers"][0]["url"] == "https://hooks.example.com/**********"
-    assert shown["notifiers"][0]["secret"] == "**********"
+    assert shown["notifiers"][0]["secret"] is None  # kept in its file, read only when the notifier is built
+    assert shown["notifiers"][0]["secret_file"] == str(secret_file)
     assert shown["notifiers"][1]["webhook_url"] == "https://hooks.slack.com/**********"
     assert shown["notifiers"][1]["statuses"] == ["STATUS_READY"]
     assert shown["cohere"]["api_key"] == "(set, from environment CO_API_KEY)"

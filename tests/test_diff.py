@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events, transition_id
 from ftwatch.model import Event, Transition
-from ftwatch.store import ModelState, Store
+from ftwatch.store import ModelState
+from ftwatch.store.sqlite import SqliteStore as Store
 
 SECOND = 1_000_000_000
 USERS = st.sampled_from([None, "u1", "u2"])

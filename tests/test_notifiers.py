@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
-from ftwatch.simulator import Simulator
+from ftwatch.sources.cohere_sim import Simulator
 
 from .conftest import Daemon, notifiers_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftwatch.simulator import Simulator, running_in_thread
+from ftwatch.sources.cohere_sim import Simulator, running_in_thread
 
 from .conftest import Daemon, notifiers_env, wait_for
 from .receiver import Answer, Receiver

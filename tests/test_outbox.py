@@ -22,7 +22,8 @@ from ftwatch.outbox import (
     after_success,
     backoff_delay,
 )
-from ftwatch.store import ModelState, Store
+from ftwatch.store import ModelState
+from ftwatch.store.sqlite import SqliteStore as Store
 
 NOTIFIERS = ("hook", "slack")
 POLICY = RetryPolicy(initial_s=1.0, max_s=60.0, give_up_after_s=1e9)

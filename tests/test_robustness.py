@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftwatch.simulator import DEFAULT_KEY, Fault, Simulator
+from ftwatch.sources.cohere_sim import Fault, Simulator
 
-from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, wait_for
+from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
 from .receiver import Answer, Receiver
 
 SECOND = 1_000_000_000
@@ -282,9 +282,10 @@ def test_a_failed_commit_rolls_back_and_the_store_goes_on(tmp_path: Path) -> Non
     from ftwatch.diff import Cursor  # noqa: PLC0415
     from ftwatch.model import Transition  # noqa: PLC0415
     from ftwatch.outbox import Route  # noqa: PLC0415
-    from ftwatch.store import ModelState, Store, StoreError  # noqa: PLC0415
+    from ftwatch.store import ModelState, StoreError  # noqa: PLC0415
+    from ftwatch.store.sqlite import SqliteStore  # noqa: PLC0415
 
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
     store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # a disk that is full
     big = [
@@ -330,7 +331,7 @@ def test_a_long_retry_after_is_capped_and_shown(
 
 def test_a_deliberate_wait_keeps_the_loop_alive() -> None:
     """Item 9: a wait longer than the stuck threshold is alive; silence past it is not."""
-    from ftwatch.health import Health  # noqa: PLC0415
+    from ftwatch.ops.health import Health  # noqa: PLC0415
 
     now = [0.0]
     health = Health(30.0, clock=lambda: now[0])
@@ -348,20 +349,10 @@ def test_a_deliberate_wait_keeps_the_loop_alive() -> None:
 @pytest.mark.anyio
 async def test_a_body_that_fails_to_decode_is_one_failed_request(sim: Simulator) -> None:
     """Item 10: httpx's DecodingError (not a transport error) is retried like any fault."""
-    from ftwatch.settings import KeySource  # noqa: PLC0415
-    from ftwatch.source import CohereSource  # noqa: PLC0415
-
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("badgzip"), times=2)
     async with httpx.AsyncClient() as http:
-        source = CohereSource(
-            http,
-            base_url=sim.url,
-            key_source=KeySource(None, {"CO_API_KEY": DEFAULT_KEY}),
-            retry_initial_s=0.01,
-            retry_max_s=0.02,
-        )
-        listing = await source.list_models()
+        listing = await source_for(sim, http).list_models()
     assert [m.name for m in listing.models] == ["m"]
     assert sim.pending_faults() == 0
 

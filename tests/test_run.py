@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from ftwatch.simulator import Fault, Simulator
+from ftwatch.sources.cohere_sim import Fault, Simulator
 
 from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftwatch.poller import Poller
-from ftwatch.ratelimit import RateLimiter, TokenBucket
-from ftwatch.settings import KeySource
-from ftwatch.simulator import DEFAULT_KEY, Simulator
-from ftwatch.source import CohereSource
-from ftwatch.store import Store
+from ftwatch.app import wiring
+from ftwatch.poller import CyclePlan, Poller
+from ftwatch.ratelimit import TokenBucket
+from ftwatch.settings import PollMode
+from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator
+
+from .conftest import settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -29,14 +30,14 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def _poller(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path, models: tuple[str, ...] = (), per_minute: int = 100_000
 ) -> Poller:
-    source = CohereSource(
-        http,
-        base_url=sim.url,
-        key_source=KeySource(None, {"CO_API_KEY": DEFAULT_KEY}),
-        limiter=RateLimiter(per_minute),
-        retry_initial_s=0.01,
+    settings = settings_for(
+        sim,
+        cohere={"max_requests_per_minute": per_minute, "retry_initial_s": 0.01},
+        poll={"models": list(models), "reconcile_share": 0.0},
+        state={"path": str(tmp_path / "state.db")},
     )
-    return Poller(source, Store(tmp_path / "state.db"), models=models, reconcile_share=0.0)
+    source = wiring.build_source(settings, http, environ={"CO_API_KEY": DEFAULT_KEY})
+    return wiring.build_poller(source, wiring.open_store(settings), settings)
 
 
 async def _watching_one(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> tuple[str, Poller]:
@@ -122,7 +123,7 @@ async def test_configured_models_use_the_list_when_cheaper(
     sim.add_model("not-watched", "STATUS_FINETUNING")
     poller = _poller(sim, http, tmp_path, models=(*ids[:10], "ft-gone"))
     result = await poller.cycle()
-    assert result.mode == "list"
+    assert result.plan is CyclePlan.LIST
     assert result.not_found == ["ft-gone"]
     sim.set_status(ids[2], "STATUS_READY")
     sim.set_status(ids[11], "STATUS_READY")  # not configured: not reported
@@ -133,7 +134,7 @@ async def test_configured_models_use_the_list_when_cheaper(
 async def test_one_configured_model_is_asked_directly(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
     model = sim.add_model("m", "STATUS_FINETUNING")
     poller = _poller(sim, http, tmp_path, models=(model,))
-    assert (await poller.cycle()).mode == "per-model"
+    assert (await poller.cycle()).plan is CyclePlan.PER_MODEL
     sim.set_status(model, "STATUS_READY")
     assert await _statuses(poller) == [(model, "STATUS_FINETUNING", "STATUS_READY")]
     assert sim.count("list_models") == 0
@@ -185,7 +186,7 @@ async def test_events_mode_reads_every_history_every_cycle(
 ) -> None:
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(3)]
     poller = _poller(sim, http, tmp_path)
-    poller.mode = "events"
+    poller.mode = PollMode.EVENTS
     await poller.cycle()
     sim.set_status(ids[1], "STATUS_READY")
     assert await _statuses(poller) == [(ids[1], "STATUS_FINETUNING", "STATUS_READY")]

@@ -9,22 +9,17 @@ import httpx
 import pytest
 
 from ftwatch.errors import AuthRefusedError, ConfigError
-from ftwatch.settings import KeySource
-from ftwatch.simulator import DEFAULT_KEY, Fault, Simulator
-from ftwatch.source import CohereSource, ModelNotFoundError, SourceUnavailableError
+from ftwatch.secrets import cohere_key
+from ftwatch.sources.base import ModelNotFoundError, Source, SourceUnavailableError
+from ftwatch.sources.cohere_sim import DEFAULT_KEY, Fault, Simulator
+
+from .conftest import source_for
 
 pytestmark = pytest.mark.anyio
 
 
-def _source(http: httpx.AsyncClient, sim: Simulator, key: str = DEFAULT_KEY, **kwargs: object) -> CohereSource:
-    options: dict[str, object] = {"max_attempts": 4, "retry_initial_s": 0.01, "retry_max_s": 0.05}
-    options.update(kwargs)
-    return CohereSource(
-        http,
-        base_url=sim.url,
-        key_source=KeySource(None, {"CO_API_KEY": key}),
-        **options,  # type: ignore[arg-type]
-    )
+def _source(http: httpx.AsyncClient, sim: Simulator, key: str = DEFAULT_KEY, **cohere: object) -> Source:
+    return source_for(sim, http, key=key, **cohere)
 
 
 async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
@@ -108,7 +103,7 @@ async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) ->
     key_file = tmp_path / "key"
     key_file.write_text("old-key\n")
     async with httpx.AsyncClient() as http:
-        source = CohereSource(http, base_url=sim.url, key_source=KeySource(key_file))
+        source = source_for(sim, http, api_key_file=str(key_file), auth_retry_s=0, environ={})
         key_file.write_text(DEFAULT_KEY)  # rotated, as a mounted Secret is
         assert len((await source.list_models()).models) == 1
         key_file.write_text("revoked")
@@ -121,21 +116,21 @@ async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) ->
 
 def test_missing_key_names_both_ways_to_give_one() -> None:
     with pytest.raises(ConfigError) as missing:
-        KeySource(None, {}).read()
+        cohere_key(None, {}).read()
     assert "CO_API_KEY" in str(missing.value)
     assert "api_key_file" in str(missing.value)
 
 
 def test_systemd_credential_is_a_key_source(tmp_path: Path) -> None:
     (tmp_path / "cohere-api-key").write_text("from-systemd\n")
-    source = KeySource(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    source = cohere_key(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert source.read().get_secret_value() == "from-systemd"
     assert "systemd credential" in source.describe()
 
 
 def test_key_sources_in_order() -> None:
     both = {"CO_API_KEY": "from-co", "COHERE_API_KEY": "from-cohere"}
-    assert KeySource(None, both).read().get_secret_value() == "from-co"
-    assert KeySource(None, {"COHERE_API_KEY": "from-cohere"}).read().get_secret_value() == "from-cohere"
-    assert KeySource(None, both).describe() == "environment CO_API_KEY"
-    assert "from-co" not in repr(KeySource(None, both).read())  # a SecretStr from the start
+    assert cohere_key(None, both).read().get_secret_value() == "from-co"
+    assert cohere_key(None, {"COHERE_API_KEY": "from-cohere"}).read().get_secret_value() == "from-cohere"
+    assert cohere_key(None, both).describe() == "environment CO_API_KEY"
+    assert "from-co" not in repr(cohere_key(None, both).read())  # a SecretStr from the start

@@ -8,7 +8,7 @@ import pytest
 
 from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
-from ftwatch.simulator import Simulator
+from ftwatch.sources.cohere_sim import Simulator
 from ftwatch.templates import SAMPLE, compile_template
 
 from .conftest import notifiers_env, run_cli, wait_for

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ftwatch.simulator import Fault, Simulator
+from ftwatch.sources.cohere_sim import Fault, Simulator
 
 from .conftest import FTWATCH, run_cli, wait_for
 

@@ -1,5 +1,5 @@
 import sys
 
-from ftwatch.cli import main
+from ftwatch.app.cli import main
 
 sys.exit(main())

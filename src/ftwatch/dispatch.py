@@ -10,31 +10,41 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 import structlog
 
 from ftwatch.model import Transition
-from ftwatch.notifiers import DeliveryFailedError, LoadedNotifier
+from ftwatch.notifiers.base import DeliveryFailedError
+from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
+from ftwatch.settings import Settings
 from ftwatch.store import Store, StoreError
 
-__all__ = ["Dispatcher", "ResultObserver"]
+__all__ = ["DeliveryAttempt", "Dispatcher", "retry_policy"]
 
 log = structlog.get_logger("ftwatch.dispatch")
 
-#: Called after every attempt with (notifier key, outcome, seconds); outcome is
-#: ``ok``, ``retry`` or ``dead``.
-ResultObserver = Callable[[str, str, float], None]
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One try of one notifier."""
+
+    notifier: str
+    #: ``ok``, ``retry`` or ``dead``.
+    outcome: str
+    seconds: float
 
 
-def _no_observer(notifier: str, outcome: str, seconds: float) -> None:
+def _ignore(_: object) -> None:
     pass
 
 
-def _no_store_observer(operation: str) -> None:
-    pass
+def retry_policy(settings: Settings) -> RetryPolicy:
+    d = settings.delivery
+    return RetryPolicy(initial_s=d.retry_initial_s, max_s=d.retry_max_s, give_up_after_s=d.give_up_after_s)
 
 
 class _Worker:
@@ -54,8 +64,8 @@ class Dispatcher:
         store: Store,
         policy: RetryPolicy,
         *,
-        observer: ResultObserver = _no_observer,
-        on_store_error: Callable[[str], None] = _no_store_observer,
+        observer: Callable[[DeliveryAttempt], None] = _ignore,
+        on_store_error: Callable[[str], None] = _ignore,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -75,6 +85,13 @@ class Dispatcher:
         """New transitions are in the outbox."""
         for worker in self._workers.values():
             worker.wakeup.set()
+
+    def reconfigure(self, settings: Settings, notifiers: Sequence[LoadedNotifier]) -> set[str]:
+        """A reload: the retry policy and the notifiers, now; returns the keys applied.
+        (``shutdown_grace_s`` is read at the stop.)"""
+        self.policy = retry_policy(settings)
+        self.set_notifiers(notifiers)
+        return {"notifiers"} | {f"delivery.{key}" for key in type(settings.delivery).model_fields}
 
     def set_notifiers(self, notifiers: Sequence[LoadedNotifier]) -> None:
         """Start workers for new notifiers, stop those of removed ones (a reload).
@@ -267,7 +284,7 @@ class Dispatcher:
                     retry_in_s=round(updated.next_attempt_at - self._clock(), 3),
                     error=failure.detail,
                 )
-        self._observer(loaded.key, outcome, seconds)
+        self._observer(DeliveryAttempt(loaded.key, outcome, seconds))
         # Recorded even when cancelled now: a delivered transition must not be re-sent.
         await self._save(updated)
         return updated.state

@@ -12,6 +12,7 @@ Two ways to find what changed, whichever costs fewer requests:
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import math
@@ -25,12 +26,20 @@ import structlog
 from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events
 from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.outbox import Route
-from ftwatch.source import ModelNotFoundError, Source, SourceError
+from ftwatch.settings import PollMode, Settings
+from ftwatch.sources.base import ModelNotFoundError, Source, SourceError
 from ftwatch.store import ModelState, Store
 
-__all__ = ["CycleResult", "Poller"]
+__all__ = ["CyclePlan", "CycleReport", "CycleResult", "FailedAt", "Poller"]
 
 log = structlog.get_logger("ftwatch.poller")
+
+
+class CyclePlan(enum.StrEnum):
+    """How one cycle finds what changed (decided by :meth:`Poller.plan`)."""
+
+    LIST = "list"  # read the model list, then the events of what moved
+    PER_MODEL = "per-model"  # ask each configured model for its newest events
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +53,35 @@ class CycleResult:
     not_found: list[str] = field(default_factory=list)
     #: Every model's current status as the cycle saw it (for live views).
     statuses: dict[str, ModelInfo] = field(default_factory=dict)
-    mode: str = "list"
+    plan: CyclePlan = CyclePlan.LIST
     #: Models whose read failed this cycle (id -> why): retried next cycle, while
     #: the others were committed.
     failed: dict[str, str] = field(default_factory=dict)
+
+
+class FailedAt(enum.StrEnum):
+    """Where a failed cycle broke."""
+
+    API = "api"
+    STORE = "store"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """One cycle as the poll loop saw it: what its subscribers (metrics, health,
+    sd_notify, the dispatcher, the live view) are told."""
+
+    #: ``None``: the cycle failed, and nothing of it was committed.
+    result: CycleResult | None
+    seconds: float
+    #: API requests the cycle made.
+    requests: int
+    error: str | None = None
+    failed_at: FailedAt | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
 
 
 @dataclass(slots=True)
@@ -78,7 +112,7 @@ class Poller:
         concurrency: int = 8,
         reconcile_share: float = 0.1,
         budget_per_cycle: int | None = None,
-        mode: str = "auto",
+        mode: PollMode = PollMode.AUTO,
         lookback_ns: int = DEFAULT_LOOKBACK_NS,
         clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
         wall_clock_ns: Callable[[], int] = time.time_ns,
@@ -110,6 +144,18 @@ class Poller:
     def concurrency(self, value: int) -> None:
         self._limit.total_tokens = value
 
+    def reconfigure(self, settings: Settings) -> set[str]:
+        """Take a reload's ``[poll]`` section now (between cycles); returns the keys applied."""
+        poll = settings.poll
+        self.models = list(dict.fromkeys(poll.models))
+        self.mode = poll.mode
+        self.reconcile_share = poll.reconcile_share
+        self.concurrency = poll.concurrency
+        self.lookback_ns = int(poll.lookback_s * 1e9)
+        self.clock_skew_ns = int(poll.clock_skew_s * 1e9)
+        keys = ("models", "mode", "reconcile_share", "concurrency", "lookback_s", "clock_skew_s")
+        return {f"poll.{key}" for key in keys}
+
     def _scope(self) -> str:
         return "all" if not self.models else json.dumps(sorted(self.models))
 
@@ -135,23 +181,25 @@ class Poller:
             return True
         return self._committed_scope not in (None, "all")
 
-    def _list_mode(self) -> bool:
-        if not self.models or self.mode == "list":
-            return True
-        # Configured models: listing pays off when it takes fewer requests than
-        # asking each model. Unknown until the first listing, which tries it.
+    def plan(self) -> CyclePlan:
+        """List or per model, decided here only: the list when watching everything or
+        when asked to; for configured models, whichever takes fewer requests (unknown
+        until the first listing, which tries it)."""
+        if not self.models or self.mode in (PollMode.LIST, PollMode.EVENTS):
+            return CyclePlan.LIST
         if len(self.models) == 1:
-            return False
-        return self._list_cost is None or self._list_cost < len(self.models)
+            return CyclePlan.PER_MODEL
+        listing_is_cheaper = self._list_cost is None or self._list_cost < len(self.models)
+        return CyclePlan.LIST if listing_is_cheaper else CyclePlan.PER_MODEL
 
     async def cycle(self) -> CycleResult:
         """Poll once and commit what is new. Raises the source's errors."""
         state = await self._load()
         fresh = self._fresh
         baseline = self._unknown_are_baseline(fresh)
-        list_mode = self._list_mode()
+        plan = self.plan()
         failed: dict[str, str] = {}
-        if list_mode:
+        if plan is CyclePlan.LIST:
             fetched, not_found = await self._fetch_listed(state, baseline, failed)
         else:
             fetched, not_found = await self._fetch_each(state, failed)
@@ -218,7 +266,7 @@ class Poller:
             baseline=fresh,
             not_found=not_found,
             statuses={model_id: item.info for model_id, item in fetched.items()},
-            mode="list" if list_mode else "per-model",
+            plan=plan,
             failed=failed,
         )
 
@@ -284,7 +332,7 @@ class Poller:
         for info in listed:
             item = fetched[info.id]
             old = state.get(info.id)
-            if self.mode == "events":  # the naive way, on request: every history, every cycle
+            if self.mode is PollMode.EVENTS:  # the naive way, on request: every history, every cycle
                 reads.append((info.id, _newer_than(old)))
                 continue
             if old is None:

@@ -1,11 +1,14 @@
 """Configuration: defaults < TOML file < environment, as the contract orders them.
 
-Secrets are :class:`pydantic.SecretStr` from the moment they are read, so no log call
-or ``repr`` can print them. Every failure becomes one :class:`ConfigError` line.
+Settings are pure data: they say where keys and secrets are, never read them (that is
+:mod:`ftwatch.secrets`' job, wired by :mod:`ftwatch.app.wiring`), and notifier tables
+are validated once, here, into their types' typed configs. Every failure becomes one
+:class:`ConfigError` line.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,15 +23,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from ftwatch.errors import ConfigError
+from ftwatch.errors import ConfigError, first_problem
 from ftwatch.model import check_model_id
-from ftwatch.secretfile import read_secret
+from ftwatch.notifiers.base import NotifierConfig
 
 __all__ = [
     "CohereSettings",
     "DeliverySettings",
     "HttpSettings",
-    "KeySource",
+    "PollMode",
     "PollSettings",
     "Settings",
     "StateSettings",
@@ -36,7 +39,6 @@ __all__ = [
     "find_config_file",
     "format_validation_error",
     "load_settings",
-    "read_secret_file",
     "redacted",
 ]
 
@@ -71,6 +73,14 @@ class CohereSettings(BaseModel):
         return value.rstrip("/")
 
 
+class PollMode(enum.StrEnum):
+    """How changes are found (see :mod:`ftwatch.poller`)."""
+
+    AUTO = "auto"  # the cheaper of the two below
+    LIST = "list"  # read the model list, ask only the models that moved
+    EVENTS = "events"  # every model's events every cycle, as a naive loop would
+
+
 class PollSettings(BaseModel):
     model_config = _STRICT
 
@@ -78,9 +88,7 @@ class PollSettings(BaseModel):
     models: list[str] = Field(default_factory=list)
     #: API requests in flight at once.
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
-    #: How changes are found: "auto" (the cheaper of reading the model list or asking
-    #: each model), "list", or "events" (every model's events every cycle).
-    mode: Literal["auto", "list", "events"] = "auto"
+    mode: PollMode = PollMode.AUTO
     #: In list mode, a few unchanged models have their events re-read each cycle, in
     #: case the list missed a change: this share of the list's own requests (0.1: a
     #: tenth more), round robin, so every model is re-read in turn. 0 turns it off.
@@ -150,7 +158,8 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    #: Each ``[[notifiers]]`` table, validated once into its type's config.
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("log_level", mode="before")
@@ -158,8 +167,18 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    def state_path(self) -> Path:
-        return self.state.path if self.state.path is not None else default_state_path(os.environ)
+    @field_validator("notifiers", mode="before")
+    @classmethod
+    def _typed_notifiers(cls, value: object) -> object:
+        if not isinstance(value, list) or not value:
+            return value
+        from ftwatch.notifiers.registry import validate_notifiers  # noqa: PLC0415 - only when some are configured
+
+        try:
+            return validate_notifiers(value)
+        except ConfigError as exc:
+            # Carried out of pydantic as one value error, worded already.
+            raise ValueError(str(exc)) from None
 
 
 def default_state_path(environ: Mapping[str, str]) -> Path:
@@ -204,13 +223,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def format_validation_error(exc: ValidationError, where: str, env_prefix: str = "FTWATCH_") -> str:
     """One line: the first problem, where to fix it, and how many more there are."""
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    loc = ".".join(str(part) for part in first["loc"]) or "configuration"
-    msg = first["msg"].removeprefix("Value error, ")
-    env_name = env_prefix + "__".join(str(p).upper() for p in first["loc"] if not isinstance(p, int))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"invalid configuration: {loc}: {msg}; fix it in {where} or {env_name}{more}"
+    loc, msg, count = first_problem(exc)
+    if loc and loc[0] == "notifiers" and msg.startswith("invalid configuration: "):
+        return msg  # a notifier table's problem, worded with its own location
+    dotted = ".".join(str(part) for part in loc) or "configuration"
+    env_name = env_prefix + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return f"invalid configuration: {dotted}: {msg}; fix it in {where} or {env_name}{more}"
 
 
 def load_settings(config: str | None = None) -> tuple[Settings, Path | None]:
@@ -243,69 +262,6 @@ def load_settings(config: str | None = None) -> tuple[Settings, Path | None]:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def read_secret_file(path: Path, what: str) -> SecretStr:
-    """A secret from a file (a mounted Secret, a systemd credential), stripped."""
-    try:
-        return read_secret(path)
-    except ValueError as exc:
-        raise ConfigError(f"{what}: {exc}; fix the path, its permissions or its content") from None
-
-
-class KeySource:
-    """Where the Cohere API key comes from, read again when the API refuses it.
-
-    Order: ``cohere.api_key_file``, ``CO_API_KEY``, ``COHERE_API_KEY``, then the
-    systemd credential ``$CREDENTIALS_DIRECTORY/cohere-api-key``.
-    """
-
-    def __init__(self, api_key_file: Path | None, environ: Mapping[str, str] | None = None) -> None:
-        self._file = api_key_file
-        self._environ = os.environ if environ is None else environ
-
-    def describe(self) -> str:
-        """Where the key is read from, without the key."""
-        if self._file is not None:
-            return f"file {self._file}"
-        for name in ("CO_API_KEY", "COHERE_API_KEY"):
-            if self._environ.get(name):
-                return f"environment {name}"
-        credential = self._credential_path()
-        if credential is not None:
-            return f"systemd credential {credential}"
-        return "none"
-
-    def _credential_path(self) -> Path | None:
-        directory = self._environ.get("CREDENTIALS_DIRECTORY")
-        if directory and (Path(directory) / "cohere-api-key").is_file():
-            return Path(directory) / "cohere-api-key"
-        return None
-
-    def read(self) -> SecretStr:
-        if self._file is not None:
-            return _plain_key(read_secret_file(self._file, "the API key (cohere.api_key_file)"), self.describe())
-        for name in ("CO_API_KEY", "COHERE_API_KEY"):
-            if value := self._environ.get(name, "").strip():
-                return _plain_key(SecretStr(value), self.describe())
-        credential = self._credential_path()
-        if credential is not None:
-            return _plain_key(read_secret_file(credential, "the API key (systemd credential)"), self.describe())
-        raise ConfigError(
-            "no Cohere API key: set CO_API_KEY, or api_key_file in [cohere], or the systemd credential cohere-api-key"
-        )
-
-
-def _plain_key(key: SecretStr, where: str) -> SecretStr:
-    """A key goes into an HTTP header: printable ASCII only, said plainly if not."""
-    value = key.get_secret_value()
-    if value.startswith("\ufeff"):
-        raise ConfigError(f"the API key in {where} starts with a byte-order mark: save it as plain ASCII text")
-    if not (value.isascii() and value.isprintable()):
-        raise ConfigError(
-            f"the API key in {where} has non-ASCII or control characters: it must be the key alone, in plain ASCII"
-        )
-    return key
 
 
 _REDACTED = "**********"

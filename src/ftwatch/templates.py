@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ftwatch.model import Transition, human_status
 
-__all__ = ["SAMPLE", "Template", "compile_template"]
+__all__ = ["SAMPLE", "Template", "TemplateText", "compile_template"]
 
 log = structlog.get_logger("ftwatch.templates")
 
@@ -150,3 +150,17 @@ def compile_template(source: str) -> Template:
         raise ValueError(f"template is broken: {type(exc).__name__}: {exc}") from None
     assert template is not None
     return template
+
+
+class TemplateText(str):
+    """A template's source as configured, with its compiled form beside it: a config
+    field holds one, so the template is compiled (and tried) once, at validation."""
+
+    __slots__ = ("compiled",)
+    compiled: Template
+
+    @classmethod
+    def of(cls, source: str) -> TemplateText:
+        text = cls(source)
+        text.compiled = compile_template(source)
+        return text

@@ -12,12 +12,12 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from ftwatch.model import Transition, human_status
+from ftwatch.model import Transition
 from ftwatch.notifiers.base import DeliveryFailedError, NotifierConfig, NotifierContext, TemplatedConfig
-from ftwatch.notifiers.stdout import text_line
 from ftwatch.templates import Template
+from ftwatch.wording import headline, text_line
 
 if TYPE_CHECKING:
     import apprise as apprise_module
@@ -43,15 +43,6 @@ class AppriseConfig(TemplatedConfig):
     #: Apprise URLs (``json://``, ``discord://``, ``mailto://`` …); they hold tokens.
     urls: list[SecretStr] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _loadable(self) -> AppriseConfig:
-        apprise = _import_apprise()
-        for url in self.urls:
-            if apprise.Apprise.instantiate(url.get_secret_value()) is None:
-                scheme = url.get_secret_value().partition("://")[0]
-                raise ValueError(f"Apprise does not understand a {scheme}:// URL (or it is malformed)")
-        return self
-
 
 class AppriseNotifier:
     """Sends title and body through Apprise to every configured URL."""
@@ -66,9 +57,11 @@ class AppriseNotifier:
         # One Apprise object per URL, so one delivery can tell which URLs have it.
         self._targets: list[tuple[str, apprise_module.Apprise]] = []
         for url in urls:
+            scheme = url.partition("://")[0]
             target = apprise.Apprise()
-            target.add(url)
-            self._targets.append((url.partition("://")[0], target))
+            if not target.add(url):
+                raise ValueError(f"Apprise does not understand a {scheme}:// URL (or it is malformed)")
+            self._targets.append((scheme, target))
         #: The transition being delivered, and the URLs that already have it: a retry
         #: goes only to those that failed (kept in memory: after a restart, all again).
         self._progress: tuple[str, set[int]] = ("", set())
@@ -82,8 +75,7 @@ class AppriseNotifier:
         return cls([url.get_secret_value() for url in config.urls], config.compiled_template())
 
     async def send(self, transition: Transition) -> None:
-        name = transition.model_name or transition.model_id
-        title = f"{name} is {human_status(transition.status)}"
+        title = headline(transition)
         body = text_line(transition)
         if self._template is not None:
             body = self._template.render(transition, fallback=body)

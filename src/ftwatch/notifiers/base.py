@@ -10,15 +10,20 @@ the retries and the pacing are the dispatcher's business.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import IO, Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ftwatch.model import Transition, normalize_status
 from ftwatch.retry_after import parse_retry_after
-from ftwatch.templates import Template, compile_template
+from ftwatch.secrets import FileSecret
+
+if TYPE_CHECKING:
+    from ftwatch.templates import Template
 
 __all__ = [
     "DeliveryFailedError",
@@ -31,6 +36,7 @@ __all__ = [
     "check_header_value",
     "check_http_url",
     "check_response",
+    "compiled",
     "host_of",
     "post_json",
 ]
@@ -61,19 +67,23 @@ class NotifierConfig(BaseModel):
 
 
 class TemplatedConfig(NotifierConfig):
-    """A notifier whose message text a ``template`` may word (sandboxed Jinja2)."""
+    """A notifier whose message text a ``template`` may word (sandboxed Jinja2).
+
+    Compiled (and tried on a sample) once, when the configuration is validated."""
 
     template: str | None = None
 
     @field_validator("template")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            compile_template(value)
-        return value
+        if value is None:
+            return None
+        from ftwatch.templates import TemplateText  # noqa: PLC0415 - Jinja2 only for templates
+
+        return TemplateText.of(value)
 
     def compiled_template(self) -> Template | None:
-        return compile_template(self.template) if self.template is not None else None
+        return compiled(self.template) if self.template is not None else None
 
 
 class DeliveryFailedError(Exception):
@@ -86,12 +96,28 @@ class DeliveryFailedError(Exception):
         self.retry_after_s = retry_after_s
 
 
+def compiled(text: str) -> Template:
+    """The compiled form a validated template field carries."""
+    compiled: Template | None = getattr(text, "compiled", None)
+    if compiled is None:  # a config built without validation: compile it now
+        from ftwatch.templates import compile_template  # noqa: PLC0415
+
+        compiled = compile_template(text)
+    return compiled
+
+
+def _read_secret_file(path: Path, what: str) -> SecretStr:
+    return FileSecret(path, what).read()
+
+
 @dataclass(frozen=True, slots=True)
 class NotifierContext:
-    """What the daemon lends every notifier."""
+    """What the application lends every notifier: an HTTP client, stdout, and the way
+    to read a secret file (``url_file``, ``secret_file``) when the notifier is built."""
 
     http: httpx.AsyncClient
     stdout: IO[str]
+    read_secret: Callable[[Path, str], SecretStr] = field(default=_read_secret_file)
 
 
 @runtime_checkable

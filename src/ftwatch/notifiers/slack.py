@@ -18,7 +18,6 @@ from ftwatch.notifiers.base import (
     host_of,
     post_json,
 )
-from ftwatch.secretfile import read_secret
 from ftwatch.templates import Template
 
 __all__ = ["SlackConfig", "SlackNotifier", "slack_escape", "slack_message"]
@@ -81,16 +80,20 @@ class SlackConfig(TemplatedConfig):
     webhook_url_file: Path | None = None
 
     @model_validator(mode="after")
-    def _resolve_file(self) -> SlackConfig:
-        if self.webhook_url_file is not None:
-            object.__setattr__(self, "webhook_url", read_secret(self.webhook_url_file))
-        if self.webhook_url is None:
-            raise ValueError("needs webhook_url (or webhook_url_file)")
-        try:
-            check_http_url(self.webhook_url.get_secret_value())
-        except ValueError as exc:
-            raise ValueError(f"webhook_url {exc}") from None
+    def _complete(self) -> SlackConfig:
+        # webhook_url_file is read when the notifier is built, by the application.
+        if (self.webhook_url is None) == (self.webhook_url_file is None):
+            raise ValueError("needs webhook_url or webhook_url_file (one of them)")
+        if self.webhook_url is not None:
+            _checked_url(self.webhook_url.get_secret_value(), "webhook_url")
         return self
+
+
+def _checked_url(url: str, where: str) -> str:
+    try:
+        return check_http_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{where} {exc}") from None
 
 
 class SlackNotifier:
@@ -108,8 +111,13 @@ class SlackNotifier:
 
     @classmethod
     def from_config(cls, config: SlackConfig, context: NotifierContext) -> SlackNotifier:
-        assert config.webhook_url is not None  # the validator made sure
-        return cls(config.webhook_url.get_secret_value(), context, config.compiled_template())
+        if config.webhook_url_file is not None:
+            secret = context.read_secret(config.webhook_url_file, "the Slack webhook URL (webhook_url_file)")
+            url = _checked_url(secret.get_secret_value(), "webhook_url_file")
+        else:
+            assert config.webhook_url is not None  # the validator made sure
+            url = config.webhook_url.get_secret_value()
+        return cls(url, context, config.compiled_template())
 
     async def send(self, transition: Transition) -> None:
         await post_json(self._http, self._url, json.dumps(slack_message(transition, self._template)).encode())

@@ -8,17 +8,12 @@ from typing import IO, ClassVar, Literal
 from pydantic import model_validator
 
 from ftwatch.linewriter import writer_for
-from ftwatch.model import Transition, human_status
+from ftwatch.model import Transition
 from ftwatch.notifiers.base import DeliveryFailedError, NotifierConfig, NotifierContext, TemplatedConfig
 from ftwatch.templates import Template
+from ftwatch.wording import text_line
 
-__all__ = ["StdoutConfig", "StdoutNotifier", "text_line"]
-
-
-def text_line(transition: Transition) -> str:
-    name = transition.model_name or "?"
-    previous = human_status(transition.previous_status) if transition.previous_status else "(none)"
-    return f"{transition.occurred_at}  {name} ({transition.model_id})  {previous} -> {human_status(transition.status)}"
+__all__ = ["StdoutConfig", "StdoutNotifier"]
 
 
 class StdoutConfig(TemplatedConfig):

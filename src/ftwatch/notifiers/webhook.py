@@ -21,11 +21,11 @@ from ftwatch.notifiers.base import (
     check_header_name,
     check_header_value,
     check_http_url,
+    compiled,
     host_of,
     post_json,
 )
-from ftwatch.secretfile import read_secret
-from ftwatch.templates import SAMPLE, Template, compile_template
+from ftwatch.templates import SAMPLE, Template, TemplateText
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
 
@@ -63,28 +63,32 @@ class WebhookConfig(NotifierConfig):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, template in value.items():
+        checked: dict[str, str] = {}
+        for name, source in value.items():
             check_header_name(name)
             if name.lower() in _RESERVED_HEADERS or name.lower().startswith("webhook-"):
                 raise ValueError(f"header {name!r} is ftwatch's own (the body and its signature are fixed)")
-            check_header_value(compile_template(template).render(SAMPLE), name)
-        return value
+            text = TemplateText.of(source)  # compiled once, here
+            check_header_value(text.compiled.render(SAMPLE), name)
+            checked[name] = text
+        return checked
 
     @model_validator(mode="after")
-    def _resolve_files(self) -> WebhookConfig:
-        if self.url_file is not None:
-            object.__setattr__(self, "url", read_secret(self.url_file))
-        if self.url is None:
-            raise ValueError("needs url (or url_file)")
-        try:
+    def _complete(self) -> WebhookConfig:
+        # Files are read when the notifier is built (by the application's secret
+        # reader); here, only what the table itself says is checked.
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("needs url or url_file (one of them)")
+        if self.url is not None:
             check_http_url(self.url.get_secret_value())
-        except ValueError as exc:
-            raise ValueError(f"{'url_file' if self.url_file else 'url'} {exc}") from None
-        if self.secret_file is not None:
-            object.__setattr__(self, "secret", read_secret(self.secret_file))
+        if self.secret is not None and self.secret_file is not None:
+            raise ValueError("give secret or secret_file, not both")
         if self.secret is not None:
             _secret_key(self.secret.get_secret_value())
         return self
+
+    def compiled_headers(self) -> dict[str, Template]:
+        return {name: compiled(source) for name, source in self.headers.items()}
 
 
 class WebhookNotifier:
@@ -105,10 +109,21 @@ class WebhookNotifier:
 
     @classmethod
     def from_config(cls, config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
-        assert config.url is not None  # the validator made sure
-        secret = config.secret.get_secret_value() if config.secret else None
-        headers = {name: compile_template(value) for name, value in config.headers.items()}
-        return cls(config.url.get_secret_value(), secret, context, headers)
+        if config.url_file is not None:
+            url = context.read_secret(config.url_file, "the webhook URL (url_file)").get_secret_value()
+            try:
+                check_http_url(url)
+            except ValueError as exc:
+                raise ValueError(f"url_file {exc}") from None
+        else:
+            assert config.url is not None  # the validator made sure
+            url = config.url.get_secret_value()
+        secret = config.secret
+        if config.secret_file is not None:
+            secret = context.read_secret(config.secret_file, "the signing secret (secret_file)")
+        if secret is not None:
+            _secret_key(secret.get_secret_value())
+        return cls(url, secret.get_secret_value() if secret else None, context, config.compiled_headers())
 
     async def send(self, transition: Transition) -> None:
         body = json.dumps(transition.to_payload(), separators=(",", ":")).encode()

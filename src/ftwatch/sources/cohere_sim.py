@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ftwatch.asgi_server import bind_socket, serve_asgi
 from ftwatch.model import format_timestamp
+from ftwatch.ops.http import bind_socket, serve_asgi
 
 __all__ = ["Fault", "SimEvent", "SimModel", "Simulator", "running_in_thread"]
 

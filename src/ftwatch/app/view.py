@@ -1,7 +1,7 @@
 """What ``ftwatch watch`` shows: the models table and the recent transitions.
 
 Pure rendering: a :class:`WatchState` in, rich renderables out. The loop that fills the
-state lives in :mod:`ftwatch.watch`.
+state lives in :mod:`ftwatch.app.watch`.
 """
 
 from __future__ import annotations

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import anyio
 from rich.console import Console
 from rich.live import Live
 
-from ftwatch.daemon import api_client, make_source, poller_for
-from ftwatch.health import Health
-from ftwatch.logs import configure_logging
-from ftwatch.notifiers.stdout import text_line
-from ftwatch.poller import CycleResult, Poller
-from ftwatch.settings import KeySource, Settings, load_settings
-from ftwatch.source import SourceError
-from ftwatch.store import Store
-from ftwatch.view import ModelRow, WatchState, render
+from ftwatch.app import wiring
+from ftwatch.app.loop import PollLoop
+from ftwatch.app.signals import handle_signals
+from ftwatch.app.view import ModelRow, WatchState, render
+from ftwatch.errors import FtwatchError
+from ftwatch.ops.health import Health
+from ftwatch.ops.logs import configure_logging
+from ftwatch.poller import CycleReport, CycleResult, Poller
+from ftwatch.settings import Settings, load_settings
+from ftwatch.wording import text_line
 
 __all__ = ["DEFAULT_INTERVAL_S", "run_watch", "watch_models"]
 
@@ -39,7 +38,7 @@ def run_watch(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.once
     # Log lines would tear the live table: only errors, unless asked for more.
     configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "error" if live else settings.log_level))
-    KeySource(settings.cohere.api_key_file).read()  # a missing key: exit 2 before any drawing
+    wiring.key_provider(settings).read()  # a missing key: exit 2 before any drawing
     models = args.model_ids or settings.poll.models
     interval = args.interval or DEFAULT_INTERVAL_S
     anyio.run(lambda: watch_models(settings, models, interval, once=args.once, live=live))
@@ -76,51 +75,62 @@ async def watch_models(
     live: bool = False,
     duration_s: float | None = None,
 ) -> None:
-    """Poll and show until Ctrl-C (or ``duration_s``); ``once``: one table, then return."""
+    """Poll and show until Ctrl-C (or ``duration_s``); ``once``: one table, then return.
+
+    The same wiring and poll loop as ``run``; the subscriber is the view instead of
+    notifiers, and the state is in memory: the live view never advances the cursors of
+    the daemon's state file, whatever ``[state] path`` says.
+    """
     console = Console()
     state = WatchState()
-    # A state of its own, in memory, always: the live view must never advance the
-    # cursors of the daemon's state file (a cron `run --once` would then miss what
-    # the view saw), and it needs no file to start.
-    store = Store(Path(":memory:"))
+    store = wiring.memory_store()
     health = Health(interval)
     try:
-        async with api_client(settings) as http:
-            poller = poller_for(make_source(http, settings, health=health), store, settings)
-            poller.models = list(dict.fromkeys(models))
+        async with wiring.api_client(settings) as http:
+            source = wiring.build_source(settings, http, on_request=[health.request_done], on_wait=[health.api_wait])
+            poller = wiring.build_poller(source, store, settings, models=list(dict.fromkeys(models)))
+            redraw: list[Callable[[], None]] = []
+
+            def show(report: CycleReport) -> None:
+                _show(state, poller, report, interval, print_lines=live is False and not once)
+                for draw in redraw:
+                    draw()
+
+            loop = PollLoop(poller, interval_s=interval, health=health, subscribers=[show])
             if once:
-                _update(state, poller, await poller.cycle(), interval)
+                report = await loop.cycle()
+                if not report.ok:
+                    raise FtwatchError(f"the API could not be polled: {report.error}")
                 console.print(render(state, time.time_ns()))
                 return
             async with anyio.create_task_group() as group:
-                group.start_soon(_stop_on_signal, group.cancel_scope, duration_s)
+
+                async def stop() -> None:
+                    group.cancel_scope.cancel()
+
+                await group.start(handle_signals, stop)
+                if duration_s is not None:
+                    group.start_soon(_stop_after, duration_s, group.cancel_scope)
                 if live:
                     with Live(render(state, time.time_ns()), console=console, auto_refresh=False) as view:
+                        redraw.append(lambda: view.update(render(state, time.time_ns()), refresh=True))
                         group.start_soon(_redraw, view, state, health)
-                        await _loop(
-                            poller, state, interval, lambda: view.update(render(state, time.time_ns()), refresh=True)
-                        )
+                        await loop.run()
                 else:
-                    await _loop(poller, state, interval, None)
+                    await loop.run()
     finally:
         store.close()
 
 
-async def _loop(poller: Poller, state: WatchState, interval: float, redraw: Callable[[], None] | None) -> None:
-    while True:
-        try:
-            result = await poller.cycle()
-        except SourceError as exc:
-            state.status_line = f"API error: {exc} · retrying every {interval:g}s · Ctrl-C quits"
-            state.error = True
-        else:
-            _update(state, poller, result, interval)
-            if redraw is None:
-                for transition in result.transitions:
-                    print(text_line(transition), flush=True)
-        if redraw is not None:
-            redraw()
-        await anyio.sleep(interval)
+def _show(state: WatchState, poller: Poller, report: CycleReport, interval: float, *, print_lines: bool) -> None:
+    if report.result is None:
+        state.status_line = f"API error: {report.error} · retrying every {interval:g}s · Ctrl-C quits"
+        state.error = True
+        return
+    _update(state, poller, report.result, interval)
+    if print_lines:
+        for transition in report.result.transitions:
+            print(text_line(transition), flush=True)
 
 
 async def _redraw(view: Live, state: WatchState, health: Health) -> None:
@@ -132,13 +142,6 @@ async def _redraw(view: Live, state: WatchState, health: Health) -> None:
         view.update(render(state, time.time_ns()), refresh=True)
 
 
-async def _stop_on_signal(scope: anyio.CancelScope, duration_s: float | None) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        if duration_s is None:
-            async for _ in signals:
-                break
-        else:
-            with anyio.move_on_after(duration_s):
-                async for _ in signals:
-                    break
+async def _stop_after(seconds: float, scope: anyio.CancelScope) -> None:
+    await anyio.sleep(seconds)
     scope.cancel()

@@ -8,20 +8,18 @@ with the stdout notifier.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 
-from ftwatch.daemon import Daemon
-from ftwatch.logs import configure_logging
 from ftwatch.settings import Settings
-from ftwatch.simulator import DEFAULT_KEY, Simulator
-from ftwatch.watch import watch_models
+from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator
 
-__all__ = ["SCRIPT", "run_demo", "seed_demo"]
+__all__ = ["SCRIPT", "demo_world", "seed_demo"]
 
 #: (seconds after start, model name, new status). A new job appears at 9 s.
 SCRIPT: tuple[tuple[float, str, str], ...] = (
@@ -60,8 +58,11 @@ async def _play(sim: Simulator, ids: dict[str, str]) -> None:
             sim.set_status(ids[name], status)
 
 
-async def run_demo(duration_s: float) -> int:
-    configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "warning"))
+@contextlib.asynccontextmanager
+async def demo_world(duration_s: float) -> AsyncIterator[Settings]:
+    """The simulated API on 127.0.0.1 with models that move on a schedule, and the
+    settings that watch it (a key file, a state file, a stdout notifier), until the
+    block ends. What watches it is the caller's choice: the live view or the daemon."""
     sim = Simulator()
     with tempfile.TemporaryDirectory(prefix="ftwatch-demo-") as tmp:
         key_file = Path(tmp) / "key"
@@ -84,17 +85,5 @@ async def run_demo(duration_s: float) -> int:
                 file=sys.stderr,
             )
             group.start_soon(_play, sim, ids)
-            if sys.stdout.isatty():
-                # A person at a terminal gets the live view of ftwatch watch.
-                await watch_models(settings, [], 0.5, live=True, duration_s=duration_s)
-            else:
-                daemon = Daemon(settings, None)
-
-                async def stop_later() -> None:
-                    await anyio.sleep(duration_s)
-                    daemon.stop()
-
-                group.start_soon(stop_later)
-                await daemon.run()
+            yield settings
             group.cancel_scope.cancel()
-    return 0

@@ -6,7 +6,13 @@ counters. No model id is ever a label: thousands of models would be thousands of
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from ftwatch.dispatch import DeliveryAttempt
+from ftwatch.poller import CycleReport, FailedAt
+from ftwatch.sources.base import RequestDone
 
 __all__ = ["Metrics"]
 
@@ -68,13 +74,32 @@ class Metrics:
         )
         Info("ftwatch_build", "The running ftwatch.", registry=r).info({"version": version})
 
-    def api_request(self, endpoint: str, code: str, seconds: float) -> None:
-        self.api_requests.labels(endpoint, code).inc()
-        self.api_seconds.labels(endpoint).observe(seconds)
+    # --- what it subscribes to ------------------------------------------------------
 
-    def notification(self, notifier: str, outcome: str, seconds: float) -> None:
-        self.notifications.labels(notifier, outcome).inc()
-        self.notification_seconds.labels(notifier).observe(seconds)
+    def request_done(self, request: RequestDone) -> None:
+        self.api_requests.labels(request.endpoint, request.code).inc()
+        self.api_seconds.labels(request.endpoint).observe(request.seconds)
+
+    def delivery_attempt(self, attempt: DeliveryAttempt) -> None:
+        self.notifications.labels(attempt.notifier, attempt.outcome).inc()
+        self.notification_seconds.labels(attempt.notifier).observe(attempt.seconds)
+
+    def store_error(self, operation: str) -> None:
+        self.store_errors.labels(operation).inc()
+
+    def cycle_done(self, report: CycleReport) -> None:
+        if report.result is None:
+            self.polls.labels("error").inc()
+            if report.failed_at is FailedAt.STORE:
+                self.store_errors.labels("commit_cycle").inc()
+            return
+        self.polls.labels("ok").inc()
+        self.cycle_seconds.observe(report.seconds)
+        self.last_success.set(time.time())
+        for transition in report.result.transitions:
+            self.transitions.labels(transition.status).inc()
+        for error in report.result.failed.values():
+            self.model_failures.labels("unreadable" if "unreadable" in error else "api").inc()
 
     def outbox(self, pending: dict[str, int], configured: set[str]) -> None:
         """Pending deliveries per notifier key: those of configured notifiers are

@@ -1,4 +1,4 @@
-"""The state file: per-model cursors and the outbox, in one SQLite database.
+"""The embedded :class:`~ftwatch.store.base.Store`: cursors and the outbox in one SQLite file.
 
 Every method is synchronous and thread-safe; async callers go through
 ``anyio.to_thread.run_sync``. A poll cycle's cursors and transitions are written in
@@ -16,16 +16,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
 from ftwatch.diff import Cursor
-from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
+from ftwatch.store.base import ModelState, StoreError, StoreOpenError
 
-__all__ = ["SCHEMA_VERSION", "ModelState", "Store", "StoreError", "StoreOpenError"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 _T = TypeVar("_T")
 
@@ -90,18 +89,6 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to
 _BUSY_ATTEMPTS = 3
 
 
-class StoreOpenError(ConfigError):
-    """The state file cannot be opened, or is of a newer build: exit 2."""
-
-
-class StoreError(FtwatchError):
-    """Reading or writing the state failed (locked too long, disk full, I/O error).
-
-    The caller counts it as one failed cycle or delivery attempt and goes on: the
-    transaction was rolled back, so nothing half-written remains.
-    """
-
-
 def _busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -133,16 +120,6 @@ def _exclusive(path: Path) -> IO[bytes]:
     return lock_file
 
 
-@dataclass(frozen=True, slots=True)
-class ModelState:
-    """What the store keeps of one model: its cursor, its name, and how the list showed it."""
-
-    cursor: Cursor
-    name: str | None = None
-    list_status: str | None = None
-    list_updated: str | None = None
-
-
 def _encode_cursor(cursor: Cursor) -> tuple[str, str]:
     return json.dumps(sorted(cursor.recent)), json.dumps(sorted(cursor.undated))
 
@@ -160,7 +137,7 @@ def _decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
     )
 
 
-class Store:
+class SqliteStore:
     """The SQLite state file (WAL mode, one file plus its journal), created 0600.
 
     ``busy_timeout_s``: how long a statement waits for another client's lock (someone

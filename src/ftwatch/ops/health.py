@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
-from ftwatch.metrics import Metrics
+from ftwatch.poller import CycleReport
+from ftwatch.settings import Settings
+from ftwatch.sources.base import ApiWait, RequestDone
 
-__all__ = ["Health", "health_app"]
+__all__ = ["Health"]
 
 
 class Health:
@@ -41,6 +38,25 @@ class Health:
 
     def beat(self) -> None:
         self.last_beat = self._clock()
+
+    # --- what it subscribes to ------------------------------------------------------
+
+    def cycle_done(self, report: CycleReport) -> None:
+        if report.ok:
+            self.succeeded()
+        else:
+            self.failed(report.error or "unknown error")
+
+    def request_done(self, request: RequestDone) -> None:
+        self.beat()
+
+    def api_wait(self, wait: ApiWait) -> None:
+        capped = f" (capped from {wait.asked_s:g}s by cohere.max_retry_after_s)" if wait.asked_s > wait.seconds else ""
+        self.waiting(wait.seconds, f"the API asked to retry after {wait.asked_s:g}s{capped}")
+
+    def reconfigure(self, settings: Settings) -> set[str]:
+        self.interval_s = settings.poll.interval_s
+        return {"poll.interval_s"}
 
     def succeeded(self) -> None:
         self.beat()
@@ -78,25 +94,3 @@ class Health:
         if age > 2 * self.interval_s + 60 + self.waiting_s():
             return False, f"last successful poll {age:.0f}s ago{suffix}"
         return True, f"ok{suffix}"
-
-
-def health_app(health: Health, metrics: Metrics) -> Starlette:
-    async def healthz(request: Request) -> PlainTextResponse:
-        if health.alive():
-            return PlainTextResponse("ok\n")
-        return PlainTextResponse("poll loop stuck\n", status_code=503)
-
-    async def readyz(request: Request) -> PlainTextResponse:
-        ok, why = health.ready()
-        return PlainTextResponse(why + "\n", status_code=200 if ok else 503)
-
-    async def metrics_text(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_text),
-        ]
-    )

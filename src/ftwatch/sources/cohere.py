@@ -1,7 +1,4 @@
-"""Where events come from: the :class:`Source` protocol and Cohere's fine-tuning API.
-
-Another provider needs only another class with the three methods of :class:`Source`.
-"""
+"""Cohere's fine-tuning API v1, the first :class:`~ftwatch.sources.base.Source`."""
 
 from __future__ import annotations
 
@@ -9,8 +6,7 @@ import itertools
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
@@ -22,47 +18,28 @@ from ftwatch.errors import AuthRefusedError, ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.retry_after import parse_retry_after
-from ftwatch.settings import KeySource
+from ftwatch.secrets import SecretProvider
+from ftwatch.sources.base import (
+    ApiWait,
+    InvalidModelIdError,
+    ModelDataError,
+    ModelNotFoundError,
+    RequestDone,
+    SourceDeps,
+    SourceError,
+    SourceUnavailableError,
+)
 
-__all__ = [
-    "ApiWait",
-    "CohereSource",
-    "InvalidModelIdError",
-    "ModelDataError",
-    "ModelNotFoundError",
-    "RequestObserver",
-    "Source",
-    "SourceError",
-    "SourceUnavailableError",
-    "check_model_id",
-]
+if TYPE_CHECKING:
+    from ftwatch.settings import CohereSettings
 
-log = structlog.get_logger("ftwatch.source")
+__all__ = ["CohereSource", "check_model_id"]
+
+log = structlog.get_logger("ftwatch.sources.cohere")
 
 _T = TypeVar("_T")
 
 _API = "/v1/finetuning/finetuned-models"
-
-
-class SourceError(Exception):
-    """The API answered, but not with what was asked (a 400, say)."""
-
-
-class SourceUnavailableError(SourceError):
-    """The API could not be reached or kept failing after every retry."""
-
-
-class ModelNotFoundError(SourceError):
-    """404 for one model: it was deleted or the id is wrong."""
-
-
-class ModelDataError(SourceError):
-    """The API answered for one model with something unreadable (a field of the wrong
-    type, say). Bad input for that model only: the others go on."""
-
-
-class InvalidModelIdError(ConfigError):
-    """An id that cannot be one path segment of the API (``/``, ``..``): exit 2."""
 
 
 def check_model_id(model_id: str) -> str:
@@ -87,40 +64,7 @@ class _TransientError(Exception):
         self.retry_after_s = retry_after_s
 
 
-class Source(Protocol):
-    """What the poller needs of a fine-tuning provider."""
-
-    async def list_models(self) -> ModelListing:
-        """Every fine-tuned model visible to the key."""
-        ...
-
-    async def get_model(self, model_id: str) -> ModelInfo: ...
-
-    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
-        """The model's events; with ``newer_than_ns`` at least those at or after it."""
-        ...
-
-
-#: Called after every HTTP exchange with (endpoint, status code or error name, seconds).
-RequestObserver = Callable[[str, str, float], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ApiWait:
-    """The client is waiting on purpose before its next request (the API said
-    ``Retry-After``): alive, not stuck."""
-
-    endpoint: str
-    seconds: float
-    #: What the API asked for, before the cap.
-    asked_s: float
-
-
-def _no_observer(endpoint: str, code: str, seconds: float) -> None:
-    pass
-
-
-def _no_wait_observer(wait: ApiWait) -> None:
+def _ignore(_: object) -> None:
     pass
 
 
@@ -185,32 +129,50 @@ class CohereSource:
         http: httpx.AsyncClient,
         *,
         base_url: str,
-        key_source: KeySource,
+        key: SecretProvider,
         client_name: str = "ftwatch",
         limiter: RateLimiter | None = None,
         max_attempts: int = 5,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
-        observer: RequestObserver = _no_observer,
-        on_wait: Callable[[ApiWait], None] = _no_wait_observer,
+        on_request: Callable[[RequestDone], None] = _ignore,
+        on_wait: Callable[[ApiWait], None] = _ignore,
         page_size: int = 1000,
         max_retry_after_s: float = 60.0,
         auth_retry_s: float = 10.0,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
-        self._key_source = key_source
-        self._key = key_source.read()
+        self._key_source = key
+        self._key = key.read()
         self._client_name = client_name
         self._limiter = limiter
         self._max_attempts = max_attempts
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._observer = observer
+        self._on_request = on_request
         self._on_wait = on_wait
         self._page_size = page_size
         self._max_retry_after_s = max_retry_after_s
         self._auth_retry_s = auth_retry_s
+
+    @classmethod
+    def from_config(cls, config: CohereSettings, deps: SourceDeps) -> CohereSource:
+        """The source of the ``[cohere]`` section, as the registry builds it."""
+        return cls(
+            deps.http,
+            base_url=config.base_url,
+            key=deps.key,
+            client_name=config.client_name,
+            limiter=deps.limiter,
+            max_attempts=config.max_attempts,
+            retry_initial_s=config.retry_initial_s,
+            retry_max_s=config.retry_max_s,
+            on_request=deps.on_request,
+            on_wait=deps.on_wait,
+            max_retry_after_s=config.max_retry_after_s,
+            auth_retry_s=config.auth_retry_s,
+        )
 
     async def _get_once(self, endpoint: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
         if self._limiter is not None:
@@ -228,13 +190,13 @@ class CohereSource:
         except httpx.HTTPError as exc:
             # Transport errors, and the others too (a gzip body that fails to decode):
             # each is one failed request, worth another try.
-            self._observer(endpoint, type(exc).__name__, time.perf_counter() - started)
+            self._on_request(RequestDone(endpoint, type(exc).__name__, time.perf_counter() - started))
             log.debug("api.request_failed", endpoint=endpoint, error=type(exc).__name__)
             raise _TransientError(f"{type(exc).__name__} talking to the API") from None
         except ValueError:  # not JSON, or not UTF-8
-            self._observer(endpoint, str(response.status_code), time.perf_counter() - started)
+            self._on_request(RequestDone(endpoint, str(response.status_code), time.perf_counter() - started))
             raise _TransientError(f"malformed JSON body (HTTP {response.status_code})") from None
-        self._observer(endpoint, str(code), time.perf_counter() - started)
+        self._on_request(RequestDone(endpoint, str(code), time.perf_counter() - started))
         if code == 429 or code >= 500:
             raise _TransientError(f"HTTP {code}: {body}", parse_retry_after(response.headers.get("retry-after")))
         return code, body

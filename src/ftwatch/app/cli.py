@@ -1,0 +1,117 @@
+"""The ``ftwatch`` command: argument parsing, exit codes, one-line errors.
+
+Only the standard library is imported here, so ``--version`` and ``--help`` start in
+a few tens of milliseconds; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ftwatch import __version__
+from ftwatch.errors import FtwatchError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as every usage error of ftwatch: exit 2.
+        self.exit(2, f"ftwatch: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ftwatch", description="Watch Cohere fine-tuned models and notify on status changes.")
+    parser.add_argument("--version", action="version", version=f"ftwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="P", help="TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)")
+        return p
+
+    run = with_config(commands.add_parser("run", help="the daemon: poll, diff, notify until SIGTERM"))
+    run.add_argument("--once", action="store_true", help="one cycle, deliver, exit")
+
+    watch = with_config(commands.add_parser("watch", help="live table of models and their transitions"))
+    watch.add_argument("model_ids", nargs="*", metavar="MODEL_ID")
+    watch.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls")
+    watch.add_argument("--once", action="store_true", help="print the table once and exit")
+
+    with_config(commands.add_parser("check-config", help="validate; print the effective config, secrets redacted"))
+
+    events = with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
+    events.add_argument("model_id", metavar="MODEL_ID")
+    events.add_argument("--json", action="store_true")
+
+    models = with_config(commands.add_parser("models", help="fine-tuned models visible to the key"))
+    models.add_argument("--json", action="store_true")
+
+    with_config(commands.add_parser("notify-test", help="send a synthetic transition to every notifier"))
+
+    with_config(commands.add_parser("migrate", help="bring the state file's schema up to this version"))
+
+    demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
+    demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S")
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ftwatch.ops.logs import configure_logging, flush_logs  # noqa: PLC0415 - structlog after --help
+
+    configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "info"))
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
+        known = _ftwatch_error(exc)
+        flush_logs()  # the lines that led here come before the one that sums it up
+        if known is not None:
+            print(f"ftwatch: {known}", file=sys.stderr)
+            return known.exit_code
+        import structlog  # noqa: PLC0415
+
+        structlog.get_logger("ftwatch.cli").exception("unexpected_error")
+        print(
+            f"ftwatch: unexpected {type(exc).__name__}; run with FTWATCH_LOG_LEVEL=debug and report it", file=sys.stderr
+        )
+        return 1
+
+
+def _ftwatch_error(exc: BaseException) -> FtwatchError | None:
+    """Our own error, even from inside a task group's exception group."""
+    if isinstance(exc, FtwatchError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _ftwatch_error(inner)) is not None:
+                return found
+    return None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "watch":
+        from ftwatch.app.watch import run_watch  # noqa: PLC0415 - rich loads only for the live view
+
+        return run_watch(args)
+    from ftwatch.app import commands  # noqa: PLC0415 - pydantic, httpx and anyio load here
+
+    if command == "demo":
+        return commands.run_demo(args.duration)
+    return commands.run_command(args)

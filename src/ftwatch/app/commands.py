@@ -1,0 +1,187 @@
+"""The bodies of the commands that read a configuration (all but ``demo`` and ``watch``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ftwatch.app import wiring
+from ftwatch.errors import ConfigError, FtwatchError
+from ftwatch.model import Transition, format_timestamp, human_status
+from ftwatch.notifiers.base import DeliveryFailedError
+from ftwatch.ops.logs import configure_logging
+from ftwatch.settings import Settings, load_settings, redacted
+from ftwatch.sources.base import ModelNotFoundError, SourceError
+
+__all__ = ["run_command", "run_demo"]
+
+
+def run_demo(duration_s: float) -> int:
+    """The demo: the simulated world, watched by the live view in a terminal, else by
+    the same daemon as ``run`` printing each transition."""
+    import os  # noqa: PLC0415
+
+    from ftwatch.app.daemon import Daemon  # noqa: PLC0415
+    from ftwatch.app.demo import demo_world  # noqa: PLC0415
+    from ftwatch.app.watch import watch_models  # noqa: PLC0415
+
+    configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "warning"))
+
+    async def demo() -> None:
+        async with demo_world(duration_s) as settings:
+            if sys.stdout.isatty():
+                await watch_models(settings, [], settings.poll.interval_s, live=True, duration_s=duration_s)
+                return
+            daemon = Daemon(settings, None)
+            async with anyio.create_task_group() as group:
+
+                async def stop_later() -> None:
+                    await anyio.sleep(duration_s)
+                    daemon.stop()
+
+                group.start_soon(stop_later)
+                await daemon.run()
+
+    anyio.run(demo)
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    settings, path = load_settings(args.config)
+    configure_logging(settings.log_level)
+    command: str = args.command
+    if command == "check-config":
+        return anyio.run(_check_config, settings, path)
+    if command == "run":
+        return _run(settings, path, once=args.once)
+    if command == "events":
+        return anyio.run(_events, settings, args.model_id, args.json)
+    if command == "models":
+        return anyio.run(_models, settings, args.json)
+    if command == "notify-test":
+        return anyio.run(_notify_test, settings)
+    if command == "migrate":
+        return _migrate(settings)
+    raise AssertionError(command)
+
+
+def _run(settings: Settings, path: Path | None, *, once: bool) -> int:
+    from ftwatch.app.daemon import Daemon  # noqa: PLC0415 - only run needs the daemon
+
+    wiring.key_provider(settings).read()  # a missing key is exit 2 before anything starts
+    anyio.run(lambda: Daemon(settings, path).run(once=once))
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    store = wiring.open_store(settings)  # opening migrates forward, in one transaction
+    try:
+        version = store.schema_version()
+    finally:
+        store.close()
+    print(f"ftwatch: state file {store.path} is at schema version {version}", file=sys.stderr)
+    return 0
+
+
+async def _check_config(settings: Settings, path: Path | None) -> int:
+    key = wiring.key_provider(settings)
+    key.read()
+    # Built, not only validated: a secret file, an Apprise URL or an optional package
+    # that is missing shows here rather than at the first delivery.
+    async with wiring.hook_client() as http:
+        wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
+    dump: dict[str, Any] = settings.model_dump(mode="python")
+    dump["notifiers"] = [config.model_dump() for config in settings.notifiers]
+    dump["cohere"]["api_key"] = f"(set, from {key.describe()})"
+    dump["state"]["path"] = str(wiring.state_path(settings))
+    report = {"config_file": str(path) if path else None, **dump}
+    print(json.dumps(redacted(report), indent=2, default=str))
+    print(f"ftwatch: configuration is valid ({len(dump['notifiers'])} notifiers)", file=sys.stderr)
+    return 0
+
+
+async def _events(settings: Settings, model_id: str, as_json: bool) -> int:
+    async with wiring.api_client(settings) as http:
+        source = wiring.build_source(settings, http)
+        try:
+            events = await source.list_events(model_id)
+        except ModelNotFoundError:
+            raise FtwatchError(f"model {model_id} not found: check the id with 'ftwatch models'") from None
+        except SourceError as exc:
+            raise FtwatchError(f"the API failed: {exc}") from None
+    events.sort(key=lambda e: e.sort_key())
+    if as_json:
+        rows = [{"status": e.status, "created_at": e.created_at, "user_id": e.user_id} for e in events]
+        print(json.dumps(rows, indent=2))
+    else:
+        for event in events:
+            print(f"{event.created_at}  {event.status:<28} {event.user_id or '-'}")
+    return 0
+
+
+async def _models(settings: Settings, as_json: bool) -> int:
+    async with wiring.api_client(settings) as http:
+        try:
+            models = (await wiring.build_source(settings, http).list_models()).models
+        except SourceError as exc:
+            raise FtwatchError(f"the API failed: {exc}") from None
+    if as_json:
+        rows = [
+            {
+                "id": m.id,
+                "name": m.name,
+                "status": m.status,
+                "updated_at": format_timestamp(ns) if (ns := m.updated_at_ns) is not None else None,
+            }
+            for m in models
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max([len(m.id) for m in models] + [2])
+    name_width = max([len(m.name or "") for m in models] + [4])
+    print(f"{'ID':<{width}}  {'NAME':<{name_width}}  STATUS")
+    for m in models:
+        print(f"{m.id:<{width}}  {m.name or '-':<{name_width}}  {human_status(m.status)}")
+    return 0
+
+
+async def _notify_test(settings: Settings) -> int:
+    if not settings.notifiers:
+        raise ConfigError("no notifiers configured: add a [[notifiers]] table or FTWATCH_NOTIFIERS")
+    now = format_timestamp(time.time_ns(), 3)
+    transition = Transition(
+        id="ftw_test_" + now.replace(":", "").replace("-", "").replace(".", ""),
+        model_id="ft-test-0000",
+        model_name="ftwatch-notify-test",
+        status="STATUS_READY",
+        previous_status="STATUS_DEPLOYING_API",
+        occurred_at=now,
+        user_id=None,
+        detected_at=now,
+    )
+    results: list[tuple[str, str | None]] = []
+    async with wiring.hook_client() as http:
+        loaded = wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
+
+        async def one(index: int) -> None:
+            try:
+                await loaded[index].notifier.send(transition)
+            except DeliveryFailedError as exc:
+                results[index] = (results[index][0], exc.detail)
+            except Exception as exc:  # noqa: BLE001 - report a plug-in's failure like any other
+                results[index] = (results[index][0], f"{type(exc).__name__}: {exc}"[:200])
+
+        results.extend((n.notifier.description, None) for n in loaded)
+        async with anyio.create_task_group() as group:
+            for index in range(len(loaded)):
+                group.start_soon(one, index)
+    for description, error in results:
+        line = f"ok      {description}" if error is None else f"FAILED  {description}: {error}"
+        print(line)
+    return 1 if any(error for _, error in results) else 0

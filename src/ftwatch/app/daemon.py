@@ -1,0 +1,304 @@
+"""``ftwatch run``: the poll loop with a dispatcher, the health server, signals, sd_notify.
+
+One task group owns them all. SIGTERM/SIGINT stop the polling, give deliveries in
+flight a short grace period, and leave everything else in the outbox. Errors that end
+the daemon (a refused key, a port in use) propagate as exceptions; the CLI turns them
+into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+import anyio
+import httpx
+import structlog
+from pydantic import BaseModel
+
+from ftwatch import __version__
+from ftwatch.app import wiring
+from ftwatch.app.loop import PollLoop
+from ftwatch.app.signals import handle_signals
+from ftwatch.dispatch import Dispatcher
+from ftwatch.errors import ConfigError, FtwatchError
+from ftwatch.notifiers.base import NotifierContext
+from ftwatch.notifiers.registry import LoadedNotifier
+from ftwatch.ops.health import Health
+from ftwatch.ops.logs import set_log_level
+from ftwatch.ops.metrics import Metrics
+from ftwatch.ops.sdnotify import SystemdNotifier
+from ftwatch.poller import CycleReport, FailedAt, Poller
+from ftwatch.settings import Settings, load_settings
+from ftwatch.store.base import Store, StoreError
+
+__all__ = ["Daemon", "changed_keys"]
+
+log = structlog.get_logger("ftwatch.daemon")
+
+#: Sections a reload cannot apply: the client, the state and the listener are built once.
+_RESTART_SECTIONS = ("cohere", "state", "http")
+
+
+class Daemon:
+    """Everything ``ftwatch run`` runs, for one configuration (reloadable)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: Path | None,
+        *,
+        stdout: IO[str] = sys.stdout,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.stdout = stdout
+        self.environ = environ
+        self.metrics = Metrics(__version__)
+        self.health = Health(settings.poll.interval_s)
+        self.systemd = SystemdNotifier(environ)
+        self._stop = anyio.Event()
+        self._reloaded: tuple[Settings, list[LoadedNotifier]] | None = None
+
+    def stop(self) -> None:
+        """Stop as SIGTERM would."""
+        self._stop.set()
+
+    async def run(self, *, once: bool = False) -> None:
+        store = await anyio.to_thread.run_sync(wiring.open_store, self.settings, self.environ)
+        try:
+            async with wiring.api_client(self.settings) as api_http, wiring.hook_client() as hook_http:
+                context = wiring.notifier_context(hook_http, self.stdout)
+                notifiers = await anyio.to_thread.run_sync(wiring.notifiers, self.settings, context)
+                dispatcher = wiring.build_dispatcher(
+                    store,
+                    self.settings,
+                    on_attempt=self.metrics.delivery_attempt,
+                    on_store_error=self.metrics.store_error,
+                )
+                loop = self._loop(store, api_http, dispatcher)
+                log.info(
+                    "daemon.start",
+                    version=__version__,
+                    models=len(self.settings.poll.models) or "all",
+                    notifiers=[n.key for n in notifiers],
+                    state=str(store.path),
+                    once=once,
+                )
+                if once:
+                    await self._once(loop, dispatcher, notifiers)
+                else:
+                    await self._forever(loop, dispatcher, notifiers, context)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(store.close)
+
+    def _loop(self, store: Store, api_http: httpx.AsyncClient, dispatcher: Dispatcher) -> PollLoop:
+        # The loop counts the source's requests (for the budget warning), and the
+        # source exists before the loop: the closures below run only once both do.
+        source = wiring.build_source(
+            self.settings,
+            api_http,
+            on_request=[self.metrics.request_done, self.health.request_done, lambda r: loop.request_done(r)],  # noqa: PLW0108 - loop is bound below,
+            on_wait=[self.health.api_wait],
+            environ=self.environ,
+        )
+        poller = wiring.build_poller(
+            source, store, self.settings, routes=lambda: wiring.routes_of(dispatcher.notifiers)
+        )
+        loop = PollLoop(
+            poller,
+            interval_s=self.settings.poll.interval_s,
+            health=self.health,
+            subscribers=[self.metrics.cycle_done, self.health.cycle_done, self._status, _wake(dispatcher)],
+            max_requests_per_minute=self.settings.cohere.max_requests_per_minute,
+            before_cycle=lambda: self._apply_reload(poller, dispatcher, loop),
+        )
+        return loop
+
+    def _status(self, report: CycleReport) -> None:
+        """sd_notify's STATUS=, after every cycle."""
+        if report.result is None:
+            what = "the state cannot be written" if report.failed_at is FailedAt.STORE else "the API cannot be polled"
+            self.systemd.notify(f"STATUS={what}: {(report.error or '')[:200]}")
+            return
+        failing = f"; {len(report.result.failed)} failing" if report.result.failed else ""
+        self.systemd.notify(f"STATUS=watching {report.result.models} models{failing}; last poll ok")
+
+    async def _once(self, loop: PollLoop, dispatcher: Dispatcher, notifiers: list[LoadedNotifier]) -> None:
+        dispatcher.set_notifiers(notifiers)
+        report = await loop.cycle()
+        # What earlier runs left undelivered goes out even when this poll failed.
+        failed = await dispatcher.deliver_due(notifiers)
+        if failed:
+            log.warning("once.undelivered", notifiers_failed=failed, note="kept in the outbox for the next run")
+        if not report.ok:
+            # A cron job should hear that this run saw nothing: exit 1, one line.
+            raise FtwatchError(f"the API could not be polled: {report.error}; nothing was lost")
+
+    async def _forever(
+        self, loop: PollLoop, dispatcher: Dispatcher, notifiers: list[LoadedNotifier], context: NotifierContext
+    ) -> None:
+        async with anyio.create_task_group() as group:
+            poll_scope = anyio.CancelScope()
+
+            async def stop() -> None:
+                # Bounded and shielded: in-flight deliveries get the grace period, the
+                # outbox keeps the rest; then the whole group goes.
+                poll_scope.cancel()
+                self.systemd.notify("STOPPING=1")
+                grace = self.settings.delivery.shutdown_grace_s
+                log.info("daemon.stopping", grace_s=grace)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(grace + 1.0):
+                    await dispatcher.stop(grace)
+                group.cancel_scope.cancel()
+
+            async def reload() -> None:
+                await self._reload(context, loop)
+
+            await group.start(handle_signals, stop, reload)  # handlers in place before READY=1
+
+            async def stop_when_asked() -> None:
+                await self._stop.wait()
+                await stop()
+
+            group.start_soon(stop_when_asked)
+            group.start_soon(dispatcher.run, notifiers)
+            group.start_soon(self._outbox_gauges, dispatcher)
+            if self.settings.http.listen:
+                await self._serve_http(group)
+            if self.systemd.watchdog_interval_s is not None:
+                group.start_soon(self._watchdog, self.systemd.watchdog_interval_s)
+            # Ready once the loop runs: an API that is down at boot shows in STATUS=
+            # and /readyz; withholding READY=1 would turn it into a restart loop.
+            self.systemd.notify("READY=1", "STATUS=started; first poll under way")
+
+            async def poll() -> None:
+                with poll_scope:
+                    await loop.run()
+
+            group.start_soon(poll)
+        log.info("daemon.stopped")
+
+    async def _serve_http(self, group: anyio.abc.TaskGroup) -> None:
+        from ftwatch.ops.endpoints import health_app  # noqa: PLC0415 - starlette only when serving
+        from ftwatch.ops.http import bind_socket, serve_asgi  # noqa: PLC0415 - hypercorn likewise
+
+        host, _, port = self.settings.http.listen.rpartition(":")
+        try:
+            sock = bind_socket(host, int(port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.settings.http.listen}: {exc.strerror}; "
+                'change [http] listen (or "" to turn it off)'
+            ) from None
+        bound = sock.getsockname()[1]
+        await group.start(serve_asgi, health_app(self.health, self.metrics), sock)
+        log.info("http.listening", address=f"{host}:{bound}")
+
+    async def _outbox_gauges(self, dispatcher: Dispatcher) -> None:
+        """Keep the outbox gauges fresh from a worker thread: a scrape never touches
+        the state file, so a locked file cannot stall /metrics."""
+        warned: set[str] = set()
+        while True:
+            try:
+                pending = await anyio.to_thread.run_sync(dispatcher.store.count_deliveries)
+            except StoreError as exc:
+                self.metrics.store_error("count_deliveries")
+                log.warning("store.failed", operation="count_deliveries", error=str(exc))
+            else:
+                configured = {n.key for n in dispatcher.notifiers}
+                self.metrics.outbox(pending, configured)
+                orphans = {key: n for key, n in pending.items() if key not in configured and n}
+                for key in orphans.keys() - warned:
+                    log.warning(
+                        "outbox.orphaned",
+                        notifier=key,
+                        pending=orphans[key],
+                        note="no notifier with this key is configured: kept, sent if it comes back",
+                    )
+                warned = set(orphans)
+            await anyio.sleep(2.0)
+
+    async def _watchdog(self, every_s: float) -> None:
+        # Ping only while the loop's heartbeat is fresh: a stuck loop stops the pings
+        # and systemd restarts the service.
+        while True:
+            if self.health.alive():
+                self.systemd.notify("WATCHDOG=1")
+            await anyio.sleep(every_s)
+
+    async def _reload(self, context: NotifierContext, loop: PollLoop) -> None:
+        """SIGHUP: read and build the new configuration now, off the loop (a broken one
+        is refused at once); the poll loop applies it between two cycles."""
+        self.systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        path = str(self.config_path) if self.config_path else None
+        try:
+            settings, _ = await anyio.to_thread.run_sync(load_settings, path)
+            notifiers = await anyio.to_thread.run_sync(wiring.notifiers, settings, context)
+        except ConfigError as exc:
+            log.error("reload.failed", error=str(exc), note="the previous configuration stays in force")
+            self.systemd.notify("READY=1")
+            return
+        self._reloaded = (settings, notifiers)
+        loop.wake()
+
+    def _apply_reload(self, poller: Poller, dispatcher: Dispatcher, loop: PollLoop) -> None:
+        """Hand the new settings to each part; whatever changed and none applied needs
+        a restart, and is named."""
+        if self._reloaded is None:
+            return
+        settings, notifiers = self._reloaded
+        self._reloaded = None
+        applied = (
+            poller.reconfigure(settings)
+            | dispatcher.reconfigure(settings, notifiers)
+            | loop.reconfigure(settings)
+            | self.health.reconfigure(settings)
+            | {"log_level"}
+        )
+        set_log_level(settings.log_level)
+        poller.budget_per_cycle = wiring.budget_per_cycle(settings)
+        changed = changed_keys(self.settings, settings)
+        restart = sorted(changed - applied)
+        if restart:
+            log.warning("reload.restart_needed", keys=restart, note="these keep their old values until a restart")
+        # What needs a restart keeps its old value, so the warning stays true.
+        kept = {section: getattr(self.settings, section) for section in _RESTART_SECTIONS}
+        self.settings = settings.model_copy(update=kept)
+        log.info(
+            "reload.done",
+            applied=sorted(changed & applied),
+            models=len(poller.models) or "all",
+            notifiers=[n.key for n in notifiers],
+        )
+        self.systemd.notify("READY=1")
+
+
+def _wake(dispatcher: Dispatcher) -> Callable[[CycleReport], None]:
+    def wake(report: CycleReport) -> None:
+        if report.result is not None and report.result.transitions:
+            dispatcher.wake()
+
+    return wake
+
+
+def changed_keys(old: Settings, new: Settings) -> set[str]:
+    """Dotted names of the keys that differ between two configurations."""
+    changed: set[str] = set()
+    for name in type(old).model_fields:
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        if isinstance(before, BaseModel) and isinstance(after, BaseModel):
+            changed |= {
+                f"{name}.{key}" for key in type(before).model_fields if getattr(before, key) != getattr(after, key)
+            }
+        else:
+            changed.add(name)
+    return changed

@@ -1,0 +1,154 @@
+"""The poll loop, the same for ``run``, ``watch`` and ``demo``: cycle, report, sleep.
+
+Each cycle's :class:`~ftwatch.poller.CycleReport` goes to the subscribers the command
+chose (metrics, health, sd_notify, the dispatcher's wake-up, the live view). A cycle
+that fails (the API, the state file) is a report like any other; a key the API
+refuses is an exception, and ends the command.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import anyio
+import structlog
+
+from ftwatch.ops.health import Health
+from ftwatch.poller import CycleReport, FailedAt, Poller
+from ftwatch.settings import Settings
+from ftwatch.sources.base import RequestDone, SourceError
+from ftwatch.store.base import StoreError
+
+__all__ = ["PollLoop"]
+
+log = structlog.get_logger("ftwatch.loop")
+
+
+def _nothing() -> None:
+    pass
+
+
+class PollLoop:
+    """Runs a poller's cycles every ``interval_s`` and reports each one.
+
+    ``before_cycle`` runs between two cycles (a reload applies there, never in the
+    middle of one). ``max_requests_per_minute`` and the poller's budget give the
+    over-budget warning its numbers.
+    """
+
+    def __init__(
+        self,
+        poller: Poller,
+        *,
+        interval_s: float,
+        health: Health,
+        subscribers: Sequence[Callable[[CycleReport], None]] = (),
+        max_requests_per_minute: int | None = None,
+        before_cycle: Callable[[], None] = _nothing,
+    ) -> None:
+        self.poller = poller
+        self.interval_s = interval_s
+        self.health = health
+        self.subscribers = list(subscribers)
+        self.max_requests_per_minute = max_requests_per_minute
+        self._before_cycle = before_cycle
+        self._requests = 0
+        self._wakeup = anyio.Event()
+
+    def request_done(self, request: RequestDone) -> None:
+        """Count requests (subscribe it to the source) for the budget warning."""
+        self._requests += 1
+
+    def wake(self) -> None:
+        """End the current sleep now (a reload is waiting)."""
+        self._wakeup.set()
+
+    def reconfigure(self, settings: Settings) -> set[str]:
+        self.interval_s = settings.poll.interval_s
+        self.max_requests_per_minute = settings.cohere.max_requests_per_minute
+        return {"poll.interval_s"}
+
+    async def cycle(self) -> CycleReport:
+        """One cycle, reported. Raises only :class:`~ftwatch.errors.AuthRefusedError`."""
+        started = anyio.current_time()
+        requests_before = self._requests
+        try:
+            result = await self.poller.cycle()
+        except SourceError as exc:
+            log.warning("poll.failed", error=str(exc))
+            report = CycleReport(
+                None, anyio.current_time() - started, self._requests - requests_before, str(exc), FailedAt.API
+            )
+        except StoreError as exc:
+            # Nothing of the cycle was kept (rolled back): the next one reads it all again.
+            log.error("poll.failed", error=str(exc), note="nothing committed; the next cycle tries again")
+            report = CycleReport(
+                None, anyio.current_time() - started, self._requests - requests_before, str(exc), FailedAt.STORE
+            )
+        else:
+            report = CycleReport(result, anyio.current_time() - started, self._requests - requests_before)
+            self._log(report)
+        for subscriber in self.subscribers:
+            subscriber(report)
+        return report
+
+    def _log(self, report: CycleReport) -> None:
+        result = report.result
+        assert result is not None
+        for transition in result.transitions:
+            log.info(
+                "transition.detected",
+                model_id=transition.model_id,
+                model_name=transition.model_name,
+                status=transition.status,
+                previous_status=transition.previous_status,
+                transition_id=transition.id,
+            )
+        log.info(
+            "poll.cycle",
+            models=result.models,
+            plan=str(result.plan),
+            requests=report.requests,
+            events=result.events_read,
+            transitions=len(result.transitions),
+            failed=len(result.failed),
+            baseline=result.baseline,
+            seconds=round(report.seconds, 3),
+        )
+        budget = self.poller.budget_per_cycle
+        if budget is not None and report.requests > budget and not result.baseline:
+            log.warning(
+                "poll.over_budget",
+                requests=report.requests,
+                budget=budget,
+                max_requests_per_minute=self.max_requests_per_minute,
+                interval_s=self.interval_s,
+                fix="cycles stretch to stay within the budget; raise poll.interval_s to keep to it",
+            )
+
+    async def run(self, *, cycles: float = math.inf) -> None:
+        """Cycle until cancelled (or ``cycles`` times), sleeping out each interval in
+        short steps so the heartbeat shows an idle loop is alive."""
+        done = 0
+        while done < cycles:
+            self._before_cycle()
+            started = anyio.current_time()
+            await self.cycle()
+            done += 1
+            elapsed = anyio.current_time() - started
+            if elapsed > self.interval_s:
+                log.warning(
+                    "poll.slow",
+                    cycle_s=round(elapsed, 3),
+                    interval_s=self.interval_s,
+                    fix="raise poll.interval_s or cohere.max_requests_per_minute, or watch fewer models",
+                )
+            deadline = started + self.interval_s
+            while done < cycles and (left := deadline - anyio.current_time()) > 0:
+                with anyio.move_on_after(min(left, 1.0)):
+                    await self._wakeup.wait()
+                self.health.beat()
+                if self._wakeup.is_set():
+                    self._wakeup = anyio.Event()
+                    break

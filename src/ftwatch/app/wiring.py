@@ -1,0 +1,174 @@
+"""Building the application from :class:`~ftwatch.settings.Settings`, in one place.
+
+Every command (``run``, ``watch``, ``demo``, ``events``, ``models``, ``notify-test``,
+``check-config``, ``migrate``) and the tests get their HTTP clients, key provider,
+source, store, poller, notifiers and dispatcher from here, so they are all built the
+same way, with the same parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TypeVar
+
+import httpx
+
+from ftwatch.dispatch import DeliveryAttempt, Dispatcher, retry_policy
+from ftwatch.notifiers.base import NotifierContext
+from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
+from ftwatch.outbox import Route
+from ftwatch.poller import Poller
+from ftwatch.ratelimit import RateLimiter
+from ftwatch.secrets import SecretProvider, cohere_key
+from ftwatch.settings import Settings, default_state_path
+from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps
+from ftwatch.sources.registry import source_type
+from ftwatch.store.base import Store
+
+__all__ = [
+    "api_client",
+    "budget_per_cycle",
+    "build_dispatcher",
+    "build_poller",
+    "build_source",
+    "hook_client",
+    "key_provider",
+    "memory_store",
+    "notifier_context",
+    "notifiers",
+    "open_store",
+    "routes_of",
+    "state_path",
+]
+
+_T = TypeVar("_T")
+
+#: Connections the API client may hold: the most ``poll.concurrency`` allows, so a
+#: reload can raise the concurrency without a new client (the limiter bounds it).
+_MAX_CONNECTIONS = 64
+#: Timeout of one delivery attempt to a receiver.
+_HOOK_TIMEOUT_S = 10.0
+
+
+def state_path(settings: Settings, environ: Mapping[str, str] = os.environ) -> Path:
+    """``[state] path``, else ``$STATE_DIRECTORY/ftwatch.db``, else ``./ftwatch-state.db``."""
+    return settings.state.path if settings.state.path is not None else default_state_path(environ)
+
+
+def open_store(settings: Settings, environ: Mapping[str, str] = os.environ) -> Store:
+    """The state file (blocking: call it from a worker thread in async code)."""
+    from ftwatch.store.sqlite import SqliteStore  # noqa: PLC0415 - sqlite3 only for commands with state
+
+    return SqliteStore(state_path(settings, environ), busy_timeout_s=settings.state.busy_timeout_s)
+
+
+def memory_store() -> Store:
+    """A state of its own, in memory, for the live view: it never touches a file."""
+    from ftwatch.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    return SqliteStore(Path(":memory:"))
+
+
+def api_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=settings.cohere.timeout_s,
+        limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS),
+    )
+
+
+def hook_client() -> httpx.AsyncClient:
+    """The client notifiers deliver with (receivers are not the API: their own pool)."""
+    return httpx.AsyncClient(timeout=_HOOK_TIMEOUT_S)
+
+
+def key_provider(settings: Settings, environ: Mapping[str, str] = os.environ) -> SecretProvider:
+    return cohere_key(settings.cohere.api_key_file, environ)
+
+
+def _fan_out(*callbacks: Callable[[_T], None] | None) -> Callable[[_T], None]:
+    chosen = [callback for callback in callbacks if callback is not None]
+
+    def call(value: _T) -> None:
+        for callback in chosen:
+            callback(value)
+
+    return call
+
+
+def build_source(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    on_request: Sequence[Callable[[RequestDone], None]] = (),
+    on_wait: Sequence[Callable[[ApiWait], None]] = (),
+    environ: Mapping[str, str] = os.environ,
+) -> Source:
+    """The configured source (Cohere's ``[cohere]`` section), through the registry,
+    with the one process-wide request budget."""
+    deps = SourceDeps(
+        http=http,
+        key=key_provider(settings, environ),
+        limiter=RateLimiter(settings.cohere.max_requests_per_minute),
+        on_request=_fan_out(*on_request),
+        on_wait=_fan_out(*on_wait),
+    )
+    return source_type("cohere").from_config(settings.cohere, deps)
+
+
+def budget_per_cycle(settings: Settings) -> int:
+    """Requests one cycle may make if cycles are to keep to the interval."""
+    return max(1, int(settings.cohere.max_requests_per_minute * settings.poll.interval_s / 60))
+
+
+def routes_of(loaded: Sequence[LoadedNotifier]) -> list[Route]:
+    return [Route(n.key, frozenset(n.config.statuses), frozenset(n.config.models)) for n in loaded]
+
+
+def build_poller(
+    source: Source,
+    store: Store,
+    settings: Settings,
+    *,
+    models: Sequence[str] | None = None,
+    routes: Callable[[], Sequence[Route]] = lambda: (),
+) -> Poller:
+    """The poller of the settings' ``[poll]`` section (``models`` overrides its list)."""
+    poll = settings.poll
+    return Poller(
+        source,
+        store,
+        models=poll.models if models is None else models,
+        routes=routes,
+        concurrency=poll.concurrency,
+        reconcile_share=poll.reconcile_share,
+        budget_per_cycle=budget_per_cycle(settings),
+        mode=poll.mode,
+        lookback_ns=int(poll.lookback_s * 1e9),
+        clock_skew_ns=int(poll.clock_skew_s * 1e9),
+    )
+
+
+def notifier_context(http: httpx.AsyncClient, stdout: IO[str]) -> NotifierContext:
+    return NotifierContext(http=http, stdout=stdout)
+
+
+def notifiers(settings: Settings, context: NotifierContext) -> list[LoadedNotifier]:
+    """The configured notifiers, built (secret files read: blocking)."""
+    return build_notifiers(settings.notifiers, context)
+
+
+def build_dispatcher(
+    store: Store,
+    settings: Settings,
+    *,
+    on_attempt: Callable[[DeliveryAttempt], None] | None = None,
+    on_store_error: Callable[[str], None] | None = None,
+) -> Dispatcher:
+    return Dispatcher(
+        store,
+        retry_policy(settings),
+        observer=_fan_out(on_attempt),
+        on_store_error=_fan_out(on_store_error),
+    )

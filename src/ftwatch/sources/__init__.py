@@ -1,0 +1,27 @@
+"""Sources: the protocol, the providers, and each provider's simulator beside it."""
+
+from __future__ import annotations
+
+from ftwatch.sources.base import (
+    ApiWait,
+    ModelDataError,
+    ModelNotFoundError,
+    RequestDone,
+    Source,
+    SourceDeps,
+    SourceError,
+    SourceType,
+    SourceUnavailableError,
+)
+
+__all__ = [
+    "ApiWait",
+    "ModelDataError",
+    "ModelNotFoundError",
+    "RequestDone",
+    "Source",
+    "SourceDeps",
+    "SourceError",
+    "SourceType",
+    "SourceUnavailableError",
+]

@@ -1,0 +1,88 @@
+"""What a store is: per-model cursors and the outbox, behind one protocol.
+
+SQLite (:mod:`ftwatch.store.sqlite`) is the embedded default; another backend
+implements the same methods and passes the same tests (``tests/test_store.py``).
+Every method is synchronous and thread-safe: async callers go through
+``anyio.to_thread.run_sync``. A poll cycle's cursors and transitions are written in
+one transaction, before anything is delivered: that is what makes delivery at least
+once across SIGKILL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ftwatch.diff import Cursor
+from ftwatch.errors import ConfigError, FtwatchError
+from ftwatch.model import Transition
+from ftwatch.outbox import Delivery, DeliveryState, Route
+
+__all__ = ["ModelState", "Store", "StoreError", "StoreOpenError"]
+
+
+class StoreOpenError(ConfigError):
+    """The state cannot be opened, or is of a newer build: exit 2."""
+
+
+class StoreError(FtwatchError):
+    """Reading or writing the state failed (locked too long, disk full, I/O error).
+
+    The caller counts it as one failed cycle or delivery attempt and goes on: the
+    transaction was rolled back, so nothing half-written remains.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """What the store keeps of one model: its cursor, its name, and how the list showed it."""
+
+    cursor: Cursor
+    name: str | None = None
+    list_status: str | None = None
+    list_updated: str | None = None
+
+
+class Store(Protocol):
+    """What the poller, the dispatcher and the commands need of the state."""
+
+    #: Where it lives, for messages.
+    path: Path
+
+    def close(self) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+    def is_fresh(self) -> bool:
+        """True until the first cycle has been committed: that cycle is the baseline."""
+        ...
+
+    def load_scope(self) -> str | None:
+        """What the last committed cycle watched (``all``, or which models)."""
+        ...
+
+    def load_models(self) -> dict[str, ModelState]: ...
+
+    def commit_cycle(
+        self,
+        models: Mapping[str, ModelState],
+        transitions: Sequence[Transition],
+        routes: Iterable[Route],
+        now: float,
+        scope: str | None = None,
+    ) -> int:
+        """Cursors, transitions and their deliveries in one transaction; returns how
+        many deliveries were queued. :class:`StoreError` (rolled back) if it fails."""
+        ...
+
+    def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
+        """The oldest undelivered transition of one notifier: notifiers deliver in order."""
+        ...
+
+    def save_delivery(self, delivery: Delivery) -> None: ...
+
+    def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
+        """Deliveries in one state, per notifier."""
+        ...
