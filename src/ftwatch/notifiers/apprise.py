@@ -16,11 +16,12 @@ from pydantic import Field, SecretStr
 
 from ftwatch.model import Transition
 from ftwatch.notifiers.base import DeliveryFailedError, NotifierConfig, NotifierContext, TemplatedConfig
-from ftwatch.templates import Template
 from ftwatch.wording import headline, text_line
 
 if TYPE_CHECKING:
     import apprise as apprise_module
+
+    from ftwatch.templates import Template
 
 __all__ = ["AppriseConfig", "AppriseNotifier"]
 

@@ -9,7 +9,7 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from ftwatch.errors import ConfigError, first_problem
 from ftwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext, NotifierType
 
-__all__ = ["ENTRY_POINT_GROUP", "LoadedNotifier", "available_types", "build_notifiers", "validate_notifiers"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LoadedNotifier",
+    "available_types",
+    "build_notifiers",
+    "notifier_type",
+    "validate_notifiers",
+]
 
 ENTRY_POINT_GROUP = "ftwatch.notifiers"
 
@@ -32,9 +39,19 @@ class LoadedNotifier:
 
 
 @functools.cache
+def _entries() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+@functools.cache
+def notifier_type(name: str) -> NotifierType:
+    """One installed type, imported when first needed (a start loads only what is configured)."""
+    return cast(NotifierType, _entries()[name].load())
+
+
 def available_types() -> dict[str, NotifierType]:
     """Every notifier type installed, built-ins included, by ``type`` name."""
-    return {entry.name: cast(NotifierType, entry.load()) for entry in entry_points(group=ENTRY_POINT_GROUP)}
+    return {name: notifier_type(name) for name in _entries()}
 
 
 def _location(index: int, kind: object) -> str:
@@ -43,7 +60,7 @@ def _location(index: int, kind: object) -> str:
 
 def validate_notifiers(raw_list: Sequence[Mapping[str, Any] | NotifierConfig]) -> list[NotifierConfig]:
     """Each ``[[notifiers]]`` table as its type's typed config; :class:`ConfigError` if not."""
-    types = available_types()
+    installed = _entries()
     validated: list[NotifierConfig] = []
     for index, raw in enumerate(raw_list):
         if isinstance(raw, NotifierConfig):  # already typed (settings built in code)
@@ -52,14 +69,14 @@ def validate_notifiers(raw_list: Sequence[Mapping[str, Any] | NotifierConfig]) -
         kind = raw.get("type") if isinstance(raw, Mapping) else None
         if not isinstance(kind, str) or not kind:
             raise ConfigError(f'notifiers[{index}] has no type: add type = "webhook", "slack", "stdout" or "apprise"')
-        if kind not in types:
-            known = ", ".join(sorted(types))
+        if kind not in installed:
+            known = ", ".join(sorted(installed))
             raise ConfigError(
                 f"notifiers[{index}]: unknown notifier type {kind!r}; known: {known}"
                 " (a plug-in must be installed to add one)"
             )
         try:
-            validated.append(types[kind].config_model.model_validate(dict(raw)))
+            validated.append(notifier_type(kind).config_model.model_validate(dict(raw)))
         except ValidationError as exc:
             loc, msg, _ = first_problem(exc)
             where = "." + ".".join(str(p) for p in loc) if loc else ""
@@ -70,12 +87,11 @@ def validate_notifiers(raw_list: Sequence[Mapping[str, Any] | NotifierConfig]) -
 def build_notifiers(configs: Sequence[NotifierConfig], context: NotifierContext) -> list[LoadedNotifier]:
     """Create the configured notifiers, each with a stable outbox key. What only building
     can tell (a secret file, an optional package) is a :class:`ConfigError` here."""
-    types = available_types()
     loaded: list[LoadedNotifier] = []
     keys: set[str] = set()
     for index, config in enumerate(configs):
         try:
-            notifier = types[config.type].from_config(config, context)
+            notifier = notifier_type(config.type).from_config(config, context)
         except (ValueError, ConfigError) as exc:
             raise ConfigError(f"invalid configuration: {_location(index, config.type)}: {exc}") from None
         digest = hashlib.sha256(notifier.identity.encode()).hexdigest()[:12]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 
@@ -18,7 +18,9 @@ from ftwatch.notifiers.base import (
     host_of,
     post_json,
 )
-from ftwatch.templates import Template
+
+if TYPE_CHECKING:
+    from ftwatch.templates import Template
 
 __all__ = ["SlackConfig", "SlackNotifier", "slack_escape", "slack_message"]
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import IO, ClassVar, Literal
+from typing import IO, TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import model_validator
 
 from ftwatch.linewriter import writer_for
 from ftwatch.model import Transition
 from ftwatch.notifiers.base import DeliveryFailedError, NotifierConfig, NotifierContext, TemplatedConfig
-from ftwatch.templates import Template
 from ftwatch.wording import text_line
+
+if TYPE_CHECKING:
+    from ftwatch.templates import Template
 
 __all__ = ["StdoutConfig", "StdoutNotifier"]
 

@@ -9,7 +9,7 @@ import hmac
 import json
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -25,7 +25,9 @@ from ftwatch.notifiers.base import (
     host_of,
     post_json,
 )
-from ftwatch.templates import SAMPLE, Template, TemplateText
+
+if TYPE_CHECKING:
+    from ftwatch.templates import Template
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
 
@@ -63,6 +65,10 @@ class WebhookConfig(NotifierConfig):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            return value
+        from ftwatch.templates import SAMPLE, TemplateText  # noqa: PLC0415 - Jinja2 only for header templates
+
         checked: dict[str, str] = {}
         for name, source in value.items():
             check_header_name(name)
