@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,8 @@ from ftwatch.app import wiring
 from ftwatch.settings import Settings
 from ftwatch.sources.base import Source
 from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator, running_in_thread
+from ftwatch.store.base import Store
+from ftwatch.store.sqlite import SqliteStore
 
 from .receiver import Receiver
 
@@ -208,3 +211,33 @@ def source_for(
     """The source the application would build for the simulator, through the wiring."""
     settings = settings_for(sim, cohere=cohere)
     return wiring.build_source(settings, http, environ={"CO_API_KEY": key} if environ is None else environ)
+
+
+#: Every state backend, by name: each opens a store in a directory of its own. The
+#: store tests run against each (a second backend joins by adding itself here).
+STORE_BACKENDS: dict[str, Callable[[Path], Store]] = {
+    "sqlite": lambda directory: SqliteStore(directory / "state.db"),
+}
+
+
+@pytest.fixture(params=sorted(STORE_BACKENDS))
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Opens the backend's store (again, for a restart); closes whatever it opened."""
+    opened: list[Store] = []
+
+    def open_() -> Store:
+        store = STORE_BACKENDS[request.param](tmp_path)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (for a receiver that is down, or a listener to come)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

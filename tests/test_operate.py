@@ -16,14 +16,8 @@ import pytest
 
 from ftwatch.sources.cohere_sim import Simulator, running_in_thread
 
-from .conftest import Daemon, notifiers_env, wait_for
+from .conftest import Daemon, free_port, notifiers_env, wait_for
 from .receiver import Answer, Receiver
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -78,7 +72,7 @@ def test_ready_while_the_api_is_down_at_boot(
 ) -> None:
     """An API outage at boot is READY=1 with the outage in STATUS=, not a start timeout."""
     path, sock = notify_socket
-    env = {**base_env, "NOTIFY_SOCKET": path, "CO_API_URL": f"http://127.0.0.1:{_free_port()}"}
+    env = {**base_env, "NOTIFY_SOCKET": path, "CO_API_URL": f"http://127.0.0.1:{free_port()}"}
     daemon = daemons(env)
     got = _datagrams(sock, lambda g: any("READY=1" in m for m in g) and any("cannot be polled" in m for m in g))
     assert any("READY=1" in m for m in got)
@@ -102,7 +96,7 @@ def test_health_readiness_and_metrics(
     receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     own = Simulator()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with running_in_thread(own):
         model = own.add_model("m", "STATUS_QUEUED")

@@ -20,18 +20,10 @@ import pytest
 
 from ftwatch.sources.cohere_sim import Fault, Simulator
 
-from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
+from .conftest import Daemon, baselined, free_port, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
 from .receiver import Answer, Receiver
 
 SECOND = 1_000_000_000
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env_for(sim: Simulator, base_env: dict[str, str]) -> dict[str, str]:
@@ -227,7 +219,7 @@ def test_a_stalled_stdout_blocks_neither_the_loop_nor_other_notifiers(
 ) -> None:
     """Item 7: nobody reads the daemon's stdout (the pipe fills); the webhook still gets
     every transition and /healthz still answers."""
-    port = _free_port()
+    port = free_port()
     long_name = "x" * 4000  # about 16 lines fill a 64 KiB pipe
     models = [sim.add_model(f"{long_name}-{i}", "STATUS_QUEUED") for i in range(40)]
     env = {
@@ -309,7 +301,7 @@ def test_a_long_retry_after_is_capped_and_shown(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """Item 9: the API asks for 600 s; ftwatch waits the cap (1 s), says so in /readyz, delivers."""
-    port = _free_port()
+    port = free_port()
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {
         **hook_env(base_env, receiver),
@@ -451,7 +443,7 @@ def test_reload_orphans_a_removed_notifiers_queue_and_names_what_needs_a_restart
     down, up = Receiver().start(), Receiver().start()
     try:
         down.default = Answer(503)
-        port = _free_port()
+        port = free_port()
         config = tmp_path / "ftwatch.toml"
 
         def write(timeout_s: float, notifiers: list[Receiver]) -> None:

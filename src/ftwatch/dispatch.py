@@ -76,6 +76,7 @@ class Dispatcher:
         self._workers: dict[str, _Worker] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self._stopping = False
+        self._stopped = anyio.Event()
 
     @property
     def notifiers(self) -> list[LoadedNotifier]:
@@ -115,15 +116,18 @@ class Dispatcher:
                     self._group.start_soon(self._run_worker, worker)
 
     async def run(self, notifiers: Sequence[LoadedNotifier]) -> None:
-        """Deliver until :meth:`stop`; give it the initial notifiers."""
+        """Deliver until :meth:`stop`; give it the initial notifiers (none is fine: a
+        reload may add some later, and their workers start in this group)."""
         async with anyio.create_task_group() as group:
             self._group = group
             self.set_notifiers(notifiers)
+            await self._stopped.wait()
         self._group = None
 
     async def stop(self, grace_s: float) -> None:
         """Start nothing new; let sends in flight finish for up to ``grace_s``."""
         self._stopping = True
+        self._stopped.set()
         workers = list(self._workers.values())
         for worker in workers:
             worker.wakeup.set()

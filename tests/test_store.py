@@ -1,0 +1,110 @@
+"""The Store protocol, run against every backend in ``STORE_BACKENDS``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ftwatch.diff import Cursor
+from ftwatch.model import Transition
+from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
+from ftwatch.store.base import ModelState, Store
+
+
+def _transition(n: int, model: str = "ft-1", status: str = "STATUS_READY") -> Transition:
+    return Transition(f"t{n}", model, "m", status, None, f"2026-01-01T00:00:{n:02d}.000000000Z", None, "x")
+
+
+def _state(at_ns: int = 5) -> dict[str, ModelState]:
+    return {"ft-1": ModelState(Cursor(at_ns, frozenset({(at_ns, "S", "", 0)}), "S", horizon_ns=0), "m", "S", "u")}
+
+
+def test_a_new_store_is_fresh_until_a_cycle_is_committed(open_store: Callable[[], Store]) -> None:
+    """is_fresh holds until the first commit, across a reopen too."""
+    store = open_store()
+    assert store.is_fresh()
+    assert store.load_models() == {}
+    store.commit_cycle({}, [], [], now=0.0)
+    assert not store.is_fresh()
+    store.close()
+    assert not open_store().is_fresh()
+
+
+def test_cursors_round_trip_whole(open_store: Callable[[], Store]) -> None:
+    """Every part of a cursor (window, horizon, undated, lazy) and the list's view come back."""
+    store = open_store()
+    cursor = Cursor(
+        9,
+        frozenset({(9, "STATUS_READY", "u", 0), (7, "STATUS_QUEUED", "", 1)}),
+        "STATUS_READY",
+        lazy=False,
+        horizon_ns=4,
+        undated=frozenset({("STATUS_FAILED", "", 0)}),
+    )
+    state = {"ft-1": ModelState(cursor, "name", "STATUS_READY", "2026-01-01T00:00:00Z")}
+    store.commit_cycle(state, [], [], now=0.0, scope="all")
+    store.close()
+    again = open_store()
+    assert again.load_models() == state
+    assert again.load_scope() == "all"
+
+
+def test_each_transition_is_queued_once_for_each_notifier_that_wants_it(open_store: Callable[[], Store]) -> None:
+    """Routes filter; committing the same transition twice queues it once."""
+    store = open_store()
+    routes = [Route("all"), Route("ready-only", statuses=frozenset({"STATUS_READY"}))]
+    queued = store.commit_cycle(_state(), [_transition(1), _transition(2, status="STATUS_FAILED")], routes, now=0.0)
+    assert queued == 3
+    assert store.commit_cycle(_state(), [_transition(1)], routes, now=0.0) == 2  # asked, but ignored
+    assert store.count_deliveries() == {"all": 2, "ready-only": 1}
+
+
+def test_pending_deliveries_come_oldest_first_per_notifier(open_store: Callable[[], Store]) -> None:
+    """next_pending is the oldest undelivered; saving it delivered moves to the next."""
+    store = open_store()
+    store.commit_cycle(_state(), [_transition(1), _transition(2)], [Route("hook")], now=10.0)
+    store.commit_cycle(_state(), [_transition(3)], [Route("hook")], now=11.0)
+    seen = []
+    while (head := store.next_pending("hook")) is not None:
+        delivery, transition = head
+        assert delivery == Delivery(transition.id, "hook", created_at=delivery.created_at)
+        seen.append(transition.id)
+        store.save_delivery(after_success(delivery))
+    assert seen == ["t1", "t2", "t3"]
+    assert store.count_deliveries(DeliveryState.DELIVERED) == {"hook": 3}
+    assert store.next_pending("other") is None
+
+
+def test_a_dead_letter_leaves_the_queue_and_is_counted(open_store: Callable[[], Store]) -> None:
+    """A delivery saved dead is no longer pending; the next one is."""
+    store = open_store()
+    store.commit_cycle(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0)
+    head = store.next_pending("hook")
+    assert head is not None
+    delivery, _ = head
+    from dataclasses import replace  # noqa: PLC0415
+
+    store.save_delivery(replace(delivery, state=DeliveryState.DEAD, attempts=1, last_error="HTTP 400"))
+    head = store.next_pending("hook")
+    assert head is not None
+    assert head[1].id == "t2"
+    assert store.count_deliveries(DeliveryState.DEAD) == {"hook": 1}
+
+
+def test_the_transition_comes_back_with_its_content(open_store: Callable[[], Store]) -> None:
+    """What is queued is what is sent after a restart: same id, same body."""
+    store = open_store()
+    original = _transition(4)
+    store.commit_cycle(_state(), [original], [Route("hook")], now=0.0)
+    store.close()
+    head = open_store().next_pending("hook")
+    assert head is not None
+    assert head[1] == original
+
+
+def test_the_schema_version_is_set_and_kept(open_store: Callable[[], Store]) -> None:
+    """A new store has a schema version, and a reopen finds the same (no migration)."""
+    store = open_store()
+    version = store.schema_version()
+    assert version >= 1
+    store.close()
+    assert open_store().schema_version() == version
