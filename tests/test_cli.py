@@ -13,12 +13,14 @@ from .conftest import FTWATCH, run_cli
 
 
 def test_version(base_env: dict[str, str]) -> None:
+    """--version prints the installed version and exits 0."""
     done = run_cli(["--version"], base_env)
     assert done.returncode == 0
     assert done.stdout.startswith("ftwatch ")
 
 
 def test_events_prints_the_whole_history_oldest_first(sim: Simulator, base_env: dict[str, str]) -> None:
+    """`events` reads every page and prints oldest first, as text and JSON."""
     sim.max_page_size = 2
     model = sim.add_model("m", "STATUS_READY", history=("STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API"))
     sim.set_status(model, "STATUS_PAUSED", user_id="u-7")
@@ -39,12 +41,14 @@ def test_events_prints_the_whole_history_oldest_first(sim: Simulator, base_env: 
 
 
 def test_events_of_an_unknown_model_is_one_line(sim: Simulator, base_env: dict[str, str]) -> None:
+    """An unknown model id is one line on stderr and exit 1, no traceback."""
     done = run_cli(["events", "ft-unknown"], base_env)
     assert done.returncode == 1
     assert done.stderr.strip() == "ftwatch: model ft-unknown not found: check the id with 'ftwatch models'"
 
 
 def test_models_lists_every_model_with_its_status(sim: Simulator, base_env: dict[str, str]) -> None:
+    """`models` lists every model of the key with its status, as text and JSON."""
     sim.max_page_size = 2
     for i in range(5):
         sim.add_model(f"model-{i}", "STATUS_READY" if i % 2 else "STATUS_FAILED")
@@ -59,6 +63,7 @@ def test_models_lists_every_model_with_its_status(sim: Simulator, base_env: dict
 
 
 def test_the_demo_needs_no_key_and_shows_ready_and_failed() -> None:
+    """The demo runs with no key and no network and prints READY and FAILED transitions."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CO_", "COHERE_", "FTWATCH_"))}
     done = subprocess.run(
         [*FTWATCH, "demo", "--duration", "7"], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -70,6 +75,7 @@ def test_the_demo_needs_no_key_and_shows_ready_and_failed() -> None:
 
 
 def test_the_module_runs_like_the_script() -> None:
+    """`python -m ftwatch` behaves like the installed `ftwatch` script."""
     done = subprocess.run([sys.executable, "-m", "ftwatch", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
     for command in ("run", "watch", "check-config", "events", "models", "notify-test", "demo"):

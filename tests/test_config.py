@@ -47,6 +47,7 @@ CASES = [(name, "check-config") for name in sorted(BAD_FILES)] + [
 def test_a_bad_config_file_is_one_line_and_exit_2(
     name: str, command: str, base_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """Each kind of bad configuration is one line naming the problem, exit 2, no traceback."""
     text, expected = BAD_FILES[name]
     config = tmp_path / "ftwatch.toml"
     config.write_text(text)
@@ -71,6 +72,7 @@ def test_a_bad_config_file_is_one_line_and_exit_2(
     ],
 )
 def test_bad_environment_is_one_line_and_exit_2(env: dict[str, str], expected: str, base_env: dict[str, str]) -> None:
+    """A bad FTWATCH_* value is one line naming the variable, exit 2."""
     done = run_cli(["check-config"], {**base_env, **env})
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -78,6 +80,7 @@ def test_bad_environment_is_one_line_and_exit_2(env: dict[str, str], expected: s
 
 
 def test_missing_key_names_co_api_key_and_api_key_file(base_env: dict[str, str]) -> None:
+    """No key anywhere: the message names CO_API_KEY and api_key_file."""
     env = {k: v for k, v in base_env.items() if k != "CO_API_KEY"}
     done = run_cli(["run", "--once"], env)
     assert done.returncode == 2
@@ -86,12 +89,14 @@ def test_missing_key_names_co_api_key_and_api_key_file(base_env: dict[str, str])
 
 
 def test_missing_config_file_is_exit_2(base_env: dict[str, str], tmp_path: Path) -> None:
+    """A --config file that does not exist is exit 2 with the fix."""
     done = run_cli(["check-config", "--config", str(tmp_path / "nope.toml")], base_env)
     assert done.returncode == 2
     assert "does not exist" in done.stderr
 
 
 def test_usage_errors_are_one_line_and_exit_2(base_env: dict[str, str]) -> None:
+    """Argument errors are one line and exit 2."""
     for args in (["frobnicate"], ["watch", "--interval", "0"], ["run", "--bogus"]):
         done = run_cli(args, base_env)
         assert done.returncode == 2, args
@@ -99,6 +104,7 @@ def test_usage_errors_are_one_line_and_exit_2(base_env: dict[str, str]) -> None:
 
 
 def test_sources_in_order_defaults_file_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults < TOML file < environment, as the contract orders them."""
     config = tmp_path / "ftwatch.toml"
     config.write_text(
         '[cohere]\nbase_url = "https://file.example"\ntimeout_s = 3\n[poll]\ninterval_s = 7\nmodels = ["a"]\n'
@@ -114,6 +120,7 @@ def test_sources_in_order_defaults_file_environment(tmp_path: Path, monkeypatch:
 
 
 def test_config_file_is_found_by_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is --config, else $FTWATCH_CONFIG, else ./ftwatch.toml."""
     (tmp_path / "ftwatch.toml").write_text("[poll]\ninterval_s = 11\n")
     other = tmp_path / "other.toml"
     other.write_text("[poll]\ninterval_s = 12\n")
@@ -126,11 +133,13 @@ def test_config_file_is_found_by_env_then_cwd(tmp_path: Path, monkeypatch: pytes
 
 
 def test_state_path_defaults_to_the_systemd_state_directory() -> None:
+    """Without [state] path the file is $STATE_DIRECTORY/ftwatch.db, else ./ftwatch-state.db."""
     assert default_state_path({"STATE_DIRECTORY": "/var/lib/ftwatch:/other"}) == Path("/var/lib/ftwatch/ftwatch.db")
     assert default_state_path({}) == Path("ftwatch-state.db")
 
 
 def test_check_config_prints_the_effective_config_redacted(base_env: dict[str, str], tmp_path: Path) -> None:
+    """check-config prints the effective configuration with every secret hidden."""
     secret_file = tmp_path / "whsec"
     secret_file.write_text("whsec_c2VjcmV0\n")
     env = {

@@ -30,6 +30,7 @@ def _ftwatch_container(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @pytest.mark.parametrize("manifest", ["sidecar.yaml", "deployment.yaml"])
 def test_probes_match_the_configured_listen_address(manifest: str) -> None:
+    """Probe ports and paths in the manifests match the ConfigMap's listen address."""
     _, container = _ftwatch_container(manifest)
     port = int(_config()["http"]["listen"].rpartition(":")[2])
     [declared] = container["ports"]
@@ -40,6 +41,7 @@ def test_probes_match_the_configured_listen_address(manifest: str) -> None:
 
 @pytest.mark.parametrize("manifest", ["sidecar.yaml", "deployment.yaml"])
 def test_key_state_and_config_paths_are_mounted(manifest: str) -> None:
+    """The key, state and config paths the ConfigMap names are mounted in the pod."""
     pod, container = _ftwatch_container(manifest)
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     config = _config()
@@ -54,6 +56,7 @@ def test_key_state_and_config_paths_are_mounted(manifest: str) -> None:
 
 @pytest.mark.parametrize("manifest", ["sidecar.yaml", "deployment.yaml"])
 def test_restricted_pod_security(manifest: str) -> None:
+    """Containers run non-root, read-only, without capabilities, with RuntimeDefault seccomp."""
     pod, container = _ftwatch_container(manifest)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -67,6 +70,7 @@ def test_restricted_pod_security(manifest: str) -> None:
 
 
 def test_the_sidecar_is_native() -> None:
+    """The sidecar is an init container with restartPolicy: Always."""
     pod, container = _ftwatch_container("sidecar.yaml")
     assert container in pod["initContainers"]
     assert container["restartPolicy"] == "Always"
@@ -75,6 +79,7 @@ def test_the_sidecar_is_native() -> None:
 
 
 def test_systemd_unit_has_what_the_contract_asks() -> None:
+    """The unit is Type=notify with a watchdog, a credential, and no restart on exit 2 or 3."""
     unit = (DEPLOY / "systemd" / "ftwatch.service").read_text()
     for line in (
         "Type=notify",

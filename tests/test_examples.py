@@ -13,6 +13,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 @pytest.mark.parametrize("name", ["ftwatch.toml", "stdout.toml"])
 def test_example_config_is_valid(name: str, base_env: dict[str, str]) -> None:
+    """Every example config passes check-config."""
     env = {k: v for k, v in base_env.items() if not k.startswith("FTWATCH_")}
     done = run_cli(["check-config", "--config", str(CONFIG / name)], env)
     assert done.returncode == 0, done.stderr
@@ -20,6 +21,7 @@ def test_example_config_is_valid(name: str, base_env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("name", ["webhook.toml", "slack.toml"])
 def test_secret_file_examples_name_their_missing_file(name: str, base_env: dict[str, str]) -> None:
+    """An example whose secret file is missing names that file, exit 2."""
     env = {k: v for k, v in base_env.items() if not k.startswith("FTWATCH_")}
     done = run_cli(["check-config", "--config", str(CONFIG / name)], env)
     assert done.returncode == 2

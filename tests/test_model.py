@@ -11,6 +11,7 @@ from ftwatch.model import format_timestamp, human_status, normalize_status, pars
 
 @given(st.integers(min_value=0, max_value=4_000_000_000 * 1_000_000_000))
 def test_timestamps_round_trip_to_the_nanosecond(ns: int) -> None:
+    """format_timestamp and parse_timestamp round-trip every nanosecond."""
     assert parse_timestamp(format_timestamp(ns)) == ns
 
 
@@ -44,11 +45,13 @@ def test_a_leap_second_sorts_after_its_minute() -> None:
 
 @pytest.mark.parametrize("text", ["", "yesterday", "2026-11-01 12:00", "2026-13-01T12:00:04Z", "2026-11-01T12:00:04"])
 def test_parse_timestamp_rejects_what_is_not_rfc3339(text: str) -> None:
+    """What is not RFC 3339 is a ValueError, never a wrong time."""
     with pytest.raises(ValueError, match="RFC 3339"):
         parse_timestamp(text)
 
 
 def test_status_names_short_long_and_unknown() -> None:
+    """READY and STATUS_READY are the same status; an unknown name is None."""
     assert normalize_status("ready") == "STATUS_READY"
     assert normalize_status("STATUS_FAILED") == "STATUS_FAILED"
     assert normalize_status("done") is None

@@ -38,6 +38,7 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes, t
 
 
 def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    """Signed bodies verify with an independent Standard Webhooks verifier; tampering fails."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, "secret": SECRET})}
     run_once(env)
@@ -56,6 +57,7 @@ def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver
 
 
 def test_unsigned_webhooks_carry_no_signature(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    """Without a secret, no webhook-* signature headers are sent."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url})}
     run_once(env)
@@ -67,6 +69,7 @@ def test_unsigned_webhooks_carry_no_signature(sim: Simulator, receiver: Receiver
 def test_slack_is_paced_and_429_is_retried_after_retry_after(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """Slack gets about one message a second, and a 429 waits its Retry-After."""
     model = sim.add_model("my-classifier", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "slack", "webhook_url": receiver.url})}
     run_once(env)
@@ -89,6 +92,7 @@ def test_slack_is_paced_and_429_is_retried_after_retry_after(
 
 
 def test_slack_message_names_model_statuses_and_time() -> None:
+    """The Slack message names the model, both statuses in words, and the time."""
     message = slack_message(
         Transition(
             "ftw_1",
@@ -109,6 +113,7 @@ def test_slack_message_names_model_statuses_and_time() -> None:
 def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(
     receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """notify-test reports each notifier by type and host, and exits 1 if one failed."""
     dead = Receiver().start()  # started, then closed: nothing listens there any more
     dead_url = dead.url + "/secret-path-123"
     dead.stop()
@@ -130,6 +135,7 @@ def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(
 
 
 def test_notify_test_succeeds_when_all_deliver(receiver: Receiver, base_env: dict[str, str]) -> None:
+    """notify-test exits 0 when every notifier delivered."""
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url}, {"type": "stdout"})}
     done = run_cli(["notify-test"], env)
     assert done.returncode == 0, done.stdout + done.stderr

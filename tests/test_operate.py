@@ -83,6 +83,7 @@ def test_ready_while_the_api_is_down_at_boot(
 def test_sd_notify_to_an_abstract_socket(
     sim: Simulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """An @-prefixed NOTIFY_SOCKET is reached in the abstract namespace."""
     name = f"ftwatch-test-{os.getpid()}-{time.monotonic_ns()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
@@ -95,6 +96,7 @@ def test_sd_notify_to_an_abstract_socket(
 def test_health_readiness_and_metrics(
     receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """/healthz, /readyz and /metrics answer as documented, with the API up and down."""
     own = Simulator()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -144,6 +146,7 @@ def _metrics_after_delivery(base: str) -> str | None:
 def test_sighup_adds_a_notifier_and_keeps_state(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path, daemons: Callable[..., Daemon]
 ) -> None:
+    """SIGHUP adds a notifier without a restart and without losing state."""
     second = Receiver().start()
     try:
         model = sim.add_model("m", "STATUS_QUEUED")
@@ -177,6 +180,7 @@ def test_sighup_adds_a_notifier_and_keeps_state(
 def test_shutdown_is_bounded_and_cut_deliveries_stay_queued(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """SIGTERM stops within the grace period; cut deliveries stay in the outbox."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {
         **base_env,

@@ -118,6 +118,7 @@ TestOutbox.settings = settings(max_examples=60, stateful_step_count=30, deadline
 
 
 def test_backoff_grows_and_stays_within_its_cap() -> None:
+    """Backoff grows with attempts and never exceeds its cap."""
     policy = RetryPolicy(initial_s=1.0, max_s=30.0)
     assert backoff_delay(1, policy, lambda: 0.0) == 0.5
     assert backoff_delay(1, policy, lambda: 1.0) == 1.0
@@ -126,6 +127,7 @@ def test_backoff_grows_and_stays_within_its_cap() -> None:
 
 
 def test_retry_after_is_never_undercut() -> None:
+    """A receiver's Retry-After is never undercut by the backoff."""
     d = Delivery("t", "hook", created_at=0.0)
     later = after_failure(d, Failure("429", retry_after_s=120.0), now=10.0, policy=RetryPolicy(), uniform=lambda: 0.0)
     assert later.next_attempt_at == 130.0
@@ -133,6 +135,7 @@ def test_retry_after_is_never_undercut() -> None:
 
 
 def test_permanent_failures_and_old_ones_become_dead_letters() -> None:
+    """A permanent failure, or one past give_up_after_s, is a dead letter."""
     d = Delivery("t", "hook", created_at=0.0)
     assert after_failure(d, Failure("HTTP 404", permanent=True), 1.0, RetryPolicy()).state is DeliveryState.DEAD
     old = after_failure(d, Failure("HTTP 503"), now=90_000.0, policy=RetryPolicy(give_up_after_s=86_400.0))

@@ -16,6 +16,7 @@ from .receiver import Answer, Receiver
 def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """The first run sends nothing; later changes are sent oldest first with their previous status."""
     model = sim.add_model("my-classifier", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
     env = baselined(base_env, receiver)
     assert receiver.bodies() == []
@@ -38,9 +39,10 @@ def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
     assert len(receiver.bodies()) == 2
 
 
-def test_events_at_the_same_instant_are_each_sentrun_once(
+def test_events_at_the_same_instant_are_each_sent_once(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """Events at one instant are each sent once; a twin of the same status is no transition."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = baselined(base_env, receiver)
     at = sim.set_status(model, "STATUS_FINETUNING")
@@ -58,6 +60,7 @@ def test_events_at_the_same_instant_are_each_sentrun_once(
 
 
 def test_filters_by_status_and_model(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    """A notifier's statuses and models filters pick what it receives."""
     wanted = sim.add_model("wanted", "STATUS_FINETUNING")
     other = sim.add_model("other", "STATUS_FINETUNING")
     env = hook_env(base_env, receiver, statuses=["READY", "STATUS_FAILED"], models=[wanted])
@@ -70,6 +73,7 @@ def test_filters_by_status_and_model(sim: Simulator, receiver: Receiver, base_en
 
 
 def test_models_that_appear_later_are_new_jobs(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    """When watching all models, a model that appears later has all its events sent."""
     sim.add_model("old", "STATUS_READY", history=("STATUS_QUEUED",))
     env = baselined(base_env, receiver)
     new = sim.add_model("new", "STATUS_QUEUED")
@@ -84,6 +88,7 @@ def test_models_that_appear_later_are_new_jobs(sim: Simulator, receiver: Receive
 def test_sigterm_then_restart_sends_no_duplicates(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """A SIGTERM and a restart send nothing twice."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = hook_env(base_env, receiver)
     daemon = daemons(env)
@@ -105,6 +110,7 @@ def test_sigterm_then_restart_sends_no_duplicates(
 def test_sigkill_while_the_receiver_is_down_loses_nothing(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """SIGKILL while the receiver is down loses nothing; the re-send has the same id and body."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = baselined(base_env, receiver)
     receiver.default = Answer(503, b"down for maintenance")
@@ -129,6 +135,7 @@ def test_sigkill_while_the_receiver_is_down_loses_nothing(
 def test_one_dead_receiver_does_not_delay_another(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """A receiver that is down delays no other notifier."""
     dead = Receiver().start()
     dead.default = Answer(500)
     try:
@@ -153,6 +160,7 @@ def test_one_dead_receiver_does_not_delay_another(
 def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """A 4xx is a dead letter at once, with the receiver's answer logged."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = baselined(base_env, receiver)
     sim.set_status(model, "STATUS_READY")
@@ -168,6 +176,7 @@ def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
 def test_api_faults_during_a_run_delay_but_lose_nothing(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """429, 5xx, malformed bodies and dropped connections delay transitions, never lose them."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
     daemon = daemons(env)
@@ -182,6 +191,7 @@ def test_api_faults_during_a_run_delay_but_lose_nothing(
 def test_a_missing_model_is_logged_and_the_others_go_on(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """A configured model that is 404 is logged once; the others are reported."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(base_env, receiver), "FTWATCH_POLL__MODELS": json.dumps(["ft-missing", model])}
     run_once(env)
@@ -194,6 +204,7 @@ def test_a_missing_model_is_logged_and_the_others_go_on(
 
 
 def test_a_refused_key_exits_3_without_echoing_it(sim: Simulator, base_env: dict[str, str]) -> None:
+    """A refused key is exit 3, with the key's source named and the key never shown."""
     env = {**base_env, "CO_API_KEY": "sk-wrong-secret-123"}
     done = run_cli(["run"], env)
     assert done.returncode == 3
@@ -203,6 +214,7 @@ def test_a_refused_key_exits_3_without_echoing_it(sim: Simulator, base_env: dict
 
 
 def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: Simulator, base_env: dict[str, str]) -> None:
+    """The stdout json format prints one body per line and nothing else on stdout."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "stdout", "format": "json"}), "FTWATCH_LOG_LEVEL": "debug"}
     run_once(env)
@@ -217,6 +229,7 @@ def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: Simulator, bas
 def test_secrets_never_reach_any_output_at_debug(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """At debug level no key, URL token or signing secret reaches stdout or stderr."""
     model = sim.add_model("m", "STATUS_QUEUED")
     slack_url = receiver.url + "/services/T000/B000/slack-token-xyz"
     key_file = tmp_path / "key"
@@ -258,6 +271,7 @@ def test_secrets_never_reach_any_output_at_debug(
 def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """run --once with the API down exits 1 and still delivers what earlier runs queued."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(base_env, receiver), "FTWATCH_COHERE__MAX_ATTEMPTS": "2"}
     run_once(env)
@@ -274,6 +288,7 @@ def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
 def test_a_second_daemon_on_the_same_state_file_is_refused(
     sim: Simulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
+    """A second process on one state file is refused with exit 2."""
     first = daemons(base_env)
     wait_for(lambda: sim.count("list_models") >= 1, what="the first daemon polling")
     second = run_cli(["run", "--once"], base_env)

@@ -54,6 +54,7 @@ async def _statuses(poller: Poller) -> list[tuple[str, str | None, str]]:
 
 
 async def test_first_cycle_reads_only_the_list(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    """The first cycle takes its baseline from the list alone, without reading histories."""
     sim.max_page_size = 10
     for i in range(35):
         sim.add_model(f"m{i}", "STATUS_READY", history=("STATUS_QUEUED",))
@@ -68,6 +69,7 @@ async def test_first_cycle_reads_only_the_list(sim: Simulator, http: httpx.Async
 async def test_status_change_that_keeps_updated_at_is_seen(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
+    """A status change that leaves updated_at alone is still detected."""
     model, poller = await _watching_one(sim, http, tmp_path)
     sim.set_status(model, "STATUS_READY", touch_updated_at=False)
     assert await _statuses(poller) == [(model, "STATUS_FINETUNING", "STATUS_READY")]
@@ -76,6 +78,7 @@ async def test_status_change_that_keeps_updated_at_is_seen(
 async def test_two_changes_between_list_reads_are_two_transitions(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
+    """Two changes between two list reads are two transitions, in order."""
     model, poller = await _watching_one(sim, http, tmp_path)
     sim.set_status(model, "STATUS_DEPLOYING_API")
     sim.set_status(model, "STATUS_READY")
@@ -89,6 +92,7 @@ async def test_two_changes_between_list_reads_are_two_transitions(
 async def test_a_model_deleted_and_one_created_between_reads(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
+    """A model deleted and another created between reads: the new one is a new job."""
     old = sim.add_model("old", "STATUS_READY")
     kept = sim.add_model("kept", "STATUS_READY")
     poller = _poller(sim, http, tmp_path)
@@ -104,6 +108,7 @@ async def test_a_model_deleted_and_one_created_between_reads(
 async def test_the_reconcile_catches_what_the_list_missed(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
+    """A change the list hides is found by the round-robin reconcile."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(5)]
     poller = _poller(sim, http, tmp_path)
     poller.reconcile_share = 1.0  # one list request: one model re-read per cycle
@@ -119,6 +124,7 @@ async def test_the_reconcile_catches_what_the_list_missed(
 async def test_configured_models_use_the_list_when_cheaper(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
+    """Configured models are read through the list when that takes fewer requests."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(12)]
     sim.add_model("not-watched", "STATUS_FINETUNING")
     poller = _poller(sim, http, tmp_path, models=(*ids[:10], "ft-gone"))
@@ -132,6 +138,7 @@ async def test_configured_models_use_the_list_when_cheaper(
 
 
 async def test_one_configured_model_is_asked_directly(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    """A single configured model is asked directly, without the list."""
     model = sim.add_model("m", "STATUS_FINETUNING")
     poller = _poller(sim, http, tmp_path, models=(model,))
     assert (await poller.cycle()).plan is CyclePlan.PER_MODEL
@@ -168,6 +175,7 @@ async def test_the_budget_stretches_cycles_instead_of_causing_429(
     gaps=st.lists(st.floats(0, 5, allow_nan=False), min_size=1, max_size=400),
 )
 def test_the_bucket_never_exceeds_its_budget_in_any_minute(per_minute: int, gaps: list[float]) -> None:
+    """The token bucket never allows more than its budget in any 60-second window."""
     bucket = TokenBucket(per_minute, now=0.0)
     now, sent = 0.0, []
     for gap in gaps:
@@ -184,6 +192,7 @@ def test_the_bucket_never_exceeds_its_budget_in_any_minute(per_minute: int, gaps
 async def test_events_mode_reads_every_history_every_cycle(
     sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
+    """poll.mode = events reads every model's events every cycle."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(3)]
     poller = _poller(sim, http, tmp_path)
     poller.mode = PollMode.EVENTS

@@ -23,6 +23,7 @@ def _source(http: httpx.AsyncClient, sim: Simulator, key: str = DEFAULT_KEY, **c
 
 
 async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
+    """Every page is read, whatever page size the API caps to."""
     sim.max_page_size = 3
     ids = [sim.add_model(f"m{i}", "STATUS_READY") for i in range(8)]
     for i in range(7):
@@ -39,6 +40,7 @@ async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
 
 
 async def test_newest_first_stops_at_the_cursor(sim: Simulator) -> None:
+    """Reading newest first stops at the first page older than the cursor."""
     sim.max_page_size = 2
     model = sim.add_model("m", "STATUS_QUEUED")
     stamps = [sim.set_status(model, "STATUS_FINETUNING") for _ in range(9)]
@@ -50,6 +52,7 @@ async def test_newest_first_stops_at_the_cursor(sim: Simulator) -> None:
 
 @pytest.mark.parametrize("kind", ["429", "500", "503", "malformed", "drop"])
 async def test_faults_are_retried(sim: Simulator, kind: str) -> None:
+    """Each kind of API fault is retried until an answer comes."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault(kind, endpoint="list_models", retry_after_s=0.05), times=2)
     async with httpx.AsyncClient() as http:
@@ -59,6 +62,7 @@ async def test_faults_are_retried(sim: Simulator, kind: str) -> None:
 
 
 async def test_retry_after_is_honoured(sim: Simulator) -> None:
+    """A 429's Retry-After is waited out before the next try."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("429", retry_after_s=0.4))
     async with httpx.AsyncClient() as http:
@@ -68,6 +72,7 @@ async def test_retry_after_is_honoured(sim: Simulator) -> None:
 
 
 async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
+    """An answer slower than the timeout is retried."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("slow", delay_s=1.0))
     async with httpx.AsyncClient(timeout=0.2) as http:
@@ -77,6 +82,7 @@ async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
 
 
 async def test_gives_up_after_its_attempts(sim: Simulator) -> None:
+    """After max_attempts a request fails with the last error."""
     sim.inject(Fault("503"), times=10)
     async with httpx.AsyncClient() as http:
         with pytest.raises(SourceUnavailableError, match="503"):
@@ -85,12 +91,14 @@ async def test_gives_up_after_its_attempts(sim: Simulator) -> None:
 
 
 async def test_unknown_model_is_not_found(sim: Simulator) -> None:
+    """A 404 for a model is ModelNotFoundError."""
     async with httpx.AsyncClient() as http:
         with pytest.raises(ModelNotFoundError):
             await _source(http, sim).list_events("ft-nope")
 
 
 async def test_unknown_statuses_pass_through(sim: Simulator) -> None:
+    """A status the contract does not list passes through unchanged."""
     model = sim.add_model("m", "STATUS_READY")
     sim.set_status(model, "STATUS_SOMETHING_NEW")
     async with httpx.AsyncClient() as http:
@@ -99,6 +107,7 @@ async def test_unknown_statuses_pass_through(sim: Simulator) -> None:
 
 
 async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) -> None:
+    """A 401 re-reads the key source; a revoked key is AuthRefusedError without the key."""
     sim.add_model("m", "STATUS_READY")
     key_file = tmp_path / "key"
     key_file.write_text("old-key\n")
@@ -115,6 +124,7 @@ async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) ->
 
 
 def test_missing_key_names_both_ways_to_give_one() -> None:
+    """No key: the message names CO_API_KEY and api_key_file."""
     with pytest.raises(ConfigError) as missing:
         cohere_key(None, {}).read()
     assert "CO_API_KEY" in str(missing.value)
@@ -122,6 +132,7 @@ def test_missing_key_names_both_ways_to_give_one() -> None:
 
 
 def test_systemd_credential_is_a_key_source(tmp_path: Path) -> None:
+    """The systemd credential cohere-api-key is a key source, described as such."""
     (tmp_path / "cohere-api-key").write_text("from-systemd\n")
     source = cohere_key(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert source.read().get_secret_value() == "from-systemd"
@@ -129,6 +140,7 @@ def test_systemd_credential_is_a_key_source(tmp_path: Path) -> None:
 
 
 def test_key_sources_in_order() -> None:
+    """CO_API_KEY before COHERE_API_KEY; the key is a SecretStr from the start."""
     both = {"CO_API_KEY": "from-co", "COHERE_API_KEY": "from-cohere"}
     assert cohere_key(None, both).read().get_secret_value() == "from-co"
     assert cohere_key(None, {"COHERE_API_KEY": "from-cohere"}).read().get_secret_value() == "from-cohere"

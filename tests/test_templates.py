@@ -16,6 +16,7 @@ from .receiver import Answer, Receiver
 
 
 def test_templates_render_the_transition_fields() -> None:
+    """Templates see the transition's fields and the human filter."""
     template = compile_template("{{ model }} ({{ model_id }}) {{ previous_status_human }} → {{ status | human }}")
     assert template.render(SAMPLE) == "sample-model (ft-sample) deploying api → ready"
 
@@ -46,6 +47,7 @@ def test_broken_or_escaping_templates_are_rejected(source: str, reason: str) -> 
 
 def test_a_template_that_breaks_on_one_transition_falls_back() -> None:
     # Fine on the sample (which has a previous status), broken on a new job's first event.
+    """A template that fails on one transition falls back to the default words."""
     template = compile_template("was {{ previous_status_human.title() }}")
     assert template.render(SAMPLE) == "was Deploying Api"
     first_job = Transition("i", "ft-1", None, "STATUS_QUEUED", None, "2026-01-01T00:00:00.000000000Z", None, "x")
@@ -53,6 +55,7 @@ def test_a_template_that_breaks_on_one_transition_falls_back() -> None:
 
 
 def test_slack_template_words_text_and_blocks() -> None:
+    """A Slack template words both text and blocks."""
     message = slack_message(SAMPLE, compile_template(":rocket: {{ model }} went {{ status_human }}"))
     assert message["text"] == ":rocket: sample-model went ready"
     assert message["blocks"][0]["text"]["text"] == ":rocket: sample-model went ready"
@@ -60,6 +63,7 @@ def test_slack_template_words_text_and_blocks() -> None:
 
 
 def test_check_config_rejects_a_broken_template(base_env: dict[str, str], tmp_path: Path) -> None:
+    """check-config names the notifier and field of a broken template, exit 2."""
     config = tmp_path / "ftwatch.toml"
     config.write_text(
         '[[notifiers]]\ntype = "slack"\nwebhook_url = "https://hooks.example.com/x"\ntemplate = "{{ nmae }}"\n'
@@ -73,6 +77,7 @@ def test_check_config_rejects_a_broken_template(base_env: dict[str, str], tmp_pa
 
 
 def test_stdout_template_and_webhook_headers(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    """The stdout template words lines; webhook header templates fill headers, the body stays."""
     model = sim.add_model("classifier", "STATUS_DEPLOYING_API")
     env = {
         **base_env,
@@ -92,6 +97,7 @@ def test_stdout_template_and_webhook_headers(sim: Simulator, receiver: Receiver,
 
 
 def test_webhook_headers_cannot_replace_the_signature(base_env: dict[str, str]) -> None:
+    """Headers may not replace Content-Type or the webhook-* signature headers."""
     env = {
         **base_env,
         **notifiers_env({"type": "webhook", "url": "https://example.com/h", "headers": {"Webhook-Signature": "v1,x"}}),
@@ -102,6 +108,7 @@ def test_webhook_headers_cannot_replace_the_signature(base_env: dict[str, str]) 
 
 
 def test_apprise_delivers_through_json_scheme(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+    """Apprise delivers title and body through its json:// scheme to a real receiver."""
     model = sim.add_model("summarizer", "STATUS_FINETUNING")
     url = receiver.url.replace("http://", "json://")
     env = {
@@ -120,6 +127,7 @@ def test_apprise_delivers_through_json_scheme(sim: Simulator, receiver: Receiver
 def test_apprise_failure_is_retried_from_the_outbox(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
+    """An Apprise failure stays in the outbox and is retried."""
     model = sim.add_model("m", "STATUS_FINETUNING")
     env = {**base_env, **notifiers_env({"type": "apprise", "urls": [receiver.url.replace("http://", "json://")]})}
     assert run_cli(["run", "--once"], env).returncode == 0
@@ -134,6 +142,7 @@ def test_apprise_failure_is_retried_from_the_outbox(
 
 
 def test_apprise_without_the_extra_says_how_to_install(base_env: dict[str, str], tmp_path: Path) -> None:
+    """Apprise configured but not installed is exit 2 naming the pip command."""
     blocker = tmp_path / "apprise"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")

@@ -59,6 +59,7 @@ def _command(tmp_path: Path, *args: str) -> str:
 
 @needs_tmux
 def test_live_view_shows_a_change_and_ctrl_c_exits_0(sim: Simulator, terminal: Terminal, tmp_path: Path) -> None:
+    """In a terminal the table shows a change, redraws on resize, and Ctrl-C exits 0."""
     model = sim.add_model("support-classifier", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
     sim.add_model("summarizer", "STATUS_READY")
     terminal.start(_command(tmp_path, "--interval", "0.2"))
@@ -87,6 +88,7 @@ def test_live_view_shows_a_change_and_ctrl_c_exits_0(sim: Simulator, terminal: T
 
 @needs_tmux
 def test_api_errors_show_in_the_status_line(sim: Simulator, terminal: Terminal, tmp_path: Path) -> None:
+    """API errors appear in the live view's status line."""
     model = sim.add_model("m", "STATUS_READY")
     terminal.start(_command(tmp_path, model, "--interval", "0.2"))
     terminal.wait_screen("polled")
@@ -98,6 +100,7 @@ def test_api_errors_show_in_the_status_line(sim: Simulator, terminal: Terminal, 
 
 
 def test_in_a_pipe_it_prints_one_line_per_transition(sim: Simulator, base_env: dict[str, str]) -> None:
+    """Piped, watch prints one plain line per transition."""
     model = sim.add_model("m", "STATUS_QUEUED")
     proc = subprocess.Popen(
         [*FTWATCH, "watch", "--interval", "0.2"],
@@ -121,6 +124,7 @@ def test_in_a_pipe_it_prints_one_line_per_transition(sim: Simulator, base_env: d
 
 
 def test_once_prints_the_table_and_exits(sim: Simulator, base_env: dict[str, str]) -> None:
+    """watch --once prints the table once and exits 0."""
     sim.add_model("alpha", "STATUS_READY")
     sim.add_model("beta", "STATUS_FAILED")
     done = run_cli(["watch", "--once"], base_env)
@@ -134,6 +138,7 @@ def test_once_prints_the_table_and_exits(sim: Simulator, base_env: dict[str, str
 
 
 def test_watch_needs_only_a_key(base_env: dict[str, str]) -> None:
+    """watch needs only CO_API_KEY: no config file, no state file."""
     env = {k: v for k, v in base_env.items() if k != "CO_API_KEY"}
     done = run_cli(["watch", "--once"], env)
     assert done.returncode == 2
@@ -141,5 +146,6 @@ def test_watch_needs_only_a_key(base_env: dict[str, str]) -> None:
 
 
 def test_watch_refused_key_is_exit_3(sim: Simulator, base_env: dict[str, str]) -> None:
+    """watch with a refused key exits 3."""
     done = run_cli(["watch", "--once"], {**base_env, "CO_API_KEY": "nope"})
     assert done.returncode == 3
