@@ -39,6 +39,7 @@ __all__ = [
     "compiled",
     "host_of",
     "post_json",
+    "resolve_url",
 ]
 
 
@@ -176,6 +177,19 @@ def check_http_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError("must be an http:// or https:// URL with a host")
     return url
+
+
+def resolve_url(inline: SecretStr | None, path: Path | None, context: NotifierContext, field: str) -> str:
+    """The URL a notifier posts to: given inline (checked at validation), or read from
+    its ``*_file`` now and checked here; the message names the field."""
+    if path is None:
+        assert inline is not None  # the config's validator made sure one is given
+        return inline.get_secret_value()
+    url = context.read_secret(path, f"the URL in {field}").get_secret_value()
+    try:
+        return check_http_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{field} {exc}") from None
 
 
 def check_response(response: httpx.Response) -> None:

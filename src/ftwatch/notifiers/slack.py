@@ -17,6 +17,7 @@ from ftwatch.notifiers.base import (
     check_http_url,
     host_of,
     post_json,
+    resolve_url,
 )
 
 if TYPE_CHECKING:
@@ -87,15 +88,11 @@ class SlackConfig(TemplatedConfig):
         if (self.webhook_url is None) == (self.webhook_url_file is None):
             raise ValueError("needs webhook_url or webhook_url_file (one of them)")
         if self.webhook_url is not None:
-            _checked_url(self.webhook_url.get_secret_value(), "webhook_url")
+            try:
+                check_http_url(self.webhook_url.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"webhook_url {exc}") from None
         return self
-
-
-def _checked_url(url: str, where: str) -> str:
-    try:
-        return check_http_url(url)
-    except ValueError as exc:
-        raise ValueError(f"{where} {exc}") from None
 
 
 class SlackNotifier:
@@ -113,12 +110,7 @@ class SlackNotifier:
 
     @classmethod
     def from_config(cls, config: SlackConfig, context: NotifierContext) -> SlackNotifier:
-        if config.webhook_url_file is not None:
-            secret = context.read_secret(config.webhook_url_file, "the Slack webhook URL (webhook_url_file)")
-            url = _checked_url(secret.get_secret_value(), "webhook_url_file")
-        else:
-            assert config.webhook_url is not None  # the validator made sure
-            url = config.webhook_url.get_secret_value()
+        url = resolve_url(config.webhook_url, config.webhook_url_file, context, "webhook_url_file")
         return cls(url, context, config.compiled_template())
 
     async def send(self, transition: Transition) -> None:

@@ -24,6 +24,7 @@ from ftwatch.notifiers.base import (
     compiled,
     host_of,
     post_json,
+    resolve_url,
 )
 
 if TYPE_CHECKING:
@@ -115,15 +116,7 @@ class WebhookNotifier:
 
     @classmethod
     def from_config(cls, config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
-        if config.url_file is not None:
-            url = context.read_secret(config.url_file, "the webhook URL (url_file)").get_secret_value()
-            try:
-                check_http_url(url)
-            except ValueError as exc:
-                raise ValueError(f"url_file {exc}") from None
-        else:
-            assert config.url is not None  # the validator made sure
-            url = config.url.get_secret_value()
+        url = resolve_url(config.url, config.url_file, context, "url_file")
         secret = config.secret
         if config.secret_file is not None:
             secret = context.read_secret(config.secret_file, "the signing secret (secret_file)")
