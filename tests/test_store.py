@@ -54,7 +54,7 @@ def test_each_transition_is_queued_once_for_each_notifier_that_wants_it(open_sto
     routes = [Route("all"), Route("ready-only", statuses=frozenset({"STATUS_READY"}))]
     queued = store.commit_cycle(_state(), [_transition(1), _transition(2, status="STATUS_FAILED")], routes, now=0.0)
     assert queued == 3
-    assert store.commit_cycle(_state(), [_transition(1)], routes, now=0.0) == 2  # asked, but ignored
+    assert store.commit_cycle(_state(), [_transition(1)], routes, now=0.0) == 0  # already queued
     assert store.count_deliveries() == {"all": 2, "ready-only": 1}
 
 
@@ -108,3 +108,40 @@ def test_the_schema_version_is_set_and_kept(open_store: Callable[[], Store]) -> 
     assert version >= 1
     store.close()
     assert open_store().schema_version() == version
+
+
+def test_a_cursor_never_moves_back(open_store: Callable[[], Store]) -> None:
+    """A slower poller committing an older cursor cannot take a model's cursor back."""
+    store = open_store()
+    store.commit_cycle(_state(at_ns=10), [], [], now=0.0)
+    store.commit_cycle(_state(at_ns=5), [], [], now=0.0)
+    assert store.load_models()["ft-1"].cursor.at_ns == 10
+    store.commit_cycle(_state(at_ns=12), [], [], now=0.0)
+    assert store.load_models()["ft-1"].cursor.at_ns == 12
+
+
+def test_two_stores_racing_on_one_database_queue_each_transition_once(postgres_url: str) -> None:
+    """Two processes' stores on one PostgreSQL database, committing the same cycle
+    at once from threads: one row per transition and notifier."""
+    import threading  # noqa: PLC0415
+
+    from ftwatch.store.postgres import PostgresStore  # noqa: PLC0415
+
+    stores = [PostgresStore(postgres_url, where="test") for _ in range(2)]
+    transitions = [_transition(n) for n in range(20)]
+    barrier = threading.Barrier(2)
+    queued: list[int] = []
+
+    def commit(store: Store) -> None:
+        barrier.wait()
+        queued.append(store.commit_cycle(_state(), transitions, [Route("hook")], now=0.0))
+
+    threads = [threading.Thread(target=commit, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(queued) == 20
+    assert stores[0].count_deliveries() == {"hook": 20}
+    for store in stores:
+        store.close()

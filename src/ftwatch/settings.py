@@ -113,6 +113,18 @@ class StateSettings(BaseModel):
     #: How long a write waits for a lock held by another client of the file
     #: (someone querying it) before that attempt counts as failed.
     busy_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    #: PostgreSQL instead of the SQLite file (``postgresql://user@host/db``); the
+    #: password may come from ``url_file`` (the whole URL) or libpq's PGPASSWORD or
+    #: PGPASSFILE. When set, ``path`` is unused.
+    url: SecretStr | None = None
+    url_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError('must be a PostgreSQL URL: "postgresql://user@host:5432/database"')
+        return value
 
 
 class HttpSettings(BaseModel):
@@ -270,12 +282,19 @@ _SECRET_MAPPINGS = {"headers"}
 
 
 def redact_url(url: str) -> str:
-    """Scheme and host of an http(s) URL, its path, query and userinfo hidden; for any
-    other scheme (Apprise's ``tgram://BOT-TOKEN/…``, where the "host" is the token)
-    the scheme alone."""
+    """Scheme and host of an http(s) URL, its path, query and userinfo hidden; a
+    PostgreSQL URL keeps its user, host and database, never its password or options;
+    for any other scheme (Apprise's ``tgram://BOT-TOKEN/…``, where the "host" is the
+    token) the scheme alone."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return _REDACTED
+    if scheme.lower() in ("postgresql", "postgres"):
+        authority, _, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        user = userinfo.partition(":")[0]
+        database = path.split("?")[0]
+        return f"{scheme}://{user + '@' if at else ''}{host}/{database}"
     if scheme.lower() not in ("http", "https"):
         return f"{scheme}://{_REDACTED}"
     host = rest.split("/")[0].split("?")[0].split("#")[0].rpartition("@")[2]

@@ -16,13 +16,14 @@ from typing import IO, TypeVar
 import httpx
 
 from ftwatch.dispatch import DeliveryAttempt, Dispatcher, retry_policy
+from ftwatch.errors import ConfigError
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
 from ftwatch.outbox import Route
 from ftwatch.poller import Poller
 from ftwatch.ratelimit import RateLimiter
-from ftwatch.secrets import SecretProvider, cohere_key
-from ftwatch.settings import Settings, default_state_path
+from ftwatch.secrets import FileSecret, SecretProvider, cohere_key
+from ftwatch.settings import Settings, default_state_path, redact_url
 from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps
 from ftwatch.sources.registry import source_type
 from ftwatch.store.base import Store
@@ -57,8 +58,26 @@ def state_path(settings: Settings, environ: Mapping[str, str] = os.environ) -> P
     return settings.state.path if settings.state.path is not None else default_state_path(environ)
 
 
+_POSTGRES_EXTRA = "[state] url needs PostgreSQL support: pip install 'ftwatch[postgres]'"
+
+
+def state_url(settings: Settings) -> str | None:
+    """``[state] url``, or the URL in ``[state] url_file`` (read by a provider)."""
+    if settings.state.url_file is not None:
+        return FileSecret(settings.state.url_file, "the state database URL (state.url_file)").read().get_secret_value()
+    return settings.state.url.get_secret_value() if settings.state.url is not None else None
+
+
 def open_store(settings: Settings, environ: Mapping[str, str] = os.environ) -> Store:
-    """The state file (blocking: call it from a worker thread in async code)."""
+    """The state: PostgreSQL when ``[state] url`` is set, else the SQLite file
+    (blocking: call it from a worker thread in async code)."""
+    url = state_url(settings)
+    if url is not None:
+        try:
+            from ftwatch.store.postgres import PostgresStore  # noqa: PLC0415 - the optional extra
+        except ImportError:
+            raise ConfigError(_POSTGRES_EXTRA) from None
+        return PostgresStore(url, where=redact_url(url))
     from ftwatch.store.sqlite import SqliteStore  # noqa: PLC0415 - sqlite3 only for commands with state
 
     return SqliteStore(state_path(settings, environ), busy_timeout_s=settings.state.busy_timeout_s)

@@ -49,6 +49,7 @@ def flush_logs(timeout_s: float = 2.0) -> None:
 
 atexit.register(flush_logs)
 
+_CHATTY = ("httpx", "httpcore", "hypercorn.error", "hypercorn.access")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -100,13 +101,17 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     # httpx logs every request's full URL at INFO, and a Slack webhook URL is a
     # secret: its warnings and errors still come through, its request lines never.
     # ftwatch logs its own requests (api.request_failed, notify.*) without URLs.
-    for chatty in ("httpx", "httpcore", "hypercorn.error", "hypercorn.access"):
+    for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
+    # The pool reports each failed reconnection itself; ftwatch says it once (store.*).
+    logging.getLogger("psycopg.pool").setLevel(max(numeric, logging.ERROR))
 
 
 def set_log_level(level: str) -> None:
     """Change the level of a running process (a reload)."""
     numeric = _LEVELS.get(level.lower(), logging.INFO)
     logging.getLogger().setLevel(numeric)
-    for chatty in ("httpx", "httpcore", "hypercorn.error", "hypercorn.access"):
+    for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
+    # The pool reports each failed reconnection itself; ftwatch says it once (store.*).
+    logging.getLogger("psycopg.pool").setLevel(max(numeric, logging.ERROR))

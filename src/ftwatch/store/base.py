@@ -10,6 +10,7 @@ once across SIGKILL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
 
-__all__ = ["ModelState", "Store", "StoreError", "StoreOpenError"]
+__all__ = ["ModelState", "Store", "StoreError", "StoreOpenError", "decode_cursor", "encode_cursor"]
 
 
 class StoreOpenError(ConfigError):
@@ -43,6 +44,24 @@ class ModelState:
     name: str | None = None
     list_status: str | None = None
     list_updated: str | None = None
+
+
+def encode_cursor(cursor: Cursor) -> tuple[str, str]:
+    """A cursor's event keys as two JSON texts (every backend stores them alike)."""
+    return json.dumps(sorted(cursor.recent)), json.dumps(sorted(cursor.undated))
+
+
+def decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
+    at_ns: int | None, seen: str, last_status: str | None, lazy: int, horizon_ns: int | None, undated: str
+) -> Cursor:
+    return Cursor(
+        at_ns,
+        frozenset((int(ns), s, u, int(p)) for ns, s, u, p in json.loads(seen)),
+        last_status,
+        lazy=bool(lazy),
+        horizon_ns=horizon_ns,
+        undated=frozenset((s, u, int(p)) for s, u, p in json.loads(undated)),
+    )
 
 
 class Store(Protocol):
@@ -74,7 +93,8 @@ class Store(Protocol):
         scope: str | None = None,
     ) -> int:
         """Cursors, transitions and their deliveries in one transaction; returns how
-        many deliveries were queued. :class:`StoreError` (rolled back) if it fails."""
+        many deliveries were queued (a transition already queued is not queued again,
+        and a cursor never moves back). :class:`StoreError` (rolled back) if it fails."""
         ...
 
     def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:

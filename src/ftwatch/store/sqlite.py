@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
-from ftwatch.diff import Cursor
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import ModelState, StoreError, StoreOpenError
+from ftwatch.store.base import ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -118,23 +117,6 @@ def _exclusive(path: Path) -> IO[bytes]:
             f"state file {path} is in use by another ftwatch process: stop it, or give this one its own [state] path"
         ) from None
     return lock_file
-
-
-def _encode_cursor(cursor: Cursor) -> tuple[str, str]:
-    return json.dumps(sorted(cursor.recent)), json.dumps(sorted(cursor.undated))
-
-
-def _decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
-    at_ns: int | None, seen: str, last_status: str | None, lazy: int, horizon_ns: int | None, undated: str
-) -> Cursor:
-    return Cursor(
-        at_ns,
-        frozenset((int(ns), s, u, int(p)) for ns, s, u, p in json.loads(seen)),
-        last_status,
-        lazy=bool(lazy),
-        horizon_ns=horizon_ns,
-        undated=frozenset((s, u, int(p)) for s, u, p in json.loads(undated)),
-    )
 
 
 class SqliteStore:
@@ -267,7 +249,7 @@ class SqliteStore:
         )
         return {
             model_id: ModelState(
-                cursor=_decode_cursor(at_ns, seen, last_status, lazy, horizon_ns, undated),
+                cursor=decode_cursor(at_ns, seen, last_status, lazy, horizon_ns, undated),
                 name=name,
                 list_status=list_status,
                 list_updated=list_updated,
@@ -297,7 +279,9 @@ class SqliteStore:
                 " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
                 " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
                 " list_status = excluded.list_status, list_updated = excluded.list_updated,"
-                " horizon_ns = excluded.horizon_ns, undated = excluded.undated",
+                " horizon_ns = excluded.horizon_ns, undated = excluded.undated"
+                # A cursor only moves forward (the same rule as on PostgreSQL).
+                " WHERE models.at_ns IS NULL OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= models.at_ns)",
                 [
                     (
                         model_id,
@@ -312,7 +296,7 @@ class SqliteStore:
                         undated,
                     )
                     for model_id, state in models.items()
-                    for seen, undated in [_encode_cursor(state.cursor)]
+                    for seen, undated in [encode_cursor(state.cursor)]
                 ],
             )
             for transition in transitions:
@@ -325,11 +309,11 @@ class SqliteStore:
                     for route in route_list
                     if route.wants(transition)
                 ]
-                db.executemany(
+                inserted = db.executemany(
                     "INSERT OR IGNORE INTO deliveries (transition_id, notifier, state, created_at) VALUES (?, ?, ?, ?)",
                     rows,
                 )
-                queued += len(rows)
+                queued += max(inserted.rowcount, 0)  # what was queued, not what was asked
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('baselined', '1')")
             if scope is not None:
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scope', ?)", (scope,))

@@ -1,0 +1,319 @@
+"""A :class:`~ftwatch.store.base.Store` on PostgreSQL (``pip install 'ftwatch[postgres]'``).
+
+The same protocol and the same tests as SQLite. Correctness does not rest on one
+process owning the state: a transition is enqueued once (unique keys and
+``ON CONFLICT DO NOTHING``, in the cycle's transaction with its cursors), and a
+cursor only moves forward, so two pollers racing produce one row per transition.
+
+Methods are synchronous and thread-safe (a psycopg connection pool); async callers go
+through ``anyio.to_thread.run_sync``, as for SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import structlog
+from psycopg_pool import ConnectionPool
+
+from ftwatch.model import Transition
+from ftwatch.outbox import Delivery, DeliveryState, Route
+from ftwatch.store.base import ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+log = structlog.get_logger("ftwatch.store.postgres")
+
+_T = TypeVar("_T")
+
+#: This backend's schema, in ``ftwatch_meta``; each step below migrates one version up.
+SCHEMA_VERSION = 1
+
+#: The advisory lock that serialises migrations between replicas starting together.
+_MIGRATION_LOCK = 0x66747721
+
+_SCHEMA_1 = [
+    """CREATE TABLE ftwatch_models (
+        model_id TEXT PRIMARY KEY,
+        name TEXT,
+        at_ns BIGINT,
+        seen TEXT NOT NULL,
+        last_status TEXT,
+        lazy BOOLEAN NOT NULL DEFAULT FALSE,
+        list_status TEXT,
+        list_updated TEXT,
+        horizon_ns BIGINT,
+        undated TEXT NOT NULL DEFAULT '[]'
+    )""",
+    """CREATE TABLE ftwatch_transitions (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL
+    )""",
+    """CREATE TABLE ftwatch_deliveries (
+        transition_id TEXT NOT NULL REFERENCES ftwatch_transitions (id),
+        notifier TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        last_error TEXT,
+        PRIMARY KEY (notifier, transition_id)
+    )""",
+    "CREATE INDEX ftwatch_deliveries_pending ON ftwatch_deliveries (notifier, state)",
+]
+
+#: Version n -> the statements that make n + 1 (0 is an empty database).
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1}
+
+#: psycopg says these when the server is not there (yet): worth waiting for. Anything
+#: else at connect time (a wrong password, no such database) is the URL's fault.
+_UNREACHABLE = ("connection refused", "could not connect", "timeout expired", "no such file or directory")
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNREACHABLE)
+
+
+class PostgresStore:
+    """The state in a PostgreSQL database, shared by every process that uses it.
+
+    ``where``: how to name it in messages (the URL without its password).
+    ``connect_wait_s``: how long to wait for a server that refuses connections at
+    start (it may be starting too) before giving up with exit 2.
+    """
+
+    def __init__(self, url: str, *, where: str, connect_wait_s: float = 30.0) -> None:
+        self.path = Path(where)
+        self._where = where
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}, name="ftwatch"
+        )
+        self._connect(url, connect_wait_s)
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _connect(self, url: str, wait_s: float) -> None:
+        """Probe with one plain connection (its error says what is wrong), then open
+        the pool. A server that refuses connections is waited for, with backoff and one
+        log line; a wrong URL (password, database) is exit 2 at once."""
+        deadline = time.monotonic() + wait_s
+        pause, told = 0.5, False
+        while True:
+            try:
+                with psycopg.connect(url, connect_timeout=5) as probe:
+                    probe.execute("SELECT 1")
+            except psycopg.Error as exc:
+                if not _unreachable(exc) or time.monotonic() >= deadline:
+                    detail = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                    raise StoreOpenError(
+                        f"cannot use the state database {self._where}: {detail.strip()};"
+                        " fix [state] url, or start the server"
+                    ) from None
+                if not told:
+                    log.warning("store.unreachable", database=self._where, note="retrying until it answers")
+                    told = True
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+            else:
+                self._pool.open(wait=True, timeout=10.0)
+                return
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older one forward, under a lock shared by
+        every replica, in one transaction."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS ftwatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM ftwatch_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreOpenError(
+                    f"state database {self._where} has schema version {version}, newer than this ftwatch knows"
+                    f" ({SCHEMA_VERSION}): run the newer ftwatch, or give this one another [state] url"
+                )
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement.encode())  # our own constant DDL
+                version += 1
+            conn.execute(
+                "INSERT INTO ftwatch_meta (key, value) VALUES ('schema_version', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool) -> _T:
+        try:
+            with self._pool.connection() as conn:
+                if not write:
+                    return work(conn)
+                with conn.transaction():
+                    return work(conn)
+        except psycopg.Error as exc:
+            # Rolled back by the transaction block; a broken connection is dropped by
+            # the pool, and the next call gets a new one.
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"state database {self._where}: {detail}") from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def schema_version(self) -> int:
+        row = self._run(
+            lambda c: c.execute("SELECT value FROM ftwatch_meta WHERE key = 'schema_version'").fetchone(), write=False
+        )
+        return int(row[0]) if row else 0
+
+    def is_fresh(self) -> bool:
+        row = self._run(
+            lambda c: c.execute("SELECT 1 FROM ftwatch_meta WHERE key = 'baselined'").fetchone(), write=False
+        )
+        return row is None
+
+    def load_scope(self) -> str | None:
+        row = self._run(
+            lambda c: c.execute("SELECT value FROM ftwatch_meta WHERE key = 'scope'").fetchone(), write=False
+        )
+        return None if row is None else str(row[0])
+
+    def load_models(self) -> dict[str, ModelState]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated"
+                " FROM ftwatch_models"
+            ).fetchall(),
+            write=False,
+        )
+        return {
+            model_id: ModelState(
+                cursor=decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated),
+                name=name,
+                list_status=list_status,
+                list_updated=list_updated,
+            )
+            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated in rows
+        }
+
+    def commit_cycle(
+        self,
+        models: Mapping[str, ModelState],
+        transitions: Sequence[Transition],
+        routes: Iterable[Route],
+        now: float,
+        scope: str | None = None,
+    ) -> int:
+        route_list = list(routes)
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            with conn.cursor() as cur:
+                if models:
+                    # A cursor only moves forward: a slower poller racing a faster one
+                    # cannot take it back (and so cannot make anything be sent again).
+                    cur.executemany(
+                        "INSERT INTO ftwatch_models (model_id, name, at_ns, seen, last_status, lazy, list_status,"
+                        " list_updated, horizon_ns, undated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
+                        " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
+                        " list_status = excluded.list_status, list_updated = excluded.list_updated,"
+                        " horizon_ns = excluded.horizon_ns, undated = excluded.undated"
+                        " WHERE ftwatch_models.at_ns IS NULL"
+                        " OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= ftwatch_models.at_ns)",
+                        [
+                            (
+                                model_id,
+                                state.name,
+                                state.cursor.at_ns,
+                                seen,
+                                state.cursor.last_status,
+                                state.cursor.lazy,
+                                state.list_status,
+                                state.list_updated,
+                                state.cursor.horizon_ns,
+                                undated,
+                            )
+                            for model_id, state in models.items()
+                            for seen, undated in [encode_cursor(state.cursor)]
+                        ],
+                    )
+                queued = 0
+                for transition in transitions:
+                    cur.execute(
+                        "INSERT INTO ftwatch_transitions (id, payload) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                        (transition.id, json.dumps(transition.to_payload())),
+                    )
+                    for route in route_list:
+                        if route.wants(transition):
+                            cur.execute(
+                                "INSERT INTO ftwatch_deliveries (transition_id, notifier, state, created_at)"
+                                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                                (transition.id, route.key, DeliveryState.PENDING.value, now),
+                            )
+                            queued += cur.rowcount
+                cur.execute("INSERT INTO ftwatch_meta (key, value) VALUES ('baselined', '1') ON CONFLICT DO NOTHING")
+                if scope is not None:
+                    cur.execute(
+                        "INSERT INTO ftwatch_meta (key, value) VALUES ('scope', %s)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (scope,),
+                    )
+                return queued
+
+        return self._run(work, write=True)
+
+    def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT d.transition_id, d.created_at, d.attempts, d.next_attempt_at, d.last_error, t.payload"
+                " FROM ftwatch_deliveries d JOIN ftwatch_transitions t ON t.id = d.transition_id"
+                " WHERE d.notifier = %s AND d.state = 'pending' ORDER BY t.seq LIMIT 1",
+                (notifier,),
+            ).fetchone(),
+            write=False,
+        )
+        if row is None:
+            return None
+        transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
+        delivery = Delivery(
+            transition_id=transition_id,
+            notifier=notifier,
+            created_at=created_at,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            last_error=last_error,
+        )
+        return delivery, Transition.from_payload(json.loads(payload))
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE ftwatch_deliveries SET state = %s, attempts = %s, next_attempt_at = %s, last_error = %s"
+                " WHERE notifier = %s AND transition_id = %s",
+                (
+                    delivery.state.value,
+                    delivery.attempts,
+                    delivery.next_attempt_at,
+                    delivery.last_error,
+                    delivery.notifier,
+                    delivery.transition_id,
+                ),
+            ),
+            write=True,
+        )
+
+    def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT notifier, count(*) FROM ftwatch_deliveries WHERE state = %s GROUP BY notifier", (state.value,)
+            ).fetchall(),
+            write=False,
+        )
+        return {str(notifier): int(count) for notifier, count in rows}

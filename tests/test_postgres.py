@@ -1,0 +1,71 @@
+"""ftwatch with its state on PostgreSQL, as a user runs it: real server, subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from ftwatch.sources.cohere_sim import Simulator
+
+from .conftest import POSTGRES, hook_env, run_cli, run_once
+from .receiver import Receiver
+
+
+def _pg_env(base_env: dict[str, str], url: str) -> dict[str, str]:
+    return {**{k: v for k, v in base_env.items() if k != "FTWATCH_STATE__PATH"}, "FTWATCH_STATE__URL": url}
+
+
+def test_run_on_postgres_baselines_delivers_and_restarts_without_duplicates(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str
+) -> None:
+    """The same story as on SQLite: a baseline, one change sent once, a rerun sends nothing."""
+    model = sim.add_model("m", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
+    env = hook_env(_pg_env(base_env, postgres_url), receiver)
+    run_once(env)
+    assert receiver.bodies() == []
+    sim.set_status(model, "STATUS_READY")
+    run_once(env)
+    run_once(env)
+    assert [(b["previous_status"], b["status"]) for b in receiver.bodies()] == [("STATUS_FINETUNING", "STATUS_READY")]
+    migrated = run_cli(["migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema version 1" in migrated.stderr
+
+
+def test_a_wrong_database_url_is_exit_2_without_the_password(base_env: dict[str, str], postgres_url: str) -> None:
+    """A database that does not exist: one line, exit 2, the password never shown."""
+    url = "postgresql://postgres:s3cret-pw@127.0.0.1:5432/no_such_database_here"
+    done = run_cli(["run", "--once"], _pg_env(base_env, url))
+    assert done.returncode == 2, done.stderr
+    assert "no_such_database_here" in done.stderr
+    assert "s3cret-pw" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_newer_schema_on_postgres_is_refused(base_env: dict[str, str], postgres_url: str) -> None:
+    """A database written by a newer ftwatch: exit 2, one line."""
+    schema = postgres_url.rpartition("%3D")[2]
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {schema}.ftwatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)".encode())
+        conn.execute(f"INSERT INTO {schema}.ftwatch_meta VALUES ('schema_version', '99')".encode())
+    done = run_cli(["run", "--once"], _pg_env(base_env, postgres_url))
+    assert done.returncode == 2, done.stderr
+    assert "schema version 99" in done.stderr
+
+
+def test_check_config_shows_the_database_but_not_its_password(base_env: dict[str, str]) -> None:
+    """The state URL keeps user, host and database; the password and options are hidden."""
+    env = _pg_env(base_env, "postgresql://ftw:hunter2@db.internal:5432/ftwatch?sslmode=require")
+    done = run_cli(["check-config"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"]["url"] == "postgresql://ftw@db.internal:5432/ftwatch"
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres(request: pytest.FixtureRequest) -> None:
+    """Every test here needs the server (the check-config one only its driver)."""
+    if "postgres_url" not in request.fixturenames:
+        request.getfixturevalue("postgres_url")
