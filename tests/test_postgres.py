@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from ftwatch.sources.cohere_sim import Simulator
 
-from .conftest import POSTGRES, hook_env, run_cli, run_once
-from .receiver import Receiver
+from .conftest import POSTGRES, Daemon, hook_env, run_cli, run_once, wait_for
+from .receiver import Answer, Receiver
 
 
 def _pg_env(base_env: dict[str, str], url: str) -> dict[str, str]:
@@ -69,3 +71,54 @@ def _needs_postgres(request: pytest.FixtureRequest) -> None:
     """Every test here needs the server (the check-config one only its driver)."""
     if "postgres_url" not in request.fixturenames:
         request.getfixturevalue("postgres_url")
+
+
+def test_two_replicas_on_one_database_deliver_each_transition_once_in_order(
+    sim: Simulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
+) -> None:
+    """Two `ftwatch run` on one database, 40 transitions: every webhook-id arrives
+    exactly once, and each model's arrive in order."""
+    models = [sim.add_model(f"m{i}", "STATUS_QUEUED") for i in range(10)]
+    env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
+    replicas = [daemons(env), daemons(env)]
+    for replica in replicas:
+        replica.wait_log('"poll.cycle"')
+    for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY", "STATUS_DELETED"):
+        for model in models:
+            sim.set_status(model, status)
+    wait_for(lambda: len(receiver.received) >= 40, timeout=30, what="40 deliveries")
+    time.sleep(1.0)  # a duplicate would arrive now
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == 40
+    assert len(set(ids)) == 40
+    for model in models:
+        statuses = [b["status"] for b in receiver.bodies() if b["model_id"] == model]
+        assert statuses == ["STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY", "STATUS_DELETED"]
+    assert all(replica.stop() == 0 for replica in replicas)
+
+
+def test_a_replica_killed_mid_send_gives_its_delivery_to_the_other(
+    sim: Simulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
+) -> None:
+    """SIGKILL the replica whose send is under way: the other sends it, with the same id."""
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
+    first = daemons(env)
+    first.wait_log('"poll.cycle"')
+    receiver.answer(Answer(200, delay_s=5.0))  # the first attempt hangs
+    sim.set_status(model, "STATUS_READY")
+    wait_for(lambda: receiver.attempts, timeout=15, what="the first replica's attempt")
+    second = daemons(env)
+    second.wait_log('"poll.cycle"')
+    first.kill()  # mid-send: its claim (row and advisory lock) goes with its connection
+    wait_for(lambda: len(receiver.attempts) >= 2, timeout=20, what="the re-send by the second replica")
+    assert {r.headers["webhook-id"] for r in receiver.attempts} == {receiver.attempts[0].headers["webhook-id"]}
+    assert second.stop() == 0

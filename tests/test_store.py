@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ftwatch.diff import Cursor
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
-from ftwatch.store.base import ModelState, Store
+from ftwatch.store.base import Claim, ModelState, Store
 
 
 def _transition(n: int, model: str = "ft-1", status: str = "STATUS_READY") -> Transition:
@@ -145,3 +145,45 @@ def test_two_stores_racing_on_one_database_queue_each_transition_once(postgres_u
     assert stores[0].count_deliveries() == {"hook": 20}
     for store in stores:
         store.close()
+
+
+def _claimed(store: Store, notifier: str) -> Claim:
+    claim = store.claim_next(notifier)
+    assert claim is not None, "nothing pending"
+    assert not isinstance(claim, str), "another process holds it"
+    return claim
+
+
+def test_a_claim_finished_moves_on_and_one_released_comes_back(open_store: Callable[[], Store]) -> None:
+    """claim_next holds the head; release gives it back unchanged; finish records it."""
+    store = open_store()
+    store.commit_cycle(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0)
+    claim = _claimed(store, "hook")
+    assert claim.head[1].id == "t1"
+    claim.release()
+    again = _claimed(store, "hook")
+    assert again.head[1].id == "t1"
+    again.finish(after_success(again.head[0]))
+    last = _claimed(store, "hook")
+    assert last.head[1].id == "t2"
+    last.release()
+    assert store.claim_next("nobody") is None
+
+
+def test_one_sender_per_notifier_across_processes_and_a_dead_holder_gives_back(postgres_url: str) -> None:
+    """While one store holds a notifier's claim, another sees BUSY (and may claim for
+    other notifiers); when the holder's connection dies, the row is free again."""
+    from ftwatch.store.base import BUSY  # noqa: PLC0415
+    from ftwatch.store.postgres import PostgresStore  # noqa: PLC0415
+
+    first, second = PostgresStore(postgres_url, where="test"), PostgresStore(postgres_url, where="test")
+    first.commit_cycle(_state(), [_transition(1)], [Route("hook"), Route("other")], now=0.0)
+    held = _claimed(first, "hook")
+    assert second.claim_next("hook") == BUSY
+    _claimed(second, "other").release()
+    held._conn.close()  # type: ignore[attr-defined]  # as a SIGKILL would: the connection goes, the server rolls back
+    taken = _claimed(second, "hook")
+    assert taken.head[1].id == "t1"
+    taken.release()
+    second.close()
+    first.close()

@@ -16,12 +16,11 @@ from typing import Literal
 import anyio
 import structlog
 
-from ftwatch.model import Transition
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
 from ftwatch.settings import Settings
-from ftwatch.store import Store, StoreError
+from ftwatch.store.base import BUSY, Claim, Store, StoreError
 
 __all__ = ["DeliveryAttempt", "Dispatcher", "retry_policy"]
 
@@ -36,6 +35,11 @@ class DeliveryAttempt:
     #: ``ok``, ``retry`` or ``dead``.
     outcome: str
     seconds: float
+
+
+#: An idle worker looks at the outbox this often even unwoken: with several replicas,
+#: another one may have queued for it, or have died holding its head.
+_IDLE_LOOK_S = 2.0
 
 
 def _ignore(_: object) -> None:
@@ -146,16 +150,20 @@ class Dispatcher:
         async def drain(worker: _Worker) -> None:
             nonlocal failed
             while True:
-                head = await self._head(worker.loaded.key)
-                if head is False:
+                claim = await self._claim(worker.loaded.key)
+                if claim is False:
                     failed += 1
                     return
-                if head is None or head[0].next_attempt_at > self._clock():
+                if claim is None or claim == BUSY:
+                    return  # nothing due here, or another process is sending it
+                assert not isinstance(claim, str)
+                if claim.head[0].next_attempt_at > self._clock():
+                    await self._release(claim)
                     return
                 pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
                 if pace > 0:
                     await anyio.sleep(pace)
-                outcome = await self._attempt(worker, *head)
+                outcome = await self._attempt(worker, claim)
                 if outcome is DeliveryState.PENDING:
                     # Stays at the head, to be retried by the next run. A dead letter
                     # no longer blocks the queue: go on with the next transition.
@@ -179,36 +187,57 @@ class Dispatcher:
         while not self._stopping:
             # A fresh event before looking, so a wake() during the look is not lost.
             worker.wakeup = anyio.Event()
-            head = await self._head(key)
-            if head is False:
-                # The state file cannot be read now (locked, say): look again soon.
+            claim = await self._claim(key)
+            if claim is False or claim == BUSY:
+                # The store failed (locked, say), or another process is sending for
+                # this notifier: look again soon.
                 with anyio.move_on_after(1.0):
                     await worker.wakeup.wait()
                 continue
-            if head is None:
-                await worker.wakeup.wait()
+            if claim is None:
+                # Another process may queue for us too (several replicas): look again
+                # now and then, besides being woken.
+                with anyio.move_on_after(_IDLE_LOOK_S):
+                    await worker.wakeup.wait()
                 continue
-            delivery, transition = head
-            wait = delivery.next_attempt_at - self._clock()
+            assert not isinstance(claim, str)
+            wait = claim.head[0].next_attempt_at - self._clock()
             if wait > 0:
-                with anyio.move_on_after(wait):
+                await self._release(claim)
+                with anyio.move_on_after(min(wait, _IDLE_LOOK_S)):
                     await worker.wakeup.wait()
                 continue
             pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
             if pace > 0:
                 await anyio.sleep(pace)
             if self._stopping:
+                await self._release(claim)
                 return
-            await self._attempt(worker, delivery, transition)
+            await self._attempt(worker, claim)
 
-    async def _head(self, key: str) -> tuple[Delivery, Transition] | Literal[False] | None:
-        """The notifier's oldest pending delivery; ``False`` if the store failed."""
+    async def _claim(self, key: str) -> Claim | Literal["busy", False] | None:
+        """The notifier's oldest pending delivery, claimed; ``False`` if the store failed."""
         try:
-            return await anyio.to_thread.run_sync(self.store.next_pending, key)
+            return await anyio.to_thread.run_sync(self.store.claim_next, key)
         except StoreError as exc:
-            log.warning("store.failed", operation="next_pending", notifier=key, error=str(exc))
-            self._on_store_error("next_pending")
+            log.warning("store.failed", operation="claim_next", notifier=key, error=str(exc))
+            self._on_store_error("claim_next")
             return False
+
+    async def _release(self, claim: Claim) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(claim.release)
+
+    async def _finish(self, claim: Claim, updated: Delivery) -> None:
+        """Record the outcome through the claim (one transaction with its release); if
+        that fails, the claim is gone, and the outcome is saved on its own."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(claim.finish, updated)
+        except StoreError as exc:
+            log.error("store.failed", operation="finish_claim", notifier=updated.notifier, error=str(exc))
+            self._on_store_error("finish_claim")
+            await self._save(updated)
 
     async def _save(self, updated: Delivery) -> None:
         """Record an attempt's outcome, trying again until the store takes it.
@@ -248,13 +277,17 @@ class Dispatcher:
                 raise
             delay = min(delay * 2, 10.0)
 
-    async def _attempt(self, worker: _Worker, delivery: Delivery, transition: Transition) -> DeliveryState:
-        """One try; the delivery's state after it."""
+    async def _attempt(self, worker: _Worker, claim: Claim) -> DeliveryState:
+        """One try of a claimed delivery; its state after it."""
         loaded = worker.loaded
+        delivery, transition = claim.head
         started = anyio.current_time()
         failure: Failure | None
         try:
             await loaded.notifier.send(transition)
+        except anyio.get_cancelled_exc_class():
+            await self._release(claim)  # not sent, or not known to be: give it back
+            raise
         except DeliveryFailedError as exc:
             failure = Failure(exc.detail, permanent=exc.permanent, retry_after_s=exc.retry_after_s)
         except Exception as exc:  # noqa: BLE001 - a plug-in's bug must not stop the others
@@ -290,5 +323,5 @@ class Dispatcher:
                 )
         self._observer(DeliveryAttempt(loaded.key, outcome, seconds))
         # Recorded even when cancelled now: a delivered transition must not be re-sent.
-        await self._save(updated)
+        await self._finish(claim, updated)
         return updated.state

@@ -14,14 +14,26 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 from ftwatch.diff import Cursor
 from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
 
-__all__ = ["ModelState", "Store", "StoreError", "StoreOpenError", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "BUSY",
+    "Claim",
+    "ModelState",
+    "Store",
+    "StoreError",
+    "StoreOpenError",
+    "decode_cursor",
+    "encode_cursor",
+]
+
+#: What :meth:`Store.claim_next` says when another process is sending for that notifier.
+BUSY: Final = "busy"
 
 
 class StoreOpenError(ConfigError):
@@ -64,6 +76,22 @@ def decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
     )
 
 
+class Claim(Protocol):
+    """A notifier's oldest pending delivery, held for one sender until it is finished
+    or released. If the holder dies, the store gives it back: another process sends it
+    again, with the same id."""
+
+    head: tuple[Delivery, Transition]
+
+    def finish(self, updated: Delivery) -> None:
+        """Record the attempt's outcome and let go (:class:`StoreError` if it cannot)."""
+        ...
+
+    def release(self) -> None:
+        """Let go without a change (not due yet, or the process is stopping)."""
+        ...
+
+
 class Store(Protocol):
     """What the poller, the dispatcher and the commands need of the state."""
 
@@ -102,6 +130,12 @@ class Store(Protocol):
         ...
 
     def save_delivery(self, delivery: Delivery) -> None: ...
+
+    def claim_next(self, notifier: str) -> Claim | Literal["busy"] | None:
+        """The oldest pending delivery of one notifier, claimed for this sender;
+        :data:`BUSY` while another process holds that notifier (one sender per notifier
+        keeps its order and pacing); ``None`` when nothing is pending."""
+        ...
 
     def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
         """Deliveries in one state, per notifier."""

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psycopg
 import structlog
@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
+from ftwatch.store.base import BUSY, ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -76,6 +76,72 @@ _MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1}
 _UNREACHABLE = ("connection refused", "could not connect", "timeout expired", "no such file or directory")
 
 
+_HEAD = (
+    "SELECT d.transition_id, d.created_at, d.attempts, d.next_attempt_at, d.last_error, t.payload"
+    " FROM ftwatch_deliveries d JOIN ftwatch_transitions t ON t.id = d.transition_id"
+    " WHERE d.notifier = %s AND d.state = 'pending' ORDER BY t.seq LIMIT 1"
+)
+_SAVE = (
+    "UPDATE ftwatch_deliveries SET state = %s, attempts = %s, next_attempt_at = %s, last_error = %s"
+    " WHERE notifier = %s AND transition_id = %s"
+)
+
+
+def _head(notifier: str, row: tuple[Any, ...]) -> tuple[Delivery, Transition]:
+    transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
+    delivery = Delivery(
+        transition_id=transition_id,
+        notifier=notifier,
+        created_at=created_at,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        last_error=last_error,
+    )
+    return delivery, Transition.from_payload(json.loads(payload))
+
+
+def _save_params(delivery: Delivery) -> tuple[Any, ...]:
+    return (
+        delivery.state.value,
+        delivery.attempts,
+        delivery.next_attempt_at,
+        delivery.last_error,
+        delivery.notifier,
+        delivery.transition_id,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+class _RowClaim:
+    """A delivery held by this process: its notifier's advisory lock and its row lock,
+    in a transaction on a connection of its own until finished or released. A process
+    that dies drops the connection, the server rolls back, and the row is free again."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any], head: tuple[Delivery, Transition]) -> None:
+        self._store = store
+        self._conn: psycopg.Connection[Any] | None = conn
+        self.head = head
+
+    def finish(self, updated: Delivery) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None, "a claim is finished once"
+        try:
+            conn.execute(_SAVE, _save_params(updated))
+            conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            self._store._give_back(conn, broken=True)
+            raise StoreError(f"state database {self._store._where}: {_first_line(exc)}") from None
+        self._store._give_back(conn)
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._store._give_back(conn, rollback=True)
+
+
 def _unreachable(exc: psycopg.Error) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _UNREACHABLE)
@@ -93,7 +159,14 @@ class PostgresStore:
         self.path = Path(where)
         self._where = where
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}, name="ftwatch"
+            # A claim holds a connection for the length of a send: one per notifier,
+            # beside the poller's.
+            url,
+            min_size=1,
+            max_size=16,
+            open=False,
+            kwargs={"autocommit": True},
+            name="ftwatch",
         )
         self._connect(url, connect_wait_s)
         try:
@@ -165,7 +238,9 @@ class PostgresStore:
             raise StoreError(f"state database {self._where}: {detail}") from None
 
     def close(self) -> None:
-        self._pool.close()
+        # Bounded: a claim still out (a send cut by the stop) is rolled back by the
+        # server when its connection closes.
+        self._pool.close(timeout=2.0)
 
     def schema_version(self) -> int:
         row = self._run(
@@ -270,44 +345,46 @@ class PostgresStore:
         return self._run(work, write=True)
 
     def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
-        row = self._run(
-            lambda c: c.execute(
-                "SELECT d.transition_id, d.created_at, d.attempts, d.next_attempt_at, d.last_error, t.payload"
-                " FROM ftwatch_deliveries d JOIN ftwatch_transitions t ON t.id = d.transition_id"
-                " WHERE d.notifier = %s AND d.state = 'pending' ORDER BY t.seq LIMIT 1",
-                (notifier,),
-            ).fetchone(),
-            write=False,
-        )
-        if row is None:
-            return None
-        transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
-        delivery = Delivery(
-            transition_id=transition_id,
-            notifier=notifier,
-            created_at=created_at,
-            attempts=attempts,
-            next_attempt_at=next_attempt_at,
-            last_error=last_error,
-        )
-        return delivery, Transition.from_payload(json.loads(payload))
+        row = self._run(lambda c: c.execute(_HEAD, (notifier,)).fetchone(), write=False)
+        return None if row is None else _head(notifier, row)
 
     def save_delivery(self, delivery: Delivery) -> None:
-        self._run(
-            lambda c: c.execute(
-                "UPDATE ftwatch_deliveries SET state = %s, attempts = %s, next_attempt_at = %s, last_error = %s"
-                " WHERE notifier = %s AND transition_id = %s",
-                (
-                    delivery.state.value,
-                    delivery.attempts,
-                    delivery.next_attempt_at,
-                    delivery.last_error,
-                    delivery.notifier,
-                    delivery.transition_id,
-                ),
-            ),
-            write=True,
-        )
+        self._run(lambda c: c.execute(_SAVE, _save_params(delivery)), write=True)
+
+    def claim_next(self, notifier: str) -> _RowClaim | Literal["busy"] | None:
+        try:
+            conn = self._pool.getconn(timeout=10.0)
+        except Exception as exc:  # noqa: BLE001 - the pool's own PoolTimeout, or psycopg's
+            raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
+        try:
+            conn.execute("BEGIN")
+            # One sender per notifier across every process (order and pacing), for the
+            # length of this transaction; another process sees BUSY and waits.
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtext('ftwatch.notifier'), hashtext(%s))", (notifier,)
+            ).fetchone()
+            if not locked or not locked[0]:
+                self._give_back(conn, rollback=True)
+                return BUSY
+            row = conn.execute(_HEAD + " FOR UPDATE OF d SKIP LOCKED", (notifier,)).fetchone()
+        except psycopg.Error as exc:
+            self._give_back(conn, broken=True)
+            raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
+        if row is None:
+            self._give_back(conn, rollback=True)
+            return None
+        return _RowClaim(self, conn, _head(notifier, row))
+
+    def _give_back(self, conn: psycopg.Connection[Any], *, rollback: bool = False, broken: bool = False) -> None:
+        """Return a claim's connection to the pool, its transaction ended."""
+        if rollback or broken:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                broken = True
+        if broken:
+            conn.close()  # the pool replaces a closed connection
+        self._pool.putconn(conn)
 
     def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
         rows = self._run(

@@ -119,6 +119,20 @@ def _exclusive(path: Path) -> IO[bytes]:
     return lock_file
 
 
+class _FileClaim:
+    """One process owns the file (the flock), so a claim needs no lock of its own."""
+
+    def __init__(self, store: SqliteStore, head: tuple[Delivery, Transition]) -> None:
+        self._store = store
+        self.head = head
+
+    def finish(self, updated: Delivery) -> None:
+        self._store.save_delivery(updated)
+
+    def release(self) -> None:
+        pass
+
+
 class SqliteStore:
     """The SQLite state file (WAL mode, one file plus its journal), created 0600.
 
@@ -370,3 +384,7 @@ class SqliteStore:
             ).fetchall()
         )
         return {str(notifier): int(count) for notifier, count in rows}
+
+    def claim_next(self, notifier: str) -> _FileClaim | None:
+        head = self.next_pending(notifier)
+        return None if head is None else _FileClaim(self, head)
