@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 
@@ -33,7 +34,7 @@ def test_run_on_postgres_baselines_delivers_and_restarts_without_duplicates(
     assert [(b["previous_status"], b["status"]) for b in receiver.bodies()] == [("STATUS_FINETUNING", "STATUS_READY")]
     migrated = run_cli(["migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "schema version 1" in migrated.stderr
+    assert "schema version 2" in migrated.stderr
 
 
 def test_a_wrong_database_url_is_exit_2_without_the_password(base_env: dict[str, str], postgres_url: str) -> None:
@@ -84,9 +85,10 @@ def test_two_replicas_on_one_database_deliver_each_transition_once_in_order(
     exactly once, and each model's arrive in order."""
     models = [sim.add_model(f"m{i}", "STATUS_QUEUED") for i in range(10)]
     env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
-    replicas = [daemons(env), daemons(env)]
-    for replica in replicas:
-        replica.wait_log('"poll.cycle"')
+    replicas = [daemons(env)]
+    replicas[0].wait_log('"leader.acquired"')
+    replicas.append(daemons(env))
+    replicas[1].wait_log('"leader.standby"')  # it delivers all the same
     for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY", "STATUS_DELETED"):
         for model in models:
             sim.set_status(model, status)
@@ -117,8 +119,60 @@ def test_a_replica_killed_mid_send_gives_its_delivery_to_the_other(
     sim.set_status(model, "STATUS_READY")
     wait_for(lambda: receiver.attempts, timeout=15, what="the first replica's attempt")
     second = daemons(env)
-    second.wait_log('"poll.cycle"')
+    second.wait_log('"leader.standby"')  # a standby delivers too
     first.kill()  # mid-send: its claim (row and advisory lock) goes with its connection
     wait_for(lambda: len(receiver.attempts) >= 2, timeout=20, what="the re-send by the second replica")
     assert {r.headers["webhook-id"] for r in receiver.attempts} == {receiver.attempts[0].headers["webhook-id"]}
+    assert second.stop() == 0
+
+
+def _terms(daemon: Daemon) -> list[int]:
+    return [json.loads(x)["term"] for x in daemon.stderr.splitlines() if '"leader.acquired"' in x]
+
+
+def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """Of two replicas one polls (the API sees one watcher's requests); SIGTERM of the
+    leader lets the standby lead within a cycle, with a higher term, and nothing is lost."""
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "5"}
+    first = daemons(env)
+    first.wait_log('"leader.acquired"')
+    second = daemons(env)
+    second.wait_log('"leader.standby"')
+    before = sim.count("list_models")
+    time.sleep(2.0)
+    polled = sim.count("list_models") - before
+    assert polled <= 2.0 / 0.2 + 2  # one watcher at 0.2 s, not two
+    assert '"leader.acquired"' not in second.stderr
+    assert first.stop() == 0
+    second.wait_log('"leader.acquired"', timeout=5)
+    assert _terms(second)[0] > _terms(first)[0]
+    sim.set_status(model, "STATUS_READY")
+    wait_for(receiver.bodies, timeout=10, what="the new leader's delivery")
+    assert second.stop() == 0
+
+
+def test_a_paused_leader_writes_nothing_when_it_wakes(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """SIGSTOP the leader past its lease: the standby leads; SIGCONT: the old leader's
+    commit finds the lease gone, writes nothing, and stands by."""
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "1"}
+    first = daemons(env)
+    first.wait_log('"leader.acquired"')
+    second = daemons(env)
+    second.wait_log('"leader.standby"')
+    first.send(signal.SIGSTOP)
+    second.wait_log('"leader.acquired"', timeout=10)
+    sim.set_status(model, "STATUS_READY")
+    wait_for(receiver.bodies, timeout=10, what="the delivery by the new leader")
+    first.send(signal.SIGCONT)
+    first.wait_log('"leader.standby"', timeout=10)
+    time.sleep(1.0)
+    assert len(receiver.bodies()) == 1
+    assert _terms(second)[-1] > _terms(first)[0]
+    assert first.stop() == 0
     assert second.stop() == 0

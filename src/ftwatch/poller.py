@@ -28,7 +28,7 @@ from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.outbox import Route
 from ftwatch.settings import PollMode, Settings
 from ftwatch.sources.base import ModelNotFoundError, Source, SourceError
-from ftwatch.store import ModelState, Store
+from ftwatch.store.base import Lease, ModelState, Store
 
 __all__ = ["CyclePlan", "CycleReport", "CycleResult", "FailedAt", "Poller"]
 
@@ -71,17 +71,20 @@ class CycleReport:
     """One cycle as the poll loop saw it: what its subscribers (metrics, health,
     sd_notify, the dispatcher, the live view) are told."""
 
-    #: ``None``: the cycle failed, and nothing of it was committed.
+    #: ``None``: the cycle failed (nothing of it was committed), or this process is a
+    #: standby that did not poll.
     result: CycleResult | None
     seconds: float
     #: API requests the cycle made.
     requests: int
     error: str | None = None
     failed_at: FailedAt | None = None
+    #: Another process leads the polling: this one waits, healthy (several replicas).
+    standby: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.result is not None
+        return self.result is not None or self.standby
 
 
 @dataclass(slots=True)
@@ -192,8 +195,9 @@ class Poller:
         listing_is_cheaper = self._list_cost is None or self._list_cost < len(self.models)
         return CyclePlan.LIST if listing_is_cheaper else CyclePlan.PER_MODEL
 
-    async def cycle(self) -> CycleResult:
-        """Poll once and commit what is new. Raises the source's errors."""
+    async def cycle(self, lease: Lease | None = None) -> CycleResult:
+        """Poll once and commit what is new (renewing ``lease`` in the same transaction).
+        Raises the source's and the store's errors."""
         state = await self._load()
         fresh = self._fresh
         baseline = self._unknown_are_baseline(fresh)
@@ -255,7 +259,11 @@ class Poller:
         transitions.sort(key=lambda t: t.occurred_at)
         routes = list(self.routes())
         scope = self._scope()
-        await anyio.to_thread.run_sync(self.store.commit_cycle, changed, transitions, routes, time.time(), scope)
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                self.store.commit_cycle, changed, transitions, routes, time.time(), scope=scope, lease=lease
+            )
+        )
         state.update(changed)
         self._fresh = False
         self._committed_scope = scope

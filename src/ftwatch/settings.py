@@ -118,6 +118,9 @@ class StateSettings(BaseModel):
     #: PGPASSFILE. When set, ``path`` is unused.
     url: SecretStr | None = None
     url_file: Path | None = None
+    #: Polling leadership between replicas on PostgreSQL: a leader that stops
+    #: renewing is replaced within this (plus one interval).
+    lease_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
 
     @field_validator("url")
     @classmethod

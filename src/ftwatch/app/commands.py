@@ -85,7 +85,7 @@ def _migrate(settings: Settings) -> int:
         version = store.schema_version()
     finally:
         store.close()
-    print(f"ftwatch: state file {store.path} is at schema version {version}", file=sys.stderr)
+    print(f"ftwatch: state {store.where} is at schema version {version}", file=sys.stderr)
     return 0
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from ftwatch import __version__
 from ftwatch.app import wiring
+from ftwatch.app.leadership import Leadership
 from ftwatch.app.loop import PollLoop
 from ftwatch.app.signals import handle_signals
 from ftwatch.dispatch import Dispatcher
@@ -64,6 +65,7 @@ class Daemon:
         self.systemd = SystemdNotifier(environ)
         self._stop = anyio.Event()
         self._reloaded: tuple[Settings, list[LoadedNotifier]] | None = None
+        self.leadership: Leadership | None = None
 
     def stop(self) -> None:
         """Stop as SIGTERM would."""
@@ -87,7 +89,7 @@ class Daemon:
                     version=__version__,
                     models=len(self.settings.poll.models) or "all",
                     notifiers=[n.key for n in notifiers],
-                    state=str(store.path),
+                    state=store.where,
                     once=once,
                 )
                 if once:
@@ -111,6 +113,8 @@ class Daemon:
         poller = wiring.build_poller(
             source, store, self.settings, routes=lambda: wiring.routes_of(dispatcher.notifiers)
         )
+        # Replicas on one shared store elect one poller; a file has one process anyway.
+        self.leadership = Leadership(store, self.settings.state.lease_s) if store.shared else None
         loop = PollLoop(
             poller,
             interval_s=self.settings.poll.interval_s,
@@ -118,11 +122,21 @@ class Daemon:
             subscribers=[self.metrics.cycle_done, self.health.cycle_done, self._status, _wake(dispatcher)],
             max_requests_per_minute=self.settings.cohere.max_requests_per_minute,
             before_cycle=lambda: self._apply_reload(poller, dispatcher, loop),
+            leadership=self.leadership,
         )
         return loop
 
     def _status(self, report: CycleReport) -> None:
-        """sd_notify's STATUS=, after every cycle."""
+        """sd_notify's STATUS= and the leadership gauges, after every cycle."""
+        if self.leadership is not None:
+            leading = self.leadership.leading
+            self.metrics.leader.set(1 if leading else 0)
+            if self.leadership.term is not None:
+                self.metrics.leader_term.set(self.leadership.term)
+            self.health.role = "leader" if leading else "standby"
+        if report.standby:
+            self.systemd.notify("STATUS=standby: another replica polls")
+            return
         if report.result is None:
             what = "the state cannot be written" if report.failed_at is FailedAt.STORE else "the API cannot be polled"
             self.systemd.notify(f"STATUS={what}: {(report.error or '')[:200]}")
@@ -132,7 +146,11 @@ class Daemon:
 
     async def _once(self, loop: PollLoop, dispatcher: Dispatcher, notifiers: list[LoadedNotifier]) -> None:
         dispatcher.set_notifiers(notifiers)
-        report = await loop.cycle()
+        try:
+            report = await loop.cycle()
+        finally:
+            if self.leadership is not None:
+                await self.leadership.release()  # the next run, or a replica, need not wait it out
         # What earlier runs left undelivered goes out even when this poll failed.
         failed = await dispatcher.deliver_due(notifiers)
         if failed:
@@ -151,6 +169,8 @@ class Daemon:
                 # Bounded and shielded: in-flight deliveries get the grace period, the
                 # outbox keeps the rest; then the whole group goes.
                 poll_scope.cancel()
+                if self.leadership is not None:
+                    await self.leadership.release()  # a standby takes over at once
                 self.systemd.notify("STOPPING=1")
                 grace = self.settings.delivery.shutdown_grace_s
                 log.info("daemon.stopping", grace_s=grace)
@@ -208,12 +228,14 @@ class Daemon:
         while True:
             try:
                 pending = await anyio.to_thread.run_sync(dispatcher.store.count_deliveries)
+                oldest = await anyio.to_thread.run_sync(dispatcher.store.oldest_pending_age, time.time())
             except StoreError as exc:
                 self.metrics.store_error("count_deliveries")
                 log.warning("store.failed", operation="count_deliveries", error=str(exc))
             else:
                 configured = {n.key for n in dispatcher.notifiers}
                 self.metrics.outbox(pending, configured)
+                self.metrics.oldest_pending.set(oldest or 0.0)
                 orphans = {key: n for key, n in pending.items() if key not in configured and n}
                 for key in orphans.keys() - warned:
                     log.warning(

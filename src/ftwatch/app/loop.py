@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 import anyio
 import structlog
 
+from ftwatch.app.leadership import Leadership
 from ftwatch.ops.health import Health
 from ftwatch.poller import CycleReport, FailedAt, Poller
 from ftwatch.settings import Settings
 from ftwatch.sources.base import RequestDone, SourceError
-from ftwatch.store.base import StoreError
+from ftwatch.store.base import LeaseLostError, StoreError
 
 __all__ = ["PollLoop"]
 
@@ -46,6 +47,7 @@ class PollLoop:
         subscribers: Sequence[Callable[[CycleReport], None]] = (),
         max_requests_per_minute: int | None = None,
         before_cycle: Callable[[], None] = _nothing,
+        leadership: Leadership | None = None,
     ) -> None:
         self.poller = poller
         self.interval_s = interval_s
@@ -53,6 +55,7 @@ class PollLoop:
         self.subscribers = list(subscribers)
         self.max_requests_per_minute = max_requests_per_minute
         self._before_cycle = before_cycle
+        self.leadership = leadership
         self._requests = 0
         self._wakeup = anyio.Event()
 
@@ -73,8 +76,14 @@ class PollLoop:
         """One cycle, reported. Raises only :class:`~ftwatch.errors.AuthRefusedError`."""
         started = anyio.current_time()
         requests_before = self._requests
+        if self.leadership is not None and not await self.leadership.ensure():
+            return self._report(CycleReport(None, 0.0, 0, standby=True))
         try:
-            result = await self.poller.cycle()
+            result = await self.poller.cycle(lease=self.leadership.lease() if self.leadership else None)
+        except LeaseLostError:
+            assert self.leadership is not None
+            self.leadership.lost()
+            return self._report(CycleReport(None, anyio.current_time() - started, 0, standby=True))
         except SourceError as exc:
             log.warning("poll.failed", error=str(exc))
             report = CycleReport(
@@ -89,6 +98,11 @@ class PollLoop:
         else:
             report = CycleReport(result, anyio.current_time() - started, self._requests - requests_before)
             self._log(report)
+        if self.leadership is not None:
+            await self.leadership.polled(report.result is not None)
+        return self._report(report)
+
+    def _report(self, report: CycleReport) -> CycleReport:
         for subscriber in self.subscribers:
             subscriber(report)
         return report

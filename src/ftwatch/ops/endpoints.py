@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ftwatch.ops.health import Health
@@ -24,9 +24,10 @@ def health_app(health: Health, metrics: Metrics) -> Starlette:
             return PlainTextResponse("ok\n")
         return PlainTextResponse("poll loop stuck\n", status_code=503)
 
-    async def readyz(request: Request) -> PlainTextResponse:
+    async def readyz(request: Request) -> JSONResponse:
         ok, why = health.ready()
-        return PlainTextResponse(why + "\n", status_code=200 if ok else 503)
+        body = {"ready": ok, "reason": why, "role": health.role}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_text(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

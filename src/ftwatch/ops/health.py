@@ -29,6 +29,8 @@ class Health:
         #: The loop waits on purpose until then (the API said Retry-After).
         self.wait_until = -1.0
         self.wait_reason = ""
+        #: ``single`` (one process, the default), ``leader`` or ``standby``.
+        self.role = "single"
 
     @property
     def stuck_after_s(self) -> float:
@@ -42,7 +44,11 @@ class Health:
     # --- what it subscribes to ------------------------------------------------------
 
     def cycle_done(self, report: CycleReport) -> None:
-        if report.ok:
+        if report.standby:
+            # A hot standby is healthy and ready: it takes over within a lease.
+            self.role = "standby"
+            self.succeeded()
+        elif report.ok:
             self.succeeded()
         else:
             self.failed(report.error or "unknown error")

@@ -67,6 +67,13 @@ class Metrics:
         self.store_errors = Counter(
             "ftwatch_store_errors", "Failed reads and writes of the state, by operation.", ["operation"], registry=r
         )
+        self.leader = Gauge("ftwatch_leader", "1 while this process leads the polling, else 0.", registry=r)
+        self.leader_term = Gauge("ftwatch_leader_term", "The polling lease's term this process last led.", registry=r)
+        self.oldest_pending = Gauge(
+            "ftwatch_outbox_oldest_pending_seconds",
+            "How long the oldest pending delivery has waited (0 when none).",
+            registry=r,
+        )
         self.last_success = Gauge(
             "ftwatch_last_successful_poll_timestamp_seconds",
             "Unix time of the last successful poll cycle.",
@@ -88,6 +95,9 @@ class Metrics:
         self.store_errors.labels(operation).inc()
 
     def cycle_done(self, report: CycleReport) -> None:
+        if report.standby:
+            self.polls.labels("standby").inc()
+            return
         if report.result is None:
             self.polls.labels("error").inc()
             if report.failed_at is FailedAt.STORE:

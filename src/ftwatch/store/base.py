@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, Literal, Protocol
 
 from ftwatch.diff import Cursor
@@ -24,6 +23,8 @@ from ftwatch.outbox import Delivery, DeliveryState, Route
 __all__ = [
     "BUSY",
     "Claim",
+    "Lease",
+    "LeaseLostError",
     "ModelState",
     "Store",
     "StoreError",
@@ -38,6 +39,16 @@ BUSY: Final = "busy"
 
 class StoreOpenError(ConfigError):
     """The state cannot be opened, or is of a newer build: exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Polling leadership held by one process: renewed by each cycle's commit, in the
+    same transaction, for its own ``term`` only."""
+
+    holder: str
+    term: int
+    lease_s: float
 
 
 class StoreError(FtwatchError):
@@ -76,6 +87,11 @@ def decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
     )
 
 
+class LeaseLostError(StoreError):
+    """The lease was not ours any more at commit (another process leads): the cycle
+    was rolled back, and this process steps down."""
+
+
 class Claim(Protocol):
     """A notifier's oldest pending delivery, held for one sender until it is finished
     or released. If the holder dies, the store gives it back: another process sends it
@@ -95,8 +111,8 @@ class Claim(Protocol):
 class Store(Protocol):
     """What the poller, the dispatcher and the commands need of the state."""
 
-    #: Where it lives, for messages.
-    path: Path
+    #: Where it lives, for messages (a file's path, a URL without its password).
+    where: str
 
     def close(self) -> None: ...
 
@@ -118,9 +134,12 @@ class Store(Protocol):
         transitions: Sequence[Transition],
         routes: Iterable[Route],
         now: float,
+        *,
         scope: str | None = None,
+        lease: Lease | None = None,
     ) -> int:
-        """Cursors, transitions and their deliveries in one transaction; returns how
+        """Cursors, transitions and their deliveries in one transaction; with a
+        ``lease``, renewed in it, or :class:`LeaseLostError` and nothing written. Returns how
         many deliveries were queued (a transition already queued is not queued again,
         and a cursor never moves back). :class:`StoreError` (rolled back) if it fails."""
         ...
@@ -130,6 +149,22 @@ class Store(Protocol):
         ...
 
     def save_delivery(self, delivery: Delivery) -> None: ...
+
+    #: Whether several processes can share this store (then they elect a poller).
+    shared: bool
+
+    def acquire_lease(self, holder: str, lease_s: float) -> int | None:
+        """The term if ``holder`` leads now (it did, or the lease had expired, judged by
+        the store's clock); ``None`` while another holds it."""
+        ...
+
+    def release_lease(self, holder: str, term: int) -> None:
+        """Hand leadership over at once (a stop, a leader that cannot reach the API)."""
+        ...
+
+    def oldest_pending_age(self, now: float) -> float | None:
+        """Seconds the oldest pending delivery has waited; ``None`` if none waits."""
+        ...
 
     def claim_next(self, notifier: str) -> Claim | Literal["busy"] | None:
         """The oldest pending delivery of one notifier, claimed for this sender;

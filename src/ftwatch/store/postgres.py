@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -23,7 +22,16 @@ from psycopg_pool import ConnectionPool
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import BUSY, ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
+from ftwatch.store.base import (
+    BUSY,
+    Lease,
+    LeaseLostError,
+    ModelState,
+    StoreError,
+    StoreOpenError,
+    decode_cursor,
+    encode_cursor,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -32,7 +40,7 @@ log = structlog.get_logger("ftwatch.store.postgres")
 _T = TypeVar("_T")
 
 #: This backend's schema, in ``ftwatch_meta``; each step below migrates one version up.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The advisory lock that serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x66747721
@@ -68,8 +76,19 @@ _SCHEMA_1 = [
     "CREATE INDEX ftwatch_deliveries_pending ON ftwatch_deliveries (notifier, state)",
 ]
 
+_SCHEMA_2 = [
+    # Polling leadership: one row, a term that only grows, an expiry on the server's clock.
+    """CREATE TABLE ftwatch_lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT,
+        term BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX ftwatch_deliveries_oldest ON ftwatch_deliveries (state, created_at)",
+]
+
 #: Version n -> the statements that make n + 1 (0 is an empty database).
-_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1}
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2}
 
 #: psycopg says these when the server is not there (yet): worth waiting for. Anything
 #: else at connect time (a wrong password, no such database) is the URL's fault.
@@ -109,6 +128,10 @@ def _save_params(delivery: Delivery) -> tuple[Any, ...]:
         delivery.notifier,
         delivery.transition_id,
     )
+
+
+class _LeaseGoneError(Exception):
+    """Raised inside the commit's transaction so that it rolls back whole."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -156,7 +179,7 @@ class PostgresStore:
     """
 
     def __init__(self, url: str, *, where: str, connect_wait_s: float = 30.0) -> None:
-        self.path = Path(where)
+        self.where = where
         self._where = where
         self._pool = ConnectionPool(
             # A claim holds a connection for the length of a send: one per notifier,
@@ -284,12 +307,24 @@ class PostgresStore:
         transitions: Sequence[Transition],
         routes: Iterable[Route],
         now: float,
+        *,
         scope: str | None = None,
+        lease: Lease | None = None,
     ) -> int:
         route_list = list(routes)
 
         def work(conn: psycopg.Connection[Any]) -> int:
             with conn.cursor() as cur:
+                if lease is not None:
+                    # First, in the same transaction: a leader paused past its lease
+                    # (another has taken it) writes nothing at all.
+                    cur.execute(
+                        "UPDATE ftwatch_lease SET expires_at = now() + make_interval(secs => %s)"
+                        " WHERE name = 'poller' AND holder = %s AND term = %s AND expires_at > now()",
+                        (lease.lease_s, lease.holder, lease.term),
+                    )
+                    if cur.rowcount != 1:
+                        raise _LeaseGoneError
                 if models:
                     # A cursor only moves forward: a slower poller racing a faster one
                     # cannot take it back (and so cannot make anything be sent again).
@@ -342,7 +377,58 @@ class PostgresStore:
                     )
                 return queued
 
+        try:
+            return self._run(work, write=True)
+        except _LeaseGoneError:
+            raise LeaseLostError(
+                f"the polling lease (term {lease.term if lease else '?'}) is held by another"
+            ) from None
+
+    # --- leadership ------------------------------------------------------------------
+
+    #: Any number of processes may share the database: they elect one poller.
+    shared = True
+
+    def acquire_lease(self, holder: str, lease_s: float) -> int | None:
+        def work(conn: psycopg.Connection[Any]) -> int | None:
+            conn.execute(
+                "INSERT INTO ftwatch_lease (name, holder, term, expires_at) VALUES ('poller', NULL, 0, now())"
+                " ON CONFLICT (name) DO NOTHING"
+            )
+            row = conn.execute(
+                "SELECT holder, term, expires_at > now() FROM ftwatch_lease WHERE name = 'poller' FOR UPDATE"
+            ).fetchone()
+            assert row is not None
+            current, term, valid = row
+            if current == holder and valid:
+                return int(term)
+            if current is not None and valid:
+                return None
+            taken = conn.execute(
+                "UPDATE ftwatch_lease SET holder = %s, term = term + 1, expires_at = now() + make_interval(secs => %s)"
+                " WHERE name = 'poller' RETURNING term",
+                (holder, lease_s),
+            ).fetchone()
+            return int(taken[0]) if taken else None
+
         return self._run(work, write=True)
+
+    def release_lease(self, holder: str, term: int) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE ftwatch_lease SET holder = NULL, expires_at = now()"
+                " WHERE name = 'poller' AND holder = %s AND term = %s",
+                (holder, term),
+            ),
+            write=True,
+        )
+
+    def oldest_pending_age(self, now: float) -> float | None:
+        row = self._run(
+            lambda c: c.execute("SELECT min(created_at) FROM ftwatch_deliveries WHERE state = 'pending'").fetchone(),
+            write=False,
+        )
+        return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
 
     def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
         row = self._run(lambda c: c.execute(_HEAD, (notifier,)).fetchone(), write=False)

@@ -21,7 +21,7 @@ from typing import IO, TypeVar
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
+from ftwatch.store.base import Lease, ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -142,6 +142,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
         self.path = path
+        self.where = str(path)
         self._lock = threading.Lock()
         self._lock_file: IO[bytes] | None = None
         memory = str(path) == ":memory:"
@@ -277,7 +278,9 @@ class SqliteStore:
         transitions: Sequence[Transition],
         routes: Iterable[Route],
         now: float,
+        *,
         scope: str | None = None,
+        lease: Lease | None = None,
     ) -> int:
         """Save the cycle's cursors and transitions, and queue each transition for
         every notifier that wants it, all in one transaction. ``scope`` records what
@@ -388,3 +391,18 @@ class SqliteStore:
     def claim_next(self, notifier: str) -> _FileClaim | None:
         head = self.next_pending(notifier)
         return None if head is None else _FileClaim(self, head)
+
+    #: One process per file (the flock): nobody to elect.
+    shared = False
+
+    def acquire_lease(self, holder: str, lease_s: float) -> int | None:
+        return 1
+
+    def release_lease(self, holder: str, term: int) -> None:
+        pass
+
+    def oldest_pending_age(self, now: float) -> float | None:
+        row = self._read(
+            lambda db: db.execute("SELECT min(created_at) FROM deliveries WHERE state = 'pending'").fetchone()
+        )
+        return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
