@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -176,3 +177,77 @@ def test_a_paused_leader_writes_nothing_when_it_wakes(
     assert _terms(second)[-1] > _terms(first)[0]
     assert first.stop() == 0
     assert second.stop() == 0
+
+
+def test_a_postgres_restart_under_a_running_watcher_loses_nothing(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """pg_ctlcluster restart while the daemon runs: it reconnects, says so once, and
+    the change made meanwhile is delivered once."""
+    import subprocess  # noqa: PLC0415
+
+    model = sim.add_model("m", "STATUS_QUEUED")
+    daemon = daemons(hook_env(_pg_env(base_env, postgres_url), receiver))
+    daemon.wait_log('"leader.acquired"')
+    restart = subprocess.run(
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert restart.returncode == 0, restart.stderr
+    sim.set_status(model, "STATUS_READY")
+    wait_for(receiver.bodies, timeout=30, what="the delivery after the restart")
+    time.sleep(1.0)
+    assert len(receiver.bodies()) == 1
+    assert daemon.proc.poll() is None
+    assert daemon.stderr.count('"leader.unknown"') <= 1
+    assert daemon.stop() == 0
+
+
+def test_a_database_down_at_start_is_waited_for(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """The server refuses connections when the daemon starts (a port with nobody yet):
+    it waits, says so once, and runs as soon as the database answers there."""
+    import socket  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from .conftest import free_port  # noqa: PLC0415
+
+    port = free_port()
+    model = sim.add_model("m", "STATUS_QUEUED")
+    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    daemon = daemons(hook_env(_pg_env(base_env, url), receiver))
+    daemon.wait_log('"store.unreachable"')
+    assert daemon.proc.poll() is None
+    # Now the database "comes up" on that port: a forwarder to the real server.
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def forward() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                server = socket.create_connection(("127.0.0.1", 5432))
+                threading.Thread(target=pipe, args=(client, server), daemon=True).start()
+                threading.Thread(target=pipe, args=(server, client), daemon=True).start()
+
+    threading.Thread(target=forward, daemon=True).start()
+    try:
+        daemon.wait_log('"leader.acquired"', timeout=20)
+        sim.set_status(model, "STATUS_READY")
+        wait_for(receiver.bodies, timeout=15, what="a delivery once the database answered")
+        assert daemon.stderr.count('"store.unreachable"') == 1
+        assert daemon.stop() == 0
+    finally:
+        listener.close()

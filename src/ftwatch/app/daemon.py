@@ -8,6 +8,8 @@ into one line and an exit code.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import sys
 import time
@@ -72,7 +74,12 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, once: bool = False) -> None:
-        store = await anyio.to_thread.run_sync(wiring.open_store, self.settings, self.environ)
+        # A database that is only down is waited for (store.unreachable, once); a wrong
+        # URL is exit 2 at once. A run --once gives up after a while, like a command.
+        wait_s = 30.0 if once else math.inf
+        store = await anyio.to_thread.run_sync(
+            functools.partial(wiring.open_store, self.settings, self.environ, connect_wait_s=wait_s)
+        )
         try:
             async with wiring.api_client(self.settings) as api_http, wiring.hook_client() as hook_http:
                 context = wiring.notifier_context(hook_http, self.stdout)

@@ -52,7 +52,9 @@ class Leadership:
         try:
             term = await anyio.to_thread.run_sync(self.store.acquire_lease, self.holder, self.lease_s)
         except StoreError as exc:
-            log.warning("leader.unknown", error=str(exc), note="not polling until the store answers")
+            if self._said != "unknown":  # once per outage
+                log.warning("leader.unknown", error=str(exc), note="not polling until the store answers")
+                self._said = "unknown"
             self.term = None
             return False
         if term != self._said:
