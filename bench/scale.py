@@ -14,6 +14,7 @@ simulator to the receiver.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -53,13 +54,14 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser.add_argument("--steady-cycles", type=int, default=3)
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--change-every", type=float, default=3.0)
+    parser.add_argument("--state-url", help="state on PostgreSQL (a schema of its own) instead of SQLite")
     args = parser.parse_args()
 
     sim = seeded_simulator(
         args.models, latency_s=args.latency_ms / 1000, page_size=args.page_size, rate_limit=args.sim_rpm
     )
     receiver = Receiver().start()
-    with running_in_thread(sim), tempfile.TemporaryDirectory() as tmp_dir:
+    with running_in_thread(sim), tempfile.TemporaryDirectory() as tmp_dir, contextlib.ExitStack() as stack:
         tmp = Path(tmp_dir)
         env = {
             **base_env(sim.url, tmp),
@@ -67,6 +69,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             "FTWATCH_COHERE__MAX_REQUESTS_PER_MINUTE": str(args.rpm),
             "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
         }
+        if args.state_url:
+            from .replicas import schema  # noqa: PLC0415 - psycopg only when asked
+
+            env["FTWATCH_STATE__URL"] = stack.enter_context(schema(args.state_url))
         log_path = tmp / "ftwatch.log"
         with log_path.open("w") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "ftwatch", "run"], env=env, stderr=log_file)
@@ -117,7 +123,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     steady_requests = [int(str(c["requests"])) for c in steady]
     print(
         f"{args.models} models · page size {args.page_size} · {args.latency_ms:g} ms latency · "
-        f"interval {args.interval:g}s · budget {args.rpm}/min · simulator limit {args.sim_rpm}/min"
+        f"interval {args.interval:g}s · budget {args.rpm}/min · simulator limit {args.sim_rpm}/min · "
+        f"state {'PostgreSQL' if args.state_url else 'SQLite'}"
     )
     print(f"baseline cycle: {baseline['requests']} requests, {baseline['seconds']} s")
     print(
