@@ -288,3 +288,47 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1 to ``target`` that can stop forwarding without
+    closing anything (a network partition, not a refused connection)."""
+
+    def __init__(self, target: tuple[str, int], port: int | None = None) -> None:
+        self.target = target
+        self.port = port or free_port()
+        self.url_host = f"127.0.0.1:{self.port}"
+        self._cut = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+
+    def start(self) -> TcpProxy:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self.target)
+                self._sockets += [client, server]
+                threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not self._cut.is_set():  # cut: swallowed, as a partition would
+                    sink.sendall(data)
+
+    def cut(self) -> None:
+        self._cut.set()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

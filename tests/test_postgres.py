@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from ftwatch.sources.cohere_sim import Simulator
 
-from .conftest import POSTGRES, Daemon, hook_env, run_cli, run_once, wait_for
+from .conftest import POSTGRES, Daemon, TcpProxy, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
 
 
@@ -87,7 +86,7 @@ def test_two_replicas_on_one_database_deliver_each_transition_once_in_order(
     models = [sim.add_model(f"m{i}", "STATUS_QUEUED") for i in range(10)]
     env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
     replicas = [daemons(env)]
-    replicas[0].wait_log('"leader.acquired"')
+    replicas[0].wait_log('"poll.cycle"')  # elected, and the baseline taken
     replicas.append(daemons(env))
     replicas[1].wait_log('"leader.standby"')  # it delivers all the same
     for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY", "STATUS_DELETED"):
@@ -139,7 +138,7 @@ def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "5"}
     first = daemons(env)
-    first.wait_log('"leader.acquired"')
+    first.wait_log('"poll.cycle"')
     second = daemons(env)
     second.wait_log('"leader.standby"')
     before = sim.count("list_models")
@@ -163,7 +162,7 @@ def test_a_paused_leader_writes_nothing_when_it_wakes(
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "1"}
     first = daemons(env)
-    first.wait_log('"leader.acquired"')
+    first.wait_log('"poll.cycle"')
     second = daemons(env)
     second.wait_log('"leader.standby"')
     first.send(signal.SIGSTOP)
@@ -188,7 +187,7 @@ def test_a_postgres_restart_under_a_running_watcher_loses_nothing(
 
     model = sim.add_model("m", "STATUS_QUEUED")
     daemon = daemons(hook_env(_pg_env(base_env, postgres_url), receiver))
-    daemon.wait_log('"leader.acquired"')
+    daemon.wait_log('"poll.cycle"')
     restart = subprocess.run(
         "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart",
         shell=True,
@@ -212,42 +211,53 @@ def test_a_database_down_at_start_is_waited_for(
 ) -> None:
     """The server refuses connections when the daemon starts (a port with nobody yet):
     it waits, says so once, and runs as soon as the database answers there."""
-    import socket  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from .conftest import free_port  # noqa: PLC0415
-
-    port = free_port()
+    proxy = TcpProxy(("127.0.0.1", 5432))
     model = sim.add_model("m", "STATUS_QUEUED")
-    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    url = postgres_url.replace("127.0.0.1:5432", proxy.url_host)
     daemon = daemons(hook_env(_pg_env(base_env, url), receiver))
     daemon.wait_log('"store.unreachable"')
     assert daemon.proc.poll() is None
-    # Now the database "comes up" on that port: a forwarder to the real server.
-    listener = socket.create_server(("127.0.0.1", port))
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := a.recv(65536):
-                b.sendall(data)
-        for s in (a, b):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def forward() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                client, _ = listener.accept()
-                server = socket.create_connection(("127.0.0.1", 5432))
-                threading.Thread(target=pipe, args=(client, server), daemon=True).start()
-                threading.Thread(target=pipe, args=(server, client), daemon=True).start()
-
-    threading.Thread(target=forward, daemon=True).start()
+    proxy.start()  # now the database "comes up" on that port
     try:
-        daemon.wait_log('"leader.acquired"', timeout=20)
+        daemon.wait_log('"poll.cycle"', timeout=20)  # the baseline, taken once the database answered
         sim.set_status(model, "STATUS_READY")
         wait_for(receiver.bodies, timeout=15, what="a delivery once the database answered")
         assert daemon.stderr.count('"store.unreachable"') == 1
         assert daemon.stop() == 0
     finally:
-        listener.close()
+        proxy.close()
+
+
+def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """The leader's connection stops forwarding (a partition): the other replica leads
+    within the lease (and a cycle), delivers the change once; the cut one stays up."""
+    proxy = TcpProxy(("127.0.0.1", 5432)).start()
+    try:
+        model = sim.add_model("m", "STATUS_QUEUED")
+        env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
+        # It polls every 2 s: a cut inside its commit (a few ms) is rare; that case is
+        # bounded by the server ending the cut session (idle in transaction, 30 s).
+        cut_off = daemons(
+            {
+                **env,
+                "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host),
+                "FTWATCH_POLL__INTERVAL_S": "2",
+            }
+        )
+        cut_off.wait_log('"poll.cycle"')
+        other = daemons(env)
+        other.wait_log('"leader.standby"')
+        proxy.cut()
+        cut_at = time.monotonic()
+        other.wait_log('"leader.acquired"', timeout=15)
+        assert time.monotonic() - cut_at < 2 + 2 + 3  # lease + interval, and a margin for a loaded machine
+        sim.set_status(model, "STATUS_READY")
+        wait_for(receiver.bodies, timeout=15, what="the new leader's delivery")
+        time.sleep(1.0)
+        assert len(receiver.bodies()) == 1
+        assert cut_off.proc.poll() is None
+        assert other.stop() == 0
+    finally:
+        proxy.close()

@@ -130,6 +130,27 @@ def _save_params(delivery: Delivery) -> tuple[Any, ...]:
     )
 
 
+#: A connection that stops answering (a partition, not a close) is noticed by the
+#: client within seconds: keepalives on an idle one, a TCP user timeout on a write.
+_CONNECTION: dict[str, Any] = {
+    "autocommit": True,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 10_000,
+}
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """The server's side of the same: a session left in a transaction (a claim whose
+    process was cut off mid-send) is ended after a minute, which frees its row and its
+    notifier (and the lease row, if it was cut off mid-commit); no statement may hold
+    the cycle longer than half a minute."""
+    conn.execute("SET idle_in_transaction_session_timeout = '30s'")
+    conn.execute("SET statement_timeout = '30s'")
+
+
 class _LeaseGoneError(Exception):
     """Raised inside the commit's transaction so that it rolls back whole."""
 
@@ -188,7 +209,8 @@ class PostgresStore:
             min_size=1,
             max_size=16,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs=_CONNECTION,
+            configure=_configure,
             name="ftwatch",
         )
         self._connect(url, connect_wait_s)
@@ -206,7 +228,7 @@ class PostgresStore:
         pause, told = 0.5, False
         while True:
             try:
-                with psycopg.connect(url, connect_timeout=5) as probe:
+                with psycopg.connect(url, connect_timeout=5, **_CONNECTION) as probe:
                     probe.execute("SELECT 1")
             except psycopg.Error as exc:
                 if not _unreachable(exc) or time.monotonic() >= deadline:
@@ -391,6 +413,9 @@ class PostgresStore:
 
     def acquire_lease(self, holder: str, lease_s: float) -> int | None:
         def work(conn: psycopg.Connection[Any]) -> int | None:
+            # Never wait on the leader's commit (it holds the row for a moment), nor on
+            # a leader cut off mid-commit (until the server ends its session).
+            conn.execute("SET LOCAL lock_timeout = '1s'")
             conn.execute(
                 "INSERT INTO ftwatch_lease (name, holder, term, expires_at) VALUES ('poller', NULL, 0, now())"
                 " ON CONFLICT (name) DO NOTHING"
@@ -411,7 +436,12 @@ class PostgresStore:
             ).fetchone()
             return int(taken[0]) if taken else None
 
-        return self._run(work, write=True)
+        try:
+            return self._run(work, write=True)
+        except StoreError as exc:
+            if "lock timeout" in str(exc):
+                return None  # the holder is committing (or cut off): it leads for now
+            raise
 
     def release_lease(self, holder: str, term: int) -> None:
         self._run(
