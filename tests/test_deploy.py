@@ -28,7 +28,9 @@ def _ftwatch_container(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return pod, next(c for c in containers if c["name"] == "ftwatch")
 
 
-@pytest.mark.parametrize("manifest", ["sidecar.yaml", "deployment.yaml", "replicas-postgres.yaml"])
+@pytest.mark.parametrize(
+    "manifest", ["sidecar.yaml", "deployment.yaml", "replicas-postgres.yaml", "sidecar-postgres.yaml"]
+)
 def test_probes_match_the_configured_listen_address(manifest: str) -> None:
     """Probe ports and paths in the manifests match the ConfigMap's listen address."""
     _, container = _ftwatch_container(manifest)
@@ -95,12 +97,13 @@ def test_systemd_unit_has_what_the_contract_asks() -> None:
         assert line in unit, line
 
 
-def test_the_postgres_variant_is_safe_to_scale() -> None:
+@pytest.mark.parametrize("manifest", ["replicas-postgres.yaml", "sidecar-postgres.yaml"])
+def test_the_postgres_variants_are_safe_to_scale(manifest: str) -> None:
     """Three replicas, the URL from a Secret (not the ConfigMap), a disruption budget, no volume for state."""
-    docs = _docs("replicas-postgres.yaml")
+    docs = _docs(manifest)
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 3
-    _, container = _ftwatch_container("replicas-postgres.yaml")
+    _, container = _ftwatch_container(manifest)
     [url] = [e for e in container["env"] if e["name"] == "FTWATCH_STATE__URL"]
     assert url["valueFrom"]["secretKeyRef"] == {"name": "ftwatch-postgres", "key": "url"}
     assert not any(m["name"] == "ftwatch-state" for m in container["volumeMounts"])

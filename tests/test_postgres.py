@@ -10,7 +10,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sources.cohere_sim import Fault, Simulator
 
 from .conftest import POSTGRES, Daemon, TcpProxy, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
@@ -74,29 +74,30 @@ def _needs_postgres(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("postgres_url")
 
 
-def test_two_replicas_on_one_database_deliver_each_transition_once_in_order(
+def test_three_replicas_on_one_database_deliver_each_transition_once_in_order(
     sim: Simulator,
     receiver: Receiver,
     base_env: dict[str, str],
     postgres_url: str,
     daemons: Callable[..., Daemon],
 ) -> None:
-    """Two `ftwatch run` on one database, 40 transitions: every webhook-id arrives
+    """Three `ftwatch run` on one database, 200 transitions: every webhook-id arrives
     exactly once, and each model's arrive in order."""
-    models = [sim.add_model(f"m{i}", "STATUS_QUEUED") for i in range(10)]
+    models = [sim.add_model(f"m{i}", "STATUS_QUEUED") for i in range(50)]
     env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
     replicas = [daemons(env)]
     replicas[0].wait_log('"poll.cycle"')  # elected, and the baseline taken
-    replicas.append(daemons(env))
-    replicas[1].wait_log('"leader.standby"')  # it delivers all the same
+    replicas += [daemons(env), daemons(env)]
+    for standby in replicas[1:]:
+        standby.wait_log('"leader.standby"')  # they deliver all the same
     for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY", "STATUS_DELETED"):
         for model in models:
             sim.set_status(model, status)
-    wait_for(lambda: len(receiver.received) >= 40, timeout=30, what="40 deliveries")
+    wait_for(lambda: len(receiver.received) >= 200, timeout=60, what="200 deliveries")
     time.sleep(1.0)  # a duplicate would arrive now
     ids = [r.headers["webhook-id"] for r in receiver.received]
-    assert len(ids) == 40
-    assert len(set(ids)) == 40
+    assert len(ids) == 200
+    assert len(set(ids)) == 200
     for model in models:
         statuses = [b["status"] for b in receiver.bodies() if b["model_id"] == model]
         assert statuses == ["STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY", "STATUS_DELETED"]
@@ -261,3 +262,27 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
         assert other.stop() == 0
     finally:
         proxy.close()
+
+
+def test_a_leader_killed_between_reading_and_committing_loses_nothing(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """SIGKILL the leader while it reads new events (before its commit): a standby
+    leads within lease_s + interval_s, reads them again and delivers them once."""
+    model = sim.add_model("m", "STATUS_QUEUED")
+    env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
+    leader = daemons(env)
+    leader.wait_log('"poll.cycle"')
+    standby = daemons(env)
+    standby.wait_log('"leader.standby"')
+    sim.inject(Fault("slow", endpoint="list_events", delay_s=3.0))  # the leader's read hangs
+    sim.set_status(model, "STATUS_READY")
+    wait_for(lambda: sim.count("list_events") >= 1, timeout=10, what="the leader reading the events")
+    leader.kill()
+    killed = time.monotonic()
+    standby.wait_log('"leader.acquired"', timeout=15)
+    assert time.monotonic() - killed < 2 + 0.2 + 3  # lease + interval, and a margin for a loaded machine
+    wait_for(receiver.bodies, timeout=15, what="the standby's delivery")
+    time.sleep(1.0)
+    assert [b["status"] for b in receiver.bodies()] == ["STATUS_READY"]
+    assert standby.stop() == 0
