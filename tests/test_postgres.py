@@ -7,12 +7,13 @@ import signal
 import time
 from collections.abc import Callable
 
+import httpx
 import psycopg
 import pytest
 
 from ftwatch.sources.cohere_sim import Fault, Simulator
 
-from .conftest import POSTGRES, Daemon, TcpProxy, hook_env, run_cli, run_once, wait_for
+from .conftest import POSTGRES, Daemon, TcpProxy, free_port, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
 
 
@@ -215,15 +216,21 @@ def test_a_database_down_at_start_is_waited_for(
     proxy = TcpProxy(("127.0.0.1", 5432))
     model = sim.add_model("m", "STATUS_QUEUED")
     url = postgres_url.replace("127.0.0.1:5432", proxy.url_host)
-    daemon = daemons(hook_env(_pg_env(base_env, url), receiver))
+    http = f"127.0.0.1:{free_port()}"
+    daemon = daemons({**hook_env(_pg_env(base_env, url), receiver), "FTWATCH_HTTP__LISTEN": http})
     daemon.wait_log('"store.unreachable"')
     assert daemon.proc.poll() is None
+    ready = httpx.get(f"http://{http}/readyz", timeout=5)
+    assert ready.status_code == 503
+    assert "waiting for the state database" in ready.json()["reason"]
+    assert httpx.get(f"http://{http}/healthz", timeout=5).status_code == 200
     proxy.start()  # now the database "comes up" on that port
     try:
         daemon.wait_log('"poll.cycle"', timeout=20)  # the baseline, taken once the database answered
         sim.set_status(model, "STATUS_READY")
         wait_for(receiver.bodies, timeout=15, what="a delivery once the database answered")
         assert daemon.stderr.count('"store.unreachable"') == 1
+        wait_for(lambda: httpx.get(f"http://{http}/readyz", timeout=5).status_code == 200, what="ready")
         assert daemon.stop() == 0
     finally:
         proxy.close()

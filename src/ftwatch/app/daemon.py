@@ -74,12 +74,38 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, once: bool = False) -> None:
-        # A database that is only down is waited for (store.unreachable, once); a wrong
-        # URL is exit 2 at once. A run --once gives up after a while, like a command.
+        if once or not self.settings.http.listen:
+            await self._run(once=once)
+            return
+        # The health server comes first: while the state database is still down at
+        # start, /readyz says so (503) and /healthz shows a live process.
+        async with anyio.create_task_group() as group:
+            await self._serve_http(group)
+            await self._run(once=False)
+            group.cancel_scope.cancel()
+
+    async def _open_store(self, *, once: bool) -> Store:
+        """A database that is only down is waited for (store.unreachable, once), the
+        heartbeat going on; a wrong URL is exit 2 at once. A run --once gives up after a
+        while, like a command."""
+        self.health.failed("waiting for the state database")
         wait_s = 30.0 if once else math.inf
-        store = await anyio.to_thread.run_sync(
-            functools.partial(wiring.open_store, self.settings, self.environ, connect_wait_s=wait_s)
-        )
+        async with anyio.create_task_group() as group:
+
+            async def beat() -> None:
+                while True:
+                    self.health.beat()
+                    await anyio.sleep(1.0)
+
+            group.start_soon(beat)
+            store = await anyio.to_thread.run_sync(
+                functools.partial(wiring.open_store, self.settings, self.environ, connect_wait_s=wait_s)
+            )
+            group.cancel_scope.cancel()
+        return store
+
+    async def _run(self, *, once: bool) -> None:
+        store = await self._open_store(once=once)
         try:
             async with wiring.api_client(self.settings) as api_http, wiring.hook_client() as hook_http:
                 context = wiring.notifier_context(hook_http, self.stdout)
@@ -197,8 +223,6 @@ class Daemon:
             group.start_soon(stop_when_asked)
             group.start_soon(dispatcher.run, notifiers)
             group.start_soon(self._outbox_gauges, dispatcher)
-            if self.settings.http.listen:
-                await self._serve_http(group)
             if self.systemd.watchdog_interval_s is not None:
                 group.start_soon(self._watchdog, self.systemd.watchdog_interval_s)
             # Ready once the loop runs: an API that is down at boot shows in STATUS=
