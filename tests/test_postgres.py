@@ -128,6 +128,17 @@ def test_a_replica_killed_mid_send_gives_its_delivery_to_the_other(
     assert second.stop() == 0
 
 
+def _leader_and_standby(
+    daemons: Callable[..., Daemon], env: dict[str, str], leader_env: dict[str, str] | None = None
+) -> tuple[Daemon, Daemon]:
+    """A replica that leads (its baseline taken), then one that stands by."""
+    leader = daemons(leader_env or env)
+    leader.wait_log('"poll.cycle"')
+    standby = daemons(env)
+    standby.wait_log('"leader.standby"')
+    return leader, standby
+
+
 def _terms(daemon: Daemon) -> list[int]:
     return [json.loads(x)["term"] for x in daemon.stderr.splitlines() if '"leader.acquired"' in x]
 
@@ -139,10 +150,7 @@ def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
     leader lets the standby lead within a cycle, with a higher term, and nothing is lost."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "5"}
-    first = daemons(env)
-    first.wait_log('"poll.cycle"')
-    second = daemons(env)
-    second.wait_log('"leader.standby"')
+    first, second = _leader_and_standby(daemons, env)
     before = sim.count("list_models")
     time.sleep(2.0)
     polled = sim.count("list_models") - before
@@ -163,10 +171,7 @@ def test_a_paused_leader_writes_nothing_when_it_wakes(
     commit finds the lease gone, writes nothing, and stands by."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "1"}
-    first = daemons(env)
-    first.wait_log('"poll.cycle"')
-    second = daemons(env)
-    second.wait_log('"leader.standby"')
+    first, second = _leader_and_standby(daemons, env)
     first.send(signal.SIGSTOP)
     second.wait_log('"leader.acquired"', timeout=10)
     sim.set_status(model, "STATUS_READY")
@@ -247,16 +252,12 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
         env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
         # It polls every 2 s: a cut inside its commit (a few ms) is rare; that case is
         # bounded by the server ending the cut session (idle in transaction, 30 s).
-        cut_off = daemons(
-            {
-                **env,
-                "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host),
-                "FTWATCH_POLL__INTERVAL_S": "2",
-            }
-        )
-        cut_off.wait_log('"poll.cycle"')
-        other = daemons(env)
-        other.wait_log('"leader.standby"')
+        through_proxy = {
+            **env,
+            "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host),
+            "FTWATCH_POLL__INTERVAL_S": "2",
+        }
+        cut_off, other = _leader_and_standby(daemons, env, leader_env=through_proxy)
         proxy.cut()
         cut_at = time.monotonic()
         other.wait_log('"leader.acquired"', timeout=15)
@@ -278,10 +279,7 @@ def test_a_leader_killed_between_reading_and_committing_loses_nothing(
     leads within lease_s + interval_s, reads them again and delivers them once."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
-    leader = daemons(env)
-    leader.wait_log('"poll.cycle"')
-    standby = daemons(env)
-    standby.wait_log('"leader.standby"')
+    leader, standby = _leader_and_standby(daemons, env)
     sim.inject(Fault("slow", endpoint="list_events", delay_s=3.0))  # the leader's read hangs
     sim.set_status(model, "STATUS_READY")
     wait_for(lambda: sim.count("list_events") >= 1, timeout=10, what="the leader reading the events")

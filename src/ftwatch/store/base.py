@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from ftwatch.diff import Cursor
 from ftwatch.errors import ConfigError, FtwatchError
@@ -31,6 +31,7 @@ __all__ = [
     "StoreOpenError",
     "decode_cursor",
     "encode_cursor",
+    "model_states",
 ]
 
 #: What :meth:`Store.claim_next` says when another process is sending for that notifier.
@@ -90,6 +91,23 @@ def decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
 class LeaseLostError(StoreError):
     """The lease was not ours any more at commit (another process leads): the cycle
     was rolled back, and this process steps down."""
+
+
+#: The columns of a model's row, in this order, in every backend.
+MODEL_COLUMNS = "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated"
+
+
+def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
+    """Rows of :data:`MODEL_COLUMNS` as the models' states."""
+    return {
+        model_id: ModelState(
+            cursor=decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated),
+            name=name,
+            list_status=list_status,
+            list_updated=list_updated,
+        )
+        for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated in rows
+    }
 
 
 class Claim(Protocol):

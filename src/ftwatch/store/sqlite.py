@@ -21,9 +21,13 @@ from typing import IO, TypeVar
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import Lease, ModelState, StoreError, StoreOpenError, decode_cursor, encode_cursor
+from ftwatch.store.base import MODEL_COLUMNS, Lease, ModelState, StoreError, StoreOpenError, encode_cursor, model_states
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+#: Our own constant columns, no input: not an injection.
+_LOAD_MODELS = f"SELECT {MODEL_COLUMNS} FROM models"  # noqa: S608
+
 
 _T = TypeVar("_T")
 
@@ -256,21 +260,7 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     def load_models(self) -> dict[str, ModelState]:
-        rows = self._read(
-            lambda db: db.execute(
-                "SELECT model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated"
-                " FROM models"
-            ).fetchall()
-        )
-        return {
-            model_id: ModelState(
-                cursor=decode_cursor(at_ns, seen, last_status, lazy, horizon_ns, undated),
-                name=name,
-                list_status=list_status,
-                list_updated=list_updated,
-            )
-            for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated in rows
-        }
+        return model_states(self._read(lambda db: db.execute(_LOAD_MODELS).fetchall()))
 
     def commit_cycle(
         self,
