@@ -30,8 +30,10 @@ __all__ = [
     "StoreError",
     "StoreOpenError",
     "decode_cursor",
+    "delivery_params",
     "encode_cursor",
     "model_states",
+    "pending_delivery",
 ]
 
 #: What :meth:`Store.claim_next` says when another process is sending for that notifier.
@@ -108,6 +110,34 @@ def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
         )
         for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated in rows
     }
+
+
+def pending_delivery(notifier: str, row: Sequence[Any]) -> tuple[Delivery, Transition]:
+    """A pending row (transition_id, created_at, attempts, next_attempt_at,
+    last_error, payload) as the delivery and its transition."""
+    transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
+    delivery = Delivery(
+        transition_id=transition_id,
+        notifier=notifier,
+        created_at=created_at,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        last_error=last_error,
+    )
+    return delivery, Transition.from_payload(json.loads(payload))
+
+
+def delivery_params(delivery: Delivery) -> tuple[Any, ...]:
+    """What an UPDATE of one delivery binds: state, attempts, next_attempt_at,
+    last_error, then the key (notifier, transition_id)."""
+    return (
+        delivery.state.value,
+        delivery.attempts,
+        delivery.next_attempt_at,
+        delivery.last_error,
+        delivery.notifier,
+        delivery.transition_id,
+    )
 
 
 class Claim(Protocol):

@@ -30,8 +30,10 @@ from ftwatch.store.base import (
     ModelState,
     StoreError,
     StoreOpenError,
+    delivery_params,
     encode_cursor,
     model_states,
+    pending_delivery,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -111,30 +113,6 @@ _SAVE = (
 )
 
 
-def _head(notifier: str, row: tuple[Any, ...]) -> tuple[Delivery, Transition]:
-    transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
-    delivery = Delivery(
-        transition_id=transition_id,
-        notifier=notifier,
-        created_at=created_at,
-        attempts=attempts,
-        next_attempt_at=next_attempt_at,
-        last_error=last_error,
-    )
-    return delivery, Transition.from_payload(json.loads(payload))
-
-
-def _save_params(delivery: Delivery) -> tuple[Any, ...]:
-    return (
-        delivery.state.value,
-        delivery.attempts,
-        delivery.next_attempt_at,
-        delivery.last_error,
-        delivery.notifier,
-        delivery.transition_id,
-    )
-
-
 #: A connection that stops answering (a partition, not a close) is noticed by the
 #: client within seconds: keepalives on an idle one, a TCP user timeout on a write.
 _CONNECTION: dict[str, Any] = {
@@ -178,7 +156,7 @@ class _RowClaim:
         conn, self._conn = self._conn, None
         assert conn is not None, "a claim is finished once"
         try:
-            conn.execute(_SAVE, _save_params(updated))
+            conn.execute(_SAVE, delivery_params(updated))
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             self._store._give_back(conn, broken=True)
@@ -452,10 +430,10 @@ class PostgresStore:
 
     def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
         row = self._run(lambda c: c.execute(_HEAD, (notifier,)).fetchone(), write=False)
-        return None if row is None else _head(notifier, row)
+        return None if row is None else pending_delivery(notifier, row)
 
     def save_delivery(self, delivery: Delivery) -> None:
-        self._run(lambda c: c.execute(_SAVE, _save_params(delivery)), write=True)
+        self._run(lambda c: c.execute(_SAVE, delivery_params(delivery)), write=True)
 
     def claim_next(self, notifier: str) -> _RowClaim | Literal["busy"] | None:
         try:
@@ -479,7 +457,7 @@ class PostgresStore:
         if row is None:
             self._give_back(conn, rollback=True)
             return None
-        return _RowClaim(self, conn, _head(notifier, row))
+        return _RowClaim(self, conn, pending_delivery(notifier, row))
 
     def _give_back(self, conn: psycopg.Connection[Any], *, rollback: bool = False, broken: bool = False) -> None:
         """Return a claim's connection to the pool, its transaction ended."""

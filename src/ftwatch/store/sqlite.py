@@ -21,7 +21,17 @@ from typing import IO, TypeVar
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import MODEL_COLUMNS, Lease, ModelState, StoreError, StoreOpenError, encode_cursor, model_states
+from ftwatch.store.base import (
+    MODEL_COLUMNS,
+    Lease,
+    ModelState,
+    StoreError,
+    StoreOpenError,
+    delivery_params,
+    encode_cursor,
+    model_states,
+    pending_delivery,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -340,32 +350,14 @@ class SqliteStore:
                 (notifier,),
             ).fetchone()
         )
-        if row is None:
-            return None
-        transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
-        delivery = Delivery(
-            transition_id=transition_id,
-            notifier=notifier,
-            created_at=created_at,
-            attempts=attempts,
-            next_attempt_at=next_attempt_at,
-            last_error=last_error,
-        )
-        return delivery, Transition.from_payload(json.loads(payload))
+        return None if row is None else pending_delivery(notifier, row)
 
     def save_delivery(self, delivery: Delivery) -> None:
         self._write(
             lambda db: db.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
                 " WHERE notifier = ? AND transition_id = ?",
-                (
-                    delivery.state.value,
-                    delivery.attempts,
-                    delivery.next_attempt_at,
-                    delivery.last_error,
-                    delivery.notifier,
-                    delivery.transition_id,
-                ),
+                delivery_params(delivery),
             )
         )
 
