@@ -3,12 +3,15 @@ CPU per request, peak memory.
 
     python -m bench.scale --models 2000 --interval 30 --steady-cycles 3 --changes 20
     python -m bench.scale --models 10000 --rpm 250 --interval 30 --changes 40
+    python -m bench.scale --models 2000 --state-url postgresql://postgres@127.0.0.1:5432/test
 
 The simulator runs in this process with its own per-key rate limit (--sim-rpm, 500 as
 Cohere's); ftwatch runs as the real daemon in a subprocess, delivering to a local
 webhook receiver. Phase one changes nothing (requests per steady cycle); phase two
 changes one random model every --change-every seconds and times each change from the
-simulator to the receiver.
+simulator to the receiver. With --state-url the daemon reaches PostgreSQL through a
+forwarder that counts round trips (bench/roundtrips.py): per cycle, and per interval
+(the cycle plus the dispatcher's and the leadership's queries between cycles).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -31,6 +35,7 @@ from tests.receiver import Receiver
 from ftwatch.sources.cohere_sim import running_in_thread
 
 from .common import base_env, cpu_seconds, log_events, peak_rss_mb, percentile, seeded_simulator
+from .roundtrips import RoundTripProxy
 
 
 def bare_httpx_cpu_ms(url: str, n: int = 100) -> float:
@@ -61,6 +66,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         args.models, latency_s=args.latency_ms / 1000, page_size=args.page_size, rate_limit=args.sim_rpm
     )
     receiver = Receiver().start()
+    proxy: RoundTripProxy | None = None
     with running_in_thread(sim), tempfile.TemporaryDirectory() as tmp_dir, contextlib.ExitStack() as stack:
         tmp = Path(tmp_dir)
         env = {
@@ -72,7 +78,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         if args.state_url:
             from .replicas import schema  # noqa: PLC0415 - psycopg only when asked
 
-            env["FTWATCH_STATE__URL"] = stack.enter_context(schema(args.state_url))
+            proxy = RoundTripProxy(stack.enter_context(schema(args.state_url)))
+            stack.callback(proxy.close)
+            env["FTWATCH_STATE__URL"] = proxy.url
         log_path = tmp / "ftwatch.log"
         with log_path.open("w") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "ftwatch", "run"], env=env, stderr=log_file)
@@ -103,6 +111,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             while len(receiver.received) < args.changes and time.monotonic() < deadline:
                 time.sleep(0.2)
             cpu = cpu_seconds(proc.pid) - cpu_start
+            all_cycles = cycles()
             requests_measured = sim.count() - requests_start
             rss = peak_rss_mb(proc.pid)
             proc.send_signal(signal.SIGTERM)
@@ -145,6 +154,27 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         f"(a bare httpx GET costs {floor_ms:.2f} ms CPU on this machine)"
     )
     print(f"ftwatch peak RSS: {rss:.1f} MB")
+    cpu_per_cycle = cpu * 1000 / max(len(all_cycles) - 1, 1)
+    print(f"CPU per cycle after the baseline: {cpu_per_cycle:.0f} ms (mean over {len(all_cycles) - 1} cycles)")
+    if proxy is not None:
+        print_round_trips(proxy, all_cycles)
+
+
+def print_round_trips(proxy: RoundTripProxy, cycles: list[dict[str, object]]) -> None:
+    """Round trips inside each cycle, and over the whole interval before it."""
+    ends = [datetime.fromisoformat(str(c["timestamp"])).timestamp() for c in cycles]
+    inside: dict[int, list[int]] = {}
+    interval: dict[int, list[int]] = {}
+    for n in range(1, len(cycles)):
+        changed = int(str(cycles[n]["transitions"]))
+        start = ends[n] - float(str(cycles[n]["seconds"])) - 0.01
+        inside.setdefault(changed, []).append(proxy.between(start, ends[n]))
+        interval.setdefault(changed, []).append(proxy.between(ends[n - 1] + 1e-6, ends[n]))
+    for changed in sorted(inside):
+        print(
+            f"database round trips, cycles with {changed} transition(s): inside the cycle {inside[changed]},"
+            f" whole interval {interval[changed]}"
+        )
 
 
 if __name__ == "__main__":

@@ -164,6 +164,25 @@ def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
     assert second.stop() == 0
 
 
+def test_an_interval_longer_than_the_lease_keeps_one_leader_and_its_term(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """The default interval (30 s) outlasts the default lease (15 s): the leader renews
+    between cycles, so the standby never takes over and the term does not grow."""
+    sim.add_model("m", "STATUS_QUEUED")
+    env = {
+        **hook_env(_pg_env(base_env, postgres_url), receiver),
+        "FTWATCH_STATE__LEASE_S": "1",
+        "FTWATCH_POLL__INTERVAL_S": "2.5",
+    }
+    leader, standby = _leader_and_standby(daemons, env)
+    wait_for(lambda: leader.stderr.count('"poll.cycle"') >= 3, timeout=15, what="three cycles of the leader")
+    assert _terms(leader) == [1]
+    assert '"leader.acquired"' not in standby.stderr
+    assert leader.stop() == 0
+    assert standby.stop() == 0
+
+
 def test_a_paused_leader_writes_nothing_when_it_wakes(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
 ) -> None:

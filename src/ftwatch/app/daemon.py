@@ -223,6 +223,8 @@ class Daemon:
             group.start_soon(stop_when_asked)
             group.start_soon(dispatcher.run, notifiers)
             group.start_soon(self._outbox_gauges, dispatcher)
+            if self.leadership is not None:
+                group.start_soon(self.leadership.keep)
             if self.systemd.watchdog_interval_s is not None:
                 group.start_soon(self._watchdog, self.systemd.watchdog_interval_s)
             # Ready once the loop runs: an API that is down at boot shows in STATUS=

@@ -97,6 +97,8 @@ class PollLoop:
             )
         else:
             report = CycleReport(result, anyio.current_time() - started, self._requests - requests_before)
+            if self.leadership is not None:
+                self.leadership.committed()
             self._log(report)
         if self.leadership is not None:
             await self.leadership.polled(report.result is not None)

@@ -11,6 +11,7 @@ through ``anyio.to_thread.run_sync``, as for SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -107,6 +108,45 @@ _HEAD = (
     " FROM ftwatch_deliveries d JOIN ftwatch_transitions t ON t.id = d.transition_id"
     " WHERE d.notifier = %s AND d.state = 'pending' ORDER BY t.seq LIMIT 1"
 )
+#: Take the lease if it is ours, free or expired (a new holder gets the next term; the
+#: holder renewing a valid lease keeps its own); no row comes back while another holds it.
+_TAKE_LEASE = (
+    "INSERT INTO ftwatch_lease AS l (name, holder, term, expires_at)"
+    " VALUES ('poller', %(holder)s, 1, now() + make_interval(secs => %(lease_s)s))"
+    " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,"
+    " term = CASE WHEN l.holder = excluded.holder AND l.expires_at > now() THEN l.term ELSE l.term + 1 END"
+    " WHERE l.holder IS NULL OR l.holder = excluded.holder OR l.expires_at <= now()"
+    " RETURNING l.term"
+)
+_UPSERT_MODEL = (
+    "INSERT INTO ftwatch_models (model_id, name, at_ns, seen, last_status, lazy, list_status,"
+    " list_updated, horizon_ns, undated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
+    " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
+    " list_status = excluded.list_status, list_updated = excluded.list_updated,"
+    " horizon_ns = excluded.horizon_ns, undated = excluded.undated"
+    " WHERE ftwatch_models.at_ns IS NULL"
+    " OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= ftwatch_models.at_ns)"
+)
+
+
+def _model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
+    seen, undated = encode_cursor(state.cursor)
+    cursor = state.cursor
+    return (
+        model_id,
+        state.name,
+        cursor.at_ns,
+        seen,
+        cursor.last_status,
+        cursor.lazy,
+        state.list_status,
+        state.list_updated,
+        cursor.horizon_ns,
+        undated,
+    )
+
+
 _SAVE = (
     "UPDATE ftwatch_deliveries SET state = %s, attempts = %s, next_attempt_at = %s, last_error = %s"
     " WHERE notifier = %s AND transition_id = %s"
@@ -252,12 +292,15 @@ class PostgresStore:
                 (str(version),),
             )
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool) -> _T:
+    def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool, pipeline: bool = False) -> _T:
+        """``work`` on a pooled connection; ``write``: in one transaction;
+        ``pipeline``: its statements sent without waiting for each answer (one round
+        trip, plus one per result ``work`` reads before the end)."""
         try:
             with self._pool.connection() as conn:
                 if not write:
                     return work(conn)
-                with conn.transaction():
+                with conn.pipeline() if pipeline else contextlib.nullcontext(), conn.transaction():
                     return work(conn)
         except psycopg.Error as exc:
             # Rolled back by the transaction block; a broken connection is dropped by
@@ -303,61 +346,29 @@ class PostgresStore:
     ) -> int:
         route_list = list(routes)
 
-        def work(conn: psycopg.Connection[Any]) -> int:
+        def work(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any] | None:
+            # Pipelined: the whole cycle reaches the server in one round trip, the
+            # lease's answer is read in a second (before COMMIT), however many models
+            # and transitions there are.
+            renewed = None
+            if lease is not None:
+                # First, in the same transaction: a leader paused past its lease
+                # (another has taken it) writes nothing at all.
+                renewed = conn.execute(
+                    "UPDATE ftwatch_lease SET expires_at = now() + make_interval(secs => %s)"
+                    " WHERE name = 'poller' AND holder = %s AND term = %s AND expires_at > now() RETURNING term",
+                    (lease.lease_s, lease.holder, lease.term),
+                )
             with conn.cursor() as cur:
-                if lease is not None:
-                    # First, in the same transaction: a leader paused past its lease
-                    # (another has taken it) writes nothing at all.
-                    cur.execute(
-                        "UPDATE ftwatch_lease SET expires_at = now() + make_interval(secs => %s)"
-                        " WHERE name = 'poller' AND holder = %s AND term = %s AND expires_at > now()",
-                        (lease.lease_s, lease.holder, lease.term),
-                    )
-                    if cur.rowcount != 1:
-                        raise _LeaseGoneError
                 if models:
                     # A cursor only moves forward: a slower poller racing a faster one
                     # cannot take it back (and so cannot make anything be sent again).
+                    cur.executemany(_UPSERT_MODEL, [_model_row(model_id, state) for model_id, state in models.items()])
+                if transitions:
                     cur.executemany(
-                        "INSERT INTO ftwatch_models (model_id, name, at_ns, seen, last_status, lazy, list_status,"
-                        " list_updated, horizon_ns, undated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
-                        " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
-                        " list_status = excluded.list_status, list_updated = excluded.list_updated,"
-                        " horizon_ns = excluded.horizon_ns, undated = excluded.undated"
-                        " WHERE ftwatch_models.at_ns IS NULL"
-                        " OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= ftwatch_models.at_ns)",
-                        [
-                            (
-                                model_id,
-                                state.name,
-                                state.cursor.at_ns,
-                                seen,
-                                state.cursor.last_status,
-                                state.cursor.lazy,
-                                state.list_status,
-                                state.list_updated,
-                                state.cursor.horizon_ns,
-                                undated,
-                            )
-                            for model_id, state in models.items()
-                            for seen, undated in [encode_cursor(state.cursor)]
-                        ],
-                    )
-                queued = 0
-                for transition in transitions:
-                    cur.execute(
                         "INSERT INTO ftwatch_transitions (id, payload) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                        (transition.id, json.dumps(transition.to_payload())),
+                        [(t.id, json.dumps(t.to_payload())) for t in transitions],
                     )
-                    for route in route_list:
-                        if route.wants(transition):
-                            cur.execute(
-                                "INSERT INTO ftwatch_deliveries (transition_id, notifier, state, created_at)"
-                                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                                (transition.id, route.key, DeliveryState.PENDING.value, now),
-                            )
-                            queued += cur.rowcount
                 cur.execute("INSERT INTO ftwatch_meta (key, value) VALUES ('baselined', '1') ON CONFLICT DO NOTHING")
                 if scope is not None:
                     cur.execute(
@@ -365,10 +376,30 @@ class PostgresStore:
                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                         (scope,),
                     )
-                return queued
+            deliveries = [
+                (t.id, route.key, DeliveryState.PENDING.value, now)
+                for t in transitions
+                for route in route_list
+                if route.wants(t)
+            ]
+            queued = conn.cursor() if deliveries else None
+            if queued is not None:
+                queued.executemany(
+                    "INSERT INTO ftwatch_deliveries (transition_id, notifier, state, created_at)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    deliveries,
+                )
+            # Reading the lease's answer sends everything so far (the second round trip
+            # is COMMIT); no row: another holds the lease, and this rolls back.
+            if renewed is not None and renewed.fetchone() is None:
+                raise _LeaseGoneError
+            return queued
 
         try:
-            return self._run(work, write=True)
+            queued = self._run(work, write=True, pipeline=True)
+            # Known once the pipeline has been answered: the rows really inserted (a
+            # transition another poller queued first is not counted).
+            return 0 if queued is None else max(queued.rowcount, 0)
         except _LeaseGoneError:
             raise LeaseLostError(
                 f"the polling lease (term {lease.term if lease else '?'}) is held by another"
@@ -380,36 +411,20 @@ class PostgresStore:
     shared = True
 
     def acquire_lease(self, holder: str, lease_s: float) -> int | None:
-        def work(conn: psycopg.Connection[Any]) -> int | None:
+        def work(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
             # Never wait on the leader's commit (it holds the row for a moment), nor on
             # a leader cut off mid-commit (until the server ends its session).
             conn.execute("SET LOCAL lock_timeout = '1s'")
-            conn.execute(
-                "INSERT INTO ftwatch_lease (name, holder, term, expires_at) VALUES ('poller', NULL, 0, now())"
-                " ON CONFLICT (name) DO NOTHING"
-            )
-            row = conn.execute(
-                "SELECT holder, term, expires_at > now() FROM ftwatch_lease WHERE name = 'poller' FOR UPDATE"
-            ).fetchone()
-            assert row is not None
-            current, term, valid = row
-            if current == holder and valid:
-                return int(term)
-            if current is not None and valid:
-                return None
-            taken = conn.execute(
-                "UPDATE ftwatch_lease SET holder = %s, term = term + 1, expires_at = now() + make_interval(secs => %s)"
-                " WHERE name = 'poller' RETURNING term",
-                (holder, lease_s),
-            ).fetchone()
-            return int(taken[0]) if taken else None
+            return conn.execute(_TAKE_LEASE, {"holder": holder, "lease_s": lease_s})
 
         try:
-            return self._run(work, write=True)
+            # One round trip: BEGIN, SET, the upsert and COMMIT are pipelined.
+            row = self._run(work, write=True, pipeline=True).fetchone()
         except StoreError as exc:
             if "lock timeout" in str(exc):
                 return None  # the holder is committing (or cut off): it leads for now
             raise
+        return None if row is None else int(row[0])
 
     def release_lease(self, holder: str, term: int) -> None:
         self._run(
