@@ -39,7 +39,7 @@ class DeliveryAttempt:
 
 #: An idle worker looks at the outbox this often even unwoken: with several replicas,
 #: another one may have queued for it, or have died holding its head.
-_IDLE_LOOK_S = 2.0
+_IDLE_LOOK_S = 0.5
 
 
 def _ignore(_: object) -> None:

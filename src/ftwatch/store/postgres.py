@@ -300,13 +300,32 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 if not write:
                     return work(conn)
-                with conn.pipeline() if pipeline else contextlib.nullcontext(), conn.transaction():
+                if pipeline:
+                    return self._pipelined(conn, work)
+                with conn.transaction():
                     return work(conn)
         except psycopg.Error as exc:
             # Rolled back by the transaction block; a broken connection is dropped by
             # the pool, and the next call gets a new one.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"state database {self._where}: {detail}") from None
+
+    @staticmethod
+    def _pipelined(conn: psycopg.Connection[Any], work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """BEGIN, ``work`` and COMMIT in one pipeline. Not ``conn.transaction()``: in a
+        pipeline it waits for the answer to BEGIN, a round trip of its own."""
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                result = work(conn)
+                conn.execute("COMMIT")
+        except BaseException:
+            # After an error the server skipped the rest, COMMIT too: end it here.
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return result
 
     def close(self) -> None:
         # Bounded: a claim still out (a send cut by the stop) is rolled back by the
@@ -456,16 +475,20 @@ class PostgresStore:
         except Exception as exc:  # noqa: BLE001 - the pool's own PoolTimeout, or psycopg's
             raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
         try:
-            conn.execute("BEGIN")
-            # One sender per notifier across every process (order and pacing), for the
-            # length of this transaction; another process sees BUSY and waits.
-            locked = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(hashtext('ftwatch.notifier'), hashtext(%s))", (notifier,)
-            ).fetchone()
+            # One round trip: BEGIN, the lock and the head, pipelined. One sender per
+            # notifier across every process (order and pacing), for the length of this
+            # transaction; another process sees BUSY and waits (the head it may have
+            # locked meanwhile is let go with the rollback).
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                lock = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtext('ftwatch.notifier'), hashtext(%s))", (notifier,)
+                )
+                head = conn.execute(_HEAD + " FOR UPDATE OF d SKIP LOCKED", (notifier,))
+            locked, row = lock.fetchone(), head.fetchone()
             if not locked or not locked[0]:
                 self._give_back(conn, rollback=True)
                 return BUSY
-            row = conn.execute(_HEAD + " FOR UPDATE OF d SKIP LOCKED", (notifier,)).fetchone()
         except psycopg.Error as exc:
             self._give_back(conn, broken=True)
             raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
