@@ -20,6 +20,7 @@ except ImportError:  # a source tree that was never installed
         __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
+    from ftwatch.app.wait import Until, WaitOutcome, wait_for
     from ftwatch.model import Event, ModelInfo, Transition
     from ftwatch.notifiers.base import DeliveryFailedError, Notifier, NotifierConfig, NotifierContext
 
@@ -31,7 +32,10 @@ __all__ = [
     "NotifierConfig",
     "NotifierContext",
     "Transition",
+    "Until",
+    "WaitOutcome",
     "__version__",
+    "wait_for",
 ]
 
 _LAZY = {
@@ -42,6 +46,9 @@ _LAZY = {
     "Notifier": "ftwatch.notifiers.base",
     "NotifierConfig": "ftwatch.notifiers.base",
     "NotifierContext": "ftwatch.notifiers.base",
+    "Until": "ftwatch.app.wait",
+    "WaitOutcome": "ftwatch.app.wait",
+    "wait_for": "ftwatch.app.wait",
 }
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "human_status",
     "normalize_status",
     "parse_timestamp",
+    "state_of",
 ]
 
 #: The statuses of Cohere's fine-tuning API v1. Others may appear later; they pass
@@ -37,6 +38,30 @@ KNOWN_STATUSES: tuple[str, ...] = (
     "STATUS_PAUSED",
     "STATUS_QUEUED",
 )
+
+
+#: The normalized states every provider's statuses map to (bodies' ``state``).
+STATES: tuple[str, ...] = ("queued", "running", "ready", "failed", "cancelled", "paused", "deleted", "unknown")
+
+#: The states a job does not leave by itself.
+TERMINAL_STATES: frozenset[str] = frozenset({"ready", "failed", "cancelled", "deleted"})
+
+_COHERE_STATES: dict[str, str] = {
+    "STATUS_QUEUED": "queued",
+    "STATUS_FINETUNING": "running",
+    "STATUS_DEPLOYING_API": "running",
+    "STATUS_READY": "ready",
+    "STATUS_FAILED": "failed",
+    "STATUS_DELETED": "deleted",
+    "STATUS_PAUSED": "paused",
+    "STATUS_TEMPORARILY_OFFLINE": "paused",
+    "STATUS_UNSPECIFIED": "unknown",
+}
+
+
+def state_of(status: str | None) -> str:
+    """A Cohere status as its normalized state; a word nobody knows yet is ``unknown``."""
+    return _COHERE_STATES.get(status or "", "unknown")
 
 
 def normalize_status(name: str) -> str | None:

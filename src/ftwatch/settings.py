@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -23,8 +23,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ftwatch.duration import parse_duration
 from ftwatch.errors import ConfigError, first_problem
-from ftwatch.model import check_model_id
+from ftwatch.model import STATES, check_model_id, normalize_status, state_of
 from ftwatch.notifiers.base import NotifierConfig
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "PollMode",
     "PollSettings",
     "Settings",
+    "StallSettings",
     "StateSettings",
     "default_state_path",
     "find_config_file",
@@ -73,6 +75,14 @@ class CohereSettings(BaseModel):
         return value.rstrip("/")
 
 
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+#: A duration written as ``"30d"``, ``"2h"``, ``"90s"`` (or a number of seconds), held as seconds.
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
 class PollMode(enum.StrEnum):
     """How changes are found (see :mod:`ftwatch.poller`)."""
 
@@ -99,6 +109,9 @@ class PollSettings(BaseModel):
     #: How far the API's updated_at may lag the event that set the status it shows
     #: (another clock, fewer digits): such an event is part of a baseline.
     clock_skew_s: Annotated[float, Field(ge=0, le=3_600)] = 2.0
+    #: A start on empty state reports the events of this last stretch of time
+    #: instead of taking them as baseline ("1h"); "0s": everything is baseline.
+    catch_up: Annotated[Duration, Field(ge=0, le=30 * 86_400)] = 0.0
 
     @field_validator("models")
     @classmethod
@@ -121,6 +134,8 @@ class StateSettings(BaseModel):
     #: Polling leadership between replicas on PostgreSQL: a leader that stops
     #: renewing is replaced within this (plus one interval).
     lease_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
+    #: Delivered rows older than this are removed ("30d"); "0s" keeps them forever.
+    retention: Annotated[Duration, Field(ge=0)] = 30 * 86_400.0
 
     @field_validator("url")
     @classmethod
@@ -158,6 +173,35 @@ class DeliverySettings(BaseModel):
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 5.0
 
 
+class StallSettings(BaseModel):
+    model_config = _STRICT
+
+    #: How long a model may stay in a state before one ``finetuned_model.stalled``
+    #: alert: keyed by normalized state (``running``) or the provider's own word
+    #: (``FINETUNING`` / ``STATUS_FINETUNING``).
+    after: dict[str, Annotated[Duration, Field(gt=0)]] = Field(default_factory=dict)
+
+    @field_validator("after")
+    @classmethod
+    def _known_states(cls, value: dict[str, float]) -> dict[str, float]:
+        checked = {}
+        for key, seconds in value.items():
+            word = key.strip()
+            if word.lower() in STATES:
+                checked[word.lower()] = seconds
+            elif (status := normalize_status(word)) is not None:
+                checked[status] = seconds
+            else:
+                raise ValueError(f"{key!r} is no state: use one of {', '.join(STATES)}, or a status such as FINETUNING")
+        return checked
+
+    def threshold_s(self, status: str | None) -> float | None:
+        """How long ``status`` may last (its own word first, then its state)."""
+        if not self.after or status is None:
+            return None
+        return self.after.get(status, self.after.get(state_of(status)))
+
+
 class Settings(BaseSettings):
     """The whole configuration of ftwatch."""
 
@@ -173,6 +217,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    stall: StallSettings = Field(default_factory=StallSettings)
     #: Each ``[[notifiers]]`` table, validated once into its type's config.
     notifiers: list[NotifierConfig] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -29,8 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ftwatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", metavar="P", help="TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)")
+    def with_config(p: argparse.ArgumentParser, *, nested: bool = False) -> argparse.ArgumentParser:
+        # Nested (outbox replay): no default of its own, or it would blank the parent's.
+        default = argparse.SUPPRESS if nested else None
+        p.add_argument(
+            "--config", metavar="P", default=default, help="TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)"
+        )
         return p
 
     run = with_config(commands.add_parser("run", help="the daemon: poll, diff, notify until SIGTERM"))
@@ -54,6 +58,33 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(commands.add_parser("migrate", help="bring the state file's schema up to this version"))
 
+    outbox = with_config(commands.add_parser("outbox", help="deliveries: pending, dead, delivered; replay, purge"))
+    outbox.add_argument("--state", choices=("pending", "dead", "delivered"), help="default: pending and dead")
+    outbox.add_argument("--notifier", metavar="KEY", help="one notifier's deliveries (its key, as listed)")
+    outbox.add_argument("--json", action="store_true", help="one JSON object per line")
+    actions = outbox.add_subparsers(dest="outbox_action", metavar="ACTION", parser_class=_Parser)
+    replay = with_config(
+        actions.add_parser("replay", help="dead letters back to pending; the daemon sends them"), nested=True
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID", help="transition ids (see 'ftwatch outbox --state dead')")
+    replay.add_argument("--dead", action="store_true", help="every dead letter")
+    replay.add_argument("--notifier", metavar="KEY", dest="replay_notifier")
+    purge = with_config(
+        actions.add_parser("purge", help="remove delivered and dead rows older than a duration"), nested=True
+    )
+    purge.add_argument("--older-than", type=_duration, required=True, metavar="DURATION", help="e.g. 30d, 12h")
+
+    status = with_config(commands.add_parser("status", help="last poll, models, outbox per notifier, leader"))
+    status.add_argument("--json", action="store_true")
+
+    wait = with_config(commands.add_parser("wait", help="poll until the models reach a state; exit 0, 1 or 124"))
+    wait.add_argument("model_ids", nargs="+", metavar="MODEL_ID")
+    wait.add_argument("--until", choices=("ready", "failed", "any-terminal"), default="ready")
+    wait.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up (exit 124) after this long")
+    wait.add_argument("--source", metavar="NAME", help="the source the models belong to (default: the only one)")
+    wait.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls (default 10)")
+    wait.add_argument("--json", action="store_true", help="each transition as a JSON line")
+
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
     demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S")
     return parser
@@ -67,6 +98,15 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
+
+
+def _duration(text: str) -> float:
+    from ftwatch.duration import parse_duration  # noqa: PLC0415 - small, stdlib only
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

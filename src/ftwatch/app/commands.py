@@ -68,7 +68,25 @@ def run_command(args: argparse.Namespace) -> int:
         return anyio.run(_notify_test, settings)
     if command == "migrate":
         return _migrate(settings)
+    if command in ("outbox", "status"):
+        return _operate(settings, args)
+    if command == "wait":
+        from ftwatch.app.wait import run_wait  # noqa: PLC0415
+
+        return run_wait(settings, args)
     raise AssertionError(command)
+
+
+def _operate(settings: Settings, args: argparse.Namespace) -> int:
+    from ftwatch.app import operate  # noqa: PLC0415
+
+    if args.command == "status":
+        return operate.status(settings, args.json)
+    if args.outbox_action == "replay":
+        return operate.outbox_replay(settings, args.ids, args.dead, args.replay_notifier or args.notifier)
+    if args.outbox_action == "purge":
+        return operate.outbox_purge(settings, args.older_than)
+    return operate.outbox_list(settings, args.state, args.notifier, args.json)
 
 
 def _run(settings: Settings, path: Path | None, *, once: bool) -> int:

@@ -41,6 +41,10 @@ from ftwatch.store.base import Store, StoreError
 
 __all__ = ["Daemon", "changed_keys"]
 
+#: When the retention first runs after start, and how often after that.
+RETENTION_FIRST_S = 1.0
+RETENTION_EVERY_S = 3_600.0
+
 log = structlog.get_logger("ftwatch.daemon")
 
 #: Sections a reload cannot apply: the client, the state and the listener are built once.
@@ -223,6 +227,8 @@ class Daemon:
             group.start_soon(stop_when_asked)
             group.start_soon(dispatcher.run, notifiers)
             group.start_soon(self._outbox_gauges, dispatcher)
+            if self.settings.state.retention > 0:
+                group.start_soon(self._retention, dispatcher.store, self.settings.state.retention)
             if self.leadership is not None:
                 group.start_soon(self.leadership.keep)
             if self.systemd.watchdog_interval_s is not None:
@@ -253,6 +259,22 @@ class Daemon:
         bound = sock.getsockname()[1]
         await group.start(serve_asgi, health_app(self.health, self.metrics), sock)
         log.info("http.listening", address=f"{host}:{bound}")
+
+    async def _retention(self, store: Store, keep_s: float) -> None:
+        """Remove delivered rows older than ``[state] retention``: soon after start,
+        then hourly (on a shared store, by the leader only), so the state stops growing."""
+        await anyio.sleep(RETENTION_FIRST_S)
+        while True:
+            if self.leadership is None or self.leadership.leading:
+                try:
+                    removed = await anyio.to_thread.run_sync(store.purge, time.time() - keep_s)
+                except StoreError as exc:
+                    self.metrics.store_error("purge")
+                    log.warning("store.failed", operation="purge", error=str(exc), note="tried again in an hour")
+                else:
+                    if removed:
+                        log.info("outbox.purged", removed=removed, retention_s=keep_s)
+            await anyio.sleep(RETENTION_EVERY_S)
 
     async def _outbox_gauges(self, dispatcher: Dispatcher) -> None:
         """Keep the outbox gauges fresh from a worker thread: a scrape never touches

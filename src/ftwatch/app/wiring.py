@@ -68,11 +68,18 @@ def state_url(settings: Settings) -> str | None:
     return settings.state.url.get_secret_value() if settings.state.url is not None else None
 
 
-def open_store(settings: Settings, environ: Mapping[str, str] = os.environ, *, connect_wait_s: float = 30.0) -> Store:
+def open_store(
+    settings: Settings,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    connect_wait_s: float = 30.0,
+    beside_daemon: bool = False,
+) -> Store:
     """The state: PostgreSQL when ``[state] url`` is set, else the SQLite file
     (blocking: call it from a worker thread in async code). ``connect_wait_s``: how
     long to wait for a database server that refuses connections (the daemon waits as
-    long as it takes: exiting would not bring the server up)."""
+    long as it takes: exiting would not bring the server up). ``beside_daemon``: for
+    the operator's commands, which work on the state while ``run`` has it open."""
     url = state_url(settings)
     if url is not None:
         try:
@@ -82,7 +89,9 @@ def open_store(settings: Settings, environ: Mapping[str, str] = os.environ, *, c
         return PostgresStore(url, where=redact_url(url), connect_wait_s=connect_wait_s)
     from ftwatch.store.sqlite import SqliteStore  # noqa: PLC0415 - sqlite3 only for commands with state
 
-    return SqliteStore(state_path(settings, environ), busy_timeout_s=settings.state.busy_timeout_s)
+    return SqliteStore(
+        state_path(settings, environ), busy_timeout_s=settings.state.busy_timeout_s, beside_daemon=beside_daemon
+    )
 
 
 def memory_store() -> Store:

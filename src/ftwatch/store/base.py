@@ -24,16 +24,23 @@ __all__ = [
     "BUSY",
     "Claim",
     "Lease",
+    "LeaseInfo",
     "LeaseLostError",
     "ModelState",
+    "OutboxRow",
+    "OutboxSql",
     "Store",
     "StoreError",
+    "StoreFacts",
     "StoreOpenError",
     "decode_cursor",
     "delivery_params",
     "encode_cursor",
+    "model_row",
     "model_states",
+    "outbox_rows",
     "pending_delivery",
+    "upsert_model_sql",
 ]
 
 #: What :meth:`Store.claim_next` says when another process is sending for that notifier.
@@ -70,6 +77,9 @@ class ModelState:
     name: str | None = None
     list_status: str | None = None
     list_updated: str | None = None
+    #: The stay (status and since) a stall alert was queued for: one alert per stay,
+    #: also across restarts.
+    stalled: str | None = None
 
 
 def encode_cursor(cursor: Cursor) -> tuple[str, str]:
@@ -96,20 +106,151 @@ class LeaseLostError(StoreError):
 
 
 #: The columns of a model's row, in this order, in every backend.
-MODEL_COLUMNS = "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated"
+MODEL_COLUMNS = (
+    "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled"
+)
 
 
 def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
     """Rows of :data:`MODEL_COLUMNS` as the models' states."""
-    return {
-        model_id: ModelState(
+    states = {}
+    for row in rows:
+        model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled = row
+        states[model_id] = ModelState(
             cursor=decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated),
             name=name,
             list_status=list_status,
             list_updated=list_updated,
+            stalled=stalled,
         )
-        for model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated in rows
-    }
+    return states
+
+
+def model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
+    """One model's state as the values of :data:`MODEL_COLUMNS`, in order."""
+    seen, undated = encode_cursor(state.cursor)
+    cursor = state.cursor
+    return (
+        model_id,
+        state.name,
+        cursor.at_ns,
+        seen,
+        cursor.last_status,
+        cursor.lazy,
+        state.list_status,
+        state.list_updated,
+        cursor.horizon_ns,
+        undated,
+        state.stalled,
+    )
+
+
+def upsert_model_sql(table: str, placeholder: str) -> str:
+    """Insert or update one model row; a cursor only moves forward, so a slower
+    poller racing a faster one cannot take it back (and make anything be sent again)."""
+    columns = [c.strip() for c in MODEL_COLUMNS.split(",")]
+    values = ", ".join([placeholder] * len(columns))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    return (
+        f"INSERT INTO {table} ({MODEL_COLUMNS}) VALUES ({values})"  # noqa: S608 - our own constant names
+        f" ON CONFLICT (model_id) DO UPDATE SET {updates}"
+        f" WHERE {table}.at_ns IS NULL OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= {table}.at_ns)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One delivery as ``ftwatch outbox`` shows it."""
+
+    transition: Transition
+    notifier: str
+    state: DeliveryState
+    attempts: int
+    created_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    holder: str | None
+    term: int
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What ``ftwatch status`` reads of the state."""
+
+    last_poll_at: float | None
+    models: int
+    lease: LeaseInfo | None
+
+
+class OutboxSql:
+    """The operator's queries over the outbox, for one backend's table names and
+    placeholder: the same SQL runs on SQLite and PostgreSQL."""
+
+    def __init__(self, prefix: str, placeholder: str) -> None:
+        self.d, self.t, self.ph = f"{prefix}deliveries", f"{prefix}transitions", placeholder
+
+    def listing(self, state: DeliveryState | None, notifier: str | None, limit: int) -> tuple[str, list[Any]]:
+        where, params = self._filters(state, notifier)
+        sql = (
+            "SELECT t.payload, d.notifier, d.state, d.attempts, d.created_at, d.last_error"  # noqa: S608
+            f" FROM {self.d} d JOIN {self.t} t ON t.id = d.transition_id{where}"
+            f" ORDER BY t.seq LIMIT {int(limit)}"
+        )
+        return sql, params
+
+    def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> tuple[str, list[Any]]:
+        """Dead letters back to pending: attempts, backoff and the give-up clock anew."""
+        where, params = self._filters(DeliveryState.DEAD, notifier, alias="")
+        if ids is not None:
+            where += f" AND transition_id IN ({', '.join([self.ph] * len(ids))})"
+            params += list(ids)
+        sql = (
+            f"UPDATE {self.d} SET state = 'pending', attempts = 0, next_attempt_at = 0,"  # noqa: S608
+            f" last_error = NULL, created_at = {self.ph}{where}"
+        )
+        return sql, [now, *params]
+
+    def purge(self, before: float, states: Iterable[DeliveryState]) -> list[tuple[str, list[Any]]]:
+        """Finished deliveries queued before ``before``, then the transitions no
+        delivery refers to any more (their cursors keep them from coming back)."""
+        names = [state.value for state in states]
+        marks = ", ".join([self.ph] * len(names))
+        return [
+            (f"DELETE FROM {self.d} WHERE state IN ({marks}) AND created_at < {self.ph}", [*names, before]),  # noqa: S608
+            (
+                f"DELETE FROM {self.t} WHERE NOT EXISTS"  # noqa: S608
+                f" (SELECT 1 FROM {self.d} d WHERE d.transition_id = {self.t}.id)",
+                [],
+            ),
+        ]
+
+    def _filters(self, state: DeliveryState | None, notifier: str | None, alias: str = "d.") -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if state is not None:
+            clauses.append(f"{alias}state = {self.ph}")
+            params.append(state.value)
+        if notifier is not None:
+            clauses.append(f"{alias}notifier = {self.ph}")
+            params.append(notifier)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def outbox_rows(rows: Iterable[Sequence[Any]]) -> list[OutboxRow]:
+    return [
+        OutboxRow(
+            transition=Transition.from_payload(json.loads(payload)),
+            notifier=notifier,
+            state=DeliveryState(state),
+            attempts=int(attempts),
+            created_at=float(created_at),
+            last_error=last_error,
+        )
+        for payload, notifier, state, attempts, created_at, last_error in rows
+    ]
 
 
 def pending_delivery(notifier: str, row: Sequence[Any]) -> tuple[Delivery, Transition]:
@@ -222,4 +363,23 @@ class Store(Protocol):
 
     def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
         """Deliveries in one state, per notifier."""
+        ...
+
+    def list_outbox(
+        self, state: DeliveryState | None = None, notifier: str | None = None, limit: int = 10_000
+    ) -> list[OutboxRow]:
+        """Deliveries, oldest transition first, optionally of one state and notifier."""
+        ...
+
+    def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
+        """Dead letters (all, or these transition ids) back to pending, as if queued
+        ``now``; returns how many. A running daemon sends them at its next look."""
+        ...
+
+    def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
+        """Remove deliveries in ``states`` queued before ``before``; returns how many."""
+        ...
+
+    def facts(self) -> StoreFacts:
+        """The last committed poll, the models known, and (shared stores) the lease."""
         ...

@@ -27,14 +27,20 @@ from ftwatch.store.base import (
     BUSY,
     MODEL_COLUMNS,
     Lease,
+    LeaseInfo,
     LeaseLostError,
     ModelState,
+    OutboxRow,
+    OutboxSql,
     StoreError,
+    StoreFacts,
     StoreOpenError,
     delivery_params,
-    encode_cursor,
+    model_row,
     model_states,
+    outbox_rows,
     pending_delivery,
+    upsert_model_sql,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -48,7 +54,7 @@ log = structlog.get_logger("ftwatch.store.postgres")
 _T = TypeVar("_T")
 
 #: This backend's schema, in ``ftwatch_meta``; each step below migrates one version up.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The advisory lock that serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x66747721
@@ -95,8 +101,14 @@ _SCHEMA_2 = [
     "CREATE INDEX ftwatch_deliveries_oldest ON ftwatch_deliveries (state, created_at)",
 ]
 
+_SCHEMA_3 = [
+    # The stay a stall alert was queued for; purges find orphaned transitions by index.
+    "ALTER TABLE ftwatch_models ADD COLUMN stalled TEXT",
+    "CREATE INDEX ftwatch_deliveries_transition ON ftwatch_deliveries (transition_id)",
+]
+
 #: Version n -> the statements that make n + 1 (0 is an empty database).
-_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2}
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2, 2: _SCHEMA_3}
 
 #: psycopg says these when the server is not there (yet): worth waiting for. Anything
 #: else at connect time (a wrong password, no such database) is the URL's fault.
@@ -118,33 +130,8 @@ _TAKE_LEASE = (
     " WHERE l.holder IS NULL OR l.holder = excluded.holder OR l.expires_at <= now()"
     " RETURNING l.term"
 )
-_UPSERT_MODEL = (
-    "INSERT INTO ftwatch_models (model_id, name, at_ns, seen, last_status, lazy, list_status,"
-    " list_updated, horizon_ns, undated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
-    " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
-    " list_status = excluded.list_status, list_updated = excluded.list_updated,"
-    " horizon_ns = excluded.horizon_ns, undated = excluded.undated"
-    " WHERE ftwatch_models.at_ns IS NULL"
-    " OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= ftwatch_models.at_ns)"
-)
-
-
-def _model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
-    seen, undated = encode_cursor(state.cursor)
-    cursor = state.cursor
-    return (
-        model_id,
-        state.name,
-        cursor.at_ns,
-        seen,
-        cursor.last_status,
-        cursor.lazy,
-        state.list_status,
-        state.list_updated,
-        cursor.horizon_ns,
-        undated,
-    )
+_UPSERT_MODEL = upsert_model_sql("ftwatch_models", "%s")
+_OUTBOX = OutboxSql("ftwatch_", "%s")
 
 
 _SAVE = (
@@ -380,15 +367,18 @@ class PostgresStore:
                 )
             with conn.cursor() as cur:
                 if models:
-                    # A cursor only moves forward: a slower poller racing a faster one
-                    # cannot take it back (and so cannot make anything be sent again).
-                    cur.executemany(_UPSERT_MODEL, [_model_row(model_id, state) for model_id, state in models.items()])
+                    cur.executemany(_UPSERT_MODEL, [model_row(model_id, state) for model_id, state in models.items()])
                 if transitions:
                     cur.executemany(
                         "INSERT INTO ftwatch_transitions (id, payload) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                         [(t.id, json.dumps(t.to_payload())) for t in transitions],
                     )
                 cur.execute("INSERT INTO ftwatch_meta (key, value) VALUES ('baselined', '1') ON CONFLICT DO NOTHING")
+                cur.execute(
+                    "INSERT INTO ftwatch_meta (key, value) VALUES ('last_poll_at', %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (repr(now),),
+                )
                 if scope is not None:
                     cur.execute(
                         "INSERT INTO ftwatch_meta (key, value) VALUES ('scope', %s)"
@@ -516,3 +506,41 @@ class PostgresStore:
             write=False,
         )
         return {str(notifier): int(count) for notifier, count in rows}
+
+    # --- the operator's side ---------------------------------------------------------
+
+    def list_outbox(
+        self, state: DeliveryState | None = None, notifier: str | None = None, limit: int = 10_000
+    ) -> list[OutboxRow]:
+        sql, params = _OUTBOX.listing(state, notifier, limit)
+        return outbox_rows(self._run(lambda c: c.execute(sql.encode(), params).fetchall(), write=False))
+
+    def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
+        sql, params = _OUTBOX.replay(ids, notifier, now)
+        return self._run(lambda c: max(c.execute(sql.encode(), params).rowcount, 0), write=True)
+
+    def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
+        statements = _OUTBOX.purge(before, states)
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            removed = conn.execute(statements[0][0].encode(), statements[0][1]).rowcount
+            for sql, params in statements[1:]:
+                conn.execute(sql.encode(), params)
+            return max(removed, 0)
+
+        return self._run(work, write=True)
+
+    def facts(self) -> StoreFacts:
+        def work(conn: psycopg.Connection[Any]) -> StoreFacts:
+            polled = conn.execute("SELECT value FROM ftwatch_meta WHERE key = 'last_poll_at'").fetchone()
+            counted = conn.execute("SELECT count(*) FROM ftwatch_models").fetchone()
+            lease = conn.execute(
+                "SELECT holder, term, expires_at > now() FROM ftwatch_lease WHERE name = 'poller'"
+            ).fetchone()
+            return StoreFacts(
+                float(polled[0]) if polled else None,
+                int(counted[0]) if counted else 0,
+                LeaseInfo(lease[0], int(lease[1]), bool(lease[2])) if lease else None,
+            )
+
+        return self._run(work, write=False)

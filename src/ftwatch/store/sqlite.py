@@ -25,25 +25,32 @@ from ftwatch.store.base import (
     MODEL_COLUMNS,
     Lease,
     ModelState,
+    OutboxRow,
+    OutboxSql,
     StoreError,
+    StoreFacts,
     StoreOpenError,
     delivery_params,
-    encode_cursor,
+    model_row,
     model_states,
+    outbox_rows,
     pending_delivery,
+    upsert_model_sql,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 #: Our own constant columns, no input: not an injection.
 _LOAD_MODELS = f"SELECT {MODEL_COLUMNS} FROM models"  # noqa: S608
+_UPSERT_MODEL = upsert_model_sql("models", "?")
+_OUTBOX = OutboxSql("", "?")
 
 
 _T = TypeVar("_T")
 
 #: The state file's schema, in ``PRAGMA user_version``. 0 with tables is the first
 #: build's (version 1, which had no number); each step below migrates one version up.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -60,7 +67,8 @@ CREATE TABLE models (
     list_status TEXT,
     list_updated TEXT,
     horizon_ns INTEGER,
-    undated TEXT NOT NULL DEFAULT '[]'
+    undated TEXT NOT NULL DEFAULT '[]',
+    stalled TEXT
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,6 +86,8 @@ CREATE TABLE deliveries (
     PRIMARY KEY (notifier, transition_id)
 );
 CREATE INDEX deliveries_pending ON deliveries (notifier, state);
+CREATE INDEX deliveries_age ON deliveries (state, created_at);
+CREATE INDEX deliveries_transition ON deliveries (transition_id);
 """
 
 
@@ -95,8 +105,16 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
         )
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """Stall alerts remember the stay they were sent for; purges find old rows and
+    the transitions left without deliveries by index."""
+    db.execute("ALTER TABLE models ADD COLUMN stalled TEXT")
+    db.execute("CREATE INDEX deliveries_age ON deliveries (state, created_at)")
+    db.execute("CREATE INDEX deliveries_transition ON deliveries (transition_id)")
+
+
 #: Version n -> n + 1.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 #: Attempts at a statement that meets "database is locked" after the busy timeout.
 _BUSY_ATTEMPTS = 3
@@ -154,17 +172,26 @@ class SqliteStore:
     querying the file, say) before the attempt counts as failed.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0, beside_daemon: bool = False) -> None:
         self.path = path
         self.where = str(path)
         self._lock = threading.Lock()
         self._lock_file: IO[bytes] | None = None
         memory = str(path) == ":memory:"
+        if beside_daemon and not memory and not path.exists():
+            # The operator's commands read what run wrote: they never start a new state.
+            raise StoreOpenError(
+                f"no state file at {path}: 'ftwatch run' has not run with this [state] path yet;"
+                " give the same config (or FTWATCH_STATE__PATH) as the daemon"
+            )
         try:
             if not memory:
                 if not path.parent.exists():
                     path.parent.mkdir(mode=0o700, parents=True)
-                self._lock_file = _exclusive(path)
+                # ``beside_daemon``: an operator's command, next to a running daemon. It
+                # takes no flock (that is the daemon's); its short transactions wait out
+                # the daemon's like any other client's (WAL: readers never block it).
+                self._lock_file = None if beside_daemon else _exclusive(path)
                 # SQLite gives the -wal and -shm files the database file's mode.
                 _create_private(path)
             # check_same_thread off: worker threads take turns, serialised by _lock.
@@ -290,32 +317,7 @@ class SqliteStore:
 
         def work(db: sqlite3.Connection) -> int:
             queued = 0
-            db.executemany(
-                "INSERT INTO models (model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated,"
-                " horizon_ns, undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, at_ns = excluded.at_ns,"
-                " seen = excluded.seen, last_status = excluded.last_status, lazy = excluded.lazy,"
-                " list_status = excluded.list_status, list_updated = excluded.list_updated,"
-                " horizon_ns = excluded.horizon_ns, undated = excluded.undated"
-                # A cursor only moves forward (the same rule as on PostgreSQL).
-                " WHERE models.at_ns IS NULL OR (excluded.at_ns IS NOT NULL AND excluded.at_ns >= models.at_ns)",
-                [
-                    (
-                        model_id,
-                        state.name,
-                        state.cursor.at_ns,
-                        seen,
-                        state.cursor.last_status,
-                        int(state.cursor.lazy),
-                        state.list_status,
-                        state.list_updated,
-                        state.cursor.horizon_ns,
-                        undated,
-                    )
-                    for model_id, state in models.items()
-                    for seen, undated in [encode_cursor(state.cursor)]
-                ],
-            )
+            db.executemany(_UPSERT_MODEL, [model_row(model_id, state) for model_id, state in models.items()])
             for transition in transitions:
                 db.execute(
                     "INSERT OR IGNORE INTO transitions (id, payload) VALUES (?, ?)",
@@ -332,6 +334,7 @@ class SqliteStore:
                 )
                 queued += max(inserted.rowcount, 0)  # what was queued, not what was asked
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('baselined', '1')")
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_poll_at', ?)", (repr(now),))
             if scope is not None:
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scope', ?)", (scope,))
             return queued
@@ -388,3 +391,34 @@ class SqliteStore:
             lambda db: db.execute("SELECT min(created_at) FROM deliveries WHERE state = 'pending'").fetchone()
         )
         return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
+
+    # --- the operator's side ---------------------------------------------------------
+
+    def list_outbox(
+        self, state: DeliveryState | None = None, notifier: str | None = None, limit: int = 10_000
+    ) -> list[OutboxRow]:
+        sql, params = _OUTBOX.listing(state, notifier, limit)
+        return outbox_rows(self._read(lambda db: db.execute(sql, params).fetchall()))
+
+    def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
+        sql, params = _OUTBOX.replay(ids, notifier, now)
+        return int(self._write(lambda db: db.execute(sql, params).rowcount))
+
+    def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
+        statements = _OUTBOX.purge(before, states)
+
+        def work(db: sqlite3.Connection) -> int:
+            removed = db.execute(*statements[0]).rowcount
+            for sql, params in statements[1:]:
+                db.execute(sql, params)
+            return int(removed)
+
+        return self._write(work)
+
+    def facts(self) -> StoreFacts:
+        def work(db: sqlite3.Connection) -> StoreFacts:
+            polled = db.execute("SELECT value FROM meta WHERE key = 'last_poll_at'").fetchone()
+            (models,) = db.execute("SELECT count(*) FROM models").fetchone()
+            return StoreFacts(float(polled[0]) if polled else None, int(models), None)
+
+        return self._read(work)

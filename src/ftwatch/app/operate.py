@@ -1,0 +1,159 @@
+"""The operator's commands: ``outbox`` (list, ``replay``, ``purge``) and ``status``.
+
+They read the same configuration and state as ``run`` and work beside a running
+daemon: SQLite without its flock, in short transactions (WAL: reads never block the
+daemon), PostgreSQL like any other client. Nothing here sends a notification: a
+replayed delivery is sent by the daemon, at its next look (within a second).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ftwatch.app import wiring
+from ftwatch.duration import format_duration
+from ftwatch.errors import ConfigError
+from ftwatch.model import format_timestamp, human_status
+from ftwatch.outbox import DeliveryState
+from ftwatch.settings import Settings
+from ftwatch.store.base import OutboxRow, Store
+
+__all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
+
+#: Rows ``ftwatch outbox`` shows at most (a note says when there are more).
+LIST_LIMIT = 10_000
+
+
+@contextmanager
+def _state(settings: Settings) -> Iterator[Store]:
+    store = wiring.open_store(settings, connect_wait_s=5.0, beside_daemon=True)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _row_json(row: OutboxRow, now: float) -> dict[str, Any]:
+    t = row.transition
+    return {
+        "id": t.id,
+        "notifier": row.notifier,
+        "type": t.type,
+        "model_id": t.model_id,
+        "model_name": t.model_name,
+        "status": t.status,
+        "state": row.state.value,
+        "attempts": row.attempts,
+        "age_s": round(max(0.0, now - row.created_at), 3),
+        "last_error": row.last_error,
+    }
+
+
+def outbox_list(settings: Settings, state: str | None, notifier: str | None, as_json: bool) -> int:
+    """One row per delivery; without ``--state``, what still needs attention
+    (pending and dead)."""
+    states = [DeliveryState(state)] if state else [DeliveryState.PENDING, DeliveryState.DEAD]
+    with _state(settings) as store:
+        rows = [row for s in states for row in store.list_outbox(s, notifier, limit=LIST_LIMIT)]
+    now = time.time()
+    if as_json:
+        for row in rows:
+            print(json.dumps(_row_json(row, now), separators=(",", ":")))
+    else:
+        table = [
+            (
+                r.transition.id,
+                r.notifier,
+                r.transition.model_name or r.transition.model_id,
+                human_status(r.transition.status),
+                r.state.value,
+                str(r.attempts),
+                format_duration(max(0.0, now - r.created_at)),
+                (r.last_error or "-").replace("\n", " ")[:80],
+            )
+            for r in rows
+        ]
+        _print_table(("TRANSITION", "NOTIFIER", "MODEL", "STATUS", "STATE", "ATTEMPTS", "AGE", "LAST ERROR"), table)
+    if any(len([r for r in rows if r.state is s]) >= LIST_LIMIT for s in states):
+        print(f"ftwatch: showing the oldest {LIST_LIMIT} per state; narrow with --notifier", file=sys.stderr)
+    return 0
+
+
+def outbox_replay(settings: Settings, ids: Sequence[str], dead: bool, notifier: str | None) -> int:
+    if dead == bool(ids):
+        raise ConfigError("outbox replay takes --dead or transition ids, not both (see 'ftwatch outbox --state dead')")
+    with _state(settings) as store:
+        count = store.replay(None if dead else list(dict.fromkeys(ids)), notifier, time.time())
+    print(f"re-queued {count} deliveries")
+    if ids and count < len(set(ids)):
+        print(
+            "ftwatch: some ids are no dead letter (of that notifier): see 'ftwatch outbox --state dead'",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def outbox_purge(settings: Settings, older_than_s: float) -> int:
+    with _state(settings) as store:
+        count = store.purge(time.time() - older_than_s, (DeliveryState.DELIVERED, DeliveryState.DEAD))
+    print(f"removed {count} deliveries (delivered or dead, queued over {format_duration(older_than_s)} ago)")
+    return 0
+
+
+def status(settings: Settings, as_json: bool) -> int:
+    now = time.time()
+    with _state(settings) as store:
+        facts = store.facts()
+        pending = store.count_deliveries(DeliveryState.PENDING)
+        dead = store.count_deliveries(DeliveryState.DEAD)
+        delivered = store.count_deliveries(DeliveryState.DELIVERED)
+        oldest = store.oldest_pending_age(now)
+        where = store.where
+    # Every notifier the outbox knows (a secret is never read to name one).
+    notifiers = sorted(pending.keys() | dead.keys() | delivered.keys())
+    report: dict[str, Any] = {
+        "state": where,
+        "last_poll_at": format_timestamp(int(facts.last_poll_at * 1e9), 3) if facts.last_poll_at else None,
+        "last_poll_age_s": round(now - facts.last_poll_at, 3) if facts.last_poll_at else None,
+        "models": {"cohere": facts.models},
+        "notifiers": {
+            key: {"pending": pending.get(key, 0), "dead": dead.get(key, 0), "delivered": delivered.get(key, 0)}
+            for key in notifiers
+        },
+        "oldest_pending_s": None if oldest is None else round(oldest, 3),
+        "leader": None,
+    }
+    if facts.lease is not None:
+        report["leader"] = {"holder": facts.lease.holder if facts.lease.valid else None, "term": facts.lease.term}
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    polled = (
+        f"{report['last_poll_at']} ({format_duration(report['last_poll_age_s'])} ago)"
+        if facts.last_poll_at
+        else "never"
+    )
+    print(f"state:            {where}")
+    print(f"last good poll:   {polled}")
+    print(f"models watched:   cohere {facts.models}")
+    oldest_text = "-" if oldest is None else format_duration(oldest)
+    print(f"oldest pending:   {oldest_text}")
+    if facts.lease is not None:
+        holder = facts.lease.holder if facts.lease.valid else "(none: the lease has expired)"
+        print(f"leader:           {holder} (term {facts.lease.term})")
+    _print_table(
+        ("NOTIFIER", "PENDING", "DEAD", "DELIVERED"),
+        [(key, str(v["pending"]), str(v["dead"]), str(v["delivered"])) for key, v in report["notifiers"].items()],
+    )
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())

@@ -1,0 +1,154 @@
+"""The operator's side: the outbox seen, replayed and purged through the CLI, status,
+retention; on SQLite and on PostgreSQL, beside a running daemon."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from ftwatch.diff import Cursor
+from ftwatch.model import Transition
+from ftwatch.outbox import DeliveryState, Failure, RetryPolicy, Route, after_failure, after_success
+from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.store.base import ModelState, Store
+
+from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
+from .receiver import Answer, Receiver
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_env(request: pytest.FixtureRequest, base_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The base environment with its state on one backend."""
+    if request.param == "sqlite":
+        yield base_env
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield {**{k: v for k, v in base_env.items() if k != "FTWATCH_STATE__PATH"}, "FTWATCH_STATE__URL": url}
+
+
+def _outbox(env: dict[str, str], *args: str) -> list[dict[str, object]]:
+    done = run_cli(["outbox", *args, "--json"], env)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_a_dead_letter_is_listed_replayed_into_the_running_daemon_and_purged(
+    sim: Simulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
+) -> None:
+    """A receiver answers 400: the delivery is dead and `outbox --state dead` shows it
+    with its error; `outbox replay --dead` while the daemon runs: sent within about a
+    second, with the same id; `outbox purge` removes it; `status` counts along."""
+    model = sim.add_model("classifier", "STATUS_FINETUNING")
+    env = hook_env(state_env, receiver)
+    run_once(env)  # the baseline
+    receiver.answer(Answer(400, b'{"error": "bad payload"}'))
+    daemon = daemons(env)
+    sim.set_status(model, "STATUS_READY")
+    wait_for(lambda: _outbox(env, "--state", "dead"), timeout=15, what="the dead letter")
+    (dead,) = _outbox(env, "--state", "dead")
+    assert dead["model_id"] == model
+    assert dead["status"] == "STATUS_READY"
+    assert dead["attempts"] == 1
+    assert "400" in str(dead["last_error"])
+    assert receiver.received == []
+    table = run_cli(["outbox"], env)  # the plain table: pending and dead
+    assert table.returncode == 0
+    assert "TRANSITION" in table.stdout
+    assert str(dead["id"]) in table.stdout
+
+    status = json.loads(run_cli(["status", "--json"], env).stdout)
+    assert status["notifiers"][dead["notifier"]]["dead"] == 1
+    assert status["models"] == {"cohere": 1}
+    assert status["last_poll_age_s"] < 30
+
+    replayed = run_cli(["outbox", "replay", "--dead"], env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "re-queued 1 deliveries"
+    asked = time.monotonic()
+    wait_for(receiver.bodies, timeout=5, what="the replayed delivery")
+    assert time.monotonic() - asked < 2.5  # picked up at the next look, no restart
+    assert [b["id"] for b in receiver.bodies()] == [dead["id"]]
+    wait_for(lambda: _outbox(env, "--state", "delivered"), timeout=5, what="the delivered row")
+    assert _outbox(env, "--state", "dead") == []
+
+    purged = run_cli(["outbox", "purge", "--older-than", "0s"], env)
+    assert purged.returncode == 0, purged.stderr
+    assert purged.stdout.startswith("removed 1 deliveries")
+    assert _outbox(env, "--state", "delivered") == []
+    assert daemon.stop() == 0
+    assert len(receiver.received) == 1
+
+
+def test_outbox_commands_say_what_is_wrong_in_one_line(base_env: dict[str, str]) -> None:
+    """No state yet, a bad duration, replay without a target: exit 2, one line each."""
+    no_state = run_cli(["status"], base_env)
+    assert no_state.returncode == 2
+    assert "no state file" in no_state.stderr
+    assert len(no_state.stderr.strip().splitlines()) == 1
+    bad = run_cli(["outbox", "purge", "--older-than", "a while"], base_env)
+    assert bad.returncode == 2
+    assert "30d" in bad.stderr
+    run_once(base_env)
+    neither = run_cli(["outbox", "replay"], base_env)
+    assert neither.returncode == 2
+    assert "--dead" in neither.stderr
+    assert len(neither.stderr.strip().splitlines()) == 1
+
+
+def _transition(n: int) -> Transition:
+    at = f"2026-11-01T12:00:{n:02d}.000000000Z"
+    return Transition(f"ftw_{n}", "m", "model", "STATUS_READY", "STATUS_PAUSED", at, None, at)
+
+
+def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]) -> None:
+    """Replay re-queues only dead letters (of the asked notifier and ids) with their
+    attempts and clock reset; purge removes only finished rows older than asked, and
+    the transitions left without deliveries; facts tell the last poll and models."""
+    store = open_store()
+    cursor = Cursor(1, frozenset(), "STATUS_READY")
+    routes = [Route("a"), Route("b")]
+    store.commit_cycle({"m": ModelState(cursor)}, [_transition(1), _transition(2)], routes, 1000.0, scope="all")
+    policy = RetryPolicy()
+    for notifier in ("a", "b"):
+        head = store.next_pending(notifier)
+        assert head is not None
+        store.save_delivery(after_failure(head[0], Failure("HTTP 400", permanent=True), 1001.0, policy))
+    assert {r.transition.id for r in store.list_outbox(DeliveryState.DEAD)} == {"ftw_1"}
+    assert store.replay(["ftw_1", "ftw_2"], "a", 5000.0) == 1  # ftw_2 is pending: not a dead letter
+    (row,) = [r for r in store.list_outbox(DeliveryState.PENDING, "a") if r.transition.id == "ftw_1"]
+    assert (row.attempts, row.last_error, row.created_at) == (0, None, 5000.0)
+    assert store.replay(None, None, 5000.0) == 1  # b's dead letter
+    assert store.list_outbox(DeliveryState.DEAD) == []
+
+    for notifier in ("a", "b"):
+        while (head := store.next_pending(notifier)) is not None:
+            store.save_delivery(after_success(head[0]))
+    assert store.purge(2000.0) == 2  # ftw_2's two rows (queued at 1000); ftw_1 was re-queued at 5000
+    assert {r.transition.id for r in store.list_outbox(DeliveryState.DELIVERED)} == {"ftw_1"}
+    assert store.purge(6000.0, (DeliveryState.DELIVERED, DeliveryState.DEAD)) == 2
+    assert store.list_outbox() == []
+    facts = store.facts()
+    assert facts.last_poll_at == 1000.0
+    assert facts.models == 1
+
+
+def test_retention_removes_old_delivered_rows_from_the_running_daemon(
+    sim: Simulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
+) -> None:
+    """`[state] retention`: delivered rows older than it are removed by the daemon
+    (soon after start, then hourly); younger ones and pending ones stay."""
+    model = sim.add_model("m", "STATUS_FINETUNING")
+    env = {**hook_env(state_env, receiver), "FTWATCH_STATE__RETENTION": "2s"}
+    run_once(env)
+    sim.set_status(model, "STATUS_READY")
+    run_once(env)
+    assert len(_outbox(env, "--state", "delivered")) == 1
+    time.sleep(2.2)
+    daemon = daemons(env)
+    daemon.wait_log('"outbox.purged"', timeout=10)
+    assert '"removed": 1' in daemon.stderr
+    assert _outbox(env, "--state", "delivered") == []
+    assert daemon.stop() == 0
