@@ -298,3 +298,28 @@ def test_a_lazy_baseline_from_updated_at_equals_a_read_one(
     _, from_lazy = _poll_all(snapshots[1:], baseline=False, seed=seed, cursor=lazy)
     assert [t.id for t in from_lazy] == [t.id for t in from_read]
     assert [t.previous_status for t in from_lazy] == [t.previous_status for t in from_read]
+
+
+@given(
+    # Distinct stamps: the order of identical ones is the diff's own (tested elsewhere).
+    stamps=st.lists(st.integers(min_value=0, max_value=10_000), min_size=0, max_size=12, unique=True),
+    statuses=st.lists(st.sampled_from(["A", "B", "C"]), min_size=12, max_size=12),
+    cutoff=st.integers(min_value=0, max_value=10_000),
+)
+def test_catch_up_reports_the_events_from_the_cutoff_on_and_nothing_before(
+    stamps: list[int], statuses: list[str], cutoff: int
+) -> None:
+    """A model first seen with a catch-up window: an event is reported iff it is at or
+    after the cutoff and its status differs from the event before it (known or new);
+    a second look at the same history reports nothing."""
+    events = [Event(statuses[i], ns) for i, ns in enumerate(sorted(stamps))]
+    cursor, new = diff_events("m", None, None, events, baseline=True, detected_at_ns=20_000, catch_up_from_ns=cutoff)
+    expected, previous = [], None
+    for event in events:
+        assert event.created_at_ns is not None
+        if event.created_at_ns >= cutoff and event.status != previous:
+            expected.append((previous, event.status))
+        previous = event.status
+    assert [(t.previous_status, t.status) for t in new] == expected
+    _, again = diff_events("m", None, cursor, events, baseline=False, detected_at_ns=30_000)
+    assert again == []

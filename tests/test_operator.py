@@ -152,3 +152,41 @@ def test_retention_removes_old_delivered_rows_from_the_running_daemon(
     assert '"removed": 1' in daemon.stderr
     assert _outbox(env, "--state", "delivered") == []
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("models", ["all", "listed"])
+def test_catch_up_on_empty_state_reports_exactly_the_events_inside_the_window(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], models: str
+) -> None:
+    """`[poll] catch_up = "1h"`: a first start reports the events of the last hour
+    (each once, with its previous status) and takes older ones as history; a model
+    that did not move within the hour sends nothing; the next run sends nothing again."""
+    hour_ns = 3_600 * 10**9
+    now = time.time_ns()
+    moved = sim.add_model("moved", "STATUS_QUEUED", created_at_ns=now - 3 * hour_ns)
+    sim.set_status(moved, "STATUS_FINETUNING", at_ns=now - 2 * hour_ns)  # before the window
+    sim.set_status(moved, "STATUS_DEPLOYING_API", at_ns=now - 30 * 60 * 10**9)  # inside
+    sim.set_status(moved, "STATUS_READY", at_ns=now - 60 * 10**9)  # inside
+    still = sim.add_model("still", "STATUS_QUEUED", created_at_ns=now - 4 * hour_ns)
+    sim.set_status(still, "STATUS_READY", at_ns=now - 3 * hour_ns)
+    env = {**hook_env(base_env, receiver), "FTWATCH_POLL__CATCH_UP": "1h"}
+    if models == "listed":
+        env["FTWATCH_POLL__MODELS"] = json.dumps([moved, still])
+    run_once(env)
+    assert [(b["model_id"], b["previous_status"], b["status"]) for b in receiver.bodies()] == [
+        (moved, "STATUS_FINETUNING", "STATUS_DEPLOYING_API"),
+        (moved, "STATUS_DEPLOYING_API", "STATUS_READY"),
+    ]
+    run_once(env)
+    assert len(receiver.bodies()) == 2
+
+
+def test_without_catch_up_an_empty_state_is_all_baseline(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
+    """The default (0s) keeps today's behaviour: the first start sends nothing."""
+    now = time.time_ns()
+    model = sim.add_model("moved", "STATUS_QUEUED", created_at_ns=now - 3_600 * 10**9)
+    sim.set_status(model, "STATUS_READY", at_ns=now - 60 * 10**9)
+    run_once(hook_env(base_env, receiver))
+    assert receiver.bodies() == []

@@ -112,19 +112,25 @@ def diff_events(
     detected_at_ns: int,
     lookback_ns: int = DEFAULT_LOOKBACK_NS,
     clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
+    catch_up_from_ns: int | None = None,
 ) -> tuple[Cursor, list[Transition]]:
     """Compare a model's events with its cursor.
 
     ``cursor`` is ``None`` for a model never seen before. Then, with ``baseline``,
-    its whole history is taken as known and nothing is reported (first start); without,
-    it is a new job and every event is a transition. Transitions come oldest first,
-    each with the status of the event before it; undated ones come last.
+    its whole history is taken as known and nothing is reported (first start), or,
+    with ``catch_up_from_ns``, the history before that instant only (a start on empty
+    state that catches up); without ``baseline``, it is a new job and every event is
+    a transition. Transitions come oldest first, each with the status of the event
+    before it; undated ones come last (and are history in a baseline).
     """
     events = list(events)
     dated, undated = _keyed(events)
     if cursor is None and baseline:
-        last = dated[-1][0].status if dated else None
-        return _remember(EMPTY, dated, undated, last, lookback_ns), []
+        known = dated if catch_up_from_ns is None else [(e, k) for e, k in dated if k[0] < catch_up_from_ns]
+        last = known[-1][0].status if known else None
+        cursor = _remember(EMPTY, known, undated, last, lookback_ns)
+        if len(known) == len(dated):
+            return cursor, []
     if cursor is not None and cursor.lazy:
         cursor = _resolve_lazy(cursor, dated, undated, lookback_ns, clock_skew_ns)
     start = cursor or EMPTY

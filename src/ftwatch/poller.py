@@ -118,6 +118,7 @@ class Poller:
         mode: PollMode = PollMode.AUTO,
         lookback_ns: int = DEFAULT_LOOKBACK_NS,
         clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
+        catch_up_ns: int = 0,
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.source = source
@@ -129,6 +130,7 @@ class Poller:
         self.mode = mode
         self.lookback_ns = lookback_ns
         self.clock_skew_ns = clock_skew_ns
+        self.catch_up_ns = catch_up_ns
         self._limit = anyio.CapacityLimiter(concurrency)
         self._clock_ns = wall_clock_ns
         self._state: dict[str, ModelState] | None = None
@@ -203,8 +205,11 @@ class Poller:
         baseline = self._unknown_are_baseline(fresh)
         plan = self.plan()
         failed: dict[str, str] = {}
+        # A start on empty state with [poll] catch_up: what happened in that window is
+        # reported, not taken as baseline (a rescheduled sidecar loses nothing recent).
+        catch_up_from = self._clock_ns() - self.catch_up_ns if fresh and self.catch_up_ns > 0 else None
         if plan is CyclePlan.LIST:
-            fetched, not_found = await self._fetch_listed(state, baseline, failed)
+            fetched, not_found = await self._fetch_listed(state, baseline, failed, catch_up_from)
         else:
             fetched, not_found = await self._fetch_each(state, failed)
         self._report_missing(not_found)
@@ -236,6 +241,7 @@ class Poller:
                 detected_at_ns=detected_at_ns,
                 lookback_ns=self.lookback_ns,
                 clock_skew_ns=self.clock_skew_ns,
+                catch_up_from_ns=catch_up_from,
             )
             undated = cursor.undated - (old.cursor.undated if old else frozenset())
             if undated and old is not None and old.cursor.lazy:
@@ -323,7 +329,7 @@ class Poller:
         return {ids[(start + i) % len(ids)] for i in range(size)}
 
     async def _fetch_listed(
-        self, state: dict[str, ModelState], baseline: bool, failed: dict[str, str]
+        self, state: dict[str, ModelState], baseline: bool, failed: dict[str, str], catch_up_from: int | None
     ) -> tuple[dict[str, _Fetched], list[str]]:
         listing = await self.source.list_models()
         self._list_cost = listing.requests
@@ -344,7 +350,10 @@ class Poller:
                 reads.append((info.id, _newer_than(old)))
                 continue
             if old is None:
-                if baseline and info.updated_at_ns is not None:
+                recent = catch_up_from is not None and (
+                    info.updated_at_ns is None or info.updated_at_ns >= catch_up_from - self.clock_skew_ns
+                )
+                if baseline and info.updated_at_ns is not None and not recent:
                     item.lazy_baseline = True  # nothing to read: the list is the baseline
                 else:
                     reads.append((info.id, None))

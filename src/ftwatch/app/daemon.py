@@ -148,7 +148,7 @@ class Daemon:
             environ=self.environ,
         )
         poller = wiring.build_poller(
-            source, store, self.settings, routes=lambda: wiring.routes_of(dispatcher.notifiers)
+            source, store, self.settings, routes=lambda: wiring.routes_of(dispatcher.notifiers), daemon=True
         )
         # Replicas on one shared store elect one poller; a file has one process anyway.
         self.leadership = Leadership(store, self.settings.state.lease_s) if store.shared else None

@@ -163,8 +163,11 @@ def build_poller(
     *,
     models: Sequence[str] | None = None,
     routes: Callable[[], Sequence[Route]] = lambda: (),
+    daemon: bool = False,
 ) -> Poller:
-    """The poller of the settings' ``[poll]`` section (``models`` overrides its list)."""
+    """The poller of the settings' ``[poll]`` section (``models`` overrides its list).
+    ``daemon``: the one of ``run``, with its catch-up and stall alerts (the live view
+    and ``wait`` start on empty memory every time: neither applies there)."""
     poll = settings.poll
     return Poller(
         source,
@@ -177,6 +180,7 @@ def build_poller(
         mode=poll.mode,
         lookback_ns=int(poll.lookback_s * 1e9),
         clock_skew_ns=int(poll.clock_skew_s * 1e9),
+        catch_up_ns=int(poll.catch_up * 1e9) if daemon else 0,
     )
 
 

@@ -147,14 +147,17 @@ class Simulator:
         model_id: str | None = None,
         user_id: str | None = "user-1",
         history: tuple[str, ...] = (),
+        created_at_ns: int | None = None,
     ) -> str:
-        """Create a model; ``history`` statuses come before ``status`` in its events."""
+        """Create a model; ``history`` statuses come before ``status`` in its events.
+        ``created_at_ns``: created then (its events a microsecond apart), not now."""
         with self._lock:
             model_id = model_id or f"ft-{next(self._ids):06d}"
-            now = self._now_ns()
+            now = self._now_ns() if created_at_ns is None else created_at_ns
             model = SimModel(model_id, name, status, now, now)
-            for earlier in (*history, status):
-                model.events.append(SimEvent(earlier, self._now_ns(), user_id if not model.events else None))
+            for n, earlier in enumerate((*history, status)):
+                at = self._now_ns() if created_at_ns is None else created_at_ns + n * 1_000
+                model.events.append(SimEvent(earlier, at, user_id if not model.events else None))
             model.updated_at_ns = model.events[-1].created_at_ns
             self._models[model_id] = model
             return model_id
