@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ftwatch.diff import Cursor
-from ftwatch.model import Transition
+from ftwatch.model import Transition, format_timestamp
 from ftwatch.outbox import DeliveryState, Failure, RetryPolicy, Route, after_failure, after_success
 from ftwatch.sources.cohere_sim import Simulator
 from ftwatch.store.base import ModelState, Store
@@ -190,3 +190,54 @@ def test_without_catch_up_an_empty_state_is_all_baseline(
     sim.set_status(model, "STATUS_READY", at_ns=now - 60 * 10**9)
     run_once(hook_env(base_env, receiver))
     assert receiver.bodies() == []
+
+
+def test_a_stall_alert_fires_once_per_stay_across_restarts(
+    sim: Simulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
+) -> None:
+    """`[stall] after = {running = "2s"}`: a model fine-tuning longer than that gets one
+    `finetuned_model.stalled` with the right `since`; a restart sends no second one;
+    the next transition starts a new stay, which alerts again."""
+    model = sim.add_model("slow", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
+    entered = sim.model(model).events[-1].created_at_ns
+    env = {**hook_env(state_env, receiver), "FTWATCH_STALL__AFTER": json.dumps({"running": "2s"})}
+
+    def stalls() -> list[dict[str, object]]:
+        return [b for b in receiver.bodies() if b["type"] == "finetuned_model.stalled"]
+
+    first = daemons(env)
+    wait_for(stalls, timeout=10, what="the stall alert")
+    (alert,) = stalls()
+    assert alert["model_id"] == model
+    assert alert["model_name"] == "slow"
+    assert alert["status"] == "STATUS_FINETUNING"
+    assert alert["state"] == "running"
+    assert alert["provider"] == "cohere"
+    assert alert["since"] == format_timestamp(entered)
+    assert 2.0 <= float(str(alert["stalled_for_s"])) < 10
+    assert str(alert["id"]).startswith("ftw_stall_")
+    assert first.stop() == 0
+
+    second = daemons(env)
+    second.wait_log('"poll.cycle"', count=5)
+    assert len(stalls()) == 1  # no second alert for the same stay
+    moved_at = sim.set_status(model, "STATUS_DEPLOYING_API")
+    wait_for(lambda: len(stalls()) == 2, timeout=10, what="the alert of the new stay")
+    assert stalls()[1]["since"] == format_timestamp(moved_at)
+    assert stalls()[1]["id"] != alert["id"]
+    changed = [b for b in receiver.bodies() if b["type"] == "finetuned_model.status_changed"]
+    assert [b["status"] for b in changed] == ["STATUS_DEPLOYING_API"]
+    assert second.stop() == 0
+
+
+def test_a_stall_alert_reads_plainly_on_stdout(sim: Simulator, base_env: dict[str, str]) -> None:
+    """The stdout notifier's text: "stuck in finetuning for … (since …)"."""
+    sim.add_model("slow", "STATUS_FINETUNING", created_at_ns=time.time_ns() - 26 * 3_600 * 10**9)
+    env = {
+        **base_env,
+        "FTWATCH_NOTIFIERS": json.dumps([{"type": "stdout"}]),
+        "FTWATCH_STALL__AFTER": json.dumps({"FINETUNING": "24h"}),
+    }
+    done = run_once(env)
+    assert "slow (" in done.stdout
+    assert "stuck in finetuning for 26 h" in done.stdout

@@ -40,6 +40,10 @@ KNOWN_STATUSES: tuple[str, ...] = (
 )
 
 
+#: The ``type`` of a transition's body, and of a stall alert's.
+STATUS_CHANGED = "finetuned_model.status_changed"
+STALLED = "finetuned_model.stalled"
+
 #: The normalized states every provider's statuses map to (bodies' ``state``).
 STATES: tuple[str, ...] = ("queued", "running", "ready", "failed", "cancelled", "paused", "deleted", "unknown")
 
@@ -212,10 +216,31 @@ class Transition:
     occurred_at: str
     user_id: str | None
     detected_at: str
-    type: str = field(default="finetuned_model.status_changed")
+    type: str = field(default=STATUS_CHANGED)
+    #: A stall alert's: when the model entered ``status``, and how long it has stayed.
+    since: str | None = None
+    stalled_for_s: float | None = None
+
+    @property
+    def stalled(self) -> bool:
+        return self.type == STALLED
 
     def to_payload(self) -> dict[str, Any]:
         """The webhook body of the contract, field for field."""
+        if self.stalled:
+            return {
+                "id": self.id,
+                "type": self.type,
+                "model_id": self.model_id,
+                "model_name": self.model_name,
+                "provider": "cohere",
+                "source": "cohere",
+                "status": self.status,
+                "state": state_of(self.status),
+                "since": self.since,
+                "stalled_for_s": self.stalled_for_s,
+                "detected_at": self.detected_at,
+            }
         return {
             "id": self.id,
             "type": self.type,
@@ -236,8 +261,10 @@ class Transition:
             model_name=payload.get("model_name"),
             status=payload["status"],
             previous_status=payload.get("previous_status"),
-            occurred_at=payload["occurred_at"],
+            occurred_at=payload.get("occurred_at") or payload["detected_at"],
             user_id=payload.get("user_id"),
             detected_at=payload["detected_at"],
-            type=payload.get("type", "finetuned_model.status_changed"),
+            type=payload.get("type", STATUS_CHANGED),
+            since=payload.get("since"),
+            stalled_for_s=payload.get("stalled_for_s"),
         )

@@ -17,8 +17,8 @@ import functools
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import anyio
 import structlog
@@ -28,6 +28,7 @@ from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.outbox import Route
 from ftwatch.settings import PollMode, Settings
 from ftwatch.sources.base import ModelNotFoundError, Source, SourceError
+from ftwatch.stall import check_stall
 from ftwatch.store.base import Lease, ModelState, Store
 
 __all__ = ["CyclePlan", "CycleReport", "CycleResult", "FailedAt", "Poller"]
@@ -119,6 +120,7 @@ class Poller:
         lookback_ns: int = DEFAULT_LOOKBACK_NS,
         clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
         catch_up_ns: int = 0,
+        stall_after: Callable[[str | None], float | None] | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.source = source
@@ -131,6 +133,8 @@ class Poller:
         self.lookback_ns = lookback_ns
         self.clock_skew_ns = clock_skew_ns
         self.catch_up_ns = catch_up_ns
+        #: Seconds a status may last before a stall alert (``None``: no alerts).
+        self.stall_after = stall_after
         self._limit = anyio.CapacityLimiter(concurrency)
         self._clock_ns = wall_clock_ns
         self._state: dict[str, ModelState] | None = None
@@ -229,7 +233,7 @@ class Poller:
                 continue
             if item.events is None:
                 if old is not None and old.name != info.name:
-                    changed[model_id] = ModelState(old.cursor, info.name, old.list_status, old.list_updated)
+                    changed[model_id] = replace(old, name=info.name)
                 continue
             events_read += len(item.events)
             cursor, new = diff_events(
@@ -258,11 +262,14 @@ class Poller:
                 # an event that lags behind the list is read again next cycle.
                 list_status=info.status if consistent else (old.list_status if old else None),
                 list_updated=info.updated_at if consistent else (old.list_updated if old else None),
+                stalled=old.stalled if old else None,  # the stay's alert, if the stay goes on
             )
             transitions.extend(new)
 
         # Oldest first across models too; the sort is stable, so per-model order holds.
         transitions.sort(key=lambda t: t.occurred_at)
+        if self.stall_after is not None:
+            transitions.extend(self._stalls(state, changed, fetched.keys(), detected_at_ns))
         routes = list(self.routes())
         scope = self._scope()
         await anyio.to_thread.run_sync(
@@ -283,6 +290,24 @@ class Poller:
             plan=plan,
             failed=failed,
         )
+
+    def _stalls(
+        self, state: dict[str, ModelState], changed: dict[str, ModelState], seen: Iterable[str], now_ns: int
+    ) -> list[Transition]:
+        """Stall alerts for the models this cycle saw (their state as it will be
+        committed); the models' rows remember each, in ``changed``."""
+        assert self.stall_after is not None
+        alerts = []
+        for model_id in seen:
+            current = changed.get(model_id) or state.get(model_id)
+            if current is None:
+                continue
+            found = check_stall(model_id, current, self.stall_after, now_ns, slack_ns=self.clock_skew_ns + 10**9)
+            if found is not None:
+                alert, changed[model_id] = found
+                log.warning("model.stalled", model_id=model_id, status=alert.status, since=alert.since)
+                alerts.append(alert)
+        return alerts
 
     def _report_missing(self, not_found: list[str]) -> None:
         for model_id in not_found:

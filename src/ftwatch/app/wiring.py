@@ -181,6 +181,7 @@ def build_poller(
         lookback_ns=int(poll.lookback_s * 1e9),
         clock_skew_ns=int(poll.clock_skew_s * 1e9),
         catch_up_ns=int(poll.catch_up * 1e9) if daemon else 0,
+        stall_after=settings.stall.threshold_s if daemon and settings.stall.after else None,
     )
 
 

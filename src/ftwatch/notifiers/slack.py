@@ -19,6 +19,7 @@ from ftwatch.notifiers.base import (
     post_json,
     resolve_url,
 )
+from ftwatch.wording import stuck
 
 if TYPE_CHECKING:
     from ftwatch.templates import Template
@@ -59,6 +60,9 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     text = f"{name} is {status}{previous} (model {transition.model_id}, at {transition.occurred_at})"
     emoji = _EMOJI.get(transition.status, ":information_source:")
     headline = f"{emoji} *{name}* is *{status}*{previous}"
+    if transition.stalled:
+        text = f"{name} is {stuck(transition)} (model {transition.model_id})"
+        headline = f":hourglass: *{name}* is {stuck(transition)}"
     if template is not None:
         text = headline = template.render(transition, fallback=text)
     return {

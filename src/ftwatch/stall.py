@@ -1,0 +1,67 @@
+"""Stall alerts: a model that stays in one state longer than ``[stall] after`` says.
+Pure: the poller asks after each cycle, and commits what this returns with it.
+
+One alert per stay. The stay is remembered in the model's row (``stalled``), written
+in the same transaction as the alert, so a restart does not alert again; the next
+transition starts a new stay, which may alert again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+
+from ftwatch.model import STALLED, Transition, format_timestamp
+from ftwatch.store.base import ModelState
+
+__all__ = ["check_stall", "stay_key"]
+
+
+def stay_key(status: str, since_ns: int) -> str:
+    return f"{status}@{since_ns}"
+
+
+def _same_stay(remembered: str | None, status: str, since_ns: int, slack_ns: int) -> bool:
+    """A baseline from the list knows ``since`` from ``updated_at``, a later read from
+    the event itself: a few seconds apart, the same stay."""
+    if remembered is None:
+        return False
+    old_status, _, old_since = remembered.rpartition("@")
+    return old_status == status and old_since.isdigit() and abs(int(old_since) - since_ns) <= slack_ns
+
+
+def check_stall(
+    model_id: str,
+    state: ModelState,
+    threshold_s: Callable[[str | None], float | None],
+    now_ns: int,
+    *,
+    slack_ns: int = 2_000_000_000,
+) -> tuple[Transition, ModelState] | None:
+    """The alert and the model's state remembering it, if the model has stayed in its
+    status past its threshold and no alert was sent for this stay yet."""
+    status, since_ns = state.cursor.last_status, state.cursor.at_ns
+    if status is None or since_ns is None:
+        return None
+    limit = threshold_s(status)
+    if limit is None or now_ns - since_ns < limit * 1e9:
+        return None
+    if _same_stay(state.stalled, status, since_ns, slack_ns):
+        return None
+    digest = hashlib.sha256(f"stall\x1f{model_id}\x1f{status}\x1f{since_ns}".encode()).hexdigest()[:32]
+    detected_at = format_timestamp(now_ns, digits=3)
+    alert = Transition(
+        id="ftw_stall_" + digest,
+        model_id=model_id,
+        model_name=state.name,
+        status=status,
+        previous_status=None,
+        occurred_at=detected_at,
+        user_id=None,
+        detected_at=detected_at,
+        type=STALLED,
+        since=format_timestamp(since_ns),
+        stalled_for_s=round((now_ns - since_ns) / 1e9, 3),
+    )
+    return alert, replace(state, stalled=stay_key(status, since_ns))
