@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+
+from ftwatch.sources.cohere_sim import Simulator
+
+from .conftest import Daemon, free_port, wait_for
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -109,3 +119,89 @@ def test_the_postgres_variants_are_safe_to_scale(manifest: str) -> None:
     assert not any(m["name"] == "ftwatch-state" for m in container["volumeMounts"])
     budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 2
+
+
+PROMETHEUS = DEPLOY / "prometheus"
+_PROMTOOL = shutil.which("promtool")
+_NO_PROMTOOL = "promtool is not installed: apt-get install prometheus (Debian ships it), as .ci/run does"
+
+
+@pytest.mark.skipif(_PROMTOOL is None and not os.environ.get("CI"), reason=_NO_PROMTOOL)
+@pytest.mark.parametrize(
+    "check", [["check", "rules", "ftwatch-rules.yaml"], ["test", "rules", "ftwatch-rules.test.yaml"]]
+)
+def test_the_alerting_rules_pass_promtool(check: list[str]) -> None:
+    """`promtool check rules` (syntax) and `promtool test rules` (each alert fires when
+    it should and not before, on series shaped like ftwatch's)."""
+    assert _PROMTOOL is not None, _NO_PROMTOOL
+    done = subprocess.run([_PROMTOOL, *check], cwd=PROMETHEUS, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _exposed_metric_names(base_env: dict[str, str]) -> set[str]:
+    """The names a running daemon's /metrics declares (every family, used or not)."""
+    port = free_port()
+    env = {**base_env, "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}", "FTWATCH_NOTIFIERS": "[]"}
+    daemon = Daemon(env)
+    try:
+        text = wait_for(lambda: _scrape(port), what="/metrics")
+    finally:
+        daemon.stop()
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {name}
+    return names
+
+
+def _scrape(port: int) -> str | None:
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return answer.text if "ftwatch_polls_total" in answer.text else None
+
+
+def _metric_names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\bftwatch_[a-z_]+", expr))
+
+
+def test_rules_and_dashboard_use_only_metrics_the_daemon_exposes(sim: Simulator, base_env: dict[str, str]) -> None:
+    """Every metric named by an alert or a dashboard panel is one the daemon serves,
+    and the dashboard has the panels an operator looks for first."""
+    sim.add_model("m", "STATUS_READY")
+    exposed = _exposed_metric_names(base_env)
+    rules = yaml.safe_load((PROMETHEUS / "ftwatch-rules.yaml").read_text())
+    rule_names = {name for group in rules["groups"] for r in group["rules"] for name in _metric_names_in(r["expr"])}
+    assert rule_names
+    assert rule_names <= exposed, rule_names - exposed
+    dashboard = json.loads((DEPLOY / "grafana" / "ftwatch.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    panel_names = {name for expr in exprs for name in _metric_names_in(expr)}
+    assert panel_names <= exposed, panel_names - exposed
+    for wanted in (
+        "ftwatch_polls_total",
+        "ftwatch_api_requests_total",
+        "ftwatch_poll_cycle_seconds_bucket",
+        "ftwatch_transitions_total",
+        "ftwatch_notifications_total",
+        "ftwatch_outbox_pending",
+        "ftwatch_outbox_oldest_pending_seconds",
+    ):
+        assert wanted in panel_names, wanted
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_the_prometheus_rule_manifest_carries_the_same_rules() -> None:
+    """The PrometheusRule (Kubernetes) and the rules file (promtool-tested) are one."""
+    docs = _docs("monitoring.yaml")
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((PROMETHEUS / "ftwatch-rules.yaml").read_text())
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    service = next(d for d in docs if d["kind"] == "Service")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    _, container = _ftwatch_container("deployment.yaml")
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]

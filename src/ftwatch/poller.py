@@ -162,8 +162,10 @@ class Poller:
         self.concurrency = poll.concurrency
         self.lookback_ns = int(poll.lookback_s * 1e9)
         self.clock_skew_ns = int(poll.clock_skew_s * 1e9)
+        # Only the daemon reloads: its poller alerts on stalls.
+        self.stall_after = settings.stall.threshold_s if settings.stall.after else None
         keys = ("models", "mode", "reconcile_share", "concurrency", "lookback_s", "clock_skew_s")
-        return {f"poll.{key}" for key in keys}
+        return {f"poll.{key}" for key in keys} | {"stall.after"}
 
     def _scope(self) -> str:
         return "all" if not self.models else json.dumps(sorted(self.models))

@@ -67,6 +67,7 @@ class Daemon:
         self.stdout = stdout
         self.environ = environ
         self.metrics = Metrics(__version__)
+        self.metrics.poll_interval.set(settings.poll.interval_s)
         self.health = Health(settings.poll.interval_s)
         self.systemd = SystemdNotifier(environ)
         self._stop = anyio.Event()
@@ -152,6 +153,8 @@ class Daemon:
         )
         # Replicas on one shared store elect one poller; a file has one process anyway.
         self.leadership = Leadership(store, self.settings.state.lease_s) if store.shared else None
+        if self.leadership is None:
+            self.metrics.leader.set(1)  # the one process of its file polls: "no leader" never fires
         loop = PollLoop(
             poller,
             interval_s=self.settings.poll.interval_s,
@@ -340,6 +343,7 @@ class Daemon:
             | {"log_level"}
         )
         set_log_level(settings.log_level)
+        self.metrics.poll_interval.set(settings.poll.interval_s)
         poller.budget_per_cycle = wiring.budget_per_cycle(settings)
         changed = changed_keys(self.settings, settings)
         restart = sorted(changed - applied)

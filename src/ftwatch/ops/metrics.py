@@ -79,6 +79,14 @@ class Metrics:
             "Unix time of the last successful poll cycle.",
             registry=r,
         )
+        self.poll_interval = Gauge(
+            "ftwatch_poll_interval_seconds",
+            "The configured poll interval (alerting rules count missed polls in it).",
+            registry=r,
+        )
+        self.stall_alerts = Counter(
+            "ftwatch_stall_alerts", "Stall alerts queued, by the status the model stays in.", ["status"], registry=r
+        )
         Info("ftwatch_build", "The running ftwatch.", registry=r).info({"version": version})
 
     # --- what it subscribes to ------------------------------------------------------
@@ -107,7 +115,10 @@ class Metrics:
         self.cycle_seconds.observe(report.seconds)
         self.last_success.set(time.time())
         for transition in report.result.transitions:
-            self.transitions.labels(transition.status).inc()
+            if transition.stalled:
+                self.stall_alerts.labels(transition.status).inc()
+            else:
+                self.transitions.labels(transition.status).inc()
         for error in report.result.failed.values():
             self.model_failures.labels("unreadable" if "unreadable" in error else "api").inc()
 
