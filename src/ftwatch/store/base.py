@@ -214,19 +214,28 @@ class OutboxSql:
         )
         return sql, [now, *params]
 
-    def purge(self, before: float, states: Iterable[DeliveryState]) -> list[tuple[str, list[Any]]]:
-        """Finished deliveries queued before ``before``, then the transitions no
-        delivery refers to any more (their cursors keep them from coming back)."""
+    #: Rows one purge transaction removes at most: a big first purge (a year of rows)
+    #: holds the daemon's writes up for a moment per batch, never for the whole purge.
+    PURGE_BATCH = 2_000
+
+    def purge_batch(self, before: float, states: Iterable[DeliveryState]) -> tuple[str, list[Any]]:
+        """The next finished deliveries queued before ``before`` (their keys)."""
         names = [state.value for state in states]
         marks = ", ".join([self.ph] * len(names))
-        return [
-            (f"DELETE FROM {self.d} WHERE state IN ({marks}) AND created_at < {self.ph}", [*names, before]),  # noqa: S608
-            (
-                f"DELETE FROM {self.t} WHERE NOT EXISTS"  # noqa: S608
-                f" (SELECT 1 FROM {self.d} d WHERE d.transition_id = {self.t}.id)",
-                [],
-            ),
-        ]
+        return (
+            f"SELECT notifier, transition_id FROM {self.d}"  # noqa: S608 - our own names
+            f" WHERE state IN ({marks}) AND created_at < {self.ph} LIMIT {self.PURGE_BATCH}",
+            [*names, before],
+        )
+
+    def purge_delete(self) -> tuple[str, str]:
+        """Delete one delivery by key; then its transition, if no delivery refers to it
+        any more (the model's cursor keeps it from being sent again)."""
+        return (
+            f"DELETE FROM {self.d} WHERE notifier = {self.ph} AND transition_id = {self.ph}",  # noqa: S608
+            f"DELETE FROM {self.t} WHERE id = {self.ph}"  # noqa: S608
+            f" AND NOT EXISTS (SELECT 1 FROM {self.d} d WHERE d.transition_id = {self.ph})",
+        )
 
     def _filters(self, state: DeliveryState | None, notifier: str | None, alias: str = "d.") -> tuple[str, list[Any]]:
         clauses, params = [], []

@@ -520,15 +520,23 @@ class PostgresStore:
         return self._run(lambda c: max(c.execute(sql.encode(), params).rowcount, 0), write=True)
 
     def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
-        statements = _OUTBOX.purge(before, states)
+        select, params = _OUTBOX.purge_batch(before, states)
+        delete_delivery, delete_transition = _OUTBOX.purge_delete()
 
-        def work(conn: psycopg.Connection[Any]) -> int:
-            removed = conn.execute(statements[0][0].encode(), statements[0][1]).rowcount
-            for sql, params in statements[1:]:
-                conn.execute(sql.encode(), params)
-            return max(removed, 0)
+        def batch(conn: psycopg.Connection[Any]) -> int:
+            keys = conn.execute(select.encode(), params).fetchall()
+            with conn.cursor() as cur:
+                if keys:
+                    cur.executemany(delete_delivery.encode(), keys)
+                    cur.executemany(delete_transition.encode(), [(t, t) for _, t in keys])
+            return len(keys)
 
-        return self._run(work, write=True)
+        removed = 0
+        while (count := self._run(batch, write=True)) > 0:
+            removed += count
+            if count < _OUTBOX.PURGE_BATCH:
+                break
+        return removed
 
     def facts(self) -> StoreFacts:
         def work(conn: psycopg.Connection[Any]) -> StoreFacts:

@@ -405,15 +405,21 @@ class SqliteStore:
         return int(self._write(lambda db: db.execute(sql, params).rowcount))
 
     def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
-        statements = _OUTBOX.purge(before, states)
+        select, params = _OUTBOX.purge_batch(before, states)
+        delete_delivery, delete_transition = _OUTBOX.purge_delete()
 
-        def work(db: sqlite3.Connection) -> int:
-            removed = db.execute(*statements[0]).rowcount
-            for sql, params in statements[1:]:
-                db.execute(sql, params)
-            return int(removed)
+        def batch(db: sqlite3.Connection) -> int:
+            keys = db.execute(select, params).fetchall()
+            db.executemany(delete_delivery, keys)
+            db.executemany(delete_transition, [(t, t) for _, t in keys])
+            return len(keys)
 
-        return self._write(work)
+        removed = 0
+        while (count := self._write(batch)) > 0:
+            removed += count
+            if count < _OUTBOX.PURGE_BATCH:
+                break
+        return removed
 
     def facts(self) -> StoreFacts:
         def work(db: sqlite3.Connection) -> StoreFacts:
