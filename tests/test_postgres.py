@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from ftwatch.sources.cohere_sim import Fault, Simulator
+from ftwatch.store.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 
 from .conftest import POSTGRES, Daemon, TcpProxy, free_port, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
@@ -35,7 +36,7 @@ def test_run_on_postgres_baselines_delivers_and_restarts_without_duplicates(
     assert [(b["previous_status"], b["status"]) for b in receiver.bodies()] == [("STATUS_FINETUNING", "STATUS_READY")]
     migrated = run_cli(["migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "schema version 2" in migrated.stderr
+    assert f"schema version {PG_SCHEMA_VERSION}" in migrated.stderr
 
 
 def test_a_wrong_database_url_is_exit_2_without_the_password(base_env: dict[str, str], postgres_url: str) -> None:
@@ -46,6 +47,39 @@ def test_a_wrong_database_url_is_exit_2_without_the_password(base_env: dict[str,
     assert "no_such_database_here" in done.stderr
     assert "s3cret-pw" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_version_2_database_is_migrated_forward_keeping_its_rows(
+    base_env: dict[str, str], postgres_url: str, sim: Simulator, receiver: Receiver
+) -> None:
+    """A database of the previous build (schema 2, baselined, watching one model):
+    `migrate` brings it to this version; `run` goes on from it and sends nothing old."""
+    from ftwatch.store import postgres  # noqa: PLC0415
+
+    schema = postgres_url.rpartition("%3D")[2]
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {schema}".encode())
+        conn.execute("CREATE TABLE ftwatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in postgres._MIGRATIONS[0] + postgres._MIGRATIONS[1]:
+            conn.execute(statement.encode())
+        # The old build watched one model: the wider watch now takes the rest as baseline.
+        conn.execute(
+            """INSERT INTO ftwatch_meta VALUES ('schema_version', '2'), ('baselined', '1'), ('scope', '["ft-old"]')"""
+        )
+    env = hook_env(_pg_env(base_env, postgres_url), receiver)
+    migrated = run_cli(["migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"schema version {PG_SCHEMA_VERSION}" in migrated.stderr
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'ftwatch_models'",
+            (schema,),
+        ).fetchall()
+    assert ("stalled",) in columns
+    sim.add_model("m", "STATUS_READY")
+    run_once(env)
+    assert receiver.bodies() == []
 
 
 def test_a_newer_schema_on_postgres_is_refused(base_env: dict[str, str], postgres_url: str) -> None:

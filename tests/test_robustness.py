@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from ftwatch.sources.cohere_sim import Fault, Simulator
+from ftwatch.store.sqlite import SCHEMA_VERSION
 
 from .conftest import Daemon, baselined, free_port, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
 from .receiver import Answer, Receiver
@@ -637,7 +638,7 @@ def test_a_state_file_of_the_first_build_is_migrated_forward(
     sim.set_status(model, "STATUS_READY")
     run_once(env)
     assert [b["status"] for b in receiver.bodies()] == ["STATUS_READY"]
-    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_state_file_of_a_newer_build_is_refused(base_env: dict[str, str], tmp_path: Path) -> None:
@@ -659,4 +660,4 @@ def test_migrate_brings_an_old_state_file_forward(base_env: dict[str, str], tmp_
     db.close()
     done = run_cli(["migrate"], base_env)
     assert done.returncode == 0, done.stderr
-    assert "schema version 2" in done.stderr
+    assert f"schema version {SCHEMA_VERSION}" in done.stderr
