@@ -296,3 +296,50 @@ def test_a_second_daemon_on_the_same_state_file_is_refused(
     assert "is in use by another ftwatch process" in second.stderr
     assert first.stop() == 0
     assert run_cli(["run", "--once"], base_env).returncode == 0  # released on exit
+
+
+def test_bodies_name_their_provider_source_and_state_and_filters_take_states(
+    sim: Simulator, base_env: dict[str, str]
+) -> None:
+    """Every body carries `provider`, `source` and the normalized `state` beside the
+    provider's own `status`; a `statuses` filter takes a state ("running": fine-tuning
+    and deploying) as well as a status, and "paused" keeps meaning STATUS_PAUSED only."""
+    running, paused, everything = Receiver().start(), Receiver().start(), Receiver().start()
+    try:
+        model = sim.add_model("m", "STATUS_QUEUED")
+        env = {
+            **base_env,
+            **notifiers_env(
+                {"type": "webhook", "url": running.url, "statuses": ["running"]},
+                {"type": "webhook", "url": paused.url, "statuses": ["paused"]},
+                {"type": "webhook", "url": everything.url},
+            ),
+        }
+        run_once(env)
+        for status in ("STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_TEMPORARILY_OFFLINE", "STATUS_PAUSED"):
+            sim.set_status(model, status)
+        sim.set_status(model, "STATUS_READY")
+        run_once(env)
+        assert [(b["status"], b["state"]) for b in everything.bodies()] == [
+            ("STATUS_FINETUNING", "running"),
+            ("STATUS_DEPLOYING_API", "running"),
+            ("STATUS_TEMPORARILY_OFFLINE", "paused"),
+            ("STATUS_PAUSED", "paused"),
+            ("STATUS_READY", "ready"),
+        ]
+        assert {(b["provider"], b["source"], b["type"]) for b in everything.bodies()} == {
+            ("cohere", "cohere", "finetuned_model.status_changed")
+        }
+        assert [b["status"] for b in running.bodies()] == ["STATUS_FINETUNING", "STATUS_DEPLOYING_API"]
+        assert [b["status"] for b in paused.bodies()] == ["STATUS_PAUSED"]
+    finally:
+        for receiver in (running, paused, everything):
+            receiver.stop()
+
+
+def test_a_filter_word_that_is_neither_status_nor_state_is_exit_2(base_env: dict[str, str]) -> None:
+    """A typo in `statuses` names itself and the accepted kinds, in one line."""
+    env = {**base_env, **notifiers_env({"type": "stdout", "statuses": ["runing"]})}
+    done = run_cli(["check-config"], env)
+    assert done.returncode == 2
+    assert "'runing' is no known status or state" in done.stderr

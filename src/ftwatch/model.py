@@ -220,10 +220,18 @@ class Transition:
     #: A stall alert's: when the model entered ``status``, and how long it has stayed.
     since: str | None = None
     stalled_for_s: float | None = None
+    #: Which API and which configured source it came from (Cohere's, today).
+    provider: str = "cohere"
+    source: str = "cohere"
 
     @property
     def stalled(self) -> bool:
         return self.type == STALLED
+
+    @property
+    def state(self) -> str:
+        """The normalized state of ``status`` (``ready``, ``running``, …)."""
+        return state_of(self.status)
 
     def to_payload(self) -> dict[str, Any]:
         """The webhook body of the contract, field for field."""
@@ -233,10 +241,10 @@ class Transition:
                 "type": self.type,
                 "model_id": self.model_id,
                 "model_name": self.model_name,
-                "provider": "cohere",
-                "source": "cohere",
+                "provider": self.provider,
+                "source": self.source,
                 "status": self.status,
-                "state": state_of(self.status),
+                "state": self.state,
                 "since": self.since,
                 "stalled_for_s": self.stalled_for_s,
                 "detected_at": self.detected_at,
@@ -251,6 +259,9 @@ class Transition:
             "occurred_at": self.occurred_at,
             "user_id": self.user_id,
             "detected_at": self.detected_at,
+            "provider": self.provider,
+            "source": self.source,
+            "state": self.state,
         }
 
     @classmethod
@@ -267,4 +278,7 @@ class Transition:
             type=payload.get("type", STATUS_CHANGED),
             since=payload.get("since"),
             stalled_for_s=payload.get("stalled_for_s"),
+            # Queued by an older build: Cohere's, the only provider it had.
+            provider=payload.get("provider", "cohere"),
+            source=payload.get("source", "cohere"),
         )

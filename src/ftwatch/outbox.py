@@ -40,7 +40,8 @@ class Route:
     models: frozenset[str] = frozenset()
 
     def wants(self, transition: Transition) -> bool:
-        if self.statuses and transition.status not in self.statuses:
+        """Its filters: ``statuses`` holds provider words and normalized states alike."""
+        if self.statuses and not ({transition.status, transition.state} & self.statuses):
             return False
         return not (self.models and transition.model_id not in self.models)
 

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ftwatch.model import Transition, normalize_status
+from ftwatch.model import STATES, Transition, normalize_status
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.secrets import FileSecret
 
@@ -60,9 +60,15 @@ class NotifierConfig(BaseModel):
     def _known_statuses(cls, value: list[str]) -> list[str]:
         normalized = []
         for name in value:
+            # A provider's word first (so "paused" keeps meaning STATUS_PAUSED, as it
+            # always has), else a normalized state ("running", "cancelled").
             long = normalize_status(name)
+            if long is None and name.strip().lower() in STATES:
+                long = name.strip().lower()
             if long is None:
-                raise ValueError(f"{name!r} is no known status (use e.g. READY, FAILED, PAUSED, DELETED)")
+                raise ValueError(
+                    f"{name!r} is no known status or state (use e.g. READY, FAILED, PAUSED, DELETED, running)"
+                )
             normalized.append(long)
         return normalized
 
