@@ -261,7 +261,8 @@ def test_a_lazy_baseline_survives_coarse_and_skewed_updated_at() -> None:
 
 
 def test_transition_carries_the_contract_fields() -> None:
-    """The webhook body has the contract's fields, nanoseconds and milliseconds kept."""
+    """The webhook body has the contract's fields (the provider's, the source's and the
+    normalized state too), nanoseconds and milliseconds kept."""
     _, [t] = diff_events(
         "ft-1",
         "my-classifier",
@@ -280,6 +281,9 @@ def test_transition_carries_the_contract_fields() -> None:
         "occurred_at": "2026-11-01T12:00:04.000000417Z",
         "user_id": "u1",
         "detected_at": "2026-11-01T12:00:05.120Z",
+        "provider": "cohere",
+        "source": "cohere",
+        "state": "ready",
     }
 
 
