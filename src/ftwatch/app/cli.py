@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--state", choices=("pending", "dead", "delivered"), help="default: pending and dead")
     outbox.add_argument("--notifier", metavar="KEY", help="one notifier's deliveries (its key, as listed)")
     outbox.add_argument("--json", action="store_true", help="one JSON object per line")
-    actions = outbox.add_subparsers(dest="outbox_action", metavar="ACTION", parser_class=_Parser)
+    actions = outbox.add_subparsers(dest="outbox_action", metavar="{replay,purge}", parser_class=_Parser)
     replay = with_config(
         actions.add_parser("replay", help="dead letters back to pending; the daemon sends them"), nested=True
     )
