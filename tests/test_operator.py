@@ -13,7 +13,7 @@ from ftwatch.diff import Cursor
 from ftwatch.model import Transition, format_timestamp
 from ftwatch.outbox import DeliveryState, Failure, RetryPolicy, Route, after_failure, after_success
 from ftwatch.sources.cohere_sim import Simulator
-from ftwatch.store.base import ModelState, Store
+from ftwatch.store.base import ModelState, OutboxSql, Store
 
 from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
@@ -241,3 +241,23 @@ def test_a_stall_alert_reads_plainly_on_stdout(sim: Simulator, base_env: dict[st
     done = run_once(env)
     assert "slow (" in done.stdout
     assert "stuck in finetuning for 26 h" in done.stdout
+
+
+def test_a_purge_larger_than_one_batch_removes_every_old_row(
+    open_store: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More rows than a purge batch holds (a batch of 10 here, 2,000 in use): removed in
+    several transactions, all of them, and only the finished ones."""
+    monkeypatch.setattr(OutboxSql, "PURGE_BATCH", 10)
+    store = open_store()
+    count = 25
+    at = "2026-11-01T12:00:00.000000000Z"
+    transitions = [Transition(f"ftw_{n}", "m", None, "STATUS_READY", None, at, None, at) for n in range(count)]
+    store.commit_cycle({}, transitions, [Route("a")], 1000.0)
+    while store.count_deliveries()["a"] > 1:
+        head = store.next_pending("a")
+        assert head is not None
+        store.save_delivery(after_success(head[0]))
+    assert store.purge(2000.0) == count - 1
+    assert store.count_deliveries(DeliveryState.DELIVERED) == {}
+    assert store.count_deliveries() == {"a": 1}

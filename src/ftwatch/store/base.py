@@ -11,7 +11,7 @@ once across SIGKILL.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -227,6 +227,16 @@ class OutboxSql:
             f" WHERE state IN ({marks}) AND created_at < {self.ph} LIMIT {self.PURGE_BATCH}",
             [*names, before],
         )
+
+    def in_batches(self, one_batch: Callable[[], int]) -> int:
+        """Run ``one_batch`` (a transaction of its own, returning the rows it removed)
+        until a batch comes back short; the rows removed in all."""
+        removed = 0
+        while (count := one_batch()) > 0:
+            removed += count
+            if count < self.PURGE_BATCH:
+                break
+        return removed
 
     def purge_delete(self) -> tuple[str, str]:
         """Delete one delivery by key; then its transition, if no delivery refers to it

@@ -531,12 +531,7 @@ class PostgresStore:
                     cur.executemany(delete_transition.encode(), [(t, t) for _, t in keys])
             return len(keys)
 
-        removed = 0
-        while (count := self._run(batch, write=True)) > 0:
-            removed += count
-            if count < _OUTBOX.PURGE_BATCH:
-                break
-        return removed
+        return _OUTBOX.in_batches(lambda: self._run(batch, write=True))
 
     def facts(self) -> StoreFacts:
         def work(conn: psycopg.Connection[Any]) -> StoreFacts:

@@ -414,12 +414,7 @@ class SqliteStore:
             db.executemany(delete_transition, [(t, t) for _, t in keys])
             return len(keys)
 
-        removed = 0
-        while (count := self._write(batch)) > 0:
-            removed += count
-            if count < _OUTBOX.PURGE_BATCH:
-                break
-        return removed
+        return _OUTBOX.in_batches(lambda: self._write(batch))
 
     def facts(self) -> StoreFacts:
         def work(db: sqlite3.Connection) -> StoreFacts:
