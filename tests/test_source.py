@@ -75,8 +75,9 @@ async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
     """An answer slower than the timeout is retried."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("slow", delay_s=1.0))
-    async with httpx.AsyncClient(timeout=0.2) as http:
-        listing = await _source(http, sim).list_models()
+    async with httpx.AsyncClient() as http:
+        # cohere.timeout_s is each request's own timeout, whatever the client's default.
+        listing = await _source(http, sim, timeout_s=0.2).list_models()
     assert len(listing.models) == 1
     assert sim.count("list_models") == 2
 

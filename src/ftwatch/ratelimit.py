@@ -45,9 +45,19 @@ class RateLimiter:
         self._clock = clock
         self._bucket: TokenBucket | None = None
         self.per_minute = per_minute
+        self._paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` (the API said so: a 429's
+        ``Retry-After``, a rate-limit window used up): the whole process waits, not
+        just the request that was told."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self) -> None:
         now = self._clock()
+        if self._paused_until > now:
+            await anyio.sleep(self._paused_until - now)
+            now = self._clock()
         if self._bucket is None:
             self._bucket = TokenBucket(self.per_minute, now)
         delay = self._bucket.reserve(now)

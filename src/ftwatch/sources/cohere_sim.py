@@ -14,24 +14,17 @@ so a test thread may change it while the server runs in another.
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-import anyio.from_thread
-from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ftwatch.model import format_timestamp
-from ftwatch.ops.http import bind_socket, serve_asgi
+from ftwatch.sources.simkit import Fault, SimServer, running_in_thread
 
 __all__ = ["Fault", "SimEvent", "SimModel", "Simulator", "running_in_thread"]
 
@@ -59,38 +52,12 @@ class SimModel:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class Fault:
-    """One injected failure. ``kind``: ``429``, ``500``, ``503``, ``malformed``,
-    ``badgzip`` (a gzip body that fails to decode), ``drop`` (connection closed
-    mid-response) or ``slow`` (``delay_s`` before answering)."""
-
-    kind: str
-    endpoint: str | None = None  # list_models, get_model, list_events; None: any
-    model_id: str | None = None
-    retry_after_s: float = 1.0
-    delay_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedRequest:
-    at: float
-    endpoint: str
-    model_id: str | None
-    code: int
-    key_ok: bool
-
-
 def _stamp(ns: int) -> str:
     # Both precisions the real API uses: 9 digits when the nanoseconds say something.
     return format_timestamp(ns, 9 if ns % 1000 else 6)
 
 
-class _DroppedError(Exception):
-    """Raised after the response has started: the server drops the connection."""
-
-
-class Simulator:
+class Simulator(SimServer):
     """The fake API: its models, keys, faults and request log."""
 
     def __init__(
@@ -106,38 +73,23 @@ class Simulator:
         """``updated_at_lag_s``: the list's ``updated_at`` is that much earlier than the
         event that set the status (another clock); ``coarse_updated_at``: it has
         microseconds only, while events keep nanoseconds."""
-        self.keys = set(keys)
+        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
         self.max_page_size = max_page_size
-        self.rate_limit_per_minute = rate_limit_per_minute
-        self.latency_s = latency_s
         self.updated_at_lag_ns = int(updated_at_lag_s * 1e9)
         self.coarse_updated_at = coarse_updated_at
-        self.requests: list[LoggedRequest] = []
-        #: Requests to paths that are no part of the API (an id that climbed out).
-        self.stray_paths: list[str] = []
         self.client_names: collections.Counter[str] = collections.Counter()
         self._models: dict[str, SimModel] = {}
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._clock_ns = time.time_ns()
-        self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-        self.url = ""
         self.app = Starlette(
             routes=[
                 Route("/v1/finetuning/finetuned-models", self._list_models),
                 Route("/v1/finetuning/finetuned-models/{model_id}", self._get_model),
                 Route("/v1/finetuning/finetuned-models/{model_id}/events", self._list_events),
-                Route("/{path:path}", self._stray),
+                Route("/{path:path}", self.stray),
             ]
         )
 
     # --- driving it ---------------------------------------------------------------
-
-    def _now_ns(self) -> int:
-        # Strictly increasing, so two changes in a row never share a timestamp by accident.
-        self._clock_ns = max(time.time_ns(), self._clock_ns + 1)
-        return self._clock_ns
 
     def add_model(
         self,
@@ -211,92 +163,17 @@ class Simulator:
         with self._lock:
             return self._models[model_id]
 
-    def inject(self, fault: Fault, times: int = 1) -> None:
-        with self._lock:
-            self._faults.extend([fault] * times)
-
-    def pending_faults(self) -> int:
-        with self._lock:
-            return len(self._faults)
-
-    def count(self, endpoint: str | None = None, code: int | None = None) -> int:
-        with self._lock:
-            return sum(
-                1
-                for r in self.requests
-                if (endpoint is None or r.endpoint == endpoint) and (code is None or r.code == code)
-            )
-
     # --- serving ------------------------------------------------------------------
 
-    async def serve(
-        self, host: str = "127.0.0.1", port: int = 0, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Serve until cancelled; ``task_status.started`` gets the base URL."""
-        sock = bind_socket(host, port)
-        self.url = f"http://{host}:{sock.getsockname()[1]}"
-        async with anyio.create_task_group() as group:
-            await group.start(serve_asgi, self.app, sock)
-            task_status.started(self.url)
+    malformed_body = b'{"finetuned_models": [{"id": '
 
-    def _take_fault(self, endpoint: str, model_id: str | None) -> Fault | None:
-        for index, fault in enumerate(self._faults):
-            if (fault.endpoint in (None, endpoint)) and (fault.model_id in (None, model_id)):
-                return self._faults.pop(index)
-        return None
-
-    def _rate_limited(self, key: str, now: float) -> float | None:
-        window = self._recent[key]
-        while window and window[0] <= now - 60.0:
-            window.popleft()
-        if len(window) >= self.rate_limit_per_minute:
-            return max(window[0] + 60.0 - now, 0.001)
-        window.append(now)
-        return None
-
-    async def _handle(self, request: Request, endpoint: str, model_id: str | None, body: Any) -> Response:
-        if self.latency_s:
-            await anyio.sleep(self.latency_s)
+    def caller_key(self, request: Request, body: bytes) -> str | None:
         auth = request.headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        now = time.monotonic()
-        with self._lock:
-            self.client_names[request.headers.get("x-client-name", "")] += 1
-            key_ok = key in self.keys
-            retry_after = self._rate_limited(key, now) if key_ok else None
-            fault = self._take_fault(endpoint, model_id) if key_ok and retry_after is None else None
-            response = self._respond(key_ok, retry_after, fault, body)
-            self.requests.append(LoggedRequest(now, endpoint, model_id, response.status_code, key_ok))
-        if fault is not None and fault.kind == "slow":
-            await anyio.sleep(fault.delay_s)
-        if fault is not None and fault.kind == "drop":
-            return _DroppingResponse()
-        return response
+        return key if key in self.keys else None
 
-    def _respond(self, key_ok: bool, retry_after: float | None, fault: Fault | None, body: Any) -> Response:
-        if not key_ok:
-            return JSONResponse({"message": "invalid api token"}, status_code=401)
-        if retry_after is not None:
-            return JSONResponse(
-                {"message": "too many requests"}, status_code=429, headers={"retry-after": f"{retry_after:.0f}"}
-            )
-        if fault is not None and fault.kind == "429":
-            return JSONResponse(
-                {"message": "too many requests"}, status_code=429, headers={"retry-after": f"{fault.retry_after_s:g}"}
-            )
-        if fault is not None and fault.kind in ("500", "503"):
-            return JSONResponse({"message": "internal error"}, status_code=int(fault.kind))
-        if fault is not None and fault.kind == "malformed":
-            return Response(b'{"finetuned_models": [{"id": ', media_type="application/json")
-        if fault is not None and fault.kind == "badgzip":
-            return Response(
-                b"\x1f\x8b\x08\x00garbage-not-deflate",
-                media_type="application/json",
-                headers={"content-encoding": "gzip"},
-            )
-        if isinstance(body, int):
-            return JSONResponse({"message": "not found"}, status_code=body)
-        return JSONResponse(body)
+    def _before(self, request: Request) -> None:
+        self.client_names[request.headers.get("x-client-name", "")] += 1
 
     def _page(self, request: Request, items: list[dict[str, Any]], key: str, omit_empty_token: bool) -> dict[str, Any]:
         try:
@@ -339,14 +216,14 @@ class Simulator:
         with self._lock:
             models = sorted(self._models.values(), key=lambda m: (m.created_at_ns, m.id))
             items = [self._model_json(m) for m in models]
-        return await self._handle(request, "list_models", None, self._page(request, items, "finetuned_models", True))
+        return await self.handle(request, "list_models", None, self._page(request, items, "finetuned_models", True))
 
     async def _get_model(self, request: Request) -> Response:
         model_id = request.path_params["model_id"]
         with self._lock:
             model = self._models.get(model_id)
             body: Any = {"finetuned_model": self._model_json(model)} if model else 404
-        return await self._handle(request, "get_model", model_id, body)
+        return await self.handle(request, "get_model", model_id, body)
 
     async def _list_events(self, request: Request) -> Response:
         model_id = request.path_params["model_id"]
@@ -369,32 +246,4 @@ class Simulator:
                         item["user_id"] = event.user_id
                     items.append(item)
                 body = self._page(request, items, "events", False)
-        return await self._handle(request, "list_events", model_id, body)
-
-    async def _stray(self, request: Request) -> Response:
-        with self._lock:
-            self.stray_paths.append(request.url.path)
-        return JSONResponse({"message": "no such endpoint"}, status_code=404)
-
-
-class _DroppingResponse(Response):
-    """Starts a response, then fails: the server closes the connection mid-body."""
-
-    def __init__(self) -> None:
-        super().__init__(b"", media_type="application/json")
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
-        await send({"type": "http.response.body", "body": b'{"finetuned', "more_body": True})
-        raise _DroppedError
-
-
-@contextlib.contextmanager
-def running_in_thread(simulator: Simulator) -> Iterator[Simulator]:
-    """Run the simulator's server in a thread of its own (for tests and benchmarks)."""
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, _ = portal.start_task(simulator.serve)
-        try:
-            yield simulator
-        finally:
-            future.cancel()
+        return await self.handle(request, "list_events", model_id, body)

@@ -1,0 +1,220 @@
+"""What every simulated provider API shares: serving on 127.0.0.1, a lock for its
+state, a request log, a per-key rate limit, and injected faults (429 with
+``Retry-After``, 500/503, malformed JSON, a gzip body that fails to decode, a
+connection dropped mid-response, slow answers).
+
+A provider's simulator subclasses :class:`SimServer` with its routes, how it reads
+the caller's key, and how its errors look.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+from anyio.abc import TaskStatus
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ftwatch.ops.http import bind_socket, serve_asgi
+
+__all__ = ["Fault", "LoggedRequest", "SimServer", "running_in_thread"]
+
+
+@dataclass(slots=True)
+class Fault:
+    """One injected failure. ``kind``: ``429``, ``500``, ``503``, ``malformed``,
+    ``badgzip`` (a gzip body that fails to decode), ``drop`` (connection closed
+    mid-response) or ``slow`` (``delay_s`` before answering)."""
+
+    kind: str
+    endpoint: str | None = None  # list_models, get_model, list_events; None: any
+    model_id: str | None = None
+    retry_after_s: float = 1.0
+    delay_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    at: float
+    endpoint: str
+    model_id: str | None
+    code: int
+    key_ok: bool
+
+
+class _DroppedError(Exception):
+    """Raised after the response has started: the server drops the connection."""
+
+
+class _DroppingResponse(Response):
+    """Starts a response, then fails: the server closes the connection mid-body."""
+
+    def __init__(self) -> None:
+        super().__init__(b"", media_type="application/json")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        await send({"type": "http.response.body", "body": b'{"data', "more_body": True})
+        raise _DroppedError
+
+
+class SimServer:
+    """The plumbing of one simulated API (see the module)."""
+
+    app: Starlette
+
+    def __init__(self, *, keys: tuple[str, ...], rate_limit_per_minute: int, latency_s: float) -> None:
+        self.keys = set(keys)
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.latency_s = latency_s
+        self.requests: list[LoggedRequest] = []
+        #: Requests to paths that are no part of the API (an id that climbed out).
+        self.stray_paths: list[str] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._clock_ns = time.time_ns()
+        self.url = ""
+
+    # --- what a provider's simulator says -------------------------------------------
+
+    def caller_key(self, request: Request, body: bytes) -> str | None:
+        """The key the request was made with, if it is one of ours; ``None`` if not."""
+        raise NotImplementedError
+
+    def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        """An error answer in the provider's own shape."""
+        return JSONResponse({"message": message}, status_code=code, headers=headers)
+
+    #: What a ``malformed`` fault serves: the start of a body, cut off.
+    malformed_body = b'{"data": [{"id": '
+
+    # --- driving it ---------------------------------------------------------------
+
+    def _now_ns(self) -> int:
+        # Strictly increasing, so two changes in a row never share a timestamp by accident.
+        self._clock_ns = max(time.time_ns(), self._clock_ns + 1)
+        return self._clock_ns
+
+    def inject(self, fault: Fault, times: int = 1) -> None:
+        with self._lock:
+            self._faults.extend([fault] * times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def count(self, endpoint: str | None = None, code: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (endpoint is None or r.endpoint == endpoint) and (code is None or r.code == code)
+            )
+
+    # --- serving ------------------------------------------------------------------
+
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; ``task_status.started`` gets the base URL."""
+        sock = bind_socket(host, port)
+        self.url = f"http://{host}:{sock.getsockname()[1]}"
+        async with anyio.create_task_group() as group:
+            await group.start(serve_asgi, self.app, sock)
+            task_status.started(self.url)
+
+    def _take_fault(self, endpoint: str, model_id: str | None) -> Fault | None:
+        for index, fault in enumerate(self._faults):
+            if (fault.endpoint in (None, endpoint)) and (fault.model_id in (None, model_id)):
+                return self._faults.pop(index)
+        return None
+
+    def _rate_limited(self, key: str, now: float) -> float | None:
+        window = self._recent[key]
+        while window and window[0] <= now - 60.0:
+            window.popleft()
+        if len(window) >= self.rate_limit_per_minute:
+            return max(window[0] + 60.0 - now, 0.001)
+        window.append(now)
+        return None
+
+    def _before(self, request: Request) -> None:
+        """Called with the lock held for every request (a subclass counts headers)."""
+
+    async def handle(self, request: Request, endpoint: str, model_id: str | None, body: Any) -> Response:
+        """Answer with ``body`` (a JSON-able object, or an int: that error code), after
+        the key, the rate limit and any fault have had their say."""
+        if self.latency_s:
+            await anyio.sleep(self.latency_s)
+        raw = await request.body()
+        key = self.caller_key(request, raw)
+        now = time.monotonic()
+        with self._lock:
+            self._before(request)
+            key_ok = key is not None
+            retry_after = self._rate_limited(key, now) if key is not None else None
+            fault = self._take_fault(endpoint, model_id) if key_ok and retry_after is None else None
+            response = self._respond(key_ok, retry_after, fault, body)
+            self.requests.append(LoggedRequest(now, endpoint, model_id, response.status_code, key_ok))
+        if fault is not None and fault.kind == "slow":
+            await anyio.sleep(fault.delay_s)
+        if fault is not None and fault.kind == "drop":
+            return _DroppingResponse()
+        return response
+
+    def refused(self) -> Response:
+        return self.error(401, "invalid api token")
+
+    def _respond(self, key_ok: bool, retry_after: float | None, fault: Fault | None, body: Any) -> Response:
+        if not key_ok:
+            return self.refused()
+        if retry_after is not None:
+            return self.error(429, "too many requests", {"retry-after": f"{retry_after:.0f}"})
+        if fault is not None and fault.kind == "429":
+            return self.error(429, "too many requests", {"retry-after": f"{fault.retry_after_s:g}"})
+        if fault is not None and fault.kind in ("500", "503"):
+            return self.error(int(fault.kind), "internal error")
+        if fault is not None and fault.kind == "malformed":
+            return Response(self.malformed_body, media_type="application/json")
+        if fault is not None and fault.kind == "badgzip":
+            return Response(
+                b"\x1f\x8b\x08\x00garbage-not-deflate",
+                media_type="application/json",
+                headers={"content-encoding": "gzip"},
+            )
+        if isinstance(body, int):
+            return self.error(body, "not found")
+        return JSONResponse(body)
+
+    async def stray(self, request: Request) -> Response:
+        with self._lock:
+            self.stray_paths.append(request.url.path)
+        return self.error(404, "no such endpoint")
+
+
+_S = TypeVar("_S", bound=SimServer)
+
+
+@contextlib.contextmanager
+def running_in_thread(simulator: _S) -> Iterator[_S]:
+    """Run a simulator's server in a thread of its own (for tests and benchmarks)."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        future, _ = portal.start_task(simulator.serve)
+        try:
+            yield simulator
+        finally:
+            future.cancel()
