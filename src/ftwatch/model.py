@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "KNOWN_STATUSES",
+    "PROVIDER_STATES",
     "Event",
     "ModelInfo",
     "ModelListing",
     "Transition",
     "check_model_id",
+    "filter_matches",
+    "filter_word",
     "format_timestamp",
     "human_status",
     "normalize_status",
     "parse_timestamp",
+    "provider_word",
     "state_of",
+    "status_filter",
 ]
 
 #: The statuses of Cohere's fine-tuning API v1. Others may appear later; they pass
@@ -62,14 +68,46 @@ _COHERE_STATES: dict[str, str] = {
     "STATUS_UNSPECIFIED": "unknown",
 }
 
+#: OpenAI's fine-tuning job statuses (API reference, ``FineTuningJob.status``).
+_OPENAI_STATES: dict[str, str] = {
+    "validating_files": "queued",
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "ready",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 
-def state_of(status: str | None) -> str:
-    """A Cohere status as its normalized state; a word nobody knows yet is ``unknown``."""
-    return _COHERE_STATES.get(status or "", "unknown")
+#: Bedrock's ``ModelCustomizationJobStatus``. ``Stopping`` is still on its way (it
+#: may yet end ``Stopped``): running until it gets there.
+_BEDROCK_STATES: dict[str, str] = {
+    "InProgress": "running",
+    "Completed": "ready",
+    "Failed": "failed",
+    "Stopping": "running",
+    "Stopped": "cancelled",
+}
+
+#: Each built-in provider's words and the states they mean.
+PROVIDER_STATES: dict[str, dict[str, str]] = {
+    "cohere": _COHERE_STATES,
+    "openai": _OPENAI_STATES,
+    "bedrock": _BEDROCK_STATES,
+}
+
+
+def state_of(status: str | None, provider: str = "cohere") -> str:
+    """A provider's status as its normalized state; a word nobody knows yet is
+    ``unknown``. A plug-in's provider may use the normalized words themselves."""
+    table = PROVIDER_STATES.get(provider)
+    if table is None:
+        word = (status or "").lower()
+        return word if word in STATES else "unknown"
+    return table.get(status or "", "unknown")
 
 
 def normalize_status(name: str) -> str | None:
-    """Return the long name of a known status given as ``READY`` or ``STATUS_READY``.
+    """Return the long name of a known Cohere status given as ``READY`` or ``STATUS_READY``.
 
     Case does not matter. ``None`` when the name is no known status.
     """
@@ -78,11 +116,75 @@ def normalize_status(name: str) -> str | None:
     return long if long in KNOWN_STATUSES else None
 
 
+def provider_word(name: str) -> str | None:
+    """Another provider's status as that provider spells it (``Completed``,
+    ``succeeded``), whatever the case it is given in; ``None`` if none has it."""
+    wanted = name.strip().lower()
+    for provider, table in PROVIDER_STATES.items():
+        if provider == "cohere":
+            continue
+        for word in table:
+            if word.lower() == wanted:
+                return word
+    return None
+
+
+def filter_word(name: str) -> str | None:
+    """A notifier ``statuses`` entry in its canonical spelling, or ``None`` if it is
+    no status of any provider and no normalized state. A Cohere word first (so
+    ``paused`` keeps meaning ``STATUS_PAUSED``, as it always has), then a state
+    (``running``), then another provider's word (``Completed``)."""
+    cohere = normalize_status(name)
+    if cohere is not None:
+        return cohere
+    if name.strip().lower() in STATES:
+        return name.strip().lower()
+    return provider_word(name)
+
+
+_STATE_MARK = "state:"
+
+
+def status_filter(words: Iterable[str]) -> frozenset[str]:
+    """What a notifier's ``statuses`` match: provider words, and ``state:…`` tokens.
+
+    A Cohere word also matches the other providers' same-named words (``FAILED``:
+    OpenAI's ``failed``, Bedrock's ``Failed``), and its state when that state means
+    just this status to Cohere (``READY``: every provider's ``ready``). ``PAUSED``
+    keeps its narrow meaning: the state ``paused`` also holds Cohere's
+    ``TEMPORARILY_OFFLINE``.
+    """
+    tokens: set[str] = set()
+    for raw in words:
+        word = filter_word(raw) or raw
+        if word in _COHERE_STATES:
+            tokens.add(word)
+            short = word.removeprefix("STATUS_").lower()
+            if (other := provider_word(short)) is not None:
+                tokens.add(other)
+            state = _COHERE_STATES[word]
+            if [s for s, st in _COHERE_STATES.items() if st == state] == [word]:
+                tokens.add(_STATE_MARK + state)
+        elif word in STATES:
+            tokens.add(_STATE_MARK + word)
+        else:
+            tokens.add(word)
+    return frozenset(tokens)
+
+
+def filter_matches(tokens: frozenset[str], status: str, state: str) -> bool:
+    return status in tokens or _STATE_MARK + state in tokens
+
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
 def human_status(status: str | None) -> str:
-    """``STATUS_DEPLOYING_API`` -> ``deploying api``; ``None`` -> ``unknown``."""
+    """``STATUS_DEPLOYING_API`` -> ``deploying api``, ``validating_files`` ->
+    ``validating files``, ``InProgress`` -> ``in progress``; ``None`` -> ``unknown``."""
     if not status:
         return "unknown"
-    short = status.removeprefix("STATUS_")
+    short = _CAMEL.sub(" ", status.removeprefix("STATUS_"))
     return short.replace("_", " ").lower()
 
 
@@ -156,6 +258,8 @@ class Event:
     #: reported, in the order it was first seen.
     created_at_ns: int | None
     user_id: str | None = None
+    #: What the provider wrote with it (a failure's reason), where it writes one.
+    message: str | None = None
 
     @property
     def created_at(self) -> str | None:
@@ -178,7 +282,13 @@ class ModelInfo:
     name: str | None
     status: str
     #: As the API wrote it: compared as text every cycle, parsed only when needed.
+    #: For a snapshot provider (OpenAI, Bedrock): when the current status began, if
+    #: the provider says (``finished_at``, ``lastModifiedTime``).
     updated_at: str | None = None
+    #: What the job produced, once it has (OpenAI's ``fine_tuned_model``, Bedrock's
+    #: ``customModelArn``), and why it failed, if it did.
+    fine_tuned_model: str | None = None
+    failure: str | None = None
 
     @property
     def updated_at_ns(self) -> int | None:
@@ -220,9 +330,13 @@ class Transition:
     #: A stall alert's: when the model entered ``status``, and how long it has stayed.
     since: str | None = None
     stalled_for_s: float | None = None
-    #: Which API and which configured source it came from (Cohere's, today).
+    #: Which API and which configured source it came from.
     provider: str = "cohere"
     source: str = "cohere"
+    #: Snapshot providers' (not in Cohere's bodies, which keep their fields): the
+    #: model a job produced, and why it failed.
+    fine_tuned_model: str | None = None
+    failure_message: str | None = None
 
     @property
     def stalled(self) -> bool:
@@ -231,7 +345,7 @@ class Transition:
     @property
     def state(self) -> str:
         """The normalized state of ``status`` (``ready``, ``running``, …)."""
-        return state_of(self.status)
+        return state_of(self.status, self.provider)
 
     def to_payload(self) -> dict[str, Any]:
         """The webhook body of the contract, field for field."""
@@ -249,7 +363,7 @@ class Transition:
                 "stalled_for_s": self.stalled_for_s,
                 "detected_at": self.detected_at,
             }
-        return {
+        body = {
             "id": self.id,
             "type": self.type,
             "model_id": self.model_id,
@@ -263,6 +377,10 @@ class Transition:
             "source": self.source,
             "state": self.state,
         }
+        if self.provider != "cohere":
+            body["fine_tuned_model"] = self.fine_tuned_model
+            body["failure_message"] = self.failure_message
+        return body
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Transition:
@@ -281,4 +399,6 @@ class Transition:
             # Queued by an older build: Cohere's, the only provider it had.
             provider=payload.get("provider", "cohere"),
             source=payload.get("source", "cohere"),
+            fine_tuned_model=payload.get("fine_tuned_model"),
+            failure_message=payload.get("failure_message"),
         )

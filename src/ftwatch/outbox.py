@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ftwatch.model import Transition
+from ftwatch.model import Transition, filter_matches
 
 __all__ = [
     "Delivery",
@@ -40,8 +40,9 @@ class Route:
     models: frozenset[str] = frozenset()
 
     def wants(self, transition: Transition) -> bool:
-        """Its filters: ``statuses`` holds provider words and normalized states alike."""
-        if self.statuses and not ({transition.status, transition.state} & self.statuses):
+        """Its filters: ``statuses`` holds what :func:`~ftwatch.model.status_filter` made
+        of the provider words and normalized states configured."""
+        if self.statuses and not filter_matches(self.statuses, transition.status, transition.state):
             return False
         return not (self.models and transition.model_id not in self.models)
 

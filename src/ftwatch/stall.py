@@ -38,6 +38,8 @@ def check_stall(
     now_ns: int,
     *,
     slack_ns: int = 2_000_000_000,
+    provider: str = "cohere",
+    source: str = "cohere",
 ) -> tuple[Transition, ModelState] | None:
     """The alert and the model's state remembering it, if the model has stayed in its
     status past its threshold and no alert was sent for this stay yet."""
@@ -49,7 +51,9 @@ def check_stall(
         return None
     if _same_stay(state.stalled, status, since_ns, slack_ns):
         return None
-    digest = hashlib.sha256(f"stall\x1f{model_id}\x1f{status}\x1f{since_ns}".encode()).hexdigest()[:32]
+    # Cohere's ids as they always were; another provider's include it.
+    who = model_id if provider == "cohere" else f"{provider}\x1f{model_id}"
+    digest = hashlib.sha256(f"stall\x1f{who}\x1f{status}\x1f{since_ns}".encode()).hexdigest()[:32]
     detected_at = format_timestamp(now_ns, digits=3)
     alert = Transition(
         id="ftw_stall_" + digest,
@@ -63,5 +67,7 @@ def check_stall(
         type=STALLED,
         since=format_timestamp(since_ns),
         stalled_for_s=round((now_ns - since_ns) / 1e9, 3),
+        provider=provider,
+        source=source,
     )
     return alert, replace(state, stalled=stay_key(status, since_ns))

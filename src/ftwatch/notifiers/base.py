@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ftwatch.model import STATES, Transition, normalize_status
+from ftwatch.model import Transition, filter_word
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.secrets import FileSecret
 
@@ -60,16 +60,13 @@ class NotifierConfig(BaseModel):
     def _known_statuses(cls, value: list[str]) -> list[str]:
         normalized = []
         for name in value:
-            # A provider's word first (so "paused" keeps meaning STATUS_PAUSED, as it
-            # always has), else a normalized state ("running", "cancelled").
-            long = normalize_status(name)
-            if long is None and name.strip().lower() in STATES:
-                long = name.strip().lower()
-            if long is None:
+            word = filter_word(name)
+            if word is None:
                 raise ValueError(
-                    f"{name!r} is no known status or state (use e.g. READY, FAILED, PAUSED, DELETED, running)"
+                    f"{name!r} is no known status or state (use e.g. READY, FAILED, PAUSED, DELETED, running, "
+                    "or a provider's own word: succeeded, Completed)"
                 )
-            normalized.append(long)
+            normalized.append(word)
         return normalized
 
 
