@@ -26,10 +26,11 @@ import structlog
 from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events
 from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.outbox import Route
-from ftwatch.settings import PollMode, Settings
+from ftwatch.settings import PollMode, Settings, cycle_budget, source_specs
+from ftwatch.snapshot import baseline_cursor, diff_snapshot
 from ftwatch.sources.base import ModelNotFoundError, Source, SourceError
 from ftwatch.stall import check_stall
-from ftwatch.store.base import Lease, ModelState, Store
+from ftwatch.store.base import Lease, ModelState, Store, model_key, models_in
 
 __all__ = ["CyclePlan", "CycleReport", "CycleResult", "FailedAt", "Poller"]
 
@@ -120,11 +121,21 @@ class Poller:
         lookback_ns: int = DEFAULT_LOOKBACK_NS,
         clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
         catch_up_ns: int = 0,
-        stall_after: Callable[[str | None], float | None] | None = None,
+        stall_after: Callable[[str | None, str], float | None] | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        name: str = "cohere",
+        namespace: str = "",
     ) -> None:
         self.source = source
         self.store = store
+        #: The configured source's name (bodies' ``source``), its provider (``provider``),
+        #: and whether its list is a status snapshot (OpenAI, Bedrock) or has events.
+        self.name = name
+        self.provider: str = getattr(source, "provider", "cohere")
+        self.snapshot: bool = bool(getattr(source, "snapshot", False))
+        #: Where its models live in a state several sources share ("" for the first
+        #: Cohere source, whose rows predate sources).
+        self.namespace = namespace
         self.models = list(dict.fromkeys(models))
         self.routes = routes
         self.reconcile_share = reconcile_share
@@ -156,7 +167,6 @@ class Poller:
     def reconfigure(self, settings: Settings) -> set[str]:
         """Take a reload's ``[poll]`` section now (between cycles); returns the keys applied."""
         poll = settings.poll
-        self.models = list(dict.fromkeys(poll.models))
         self.mode = poll.mode
         self.reconcile_share = poll.reconcile_share
         self.concurrency = poll.concurrency
@@ -164,8 +174,22 @@ class Poller:
         self.clock_skew_ns = int(poll.clock_skew_s * 1e9)
         # Only the daemon reloads: its poller alerts on stalls.
         self.stall_after = settings.stall.threshold_s if settings.stall.after else None
+        self.models = list(dict.fromkeys(self._models_of(settings)))
+        self.budget_per_cycle = self._budget_of(settings)
         keys = ("models", "mode", "reconcile_share", "concurrency", "lookback_s", "clock_skew_s")
         return {f"poll.{key}" for key in keys} | {"stall.after"}
+
+    def _models_of(self, settings: Settings) -> list[str]:
+        for spec in source_specs(settings):
+            if spec.name == self.name:
+                return spec.models
+        return self.models  # the source is gone from the file: a restart applies that
+
+    def _budget_of(self, settings: Settings) -> int | None:
+        for spec in source_specs(settings):
+            if spec.name == self.name:
+                return cycle_budget(settings, spec)
+        return self.budget_per_cycle
 
     def _scope(self) -> str:
         return "all" if not self.models else json.dumps(sorted(self.models))
@@ -176,9 +200,10 @@ class Poller:
 
     async def _load(self) -> dict[str, ModelState]:
         if self._state is None:
-            self._state = await anyio.to_thread.run_sync(self.store.load_models)
-            self._fresh = await anyio.to_thread.run_sync(self.store.is_fresh)
-            self._committed_scope = await anyio.to_thread.run_sync(self.store.load_scope)
+            rows = await anyio.to_thread.run_sync(self.store.load_models)
+            self._state = models_in(self.namespace, rows)
+            self._fresh = await anyio.to_thread.run_sync(self.store.is_fresh, self.namespace)
+            self._committed_scope = await anyio.to_thread.run_sync(self.store.load_scope, self.namespace)
         return self._state
 
     def _unknown_are_baseline(self, fresh: bool) -> bool:
@@ -214,7 +239,9 @@ class Poller:
         # A start on empty state with [poll] catch_up: what happened in that window is
         # reported, not taken as baseline (a rescheduled sidecar loses nothing recent).
         catch_up_from = self._clock_ns() - self.catch_up_ns if fresh and self.catch_up_ns > 0 else None
-        if plan is CyclePlan.LIST:
+        if self.snapshot:
+            fetched, not_found = await self._fetch_snapshots(state, baseline, failed, catch_up_from, plan)
+        elif plan is CyclePlan.LIST:
             fetched, not_found = await self._fetch_listed(state, baseline, failed, catch_up_from)
         else:
             fetched, not_found = await self._fetch_each(state, failed)
@@ -224,6 +251,96 @@ class Poller:
 
         changed: dict[str, ModelState] = {}
         transitions: list[Transition] = []
+        diff = self._diff_snapshots if self.snapshot else self._diff_histories
+        events_read = diff(
+            state,
+            fetched,
+            changed,
+            transitions,
+            baseline=baseline,
+            detected_at_ns=detected_at_ns,
+            catch_up_from=catch_up_from,
+        )
+
+        # Oldest first across models too; the sort is stable, so per-model order holds.
+        transitions.sort(key=lambda t: t.occurred_at)
+        if self.stall_after is not None:
+            transitions.extend(self._stalls(state, changed, fetched.keys(), detected_at_ns))
+        routes = list(self.routes())
+        scope = self._scope()
+        rows = {model_key(self.namespace, model_id): model for model_id, model in changed.items()}
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                self.store.commit_cycle,
+                rows,
+                transitions,
+                routes,
+                time.time(),
+                scope=scope,
+                lease=lease,
+                namespace=self.namespace,
+            )
+        )
+        state.update(changed)
+        self._fresh = False
+        self._committed_scope = scope
+        return CycleResult(
+            transitions=transitions,
+            models=len(fetched),
+            events_read=events_read,
+            baseline=fresh,
+            not_found=not_found,
+            statuses={model_id: item.info for model_id, item in fetched.items()},
+            plan=plan,
+            failed=failed,
+        )
+
+    def _stalls(
+        self, state: dict[str, ModelState], changed: dict[str, ModelState], seen: Iterable[str], now_ns: int
+    ) -> list[Transition]:
+        """Stall alerts for the models this cycle saw (their state as it will be
+        committed); the models' rows remember each, in ``changed``."""
+        stall_after = self.stall_after
+        assert stall_after is not None
+        alerts = []
+        for model_id in seen:
+            current = changed.get(model_id) or state.get(model_id)
+            if current is None:
+                continue
+            found = check_stall(
+                model_id,
+                current,
+                lambda status: stall_after(status, self.provider),
+                now_ns,
+                slack_ns=self.clock_skew_ns + 10**9,
+                provider=self.provider,
+                source=self.name,
+            )
+            if found is not None:
+                alert, changed[model_id] = found
+                log.warning("model.stalled", model_id=model_id, status=alert.status, since=alert.since)
+                alerts.append(alert)
+        return alerts
+
+    def _named(self, transitions: list[Transition]) -> list[Transition]:
+        """Cohere's diff knows no source: a source of another name says its own."""
+        if self.name == "cohere":
+            return transitions
+        return [replace(t, source=self.name) for t in transitions]
+
+    def _diff_histories(
+        self,
+        state: dict[str, ModelState],
+        fetched: dict[str, _Fetched],
+        changed: dict[str, ModelState],
+        transitions: list[Transition],
+        *,
+        baseline: bool,
+        detected_at_ns: int,
+        catch_up_from: int | None,
+    ) -> int:
+        """A cycle of a source with event histories (Cohere): each model's events
+        against its cursor. Returns how many events were read."""
         events_read = 0
         for model_id, item in fetched.items():
             old = state.get(model_id)
@@ -266,50 +383,121 @@ class Poller:
                 list_updated=info.updated_at if consistent else (old.list_updated if old else None),
                 stalled=old.stalled if old else None,  # the stay's alert, if the stay goes on
             )
-            transitions.extend(new)
+            transitions.extend(self._named(new))
+        return events_read
 
-        # Oldest first across models too; the sort is stable, so per-model order holds.
-        transitions.sort(key=lambda t: t.occurred_at)
-        if self.stall_after is not None:
-            transitions.extend(self._stalls(state, changed, fetched.keys(), detected_at_ns))
-        routes = list(self.routes())
-        scope = self._scope()
-        await anyio.to_thread.run_sync(
-            functools.partial(
-                self.store.commit_cycle, changed, transitions, routes, time.time(), scope=scope, lease=lease
-            )
-        )
-        state.update(changed)
-        self._fresh = False
-        self._committed_scope = scope
-        return CycleResult(
-            transitions=transitions,
-            models=len(fetched),
-            events_read=events_read,
-            baseline=fresh,
-            not_found=not_found,
-            statuses={model_id: item.info for model_id, item in fetched.items()},
-            plan=plan,
-            failed=failed,
-        )
-
-    def _stalls(
-        self, state: dict[str, ModelState], changed: dict[str, ModelState], seen: Iterable[str], now_ns: int
-    ) -> list[Transition]:
-        """Stall alerts for the models this cycle saw (their state as it will be
-        committed); the models' rows remember each, in ``changed``."""
-        assert self.stall_after is not None
-        alerts = []
-        for model_id in seen:
-            current = changed.get(model_id) or state.get(model_id)
-            if current is None:
+    def _diff_snapshots(
+        self,
+        state: dict[str, ModelState],
+        fetched: dict[str, _Fetched],
+        changed: dict[str, ModelState],
+        transitions: list[Transition],
+        *,
+        baseline: bool,
+        detected_at_ns: int,
+        catch_up_from: int | None,
+    ) -> int:
+        """A snapshot provider's cycle: each job's status against the last one seen."""
+        history_read = 0
+        for model_id, item in fetched.items():
+            old = state.get(model_id)
+            info = item.info
+            if item.lazy_baseline:
+                cursor = baseline_cursor(info, detected_at_ns)
+                changed[model_id] = ModelState(cursor, info.name, info.status, info.updated_at)
                 continue
-            found = check_stall(model_id, current, self.stall_after, now_ns, slack_ns=self.clock_skew_ns + 10**9)
-            if found is not None:
-                alert, changed[model_id] = found
-                log.warning("model.stalled", model_id=model_id, status=alert.status, since=alert.since)
-                alerts.append(alert)
-        return alerts
+            if item.events is None:  # unchanged, not read
+                if old is not None and old.name != info.name:
+                    changed[model_id] = replace(old, name=info.name)
+                continue
+            history_read += len(item.events)
+            found = diff_snapshot(
+                model_id,
+                info,
+                old.cursor if old is not None else None,
+                item.events,
+                provider=self.provider,
+                source=self.name,
+                detected_at_ns=detected_at_ns,
+                catch_up_from_ns=catch_up_from if old is None and baseline else None,
+            )
+            stay_goes_on = old is not None and found.cursor.last_status == old.cursor.last_status
+            changed[model_id] = ModelState(
+                found.cursor,
+                info.name,
+                info.status,
+                info.updated_at,
+                stalled=old.stalled if old is not None and stay_goes_on else None,
+            )
+            transitions.extend(found.transitions)
+        return history_read
+
+    async def _fetch_snapshots(
+        self,
+        state: dict[str, ModelState],
+        baseline: bool,
+        failed: dict[str, str],
+        catch_up_from: int | None,
+        plan: CyclePlan,
+    ) -> tuple[dict[str, _Fetched], list[str]]:
+        """The jobs' snapshots (the list, or each configured job), then the history of
+        only those whose status moved: the snapshot is the truth, the history fills
+        in the steps between two polls. A first start takes the snapshot as baseline
+        without reading a single history."""
+        if plan is CyclePlan.LIST:
+            listing = await self.source.list_models()
+            self._list_cost = listing.requests
+            wanted = set(self.models)
+            for model_id, why in listing.rejected.items():
+                if not wanted or model_id in wanted:
+                    failed[model_id] = f"unreadable in the job list: {why}"
+            listed = [info for info in listing.models if not wanted or info.id in wanted]
+            not_found = sorted(wanted - {info.id for info in listed} - failed.keys())
+        else:
+            listed, not_found = await self._get_each(failed)
+        fetched = {info.id: _Fetched(info) for info in listed}
+        reads: list[str] = []
+        for info in listed:
+            old = state.get(info.id)
+            if old is None:
+                recent = catch_up_from is not None and (
+                    info.updated_at_ns is None or info.updated_at_ns >= catch_up_from - self.clock_skew_ns
+                )
+                if baseline and not recent:
+                    fetched[info.id].lazy_baseline = True
+                else:
+                    reads.append(info.id)
+            elif old.cursor.last_status != info.status:
+                reads.append(info.id)
+
+        async def read(model_id: str) -> None:
+            old = state.get(model_id)
+            newer_than = None if old is None or old.cursor.at_ns is None else old.cursor.at_ns - self.lookback_ns
+            try:
+                fetched[model_id].events = await self.source.list_events(model_id, newer_than)
+            except ModelNotFoundError:
+                del fetched[model_id]
+            except SourceError as exc:
+                failed[model_id] = str(exc)
+                del fetched[model_id]
+
+        await self._run_all([functools.partial(read, model_id) for model_id in reads])
+        return fetched, not_found
+
+    async def _get_each(self, failed: dict[str, str]) -> tuple[list[ModelInfo], list[str]]:
+        found: dict[str, ModelInfo] = {}
+        not_found: list[str] = []
+
+        async def get(model_id: str) -> None:
+            try:
+                found[model_id] = await self.source.get_model(model_id)
+            except ModelNotFoundError:
+                not_found.append(model_id)
+            except SourceError as exc:
+                failed[model_id] = str(exc)
+
+        await self._run_all([functools.partial(get, model_id) for model_id in self.models])
+        return [found[m] for m in self.models if m in found], sorted(not_found)
 
     def _report_missing(self, not_found: list[str]) -> None:
         for model_id in not_found:

@@ -24,6 +24,7 @@ __all__ = [
     "FirstOf",
     "SecretProvider",
     "cohere_key",
+    "openai_key",
     "read_secret",
 ]
 
@@ -157,4 +158,24 @@ def cohere_key(api_key_file: Path | None, environ: Mapping[str, str]) -> FirstOf
         candidates,
         missing="no Cohere API key: set CO_API_KEY, or api_key_file in [cohere],"
         " or the systemd credential cohere-api-key",
+    )
+
+
+def openai_key(api_key_file: Path | None, environ: Mapping[str, str], where: str = "sources") -> FirstOf:
+    """OpenAI's key: the source's ``api_key_file``, else ``OPENAI_API_KEY``, else the
+    systemd credential ``openai-api-key``."""
+    candidates: list[SecretProvider] = []
+    if api_key_file is not None:
+        candidates.append(FileSecret(api_key_file, f"the API key ({where}.api_key_file)"))
+    else:
+        candidates.append(EnvSecret("OPENAI_API_KEY", environ))
+        if directory := environ.get("CREDENTIALS_DIRECTORY"):
+            path = Path(directory) / "openai-api-key"
+            candidates.append(
+                FileSecret(path, "the API key (systemd credential)", optional=True, kind="systemd credential")
+            )
+    return FirstOf(
+        candidates,
+        missing=f"no OpenAI API key: set OPENAI_API_KEY, or api_key_file in {where},"
+        " or the systemd credential openai-api-key",
     )

@@ -25,8 +25,9 @@ from pydantic_settings import (
 
 from ftwatch.duration import parse_duration
 from ftwatch.errors import ConfigError, first_problem
-from ftwatch.model import STATES, check_model_id, normalize_status, state_of
+from ftwatch.model import STATES, check_model_id, normalize_status, provider_word, state_of
 from ftwatch.notifiers.base import NotifierConfig
+from ftwatch.sources.base import SourceSpec
 
 __all__ = [
     "CohereSettings",
@@ -37,11 +38,13 @@ __all__ = [
     "Settings",
     "StallSettings",
     "StateSettings",
+    "cycle_budget",
     "default_state_path",
     "find_config_file",
     "format_validation_error",
     "load_settings",
     "redacted",
+    "source_specs",
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -189,17 +192,17 @@ class StallSettings(BaseModel):
             word = key.strip()
             if word.lower() in STATES:
                 checked[word.lower()] = seconds
-            elif (status := normalize_status(word)) is not None:
+            elif (status := normalize_status(word) or provider_word(word)) is not None:
                 checked[status] = seconds
             else:
                 raise ValueError(f"{key!r} is no state: use one of {', '.join(STATES)}, or a status such as FINETUNING")
         return checked
 
-    def threshold_s(self, status: str | None) -> float | None:
+    def threshold_s(self, status: str | None, provider: str = "cohere") -> float | None:
         """How long ``status`` may last (its own word first, then its state)."""
         if not self.after or status is None:
             return None
-        return self.after.get(status, self.after.get(state_of(status)))
+        return self.after.get(status, self.after.get(state_of(status, provider)))
 
 
 class Settings(BaseSettings):
@@ -220,6 +223,9 @@ class Settings(BaseSettings):
     stall: StallSettings = Field(default_factory=StallSettings)
     #: Each ``[[notifiers]]`` table, validated once into its type's config.
     notifiers: list[NotifierConfig] = Field(default_factory=list)
+    #: Each ``[[sources]]`` table, validated into its type's config; none: ``[cohere]``
+    #: and ``[poll] models`` are the one source.
+    sources: list[Any] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("log_level", mode="before")
@@ -239,6 +245,37 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             # Carried out of pydantic as one value error, worded already.
             raise ValueError(str(exc)) from None
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _typed_sources(cls, value: object) -> object:
+        if not isinstance(value, list) or not value:
+            return value
+        from ftwatch.sources.registry import validate_sources  # noqa: PLC0415 - only when some are configured
+
+        try:
+            return validate_sources(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def source_specs(settings: Settings) -> list[SourceSpec]:
+    """The configured sources, in order: each ``[[sources]]`` table, or Cohere's
+    ``[cohere]`` with ``[poll] models`` when there is none."""
+    if not settings.sources:
+        return [SourceSpec("cohere", "cohere", settings.cohere, list(settings.poll.models), "")]
+    specs = []
+    for config in settings.sources:
+        name = config.name or config.type
+        # The first Cohere source keeps the rows it had before [[sources]] existed.
+        namespace = "" if (config.type, name) == ("cohere", "cohere") else name
+        specs.append(SourceSpec(name, config.type, config, list(config.models), namespace))
+    return specs
+
+
+def cycle_budget(settings: Settings, spec: SourceSpec) -> int:
+    """Requests one cycle of a source may make to keep to the interval."""
+    return max(1, int(spec.config.max_requests_per_minute * settings.poll.interval_s / 60))
 
 
 def default_state_path(environ: Mapping[str, str]) -> Path:
@@ -284,7 +321,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def format_validation_error(exc: ValidationError, where: str, env_prefix: str = "FTWATCH_") -> str:
     """One line: the first problem, where to fix it, and how many more there are."""
     loc, msg, count = first_problem(exc)
-    if loc and loc[0] == "notifiers" and msg.startswith("invalid configuration: "):
+    if loc and loc[0] in ("notifiers", "sources") and msg.startswith("invalid configuration: "):
         return msg  # a notifier table's problem, worded with its own location
     dotted = ".".join(str(part) for part in loc) or "configuration"
     env_name = env_prefix + "__".join(str(p).upper() for p in loc if not isinstance(p, int))

@@ -25,7 +25,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ftwatch", description="Watch Cohere fine-tuned models and notify on status changes.")
+    parser = _Parser(
+        prog="ftwatch", description="Watch fine-tuned models (Cohere, OpenAI, Bedrock) and notify on status changes."
+    )
     parser.add_argument("--version", action="version", version=f"ftwatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -50,9 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     events = with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
     events.add_argument("model_id", metavar="MODEL_ID")
     events.add_argument("--json", action="store_true")
+    events.add_argument("--source", metavar="NAME", help="the source the model belongs to (default: the first)")
 
     models = with_config(commands.add_parser("models", help="fine-tuned models visible to the key"))
     models.add_argument("--json", action="store_true")
+    models.add_argument("--source", metavar="NAME", help="one source only (default: every source)")
 
     with_config(commands.add_parser("notify-test", help="send a synthetic transition to every notifier"))
 

@@ -13,7 +13,7 @@ import anyio
 
 from ftwatch.app import wiring
 from ftwatch.errors import ConfigError, FtwatchError
-from ftwatch.model import Transition, format_timestamp, human_status
+from ftwatch.model import ModelInfo, Transition, format_timestamp, human_status
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.ops.logs import configure_logging
 from ftwatch.settings import Settings, load_settings, redacted
@@ -61,9 +61,9 @@ def run_command(args: argparse.Namespace) -> int:
     if command == "run":
         return _run(settings, path, once=args.once)
     if command == "events":
-        return anyio.run(_events, settings, args.model_id, args.json)
+        return anyio.run(_events, settings, args.model_id, args.json, args.source)
     if command == "models":
-        return anyio.run(_models, settings, args.json)
+        return anyio.run(_models, settings, args.json, args.source)
     if command == "notify-test":
         return anyio.run(_notify_test, settings)
     if command == "migrate":
@@ -92,7 +92,7 @@ def _operate(settings: Settings, args: argparse.Namespace) -> int:
 def _run(settings: Settings, path: Path | None, *, once: bool) -> int:
     from ftwatch.app.daemon import Daemon  # noqa: PLC0415 - only run needs the daemon
 
-    wiring.key_provider(settings).read()  # a missing key is exit 2 before anything starts
+    wiring.check_credentials(settings)  # a missing key is exit 2 before anything starts
     anyio.run(lambda: Daemon(settings, path).run(once=once))
     return 0
 
@@ -108,15 +108,19 @@ def _migrate(settings: Settings) -> int:
 
 
 async def _check_config(settings: Settings, path: Path | None) -> int:
-    key = wiring.key_provider(settings)
-    key.read()
-    # Built, not only validated: a secret file, an Apprise URL or an optional package
-    # that is missing shows here rather than at the first delivery.
+    key = wiring.key_provider(settings) if not settings.sources else None
+    if key is not None:
+        key.read()
+    # Built, not only validated: a secret file, an Apprise URL, a source's key or an
+    # optional package that is missing shows here rather than at the first delivery.
     async with wiring.hook_client() as http:
         wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
+        wiring.build_sources(settings, http)
     dump: dict[str, Any] = settings.model_dump(mode="python")
     dump["notifiers"] = [config.model_dump() for config in settings.notifiers]
-    dump["cohere"]["api_key"] = f"(set, from {key.describe()})"
+    dump["sources"] = [config.model_dump() for config in settings.sources]
+    if key is not None:
+        dump["cohere"]["api_key"] = f"(set, from {key.describe()})"
     dump["state"]["path"] = str(wiring.state_path(settings))
     report = {"config_file": str(path) if path else None, **dump}
     print(json.dumps(redacted(report), indent=2, default=str))
@@ -124,31 +128,47 @@ async def _check_config(settings: Settings, path: Path | None) -> int:
     return 0
 
 
-async def _events(settings: Settings, model_id: str, as_json: bool) -> int:
+async def _events(settings: Settings, model_id: str, as_json: bool, source_name: str | None) -> int:
     async with wiring.api_client(settings) as http:
-        source = wiring.build_source(settings, http)
+        source = wiring.build_source(settings, http, name=source_name)
         try:
             events = await source.list_events(model_id)
         except ModelNotFoundError:
             raise FtwatchError(f"model {model_id} not found: check the id with 'ftwatch models'") from None
         except SourceError as exc:
             raise FtwatchError(f"the API failed: {exc}") from None
-    events.sort(key=lambda e: e.sort_key())
+    # Stable, by time alone: events of one second (OpenAI dates in seconds) keep the
+    # order the source gave them in, oldest first.
+    events.sort(key=lambda e: (e.created_at_ns is None, e.created_at_ns or 0))
     if as_json:
-        rows = [{"status": e.status, "created_at": e.created_at, "user_id": e.user_id} for e in events]
+        rows = [
+            {"status": e.status, "created_at": e.created_at, "user_id": e.user_id}
+            | ({"message": e.message} if e.message else {})
+            for e in events
+        ]
         print(json.dumps(rows, indent=2))
     else:
         for event in events:
-            print(f"{event.created_at}  {event.status:<28} {event.user_id or '-'}")
+            print(f"{event.created_at}  {event.status:<28} {event.user_id or event.message or '-'}")
     return 0
 
 
-async def _models(settings: Settings, as_json: bool) -> int:
+async def _models(settings: Settings, as_json: bool, source_name: str | None) -> int:
+    listed: list[tuple[str, ModelInfo]] = []
     async with wiring.api_client(settings) as http:
-        try:
-            models = (await wiring.build_source(settings, http).list_models()).models
-        except SourceError as exc:
-            raise FtwatchError(f"the API failed: {exc}") from None
+        sources = wiring.build_sources(settings, http)
+        names = [spec.name for spec, _ in sources]
+        if source_name is not None and source_name not in names:
+            raise ConfigError(f"no source named {source_name!r}; configured: {', '.join(names)}")
+        for spec, source in sources:
+            if source_name not in (None, spec.name):
+                continue
+            try:
+                listed.extend((spec.name, m) for m in (await source.list_models()).models)
+            except SourceError as exc:
+                where = f" of source {spec.name!r}" if len(sources) > 1 else ""
+                raise FtwatchError(f"the API{where} failed: {exc}") from None
+    several = len({name for name, _ in listed}) > 1 or bool(settings.sources)
     if as_json:
         rows = [
             {
@@ -157,15 +177,19 @@ async def _models(settings: Settings, as_json: bool) -> int:
                 "status": m.status,
                 "updated_at": format_timestamp(ns) if (ns := m.updated_at_ns) is not None else None,
             }
-            for m in models
+            | ({"source": name} if several else {})
+            for name, m in listed
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    width = max([len(m.id) for m in models] + [2])
-    name_width = max([len(m.name or "") for m in models] + [4])
-    print(f"{'ID':<{width}}  {'NAME':<{name_width}}  STATUS")
-    for m in models:
-        print(f"{m.id:<{width}}  {m.name or '-':<{name_width}}  {human_status(m.status)}")
+    width = max([len(m.id) for _, m in listed] + [2])
+    name_width = max([len(m.name or "") for _, m in listed] + [4])
+    source_width = max([len(name) for name, _ in listed] + [6])
+    head = f"{'SOURCE':<{source_width}}  " if several else ""
+    print(f"{head}{'ID':<{width}}  {'NAME':<{name_width}}  STATUS")
+    for name, m in listed:
+        lead = f"{name:<{source_width}}  " if several else ""
+        print(f"{lead}{m.id:<{width}}  {m.name or '-':<{name_width}}  {human_status(m.status)}")
     return 0
 
 

@@ -29,13 +29,14 @@ from ftwatch.app.loop import PollLoop
 from ftwatch.app.signals import handle_signals
 from ftwatch.dispatch import Dispatcher
 from ftwatch.errors import ConfigError, FtwatchError
+from ftwatch.fleet import Fleet
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.ops.health import Health
 from ftwatch.ops.logs import set_log_level
 from ftwatch.ops.metrics import Metrics
 from ftwatch.ops.sdnotify import SystemdNotifier
-from ftwatch.poller import CycleReport, FailedAt, Poller
+from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.settings import Settings, load_settings
 from ftwatch.store.base import Store, StoreError
 
@@ -141,15 +142,15 @@ class Daemon:
     def _loop(self, store: Store, api_http: httpx.AsyncClient, dispatcher: Dispatcher) -> PollLoop:
         # The loop counts the source's requests (for the budget warning), and the
         # source exists before the loop: the closures below run only once both do.
-        source = wiring.build_source(
+        poller = wiring.build_fleet(
             self.settings,
             api_http,
+            store,
+            routes=lambda: wiring.routes_of(dispatcher.notifiers),
+            daemon=True,
             on_request=[self.metrics.request_done, self.health.request_done, lambda r: loop.request_done(r)],  # noqa: PLW0108 - loop is bound below,
             on_wait=[self.health.api_wait],
             environ=self.environ,
-        )
-        poller = wiring.build_poller(
-            source, store, self.settings, routes=lambda: wiring.routes_of(dispatcher.notifiers), daemon=True
         )
         # Replicas on one shared store elect one poller; a file has one process anyway.
         self.leadership = Leadership(store, self.settings.state.lease_s) if store.shared else None
@@ -328,7 +329,7 @@ class Daemon:
         self._reloaded = (settings, notifiers)
         loop.wake()
 
-    def _apply_reload(self, poller: Poller, dispatcher: Dispatcher, loop: PollLoop) -> None:
+    def _apply_reload(self, poller: Fleet, dispatcher: Dispatcher, loop: PollLoop) -> None:
         """Hand the new settings to each part; whatever changed and none applied needs
         a restart, and is named."""
         if self._reloaded is None:
@@ -344,7 +345,6 @@ class Daemon:
         )
         set_log_level(settings.log_level)
         self.metrics.poll_interval.set(settings.poll.interval_s)
-        poller.budget_per_cycle = wiring.budget_per_cycle(settings)
         changed = changed_keys(self.settings, settings)
         restart = sorted(changed - applied)
         if restart:

@@ -15,8 +15,9 @@ import anyio
 import structlog
 
 from ftwatch.app.leadership import Leadership
+from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
-from ftwatch.poller import CycleReport, FailedAt, Poller
+from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.settings import Settings
 from ftwatch.sources.base import RequestDone, SourceError
 from ftwatch.store.base import LeaseLostError, StoreError
@@ -40,7 +41,7 @@ class PollLoop:
 
     def __init__(
         self,
-        poller: Poller,
+        poller: Fleet,
         *,
         interval_s: float,
         health: Health,

@@ -22,7 +22,7 @@ from ftwatch.app import wiring
 from ftwatch.errors import AuthRefusedError, ConfigError
 from ftwatch.model import TERMINAL_STATES, Transition, check_model_id, human_status, state_of
 from ftwatch.poller import Poller
-from ftwatch.settings import Settings, load_settings
+from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.sources.base import SourceError
 from ftwatch.wording import text_line
 
@@ -53,6 +53,8 @@ class WaitOutcome:
 
     statuses: dict[str, str]
     transitions: list[Transition] = field(default_factory=list)
+    #: Each model's normalized state (its provider's mapping of its status).
+    states: dict[str, str] = field(default_factory=dict)
     ok: bool = False
     stopped_by: str | None = None
 
@@ -66,7 +68,7 @@ class WaitOutcome:
 
 def _judge(outcome: WaitOutcome, until: Until) -> bool:
     """Whether waiting is over (and ``outcome`` says how)."""
-    states = {model_id: state_of(status) for model_id, status in outcome.statuses.items()}
+    states = outcome.states or {model_id: state_of(status) for model_id, status in outcome.statuses.items()}
     for model_id, state in states.items():
         if state in TERMINAL_STATES and not until.wants(state):
             outcome.stopped_by = model_id
@@ -83,21 +85,22 @@ async def wait_for(
     interval_s: float = DEFAULT_INTERVAL_S,
     settings: Settings | None = None,
     on_transition: Callable[[Transition], None] | None = None,
+    source: str | None = None,
 ) -> WaitOutcome:
     """Poll until every model is in ``until``'s state, or one is in another terminal
     state (then ``outcome.ok`` is false). Raises :class:`TimeoutError` after
     ``timeout_s``, :class:`~ftwatch.errors.ConfigError` for an unknown model or a
     missing key, :class:`~ftwatch.errors.AuthRefusedError` for a refused key. Settings
-    default to what ``run`` would read (environment, ./ftwatch.toml)."""
+    default to what ``run`` would read (environment, ./ftwatch.toml). ``source``: the
+    configured source the models belong to (default: the first)."""
     wanted = Until(until)
     ids = [check_model_id(model_id) for model_id in dict.fromkeys(model_ids)]
     if not ids:
         raise ConfigError("wait for which models? give at least one MODEL_ID")
     if settings is None:
         settings, _ = load_settings(None)
-    wiring.key_provider(settings).read()
     with anyio.fail_after(timeout_s) if timeout_s is not None else contextlib.nullcontext():
-        return await _poll_until(settings, ids, wanted, interval_s, on_transition)
+        return await _poll_until(settings, ids, wanted, interval_s, on_transition=on_transition, source_name=source)
 
 
 async def _poll_until(
@@ -105,13 +108,17 @@ async def _poll_until(
     ids: list[str],
     until: Until,
     interval_s: float,
+    *,
     on_transition: Callable[[Transition], None] | None,
+    source_name: str | None,
 ) -> WaitOutcome:
     store = wiring.memory_store()
     try:
         async with wiring.api_client(settings) as http:
-            source = wiring.build_source(settings, http)
-            poller: Poller = wiring.build_poller(source, store, settings, models=ids)
+            specs = {spec.name: spec for spec in source_specs(settings)}
+            source = wiring.build_source(settings, http, name=source_name)
+            spec = specs[source_name] if source_name else next(iter(specs.values()))
+            poller: Poller = wiring.build_poller(source, store, settings, spec=spec, models=ids)
             outcome = WaitOutcome(statuses={})
             failing: str | None = None
             while True:
@@ -135,6 +142,7 @@ async def _poll_until(
                             on_transition(transition)
                     for model_id, info in result.statuses.items():
                         outcome.statuses[model_id] = info.status
+                        outcome.states[model_id] = state_of(info.status, poller.provider)
                     if len(outcome.statuses) == len(ids) and _judge(outcome, until):
                         return outcome
                 await anyio.sleep(interval_s)
@@ -143,9 +151,6 @@ async def _poll_until(
 
 
 def run_wait(settings: Settings, args: argparse.Namespace) -> int:
-    if args.source not in (None, "cohere"):
-        raise ConfigError(f"no source named {args.source!r}: the configured source is 'cohere'")
-
     def show(transition: Transition) -> None:
         if args.json:
             print(json.dumps(transition.to_payload(), separators=(",", ":")), flush=True)
@@ -163,6 +168,7 @@ def run_wait(settings: Settings, args: argparse.Namespace) -> int:
                 interval_s=interval,
                 settings=settings,
                 on_transition=show,
+                source=args.source,
             )
         )
     except TimeoutError:

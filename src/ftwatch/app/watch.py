@@ -21,9 +21,10 @@ from ftwatch.app.loop import PollLoop
 from ftwatch.app.signals import handle_signals
 from ftwatch.app.view import ModelRow, WatchState, render
 from ftwatch.errors import FtwatchError
+from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
 from ftwatch.ops.logs import configure_logging
-from ftwatch.poller import CycleReport, CycleResult, Poller
+from ftwatch.poller import CycleReport, CycleResult
 from ftwatch.settings import Settings, load_settings
 from ftwatch.wording import text_line
 
@@ -38,14 +39,14 @@ def run_watch(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.once
     # Log lines would tear the live table: only errors, unless asked for more.
     configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "error" if live else settings.log_level))
-    wiring.key_provider(settings).read()  # a missing key: exit 2 before any drawing
-    models = args.model_ids or settings.poll.models
+    wiring.check_credentials(settings)  # a missing key: exit 2 before any drawing
+    models = args.model_ids or (settings.poll.models if not settings.sources else [])
     interval = args.interval or DEFAULT_INTERVAL_S
     anyio.run(lambda: watch_models(settings, models, interval, once=args.once, live=live))
     return 0
 
 
-def _update(state: WatchState, poller: Poller, result: CycleResult, interval: float) -> None:
+def _update(state: WatchState, poller: Fleet, result: CycleResult, interval: float) -> None:
     for model_id, info in result.statuses.items():
         row = state.rows.setdefault(model_id, ModelRow(model_id, info.name, info.status))
         row.name = info.name
@@ -87,8 +88,14 @@ async def watch_models(
     health = Health(interval)
     try:
         async with wiring.api_client(settings) as http:
-            source = wiring.build_source(settings, http, on_request=[health.request_done], on_wait=[health.api_wait])
-            poller = wiring.build_poller(source, store, settings, models=list(dict.fromkeys(models)))
+            poller = wiring.build_fleet(
+                settings,
+                http,
+                store,
+                models=list(dict.fromkeys(models)) if models else None,
+                on_request=[health.request_done],
+                on_wait=[health.api_wait],
+            )
             redraw: list[Callable[[], None]] = []
 
             def show(report: CycleReport) -> None:
@@ -122,7 +129,7 @@ async def watch_models(
         store.close()
 
 
-def _show(state: WatchState, poller: Poller, report: CycleReport, interval: float, *, print_lines: bool) -> None:
+def _show(state: WatchState, poller: Fleet, report: CycleReport, interval: float, *, print_lines: bool) -> None:
     if report.result is None:
         state.status_line = f"API error: {report.error} · retrying every {interval:g}s · Ctrl-C quits"
         state.error = True

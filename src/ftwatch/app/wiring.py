@@ -17,14 +17,16 @@ import httpx
 
 from ftwatch.dispatch import DeliveryAttempt, Dispatcher, retry_policy
 from ftwatch.errors import ConfigError
+from ftwatch.fleet import Fleet
+from ftwatch.model import status_filter
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
 from ftwatch.outbox import Route
 from ftwatch.poller import Poller
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import FileSecret, SecretProvider, cohere_key
-from ftwatch.settings import Settings, default_state_path, redact_url
-from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps
+from ftwatch.settings import Settings, cycle_budget, default_state_path, redact_url, source_specs
+from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps, SourceSpec
 from ftwatch.sources.registry import source_type
 from ftwatch.store.base import Store
 
@@ -32,8 +34,11 @@ __all__ = [
     "api_client",
     "budget_per_cycle",
     "build_dispatcher",
+    "build_fleet",
     "build_poller",
     "build_source",
+    "build_sources",
+    "check_credentials",
     "hook_client",
     "key_provider",
     "memory_store",
@@ -127,33 +132,99 @@ def _fan_out(*callbacks: Callable[[_T], None] | None) -> Callable[[_T], None]:
     return call
 
 
-def build_source(
+def build_sources(
     settings: Settings,
     http: httpx.AsyncClient,
     *,
     on_request: Sequence[Callable[[RequestDone], None]] = (),
     on_wait: Sequence[Callable[[ApiWait], None]] = (),
     environ: Mapping[str, str] = os.environ,
+) -> list[tuple[SourceSpec, Source]]:
+    """Every configured source, through the registry, each with its API's one
+    process-wide request budget (its keys read: blocking, and a missing one is a
+    :class:`ConfigError`)."""
+    built = []
+    for spec in source_specs(settings):
+        deps = SourceDeps(
+            http=http,
+            # [cohere] keeps its own key lookup; a [[sources]] table finds its own.
+            key=key_provider(settings, environ) if spec.config is settings.cohere else None,
+            limiter=RateLimiter(spec.config.max_requests_per_minute),
+            on_request=_fan_out(*on_request),
+            on_wait=_fan_out(*on_wait),
+            environ=environ,
+        )
+        try:
+            built.append((spec, source_type(spec.type).from_config(spec.config, deps)))
+        except ConfigError as exc:
+            if len(source_specs(settings)) == 1:
+                raise
+            raise ConfigError(f"source {spec.name!r}: {exc}") from None
+    return built
+
+
+def check_credentials(settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
+    """Every source's key read (and Bedrock's credential chain resolved) now, so a
+    missing one is exit 2 before anything starts (blocking)."""
+    if not settings.sources:
+        key_provider(settings, environ).read()
+        return
+    # Built only to read their keys: no request is made with this client.
+    for _, source in build_sources(settings, httpx.AsyncClient(), environ=environ):
+        check = getattr(source, "check_credentials", None)
+        if check is not None:
+            check()
+
+
+def build_source(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    name: str | None = None,
+    on_request: Sequence[Callable[[RequestDone], None]] = (),
+    on_wait: Sequence[Callable[[ApiWait], None]] = (),
+    environ: Mapping[str, str] = os.environ,
 ) -> Source:
-    """The configured source (Cohere's ``[cohere]`` section), through the registry,
-    with the one process-wide request budget."""
-    deps = SourceDeps(
-        http=http,
-        key=key_provider(settings, environ),
-        limiter=RateLimiter(settings.cohere.max_requests_per_minute),
-        on_request=_fan_out(*on_request),
-        on_wait=_fan_out(*on_wait),
-    )
-    return source_type("cohere").from_config(settings.cohere, deps)
+    """One configured source: the one named, else the first."""
+    specs = source_specs(settings)
+    names = [spec.name for spec in specs]
+    if name is not None and name not in names:
+        raise ConfigError(f"no source named {name!r}; configured: {', '.join(names)}")
+    chosen = [spec for spec in specs if spec.name == (name or names[0])]
+    one = settings.model_copy(update={"sources": [chosen[0].config]}) if settings.sources else settings
+    return build_sources(one, http, on_request=on_request, on_wait=on_wait, environ=environ)[0][1]
 
 
-def budget_per_cycle(settings: Settings) -> int:
-    """Requests one cycle may make if cycles are to keep to the interval."""
-    return max(1, int(settings.cohere.max_requests_per_minute * settings.poll.interval_s / 60))
+def budget_per_cycle(settings: Settings, spec: SourceSpec | None = None) -> int:
+    """Requests one cycle of a source (the first) may make to keep to the interval."""
+    return cycle_budget(settings, spec or source_specs(settings)[0])
 
 
 def routes_of(loaded: Sequence[LoadedNotifier]) -> list[Route]:
-    return [Route(n.key, frozenset(n.config.statuses), frozenset(n.config.models)) for n in loaded]
+    return [Route(n.key, status_filter(n.config.statuses), frozenset(n.config.models)) for n in loaded]
+
+
+def build_fleet(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    store: Store,
+    *,
+    models: Sequence[str] | None = None,
+    routes: Callable[[], Sequence[Route]] = lambda: (),
+    daemon: bool = False,
+    on_request: Sequence[Callable[[RequestDone], None]] = (),
+    on_wait: Sequence[Callable[[ApiWait], None]] = (),
+    environ: Mapping[str, str] = os.environ,
+) -> Fleet:
+    """Every source's poller, as one (see :mod:`ftwatch.fleet`). ``models`` (the
+    command line's ids) overrides each source's list."""
+    sources = build_sources(settings, http, on_request=on_request, on_wait=on_wait, environ=environ)
+    return Fleet(
+        [
+            build_poller(source, store, settings, spec=spec, models=models, routes=routes, daemon=daemon)
+            for spec, source in sources
+        ]
+    )
 
 
 def build_poller(
@@ -161,22 +232,27 @@ def build_poller(
     store: Store,
     settings: Settings,
     *,
+    spec: SourceSpec | None = None,
     models: Sequence[str] | None = None,
     routes: Callable[[], Sequence[Route]] = lambda: (),
     daemon: bool = False,
 ) -> Poller:
-    """The poller of the settings' ``[poll]`` section (``models`` overrides its list).
+    """The poller of one source (``spec``; the first when ``None``) with the
+    settings' ``[poll]`` section (``models`` overrides the source's list).
     ``daemon``: the one of ``run``, with its catch-up and stall alerts (the live view
     and ``wait`` start on empty memory every time: neither applies there)."""
     poll = settings.poll
+    spec = spec or source_specs(settings)[0]
     return Poller(
         source,
         store,
-        models=poll.models if models is None else models,
+        models=spec.models if models is None else models,
         routes=routes,
         concurrency=poll.concurrency,
         reconcile_share=poll.reconcile_share,
-        budget_per_cycle=budget_per_cycle(settings),
+        budget_per_cycle=budget_per_cycle(settings, spec),
+        name=spec.name,
+        namespace=spec.namespace,
         mode=poll.mode,
         lookback_ns=int(poll.lookback_s * 1e9),
         clock_skew_ns=int(poll.clock_skew_s * 1e9),

@@ -7,14 +7,17 @@ knows only :class:`Source`; the application builds sources through the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing
+from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import SecretProvider
 
@@ -25,10 +28,13 @@ __all__ = [
     "ModelNotFoundError",
     "RequestDone",
     "Source",
+    "SourceConfig",
     "SourceDeps",
     "SourceError",
+    "SourceSpec",
     "SourceType",
     "SourceUnavailableError",
+    "http_url",
 ]
 
 
@@ -54,7 +60,13 @@ class InvalidModelIdError(ConfigError):
 
 
 class Source(Protocol):
-    """What the poller needs of a fine-tuning provider."""
+    """What the poller needs of a fine-tuning provider.
+
+    A source may also say ``provider`` (the bodies' word for its API, default
+    ``cohere``) and ``snapshot = True`` when its list shows each job's status as a
+    snapshot (then ``list_events`` gives the job's status history, as far as the
+    provider keeps one: see :mod:`ftwatch.snapshot`).
+    """
 
     async def list_models(self) -> ModelListing:
         """Every fine-tuned model visible to the key."""
@@ -94,18 +106,77 @@ def _ignore(_: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class SourceDeps:
-    """What the application lends a source: the client, the key, the budget, and
+    """What the application lends a source: the client, the key (Cohere's, from
+    ``[cohere]``), the budget, the environment (for a type's own variables), and
     whom to tell about requests and deliberate waits."""
 
     http: httpx.AsyncClient
-    key: SecretProvider
+    key: SecretProvider | None = None
     limiter: RateLimiter | None = None
     on_request: Callable[[RequestDone], None] = field(default=_ignore)
     on_wait: Callable[[ApiWait], None] = field(default=_ignore)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class SourceConfig(BaseModel):
+    """The keys every ``[[sources]]`` table has; a type adds its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    #: Unique among the sources; the bodies' ``source``, and where its models live
+    #: in the state (so renaming a source starts it afresh). Default: the type.
+    name: str | None = None
+    #: Model or job ids; empty: everything the credentials can see.
+    models: list[str] = Field(default_factory=list)
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_requests_per_minute: Annotated[int, Field(gt=0)] = 250
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+    max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
+    auth_retry_s: Annotated[float, Field(ge=0)] = 10.0
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError("must be lowercase letters, digits, '-' or '_' (e.g. \"openai-prod\")")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _one_segment(cls, value: list[str]) -> list[str]:
+        return [check_model_id(model_id) for model_id in value]
+
+
+def http_url(value: str) -> str:
+    """A base URL's check: http(s) only, no trailing slash."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One configured source: its name, type, section and models, and where its
+    models live in the state ("" for the first Cohere source, as before sources)."""
+
+    name: str
+    type: str
+    config: Any
+    models: list[str]
+    namespace: str
 
 
 class SourceType(Protocol):
     """The class an entry point of ``ftwatch.sources`` names."""
+
+    #: The type's ``[[sources]]`` table (a :class:`SourceConfig`).
+    config_model: ClassVar[type[BaseModel]]
 
     @classmethod
     def from_config(cls, config: Any, deps: SourceDeps) -> Source: ...

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import cast
+from typing import Any, cast
 
-from ftwatch.errors import ConfigError
+from pydantic import BaseModel, ValidationError
+
+from ftwatch.errors import ConfigError, first_problem
 from ftwatch.sources.base import SourceType
 
-__all__ = ["ENTRY_POINT_GROUP", "available_types", "source_type"]
+__all__ = ["ENTRY_POINT_GROUP", "available_types", "source_type", "validate_sources"]
 
 ENTRY_POINT_GROUP = "ftwatch.sources"
 
@@ -25,3 +28,36 @@ def source_type(name: str) -> SourceType:
     if name not in types:
         raise ConfigError(f"unknown source type {name!r}; known: {', '.join(sorted(types))} (a plug-in adds one)")
     return types[name]
+
+
+def validate_sources(raw_list: Sequence[Mapping[str, Any] | BaseModel]) -> list[BaseModel]:
+    """Each ``[[sources]]`` table as its type's config; :class:`ConfigError` naming the
+    table and the fix if not, or if two sources share a name."""
+    validated: list[BaseModel] = []
+    names: set[str] = set()
+    for index, raw in enumerate(raw_list):
+        if isinstance(raw, BaseModel):
+            config = raw
+        else:
+            kind = raw.get("type") if isinstance(raw, Mapping) else None
+            if not isinstance(kind, str) or not kind:
+                raise ConfigError(
+                    f'invalid configuration: sources[{index}] has no type: add type = "cohere", "openai" or "bedrock"'
+                )
+            try:
+                config = source_type(kind).config_model.model_validate(dict(raw))
+            except ConfigError as exc:
+                raise ConfigError(f"invalid configuration: sources[{index}]: {exc}") from None
+            except ValidationError as exc:
+                loc, msg, _ = first_problem(exc)
+                where = "." + ".".join(str(p) for p in loc) if loc else ""
+                raise ConfigError(f"invalid configuration: sources[{index}] ({kind}){where}: {msg}") from None
+        name = str(getattr(config, "name", None) or getattr(config, "type", "?"))
+        if name in names:
+            raise ConfigError(
+                f"invalid configuration: sources[{index}]: a second source named {name!r}:"
+                ' give each a unique name = "..."'
+            )
+        names.add(name)
+        validated.append(config)
+    return validated

@@ -36,8 +36,11 @@ __all__ = [
     "decode_cursor",
     "delivery_params",
     "encode_cursor",
+    "meta_key",
+    "model_key",
     "model_row",
     "model_states",
+    "models_in",
     "outbox_rows",
     "pending_delivery",
     "upsert_model_sql",
@@ -109,6 +112,26 @@ class LeaseLostError(StoreError):
 MODEL_COLUMNS = (
     "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled"
 )
+
+
+def model_key(namespace: str, model_id: str) -> str:
+    """A model's key in a state several sources share: ``openai/ftjob-1``; the first
+    Cohere source's models keep their bare ids (their rows predate sources)."""
+    return f"{namespace}/{model_id}" if namespace else model_id
+
+
+def models_in(namespace: str, states: Mapping[str, ModelState]) -> dict[str, ModelState]:
+    """One source's models, by their own ids. No Cohere id holds a ``/`` (an id is one
+    path segment), so a bare key is always the first Cohere source's."""
+    if not namespace:
+        return {key: state for key, state in states.items() if "/" not in key}
+    prefix = namespace + "/"
+    return {key[len(prefix) :]: state for key, state in states.items() if key.startswith(prefix)}
+
+
+def meta_key(name: str, namespace: str) -> str:
+    """``baselined`` / ``scope`` of one source (the first Cohere source: as before)."""
+    return f"{name}:{namespace}" if namespace else name
 
 
 def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
@@ -326,12 +349,13 @@ class Store(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def is_fresh(self) -> bool:
-        """True until the first cycle has been committed: that cycle is the baseline."""
+    def is_fresh(self, namespace: str = "") -> bool:
+        """True until the first cycle (of that source) has been committed: that cycle
+        is the baseline."""
         ...
 
-    def load_scope(self) -> str | None:
-        """What the last committed cycle watched (``all``, or which models)."""
+    def load_scope(self, namespace: str = "") -> str | None:
+        """What the last committed cycle (of that source) watched (``all``, or which models)."""
         ...
 
     def load_models(self) -> dict[str, ModelState]: ...
@@ -345,8 +369,10 @@ class Store(Protocol):
         *,
         scope: str | None = None,
         lease: Lease | None = None,
+        namespace: str = "",
     ) -> int:
-        """Cursors, transitions and their deliveries in one transaction; with a
+        """Cursors, transitions and their deliveries in one transaction (``scope`` and
+        the baseline mark are the ``namespace`` source's); with a
         ``lease``, renewed in it, or :class:`LeaseLostError` and nothing written. Returns how
         many deliveries were queued (a transition already queued is not queued again,
         and a cursor never moves back). :class:`StoreError` (rolled back) if it fails."""

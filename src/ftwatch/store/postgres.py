@@ -36,6 +36,7 @@ from ftwatch.store.base import (
     StoreFacts,
     StoreOpenError,
     delivery_params,
+    meta_key,
     model_row,
     model_states,
     outbox_rows,
@@ -325,15 +326,21 @@ class PostgresStore:
         )
         return int(row[0]) if row else 0
 
-    def is_fresh(self) -> bool:
+    def is_fresh(self, namespace: str = "") -> bool:
         row = self._run(
-            lambda c: c.execute("SELECT 1 FROM ftwatch_meta WHERE key = 'baselined'").fetchone(), write=False
+            lambda c: c.execute(
+                "SELECT 1 FROM ftwatch_meta WHERE key = %s", (meta_key("baselined", namespace),)
+            ).fetchone(),
+            write=False,
         )
         return row is None
 
-    def load_scope(self) -> str | None:
+    def load_scope(self, namespace: str = "") -> str | None:
         row = self._run(
-            lambda c: c.execute("SELECT value FROM ftwatch_meta WHERE key = 'scope'").fetchone(), write=False
+            lambda c: c.execute(
+                "SELECT value FROM ftwatch_meta WHERE key = %s", (meta_key("scope", namespace),)
+            ).fetchone(),
+            write=False,
         )
         return None if row is None else str(row[0])
 
@@ -349,6 +356,7 @@ class PostgresStore:
         *,
         scope: str | None = None,
         lease: Lease | None = None,
+        namespace: str = "",
     ) -> int:
         route_list = list(routes)
 
@@ -373,7 +381,10 @@ class PostgresStore:
                         "INSERT INTO ftwatch_transitions (id, payload) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                         [(t.id, json.dumps(t.to_payload())) for t in transitions],
                     )
-                cur.execute("INSERT INTO ftwatch_meta (key, value) VALUES ('baselined', '1') ON CONFLICT DO NOTHING")
+                cur.execute(
+                    "INSERT INTO ftwatch_meta (key, value) VALUES (%s, '1') ON CONFLICT DO NOTHING",
+                    (meta_key("baselined", namespace),),
+                )
                 cur.execute(
                     "INSERT INTO ftwatch_meta (key, value) VALUES ('last_poll_at', %s)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -381,9 +392,9 @@ class PostgresStore:
                 )
                 if scope is not None:
                     cur.execute(
-                        "INSERT INTO ftwatch_meta (key, value) VALUES ('scope', %s)"
+                        "INSERT INTO ftwatch_meta (key, value) VALUES (%s, %s)"
                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (scope,),
+                        (meta_key("scope", namespace), scope),
                     )
             deliveries = [
                 (t.id, route.key, DeliveryState.PENDING.value, now)

@@ -31,6 +31,7 @@ from ftwatch.store.base import (
     StoreFacts,
     StoreOpenError,
     delivery_params,
+    meta_key,
     model_row,
     model_states,
     outbox_rows,
@@ -286,14 +287,18 @@ class SqliteStore:
 
     # --- cursors -----------------------------------------------------------------
 
-    def is_fresh(self) -> bool:
+    def is_fresh(self, namespace: str = "") -> bool:
         """True until the first cycle has been committed: that cycle is the baseline."""
-        row = self._read(lambda db: db.execute("SELECT 1 FROM meta WHERE key = 'baselined'").fetchone())
+        row = self._read(
+            lambda db: db.execute("SELECT 1 FROM meta WHERE key = ?", (meta_key("baselined", namespace),)).fetchone()
+        )
         return row is None
 
-    def load_scope(self) -> str | None:
+    def load_scope(self, namespace: str = "") -> str | None:
         """What the last committed cycle watched (see :meth:`commit_cycle`)."""
-        row = self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = 'scope'").fetchone())
+        row = self._read(
+            lambda db: db.execute("SELECT value FROM meta WHERE key = ?", (meta_key("scope", namespace),)).fetchone()
+        )
         return None if row is None else str(row[0])
 
     def load_models(self) -> dict[str, ModelState]:
@@ -308,6 +313,7 @@ class SqliteStore:
         *,
         scope: str | None = None,
         lease: Lease | None = None,
+        namespace: str = "",
     ) -> int:
         """Save the cycle's cursors and transitions, and queue each transition for
         every notifier that wants it, all in one transaction. ``scope`` records what
@@ -333,10 +339,12 @@ class SqliteStore:
                     rows,
                 )
                 queued += max(inserted.rowcount, 0)  # what was queued, not what was asked
-            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('baselined', '1')")
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '1')", (meta_key("baselined", namespace),))
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_poll_at', ?)", (repr(now),))
             if scope is not None:
-                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scope', ?)", (scope,))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (meta_key("scope", namespace), scope)
+                )
             return queued
 
         return self._write(work)

@@ -1,0 +1,135 @@
+"""What changed for a provider whose list shows each job's status as a snapshot.
+
+Pure and synchronous, like :mod:`ftwatch.diff`, for OpenAI's and Bedrock's jobs. The
+list says where a job is now; what it passed through between two polls comes from
+the job's status history where the provider keeps one (OpenAI's event messages, with
+their times), and the time of the current status from the job itself where it says
+(``finished_at``, ``lastModifiedTime``), else the moment it was noticed.
+
+A change is reported once: the cursor remembers the status the last committed cycle
+saw, and a cycle that sees the same status again reports nothing, whatever new
+history arrived. Ids are stable per provider, job, step and (when the provider
+dates it) time, so the same change read twice (a crash before the commit) has the
+same id, and two providers' jobs never share one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ftwatch.diff import Cursor
+from ftwatch.model import Event, ModelInfo, Transition, format_timestamp, state_of
+
+__all__ = ["SnapshotChange", "baseline_cursor", "diff_snapshot", "snapshot_transition_id"]
+
+
+def snapshot_transition_id(provider: str, model_id: str, previous: str | None, status: str, at_ns: int | None) -> str:
+    """The same step of the same job of the same provider: the same id."""
+    raw = f"{provider}\x1f{model_id}\x1f{previous or ''}\x1f{status}\x1f{'' if at_ns is None else at_ns}"
+    return "ftw_" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChange:
+    """Where a job is: the cursor to commit and the transitions that got it there."""
+
+    cursor: Cursor
+    transitions: list[Transition]
+
+
+def baseline_cursor(info: ModelInfo, detected_at_ns: int) -> Cursor:
+    """A job taken as history: its status now, since when the provider says (else now)."""
+    return Cursor(info.updated_at_ns or detected_at_ns, frozenset(), info.status)
+
+
+def _steps(history: list[Event]) -> list[Event]:
+    """The dated history, oldest first, each status once per stay (its first event).
+    Providers date in whole seconds: events of one second keep the order given
+    (oldest first), which is the order they happened in."""
+    dated = sorted((e for e in history if e.created_at_ns is not None), key=lambda e: e.created_at_ns or 0)
+    steps: list[Event] = []
+    for event in dated:
+        if not steps or steps[-1].status != event.status:
+            steps.append(event)
+    return steps
+
+
+def diff_snapshot(
+    model_id: str,
+    info: ModelInfo,
+    cursor: Cursor | None,
+    history: list[Event],
+    *,
+    provider: str,
+    source: str,
+    detected_at_ns: int,
+    catch_up_from_ns: int | None = None,
+) -> SnapshotChange:
+    """The transitions from ``cursor`` (``None``: a job never seen, all new) to the
+    status ``info`` shows, through the steps ``history`` tells of in between.
+
+    ``catch_up_from_ns`` with no cursor: only the steps from then on are new (a start
+    on empty state that catches up); the one before is their previous status.
+    Steps the history shows beyond the snapshot (it is fresher than the list) wait
+    for the list to catch up: they are reported by a later cycle, once.
+    """
+    now_status = info.status
+    if cursor is not None and cursor.last_status == now_status:
+        return SnapshotChange(cursor, [])
+    steps = _steps(history)
+    previous = cursor.last_status if cursor is not None else None
+    if cursor is not None:
+        entered = [i for i, step in enumerate(steps) if step.status == previous]
+        if entered:
+            steps = steps[entered[-1] + 1 :]
+        else:  # the history never showed the old status: what came after it, by time
+            since = cursor.at_ns
+            steps = [s for s in steps if since is None or (s.created_at_ns or 0) > since]
+    elif catch_up_from_ns is not None:
+        before = [s for s in steps if (s.created_at_ns or 0) < catch_up_from_ns]
+        previous = before[-1].status if before else None
+        steps = steps[len(before) :]
+    # Up to the snapshot: the history may run ahead of the list.
+    if now_status in (s.status for s in steps):
+        last = max(i for i, s in enumerate(steps) if s.status == now_status)
+        steps = steps[: last + 1]
+    else:
+        at = info.updated_at_ns
+        newest = max((s.created_at_ns or 0 for s in steps), default=0)
+        dated = at is not None and at >= newest
+        steps.append(Event(now_status, at if dated else None, message=info.failure))
+
+    detected_at = format_timestamp(detected_at_ns, digits=3)
+    transitions: list[Transition] = []
+    at_ns = cursor.at_ns if cursor is not None else None
+    for step in steps:
+        if step.status == previous:
+            continue
+        when = step.created_at_ns
+        is_now = step.status == now_status
+        state = state_of(step.status, provider)
+        transitions.append(
+            Transition(
+                id=snapshot_transition_id(provider, model_id, previous, step.status, when),
+                model_id=model_id,
+                model_name=info.name,
+                status=step.status,
+                previous_status=previous,
+                occurred_at=format_timestamp(when) if when is not None else detected_at,
+                user_id=None,
+                detected_at=detected_at,
+                provider=provider,
+                source=source,
+                fine_tuned_model=info.fine_tuned_model if is_now and state == "ready" else None,
+                failure_message=(step.message or (info.failure if is_now else None)) if state == "failed" else None,
+            )
+        )
+        previous = step.status
+        at_ns = when if when is not None else detected_at_ns
+    since = at_ns if at_ns is not None else detected_at_ns
+    if cursor is not None and cursor.at_ns is not None:
+        # A cursor never moves back (the stores refuse it): a step the history dates
+        # before the moment the last one was noticed is "since" that moment.
+        since = max(since, cursor.at_ns)
+    return SnapshotChange(Cursor(since, frozenset(), now_status), transitions)

@@ -1,0 +1,234 @@
+"""AWS Bedrock model customization jobs, a snapshot source, signed SigV4 by botocore.
+
+``ListModelCustomizationJobs`` (up to 1000 a page, ``nextToken``) gives every job's
+status; ``GetModelCustomizationJob`` its ``failureMessage``, read only for a job
+whose status moved. Bedrock keeps no status history, so a transition's
+``occurred_at`` is the job's ``endTime`` when it has ended, else its
+``lastModifiedTime``, else the moment ftwatch noticed.
+
+botocore (the AWS SDK's core, which boto3 and the CLI are built on) resolves the
+credentials through the standard chain (environment, shared config and profile,
+web identity for EKS, container and instance metadata, refreshed before they
+expire) and signs; the requests themselves go through ftwatch's own client, with
+its budget and retries. It is an optional extra: ``pip install 'ftwatch[bedrock]'``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+import httpx
+from pydantic import BaseModel, field_validator
+
+from ftwatch.errors import ConfigError
+from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id
+from ftwatch.sources.base import (
+    InvalidModelIdError,
+    ModelDataError,
+    SourceConfig,
+    SourceDeps,
+    SourceUnavailableError,
+    http_url,
+)
+from ftwatch.sources.http import ApiClient, json_message
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials as AwsCredentials
+
+__all__ = ["BedrockSource", "BedrockSourceConfig", "SigV4"]
+
+_JOBS = "/model-customization-jobs"
+_PAGE = 1000
+_EXTRA = "a bedrock source needs botocore: pip install 'ftwatch[bedrock]'"
+
+
+class BedrockSourceConfig(SourceConfig):
+    """A ``[[sources]]`` table of type ``bedrock``."""
+
+    #: Else ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's region.
+    region: str | None = None
+    #: Else ``https://bedrock.{region}.amazonaws.com``.
+    endpoint_url: str | None = None
+    #: A profile of the shared config files; else ``AWS_PROFILE`` or the default chain.
+    profile: str | None = None
+    #: Bedrock's control plane allows a few requests a second per account.
+    max_requests_per_minute: int = 120
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        return http_url(value) if value is not None else None
+
+
+class SigV4:
+    """Credentials from the AWS chain, a SigV4 signature per request (botocore)."""
+
+    def __init__(self, region: str | None, profile: str | None, environ: Any) -> None:
+        try:
+            import botocore.session  # noqa: PLC0415 - the optional extra
+        except ImportError:
+            raise ConfigError(_EXTRA) from None
+        self._session = botocore.session.Session(profile=profile)
+        self.region = (
+            region
+            or environ.get("AWS_REGION")
+            or environ.get("AWS_DEFAULT_REGION")
+            or self._session.get_config_variable("region")
+        )
+        if not self.region:
+            raise ConfigError(
+                "no AWS region for the bedrock source: set region in its [[sources]] table, or AWS_REGION"
+            )
+        self._profile = profile
+        self._credentials: Any = None
+
+    def resolve(self) -> AwsCredentials:
+        """The chain, once (blocking: instance metadata is a network call)."""
+        if self._credentials is None:
+            self._credentials = self._session.get_credentials()
+        if self._credentials is None:
+            raise ConfigError(
+                "no AWS credentials for the bedrock source: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
+                " AWS_PROFILE or profile, or run with an IAM role (EKS web identity, ECS task, EC2 instance)"
+            )
+        # Refreshable credentials refresh here, before they expire (blocking too).
+        return self._credentials.get_frozen_credentials()  # type: ignore[no-any-return]
+
+    async def headers(self, method: str, url: httpx.URL, headers: dict[str, str]) -> dict[str, str]:
+        from botocore.auth import SigV4Auth  # noqa: PLC0415
+        from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+
+        frozen = await anyio.to_thread.run_sync(self.resolve)
+        request = AWSRequest(method=method, url=str(url), headers=dict(headers), data=b"")
+        SigV4Auth(frozen, "bedrock", self.region).add_auth(request)
+        return {key: str(value) for key, value in request.headers.items()}
+
+    async def reread(self) -> None:
+        """Resolve the chain anew (rotated keys, a new web identity token)."""
+        self._credentials = None
+        await anyio.to_thread.run_sync(self.resolve)
+
+    def describe(self) -> str:
+        return f"the AWS credential chain (profile {self._profile})" if self._profile else "the AWS credential chain"
+
+
+class _BadDataError(Exception):
+    pass
+
+
+def _text(raw: dict[str, Any], field: str) -> str | None:
+    value = raw.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadDataError(f"{field} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _checked_time(raw: dict[str, Any], field: str) -> str | None:
+    from ftwatch.model import parse_timestamp  # noqa: PLC0415
+
+    value = _text(raw, field)
+    if value is None:
+        return None
+    try:
+        parse_timestamp(value)
+    except ValueError:
+        return None  # unreadable: the moment of detection stands in
+    return value
+
+
+def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "customModelArn") -> ModelInfo:
+    if not isinstance(raw, dict) or not isinstance(raw.get("jobName"), str):
+        raise _BadDataError("a job without a jobName")
+    check_model_id(raw["jobName"])
+    status = _text(raw, "status")
+    if status is None:
+        raise _BadDataError("a job without a status")
+    return ModelInfo(
+        id=raw["jobName"],
+        name=_text(raw, name_field),
+        status=status,
+        updated_at=_checked_time(raw, "endTime") or _checked_time(raw, "lastModifiedTime"),
+        fine_tuned_model=_text(raw, arn_field) if status == "Completed" else None,
+        failure=_text(raw, "failureMessage"),
+    )
+
+
+class BedrockSource:
+    """Bedrock's customization jobs, by job name, through one :class:`ApiClient`."""
+
+    provider = "bedrock"
+    snapshot = True
+    config_model: ClassVar[type[BaseModel]] = BedrockSourceConfig
+
+    def __init__(self, config: BedrockSourceConfig, deps: SourceDeps) -> None:
+        signer = SigV4(config.region, config.profile, deps.environ)
+        self._signer = signer
+        self._api = ApiClient(
+            deps,
+            signer,
+            base_url=config.endpoint_url or f"https://bedrock.{signer.region}.amazonaws.com",
+            provider="Bedrock",
+            retry=config,
+            message_of=json_message(("message",), ("Message",)),
+        )
+
+    @classmethod
+    def from_config(cls, config: BedrockSourceConfig, deps: SourceDeps) -> BedrockSource:
+        return cls(config, deps)
+
+    def check_credentials(self) -> None:
+        """Resolve the credential chain now (blocking): none found is exit 2."""
+        self._signer.resolve()
+
+    async def list_models(self) -> ModelListing:
+        jobs: list[ModelInfo] = []
+        rejected: dict[str, str] = {}
+        token: str | None = None
+        seen: set[str] = set()
+        pages = 0
+        while True:
+            query = {"maxResults": str(_PAGE), "sortBy": "CreationTime", "sortOrder": "Descending"}
+            if token:
+                query["nextToken"] = token
+            # Encoded here, as SigV4's canonical query wants it (%20, not +).
+            encoded = urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote, safe="-_.~")
+            body = await self._api.get("list_models", f"{_JOBS}?{encoded}")
+            pages += 1
+            items = body.get("modelCustomizationJobSummaries") or []
+            if not isinstance(items, list):
+                raise SourceUnavailableError("list_models: modelCustomizationJobSummaries is not a list")
+            for raw in items:
+                try:
+                    jobs.append(_job(raw))
+                except (_BadDataError, ValueError) as exc:
+                    raw_name = raw.get("jobName") if isinstance(raw, dict) else None
+                    rejected[raw_name[:80] if isinstance(raw_name, str) else "?"] = str(exc)
+            token = body.get("nextToken") or None
+            if not isinstance(token, str) or not token:
+                return ModelListing(jobs, pages, rejected)
+            if token in seen:
+                raise SourceUnavailableError("list_models: the API repeated a nextToken")
+            seen.add(token)
+
+    def _path(self, job_name: str) -> str:
+        try:
+            check_model_id(job_name)
+        except ValueError as exc:
+            raise InvalidModelIdError(f"{exc}; check it with 'ftwatch models'") from None
+        return f"{_JOBS}/{urllib.parse.quote(job_name, safe='')}"
+
+    async def get_model(self, model_id: str) -> ModelInfo:
+        body = await self._api.get("get_model", self._path(model_id))
+        try:
+            return _job(body, name_field="outputModelName", arn_field="outputModelArn")
+        except (_BadDataError, ValueError) as exc:
+            raise ModelDataError(f"job {model_id[:80]}: {exc}") from None
+
+    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
+        """No history: the job as it is now, with its failure message."""
+        info = await self.get_model(model_id)
+        return [Event(info.status, info.updated_at_ns, message=info.failure)]

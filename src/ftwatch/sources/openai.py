@@ -1,0 +1,233 @@
+"""OpenAI's fine-tuning jobs (``/v1/fine_tuning/jobs``), a snapshot source.
+
+The job list (newest first, cursor ``after`` = a job id, ``has_more``) gives every
+job's status now; a job's events (newest first, ``after`` = an event id) are
+messages, some of which tell when it moved ("Fine-tuning job started"): they give
+the steps between two polls, with their times (see :mod:`ftwatch.snapshot`). On
+``succeeded`` the transition carries ``fine_tuned_model``; on ``failed``, the
+job's ``error.message``.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, field_validator
+
+from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id, format_timestamp
+from ftwatch.secrets import openai_key
+from ftwatch.sources.base import (
+    InvalidModelIdError,
+    ModelDataError,
+    SourceConfig,
+    SourceDeps,
+    SourceUnavailableError,
+    http_url,
+)
+from ftwatch.sources.http import ApiClient, BearerKey, json_message
+
+__all__ = ["OpenAISource", "OpenAISourceConfig", "status_of_message"]
+
+_JOBS = "/v1/fine_tuning/jobs"
+_PAGE = 100  # the most the API gives per page
+
+
+def _default_base_url() -> str:
+    return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com"
+
+
+class OpenAISourceConfig(SourceConfig):
+    """A ``[[sources]]`` table of type ``openai``."""
+
+    base_url: str = Field(default_factory=_default_base_url)
+    api_key_file: Path | None = None
+    organization: str | None = None
+    project: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        # The SDK's OPENAI_BASE_URL ends in /v1; the paths here carry it themselves.
+        return http_url(value).removesuffix("/v1")
+
+
+#: The messages that say a job moved, as OpenAI words them (lower case, by prefix).
+_MESSAGE_STATUS: tuple[tuple[str, str], ...] = (
+    ("validating training file", "validating_files"),
+    ("files validated, moving job to queued state", "queued"),
+    ("fine-tuning job started", "running"),
+    ("fine-tuning job resumed", "running"),
+    ("the job has successfully completed", "succeeded"),
+    ("the job failed", "failed"),
+    ("job failed", "failed"),
+    ("fine-tuning job failed", "failed"),
+    ("the job was cancelled", "cancelled"),
+    ("fine-tuning job cancelled", "cancelled"),
+    ("job cancelled", "cancelled"),
+)
+
+
+def status_of_message(message: str) -> str | None:
+    """The status an event's message says the job entered, if it says one."""
+    text = message.strip().lower()
+    for prefix, status in _MESSAGE_STATUS:
+        if text.startswith(prefix):
+            return status
+    return None
+
+
+class _BadDataError(Exception):
+    pass
+
+
+def _seconds(raw: dict[str, Any], field: str) -> int | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadDataError(f"{field} is a {type(value).__name__}, not Unix seconds")
+    return int(value * 1_000_000_000)
+
+
+def _text(raw: dict[str, Any], field: str) -> str | None:
+    value = raw.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadDataError(f"{field} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _job(raw: Any) -> ModelInfo:
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        raise _BadDataError("a job without an id")
+    check_model_id(raw["id"])
+    status = _text(raw, "status")
+    if status is None:
+        raise _BadDataError("a job without a status")
+    finished = _seconds(raw, "finished_at")
+    error = raw.get("error")
+    failure = error.get("message") if isinstance(error, dict) else None
+    return ModelInfo(
+        id=raw["id"],
+        name=_text(raw, "user_provided_suffix"),
+        status=status,
+        # When the current status began, where the job says: only a finished job does.
+        updated_at=format_timestamp(finished) if finished is not None else None,
+        fine_tuned_model=_text(raw, "fine_tuned_model"),
+        failure=failure if isinstance(failure, str) and failure else None,
+    )
+
+
+def _event(raw: Any) -> Event | None:
+    """A status step, if this event is one; other events (metrics, checkpoints) are not."""
+    if not isinstance(raw, dict):
+        raise _BadDataError("an event that is not an object")
+    message = raw.get("message")
+    if not isinstance(message, str):
+        return None
+    status = status_of_message(message)
+    if status is None:
+        return None
+    return Event(status, _seconds(raw, "created_at"), message=message[:500] if status == "failed" else None)
+
+
+class OpenAISource:
+    """OpenAI's fine-tuning jobs through one :class:`~ftwatch.sources.http.ApiClient`."""
+
+    provider = "openai"
+    snapshot = True
+    config_model: ClassVar[type[BaseModel]] = OpenAISourceConfig
+
+    def __init__(self, config: OpenAISourceConfig, deps: SourceDeps) -> None:
+        headers = {}
+        if config.organization:
+            headers["openai-organization"] = config.organization
+        if config.project:
+            headers["openai-project"] = config.project
+        key = openai_key(config.api_key_file, deps.environ, where=f"[[sources]] {config.name or config.type}")
+        self._api = ApiClient(
+            deps,
+            BearerKey(key),
+            base_url=config.base_url,
+            provider="OpenAI",
+            retry=config,
+            message_of=json_message(("error", "message"), ("message",)),
+            headers=headers,
+        )
+
+    @classmethod
+    def from_config(cls, config: OpenAISourceConfig, deps: SourceDeps) -> OpenAISource:
+        return cls(config, deps)
+
+    async def _list(self, endpoint: str, path: str, stop_before_ns: int | None = None) -> tuple[list[Any], int]:
+        """Every item of a paged list (``after`` the last one's id), and the pages it
+        took; newest first, so with ``stop_before_ns`` older pages are not read."""
+        items: list[Any] = []
+        after: str | None = None
+        seen: set[str] = set()
+        pages = 0
+        while True:
+            params: dict[str, Any] = {"limit": _PAGE}
+            if after:
+                params["after"] = after
+            body = await self._api.get(endpoint, path, params)
+            pages += 1
+            page = body.get("data")
+            if not isinstance(page, list):
+                raise SourceUnavailableError(f"{endpoint}: data is not a list")
+            items.extend(page)
+            if not body.get("has_more") or not page:
+                return items, pages
+            last = page[-1]
+            after = last.get("id") if isinstance(last, dict) else None
+            if not isinstance(after, str) or after in seen:
+                raise SourceUnavailableError(f"{endpoint}: has_more without a new last id to go on from")
+            seen.add(after)
+            if stop_before_ns is not None:
+                stamp = last.get("created_at") if isinstance(last, dict) else None
+                if isinstance(stamp, int | float) and stamp * 1e9 < stop_before_ns:
+                    return items, pages
+
+    async def list_models(self) -> ModelListing:
+        jobs: list[ModelInfo] = []
+        rejected: dict[str, str] = {}
+        raw_jobs, pages = await self._list("list_models", _JOBS)
+        for raw in raw_jobs:
+            try:
+                jobs.append(_job(raw))
+            except (_BadDataError, ValueError) as exc:
+                raw_id = raw.get("id") if isinstance(raw, dict) else None
+                rejected[raw_id[:80] if isinstance(raw_id, str) else "?"] = str(exc)
+        return ModelListing(jobs, pages, rejected)
+
+    def _path(self, job_id: str, tail: str = "") -> str:
+        try:
+            check_model_id(job_id)
+        except ValueError as exc:
+            raise InvalidModelIdError(f"{exc}; check it with 'ftwatch models'") from None
+        return f"{_JOBS}/{urllib.parse.quote(job_id, safe='')}{tail}"
+
+    async def get_model(self, model_id: str) -> ModelInfo:
+        body = await self._api.get("get_model", self._path(model_id))
+        try:
+            return _job(body)
+        except (_BadDataError, ValueError) as exc:
+            raise ModelDataError(f"job {model_id[:80]}: {exc}") from None
+
+    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
+        """The job's status steps its events tell of, oldest first (newest pages only,
+        with a horizon)."""
+        raw_events, _ = await self._list("list_events", self._path(model_id, "/events"), newer_than_ns)
+        steps = []
+        for raw in reversed(raw_events):  # the API's order is newest first
+            try:
+                step = _event(raw)
+            except _BadDataError as exc:
+                raise ModelDataError(f"job {model_id[:80]}: {exc}") from None
+            if step is not None:
+                steps.append(step)
+        return steps

@@ -1,0 +1,251 @@
+"""A simulated OpenAI fine-tuning jobs API, over real HTTP on 127.0.0.1.
+
+As the real one is: ``/v1/fine_tuning/jobs`` newest first with ``after`` (a job id),
+``limit`` (default 20, at most 100) and ``has_more``; a job's events newest first,
+paged the same way by event id, mostly metrics, a few messages that say where the
+job went; Unix-second times; ``error`` ``{}`` rather than null on success; errors as
+``{"error": {"message", "type", "param", "code"}}``; Bearer keys; ``x-ratelimit-*``
+headers on every answer and ``retry-after`` on 429. Faults as every simulator has
+them (:mod:`ftwatch.sources.simkit`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ftwatch.sources.simkit import Fault, SimServer, running_in_thread
+
+__all__ = ["MESSAGES", "Fault", "OpenAISimulator", "SimJob", "running_in_thread"]
+
+DEFAULT_KEY = "sk-sim-openai"
+
+#: The message each status's event carries, as OpenAI words them.
+MESSAGES: dict[str, str] = {
+    "validating_files": "Validating training file: file-sim",
+    "queued": "Files validated, moving job to queued state",
+    "running": "Fine-tuning job started",
+    "succeeded": "The job has successfully completed",
+    "failed": "The job failed due to an invalid training file. Expected file to have JSONL format.",
+    "cancelled": "The job was cancelled",
+}
+
+
+@dataclass(slots=True)
+class SimJobEvent:
+    id: str
+    created_at: int
+    message: str
+    type: str = "message"
+    level: str = "info"
+
+
+@dataclass(slots=True)
+class SimJob:
+    id: str
+    suffix: str | None
+    status: str
+    created_at: int
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    error: dict[str, Any] = field(default_factory=dict)
+    events: list[SimJobEvent] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class OpenAISimulator(SimServer):
+    """The fake API: its jobs, keys, faults and request log."""
+
+    def __init__(
+        self,
+        *,
+        keys: tuple[str, ...] = (DEFAULT_KEY,),
+        rate_limit_per_minute: int = 500,
+        latency_s: float = 0.0,
+        write_messages: bool = True,
+    ) -> None:
+        """``write_messages=False``: status changes leave no event message (only the
+        snapshot tells), as for a job whose events lag or say something unforeseen."""
+        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+        self.write_messages = write_messages
+        self._jobs: dict[str, SimJob] = {}
+        self._event_ids = itertools.count(1)
+        self.app = Starlette(
+            routes=[
+                Route("/v1/fine_tuning/jobs", self._list_jobs),
+                Route("/v1/fine_tuning/jobs/{job_id}", self._get_job),
+                Route("/v1/fine_tuning/jobs/{job_id}/events", self._list_events),
+                Route("/{path:path}", self.stray),
+            ]
+        )
+
+    # --- driving it ---------------------------------------------------------------
+
+    def _seconds(self) -> int:
+        return self._now_ns() // 1_000_000_000
+
+    def _event(self, job: SimJob, message: str, *, at: int | None = None, **extra: Any) -> None:
+        job.events.append(SimJobEvent(f"ftevent-{next(self._event_ids):08d}", at or self._seconds(), message, **extra))
+
+    def add_job(
+        self, suffix: str | None = "sim", status: str = "validating_files", *, created_at: int | None = None
+    ) -> str:
+        """A job that went through the usual statuses up to ``status``."""
+        with self._lock:
+            job_id = f"ftjob-{secrets.token_hex(12)}"
+            at = created_at or self._seconds()
+            job = SimJob(job_id, suffix, "validating_files", at)
+            self._jobs[job_id] = job
+            self._event(job, f"Created fine-tuning job: {job_id}", at=at)
+            self._event(job, MESSAGES["validating_files"], at=at)
+        order = list(MESSAGES)
+        if status in order:
+            for step in order[1 : order.index(status) + 1]:
+                if step in ("succeeded", "failed", "cancelled") and step != status:
+                    continue
+                self.set_status(job_id, step, at=at if created_at else None)
+        else:
+            self.set_status(job_id, status, at=at if created_at else None)
+        return job_id
+
+    def set_status(self, job_id: str, status: str, *, at: int | None = None, message: bool | None = None) -> None:
+        """Move a job; its event says so (unless ``message`` or the simulator say not)."""
+        with self._lock:
+            job = self._jobs[job_id]
+            when = at or self._seconds()
+            job.status = status
+            write = self.write_messages if message is None else message
+            if status == "succeeded":
+                job.fine_tuned_model = f"ft:gpt-4o-mini-2024-07-18:sim-org:{job.suffix or 'model'}:{job_id[-8:]}"
+                if write:
+                    self._event(job, f"New fine-tuned model created: {job.fine_tuned_model}", at=when)
+            if status == "failed":
+                job.error = {"code": "invalid_training_file", "message": MESSAGES["failed"], "param": "training_file"}
+            if status in ("succeeded", "failed"):
+                job.finished_at = when
+            if write and status in MESSAGES:
+                self._event(job, MESSAGES[status], at=when, level="error" if status == "failed" else "info")
+
+    def add_metrics(self, job_id: str, steps: int) -> None:
+        """Training-step events (most of a real job's events)."""
+        with self._lock:
+            job = self._jobs[job_id]
+            for step in range(1, steps + 1):
+                self._event(job, f"Step {step}/{steps}: training loss=0.{step:04d}", type="metrics")
+
+    def override(self, job_id: str, **fields: Any) -> None:
+        with self._lock:
+            self._jobs[job_id].overrides.update(fields)
+
+    def job(self, job_id: str) -> SimJob:
+        with self._lock:
+            return self._jobs[job_id]
+
+    def remove_job(self, job_id: str) -> None:
+        with self._lock:
+            del self._jobs[job_id]
+
+    # --- serving ------------------------------------------------------------------
+
+    def caller_key(self, request: Request, body: bytes) -> str | None:
+        auth = request.headers.get("authorization", "")
+        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        return key if key in self.keys else None
+
+    def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        kinds = {401: ("invalid_request_error", "invalid_api_key"), 404: ("invalid_request_error", "not_found")}
+        kind, error_code = kinds.get(code, ("server_error" if code >= 500 else "requests", None))
+        if code == 429:
+            headers = (headers or {}) | {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}
+        body = {"error": {"message": message, "type": kind, "param": None, "code": error_code}}
+        return JSONResponse(body, status_code=code, headers=headers)
+
+    def refused(self) -> Response:
+        return self.error(401, "Incorrect API key provided. You can find your API key in your dashboard.")
+
+    def _job_json(self, job: SimJob) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "object": "fine_tuning.job",
+            "id": job.id,
+            "model": "gpt-4o-mini-2024-07-18",
+            "created_at": job.created_at,
+            "finished_at": job.finished_at,
+            "fine_tuned_model": job.fine_tuned_model,
+            "organization_id": "org-sim",
+            "result_files": [],
+            "status": job.status,
+            "validation_file": None,
+            "training_file": "file-sim",
+            "hyperparameters": {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8},
+            "trained_tokens": 4000 if job.status == "succeeded" else None,
+            "error": job.error,
+            "user_provided_suffix": job.suffix,
+            "seed": 42,
+            "estimated_finish": None,
+            "integrations": [],
+            "metadata": None,
+            "method": {"type": "supervised"},
+        }
+        return out | job.overrides
+
+    @staticmethod
+    def _page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            limit = max(1, min(int(request.query_params.get("limit") or 20), 100))
+        except ValueError:
+            limit = 20
+        after = request.query_params.get("after")
+        start = 0
+        if after:
+            ids = [item["id"] for item in items]
+            start = ids.index(after) + 1 if after in ids else len(items)
+        page = items[start : start + limit]
+        return {"object": "list", "data": page, "has_more": start + limit < len(items)}
+
+    async def _list_jobs(self, request: Request) -> Response:
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
+            body = self._page(request, [self._job_json(job) for job in jobs])
+        return await self.handle(request, "list_models", None, body)
+
+    async def _get_job(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        with self._lock:
+            job = self._jobs.get(job_id)
+            body: Any = self._job_json(job) if job else 404
+        return await self.handle(request, "get_model", job_id, body)
+
+    async def _list_events(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        with self._lock:
+            job = self._jobs.get(job_id)
+            body: Any = 404
+            if job is not None:
+                events = [
+                    {
+                        "object": "fine_tuning.job.event",
+                        "id": e.id,
+                        "created_at": e.created_at,
+                        "level": e.level,
+                        "message": e.message,
+                        "data": {},
+                        "type": e.type,
+                    }
+                    for e in reversed(job.events)
+                ]
+                body = self._page(request, events)
+        return await self.handle(request, "list_events", job_id, body)
+
+    def _respond(self, key_ok: bool, retry_after: float | None, fault: Fault | None, body: Any) -> Response:
+        response = super()._respond(key_ok, retry_after, fault, body)
+        if response.status_code < 400:
+            response.headers["x-ratelimit-limit-requests"] = str(self.rate_limit_per_minute)
+            response.headers["x-ratelimit-reset-requests"] = "60s"
+        return response

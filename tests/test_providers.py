@@ -1,0 +1,301 @@
+"""The whole watcher against each provider's simulator: the CLI as a subprocess,
+webhooks to a real receiver, every provider through the same tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftwatch.model import format_timestamp, parse_timestamp
+from ftwatch.sources.simkit import Fault
+from tests.conftest import Daemon, run_cli, wait_for
+from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
+from tests.receiver import Answer, Receiver
+
+
+@pytest.fixture(params=PROVIDERS)
+def api(request: pytest.FixtureRequest) -> Iterator[World]:
+    with world(request.param) as running:
+        yield running
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """No key of anyone's, fast timings, a state file of the test's own."""
+    prefixes = ("FTWATCH_", "CO_", "COHERE_", "OPENAI_", "AWS_", "NOTIFY_", "WATCHDOG_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return env | {
+        "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
+        "FTWATCH_HTTP__LISTEN": "",
+        "FTWATCH_POLL__INTERVAL_S": "0.2",
+        "FTWATCH_DELIVERY__RETRY_INITIAL_S": "0.05",
+        "FTWATCH_DELIVERY__RETRY_MAX_S": "0.2",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _hooked(env: dict[str, str], receiver: Receiver, **extra: Any) -> dict[str, str]:
+    return env | {"FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url, **extra}])}
+
+
+def _once(env: dict[str, str]) -> None:
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 0, done.stderr
+
+
+def _bodies(receiver: Receiver) -> list[dict[str, Any]]:
+    return [r.json() for r in receiver.received]
+
+
+def test_a_first_run_is_the_baseline_and_each_change_is_sent_once_across_restarts(
+    api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    lifecycle = LIFECYCLES[api.provider]
+    job = api.add("classifier", lifecycle[0])
+    api.add("untouched", lifecycle[0])
+    env = _hooked(api.env(clean_env, tmp_path), receiver)
+    _once(env)
+    assert receiver.received == []  # what was there at the first start is history
+
+    for status in lifecycle[1:]:  # one change per run: a new process each time
+        api.move(job, status)
+        _once(env)
+    _once(env)  # nothing new: nothing sent again
+
+    bodies = _bodies(receiver)
+    assert [(b["previous_status"], b["status"]) for b in bodies] == list(itertools.pairwise(lifecycle))
+    assert {b["model_id"] for b in bodies} == {job}
+    assert {(b["provider"], b["source"]) for b in bodies} == {(api.provider, api.provider)}
+    assert bodies[-1]["state"] in ("ready", "cancelled")
+    assert len({b["id"] for b in bodies}) == len(bodies)
+    # The webhook-id header is the body's id, as for Cohere.
+    assert [r.headers.get("webhook-id", r.json()["id"]) for r in receiver.received] == [b["id"] for b in bodies]
+
+
+def test_steps_between_two_polls_are_recovered_in_order_where_the_provider_keeps_them(
+    api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    lifecycle = LIFECYCLES[api.provider]
+    job = api.add("quick", lifecycle[0])
+    env = _hooked(api.env(clean_env, tmp_path), receiver)
+    _once(env)
+    for status in lifecycle[1:]:
+        api.move(job, status)  # every step before the next poll
+    _once(env)
+
+    steps = [(b["previous_status"], b["status"]) for b in _bodies(receiver)]
+    if api.provider == "bedrock":
+        # No status history to read: the snapshot's jump, once, timed by the job.
+        assert steps == [(lifecycle[0], lifecycle[-1])]
+        end_ns = api.sim.job(job).end_ns
+        assert _bodies(receiver)[0]["occurred_at"] == format_timestamp(parse_timestamp(format_timestamp(end_ns, 3)))
+    else:
+        assert steps == list(itertools.pairwise(lifecycle))
+        times = [b["occurred_at"] for b in _bodies(receiver)]
+        assert times == sorted(times)
+
+
+def test_a_job_created_after_the_baseline_is_reported_from_its_first_status(
+    api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    api.add("old", LIFECYCLES[api.provider][0])
+    env = _hooked(api.env(clean_env, tmp_path), receiver)
+    _once(env)
+    new = api.add("new", LIFECYCLES[api.provider][1])
+    _once(env)
+    bodies = [b for b in _bodies(receiver) if b["model_id"] == new]
+    assert bodies, _bodies(receiver)
+    assert bodies[0]["previous_status"] is None
+    assert bodies[-1]["status"] == LIFECYCLES[api.provider][1]
+
+
+def test_faults_are_retried_and_nothing_is_lost(
+    api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    lifecycle = LIFECYCLES[api.provider]
+    job = api.add("flaky", lifecycle[0])
+    env = _hooked(api.env(clean_env, tmp_path), receiver)
+    _once(env)
+    api.move(job, lifecycle[-1])
+    for kind in ("429", "500", "drop", "malformed"):
+        api.server.inject(Fault(kind, endpoint="list_models", retry_after_s=0.1))
+    _once(env)
+    assert api.server.pending_faults() == 0
+    assert [b["status"] for b in _bodies(receiver)][-1] == lifecycle[-1]
+
+
+def test_a_refused_key_exits_3_naming_where_the_key_comes_from(
+    api: World, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    api.add("any")
+    env = api.env(clean_env, tmp_path)
+    if api.provider == "cohere":
+        env["CO_API_KEY"] = "wrong-key"
+    elif api.provider == "openai":
+        env["OPENAI_API_KEY"] = "sk-wrong"
+    else:
+        env |= aws_env(tmp_path, secret="not-the-secret")
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 3, done.stderr
+    assert "refused the key" in done.stderr
+    assert "Traceback" not in done.stderr
+    for secret in ("wrong-key", "sk-wrong", "not-the-secret"):
+        assert secret not in done.stderr
+    if api.provider == "bedrock":
+        assert any("signature" in why for why in api.sim.refusals)
+
+
+def test_a_missing_key_is_a_one_line_error_naming_the_variable(
+    api: World, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = clean_env | {"FTWATCH_SOURCES": json.dumps([api.source()])}
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 2, done.stderr
+    expected = {"cohere": "CO_API_KEY", "openai": "OPENAI_API_KEY", "bedrock": "AWS_REGION"}[api.provider]
+    if api.provider == "bedrock":  # a region is given: the credentials are what is missing
+        env |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none")}
+        env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+        done = run_cli(["run", "--once"], env)
+        assert done.returncode == 2, done.stderr
+        expected = "AWS_ACCESS_KEY_ID"
+    assert expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_models_events_and_watch_show_each_provider(api: World, clean_env: dict[str, str], tmp_path: Path) -> None:
+    lifecycle = LIFECYCLES[api.provider]
+    job = api.add("shown", lifecycle[0])
+    api.move(job, lifecycle[1])
+    env = api.env(clean_env, tmp_path)
+
+    models = run_cli(["models", "--json"], env)
+    assert models.returncode == 0, models.stderr
+    rows = json.loads(models.stdout)
+    assert [(r["id"], r["status"], r["source"]) for r in rows] == [(job, lifecycle[1], api.provider)]
+
+    events = run_cli(["events", job, "--json"], env)
+    assert events.returncode == 0, events.stderr
+    assert json.loads(events.stdout)[-1]["status"] == lifecycle[1]
+
+    watch = run_cli(["watch", "--once"], env)
+    assert watch.returncode == 0, watch.stderr
+    assert job in watch.stdout
+
+
+def test_a_sigkilled_daemon_resends_what_it_had_not_delivered_with_the_same_id(
+    api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    lifecycle = LIFECYCLES[api.provider]
+    job = api.add("durable", lifecycle[0])
+    env = _hooked(api.env(clean_env, tmp_path), receiver)
+    _once(env)
+    receiver.default = Answer(status=503)  # down: the transition stays in the outbox
+    daemon = Daemon(env)
+    try:
+        daemon.wait_log("poll.cycle")
+        api.move(job, lifecycle[1])
+        wait_for(lambda: receiver.attempts, what="a first attempt")
+        daemon.proc.send_signal(signal.SIGKILL)
+        daemon.proc.wait(timeout=10)
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    first_id = receiver.attempts[0].json()["id"]
+    receiver.default = Answer()
+    _once(env)
+    assert [b["id"] for b in _bodies(receiver)] == [first_id]
+
+
+def test_a_failure_carries_its_message_and_a_success_its_model(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    for provider in ("openai", "bedrock"):
+        with world(provider) as api:
+            receiver.received.clear()
+            good, bad = api.add("good"), api.add("bad")
+            (tmp_path / provider).mkdir()
+            env = _hooked(api.env(clean_env, tmp_path / provider), receiver)
+            env["FTWATCH_STATE__PATH"] = str(tmp_path / provider / "state.db")
+            _once(env)
+            api.move(good, "succeeded" if provider == "openai" else "Completed")
+            api.move(bad, FAILED[provider])
+            _once(env)
+            by_id = {b["model_id"]: b for b in _bodies(receiver) if b["status"] != "running"}
+            assert by_id[good]["state"] == "ready"
+            assert by_id[good]["fine_tuned_model"], by_id[good]
+            assert by_id[good]["failure_message"] is None
+            assert by_id[bad]["state"] == "failed"
+            assert by_id[bad]["failure_message"], by_id[bad]
+            assert by_id[bad]["fine_tuned_model"] is None
+
+
+def test_three_sources_at_once_and_one_that_is_down_stops_no_other(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("cohere") as cohere, world("openai") as openai, world("bedrock") as bedrock:
+        apis = (cohere, openai, bedrock)
+        jobs = {api.provider: api.add(f"{api.provider}-job") for api in apis}
+        env = clean_env | {"FTWATCH_SOURCES": json.dumps([api.source() for api in apis])}
+        for api in apis:
+            env |= api.credentials(tmp_path)
+        env = _hooked(env, receiver)
+        _once(env)
+        for api in apis:
+            api.move(jobs[api.provider], LIFECYCLES[api.provider][1])
+        openai.sim.inject(Fault("503"), times=50)  # down for this whole run
+        done = run_cli(["run", "--once"], env)
+        assert done.returncode == 0, done.stderr
+        assert "source.failed" in done.stderr
+        assert {b["provider"] for b in _bodies(receiver)} == {"cohere", "bedrock"}
+
+        openai.sim.clear_faults()
+        _once(env)  # back: its change comes now, nothing else again
+        assert sorted(b["provider"] for b in _bodies(receiver)) == ["bedrock", "cohere", "openai"]
+
+
+def test_a_filter_takes_a_provider_word_or_a_normalized_state(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("openai") as openai, world("bedrock") as bedrock:
+        jobs = {api.provider: api.add("f") for api in (openai, bedrock)}
+        env = clean_env | {"FTWATCH_SOURCES": json.dumps([openai.source(), bedrock.source()])}
+        env |= openai.credentials(tmp_path) | bedrock.credentials(tmp_path)
+        notifiers = [
+            {"type": "webhook", "url": receiver.url + "/ready", "name": "ready", "statuses": ["ready"]},
+            {"type": "webhook", "url": receiver.url + "/word", "name": "word", "statuses": ["succeeded"]},
+        ]
+        env["FTWATCH_NOTIFIERS"] = json.dumps(notifiers)
+        run_cli(["run", "--once"], env)
+        openai.move(jobs["openai"], "running")
+        openai.move(jobs["openai"], "succeeded")
+        bedrock.move(jobs["bedrock"], "Completed")
+        _once(env)
+        got: Callable[[str], list[str]] = lambda path: sorted(  # noqa: E731
+            r.json()["status"] for r in receiver.received if r.path.endswith(path)
+        )
+        assert got("/ready") == ["Completed", "succeeded"]
+        assert got("/word") == ["succeeded"]
+
+
+def test_moving_cohere_into_sources_keeps_its_state(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("cohere") as cohere:
+        model = cohere.add("kept", "STATUS_QUEUED")
+        legacy = _hooked(clean_env | {"CO_API_KEY": "sim-key", "CO_API_URL": cohere.sim.url}, receiver)
+        _once(legacy)
+        cohere.move(model, "STATUS_FINETUNING")
+        _once(legacy)
+        sourced = _hooked(clean_env | {"CO_API_KEY": "sim-key"}, receiver)
+        sourced["FTWATCH_SOURCES"] = json.dumps([cohere.source()])
+        _once(sourced)  # the same rows: no second baseline, nothing sent again
+        cohere.move(model, "STATUS_READY")
+        _once(sourced)
+        assert [b["status"] for b in _bodies(receiver)] == ["STATUS_FINETUNING", "STATUS_READY"]
