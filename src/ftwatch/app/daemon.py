@@ -37,7 +37,7 @@ from ftwatch.ops.logs import set_log_level
 from ftwatch.ops.metrics import Metrics
 from ftwatch.ops.sdnotify import SystemdNotifier
 from ftwatch.poller import CycleReport, FailedAt
-from ftwatch.settings import Settings, load_settings
+from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.store.base import Store, StoreError
 
 __all__ = ["Daemon", "changed_keys"]
@@ -74,12 +74,22 @@ class Daemon:
         self._stop = anyio.Event()
         self._reloaded: tuple[Settings, list[LoadedNotifier]] | None = None
         self.leadership: Leadership | None = None
+        #: Ends the poll loop's sleep (a provider's webhook); set once the loop exists.
+        self._wake: Callable[[], None] | None = None
 
     def stop(self) -> None:
         """Stop as SIGTERM would."""
         self._stop.set()
 
     async def run(self, *, once: bool = False) -> None:
+        pushing = [s.name for s in source_specs(self.settings) if getattr(s.config, "webhook", None) is not None]
+        if pushing and not once and not self.settings.http.listen:
+            log.warning(
+                "push.off",
+                sources=pushing,
+                note="webhooks are not received: [http] listen is off; polling goes on",
+                fix='set [http] listen (e.g. "0.0.0.0:9464") to take them',
+            )
         if once or not self.settings.http.listen:
             await self._run(once=once)
             return
@@ -165,6 +175,7 @@ class Daemon:
             before_cycle=lambda: self._apply_reload(poller, dispatcher, loop),
             leadership=self.leadership,
         )
+        self._wake = loop.wake
         return loop
 
     def _status(self, report: CycleReport) -> None:
@@ -251,6 +262,7 @@ class Daemon:
     async def _serve_http(self, group: anyio.abc.TaskGroup) -> None:
         from ftwatch.ops.endpoints import health_app  # noqa: PLC0415 - starlette only when serving
         from ftwatch.ops.http import bind_socket, serve_asgi  # noqa: PLC0415 - hypercorn likewise
+        from ftwatch.ops.push import push_routes  # noqa: PLC0415
 
         host, _, port = self.settings.http.listen.rpartition(":")
         try:
@@ -261,8 +273,17 @@ class Daemon:
                 'change [http] listen (or "" to turn it off)'
             ) from None
         bound = sock.getsockname()[1]
-        await group.start(serve_asgi, health_app(self.health, self.metrics), sock)
+        pushes = await anyio.to_thread.run_sync(_push_secrets, self.settings)
+        routes = push_routes(
+            pushes, self._pushed, lambda source, outcome: self.metrics.pushes.labels(source, outcome).inc()
+        )
+        await group.start(serve_asgi, health_app(self.health, self.metrics, routes), sock)
         log.info("http.listening", address=f"{host}:{bound}")
+
+    def _pushed(self, source: str, job_id: str) -> None:
+        """A provider said a job ended: poll now rather than at the interval's end."""
+        if self._wake is not None:
+            self._wake()
 
     async def _retention(self, store: Store, keep_s: float) -> None:
         """Remove delivered rows older than ``[state] retention``: soon after start,
@@ -359,6 +380,16 @@ class Daemon:
             notifiers=[n.key for n in notifiers],
         )
         self.systemd.notify("READY=1")
+
+
+def _push_secrets(settings: Settings) -> dict[str, str]:
+    """Each source that takes webhooks, by name -> its signing secret (files read)."""
+    secrets = {}
+    for spec in source_specs(settings):
+        push = getattr(spec.config, "webhook", None)
+        if push is not None:
+            secrets[spec.name] = push.read_secret()
+    return secrets
 
 
 def _wake(dispatcher: Dispatcher) -> Callable[[CycleReport], None]:

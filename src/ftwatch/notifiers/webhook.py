@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import time
 from pathlib import Path
@@ -26,6 +22,7 @@ from ftwatch.notifiers.base import (
     post_json,
     resolve_url,
 )
+from ftwatch.standard_webhooks import secret_key, sign
 
 if TYPE_CHECKING:
     from ftwatch.templates import Template
@@ -34,25 +31,6 @@ __all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
 
 
 _RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding"}
-
-
-def _secret_key(secret: str) -> bytes:
-    """Standard Webhooks: the key is the base64 text after ``whsec_``."""
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError('must be "whsec_" followed by base64, as Standard Webhooks secrets are') from None
-    if not key:
-        # An empty key signs nothing: anyone could forge the signature.
-        raise ValueError('is empty: give "whsec_" followed by the base64 of a random key (24 bytes or more)')
-    return key
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` header value for one message."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 class WebhookConfig(NotifierConfig):
@@ -91,7 +69,7 @@ class WebhookConfig(NotifierConfig):
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("give secret or secret_file, not both")
         if self.secret is not None:
-            _secret_key(self.secret.get_secret_value())
+            secret_key(self.secret.get_secret_value())
         return self
 
     def compiled_headers(self) -> dict[str, Template]:
@@ -121,7 +99,7 @@ class WebhookNotifier:
         if config.secret_file is not None:
             secret = context.read_secret(config.secret_file, "the signing secret (secret_file)")
         if secret is not None:
-            _secret_key(secret.get_secret_value())
+            secret_key(secret.get_secret_value())
         return cls(url, secret.get_secret_value() if secret else None, context, config.compiled_headers())
 
     async def send(self, transition: Transition) -> None:

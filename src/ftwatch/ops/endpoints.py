@@ -6,6 +6,8 @@ restarting ftwatch cannot fix Cohere. Readiness says whether polling works.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,7 +20,9 @@ from ftwatch.ops.metrics import Metrics
 __all__ = ["health_app"]
 
 
-def health_app(health: Health, metrics: Metrics) -> Starlette:
+def health_app(health: Health, metrics: Metrics, extra: Sequence[Route] = ()) -> Starlette:
+    """The endpoints, and ``extra`` routes (the webhooks a source takes)."""
+
     async def healthz(request: Request) -> PlainTextResponse:
         if health.alive():
             return PlainTextResponse("ok\n")
@@ -37,5 +41,6 @@ def health_app(health: Health, metrics: Metrics) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_text),
+            *extra,
         ]
     )

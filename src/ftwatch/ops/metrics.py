@@ -67,6 +67,12 @@ class Metrics:
         self.store_errors = Counter(
             "ftwatch_store_errors", "Failed reads and writes of the state, by operation.", ["operation"], registry=r
         )
+        self.pushes = Counter(
+            "ftwatch_webhook_pushes",
+            "Webhooks received from a provider, by source and outcome (ok, rejected, replayed, ignored).",
+            ["source", "outcome"],
+            registry=r,
+        )
         self.leader = Gauge("ftwatch_leader", "1 while this process leads the polling, else 0.", registry=r)
         self.leader_term = Gauge("ftwatch_leader_term", "The polling lease's term this process last led.", registry=r)
         self.oldest_pending = Gauge(
@@ -101,6 +107,9 @@ class Metrics:
 
     def store_error(self, operation: str) -> None:
         self.store_errors.labels(operation).inc()
+
+    def push_counted(self, source: str, outcome: str) -> None:
+        self.pushes.labels(source, outcome).inc()
 
     def cycle_done(self, report: CycleReport) -> None:
         if report.standby:

@@ -15,10 +15,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id, format_timestamp
-from ftwatch.secrets import openai_key
+from ftwatch.secrets import FileSecret, openai_key
 from ftwatch.sources.base import (
     InvalidModelIdError,
     ModelDataError,
@@ -28,8 +29,9 @@ from ftwatch.sources.base import (
     http_url,
 )
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
+from ftwatch.standard_webhooks import secret_key
 
-__all__ = ["OpenAISource", "OpenAISourceConfig", "status_of_message"]
+__all__ = ["OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
 
 _JOBS = "/v1/fine_tuning/jobs"
 _PAGE = 100  # the most the API gives per page
@@ -39,6 +41,36 @@ def _default_base_url() -> str:
     return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com"
 
 
+class PushConfig(BaseModel):
+    """``[sources.webhook]``: OpenAI's signed webhooks, received by the daemon."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The endpoint's signing secret (``whsec_…``), or a file that holds it.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> PushConfig:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give the signing secret as secret or secret_file (one of them)")
+        if self.secret is not None:
+            secret_key(self.secret.get_secret_value())
+        return self
+
+    def read_secret(self) -> str:
+        """The secret (reading its file: blocking); :class:`ConfigError` if unusable."""
+        if self.secret is not None:
+            return self.secret.get_secret_value()
+        assert self.secret_file is not None
+        value = FileSecret(self.secret_file, "the webhook secret (webhook.secret_file)").read().get_secret_value()
+        try:
+            secret_key(value)
+        except ValueError as exc:
+            raise ConfigError(f"the webhook secret in {self.secret_file} {exc}") from None
+        return value
+
+
 class OpenAISourceConfig(SourceConfig):
     """A ``[[sources]]`` table of type ``openai``."""
 
@@ -46,6 +78,7 @@ class OpenAISourceConfig(SourceConfig):
     api_key_file: Path | None = None
     organization: str | None = None
     project: str | None = None
+    webhook: PushConfig | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -12,16 +12,21 @@ them (:mod:`ftwatch.sources.simkit`).
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ftwatch.sources.simkit import Fault, SimServer, running_in_thread
+from ftwatch.standard_webhooks import sign
 
 __all__ = ["MESSAGES", "Fault", "OpenAISimulator", "SimJob", "running_in_thread"]
 
@@ -75,6 +80,11 @@ class OpenAISimulator(SimServer):
         snapshot tells), as for a job whose events lag or say something unforeseen."""
         super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
         self.write_messages = write_messages
+        #: Where terminal states are pushed, signed with ``webhook_secret`` (None: nowhere).
+        self.webhook_url: str | None = None
+        self.webhook_secret = ""
+        #: What each push was answered (status code, or the error's name).
+        self.pushes: list[str] = []
         self._jobs: dict[str, SimJob] = {}
         self._event_ids = itertools.count(1)
         self.app = Starlette(
@@ -132,6 +142,36 @@ class OpenAISimulator(SimServer):
                 job.finished_at = when
             if write and status in MESSAGES:
                 self._event(job, MESSAGES[status], at=when, level="error" if status == "failed" else "info")
+        if status in ("succeeded", "failed", "cancelled") and self.webhook_url:
+            threading.Thread(target=self._push, args=(job_id, status), daemon=True).start()
+
+    def _push(self, job_id: str, status: str) -> None:
+        """``fine_tuning.job.<status>`` as OpenAI sends it: thin, signed, Standard Webhooks."""
+        assert self.webhook_url is not None
+        msg_id = f"evt_{secrets.token_hex(12)}"
+        stamp = int(time.time())
+        body = json.dumps(
+            {
+                "id": msg_id,
+                "object": "event",
+                "created_at": stamp,
+                "type": f"fine_tuning.job.{status}",
+                "data": {"id": job_id},
+            }
+        ).encode()
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(self.webhook_secret, msg_id, stamp, body),
+        }
+        try:
+            answer = httpx.post(self.webhook_url, content=body, headers=headers, timeout=5.0)
+            outcome = str(answer.status_code)
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        with self._lock:
+            self.pushes.append(outcome)
 
     def add_metrics(self, job_id: str, steps: int) -> None:
         """Training-step events (most of a real job's events)."""
