@@ -10,7 +10,9 @@ A change is reported once: the cursor remembers the status the last committed cy
 saw, and a cycle that sees the same status again reports nothing, whatever new
 history arrived. Ids are stable per provider, job, step and (when the provider
 dates it) time, so the same change read twice (a crash before the commit) has the
-same id, and two providers' jobs never share one.
+same id, and two providers' jobs never share one. A provider that dates in whole
+seconds cannot tell two stays of one status within the same second apart: the later
+is taken.
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ def _steps(history: list[Event]) -> list[Event]:
     return steps
 
 
+def _after(steps: list[Event], previous: str | None, at_ns: int | None) -> list[Event]:
+    """The steps since the cursor: later than its time, and of its very time those
+    after the step into ``previous`` (a provider dating in seconds puts several in
+    one). Without a time, those after the last step into ``previous``."""
+    if at_ns is None:
+        entered = [i for i, step in enumerate(steps) if step.status == previous]
+        return steps[entered[-1] + 1 :] if entered else steps
+    same = [s for s in steps if s.created_at_ns == at_ns]
+    later = [s for s in steps if (s.created_at_ns or 0) > at_ns]
+    entered = [i for i, step in enumerate(same) if step.status == previous]
+    return (same[entered[-1] + 1 :] if entered else []) + later
+
+
 def diff_snapshot(
     model_id: str,
     info: ModelInfo,
@@ -80,12 +95,7 @@ def diff_snapshot(
     steps = _steps(history)
     previous = cursor.last_status if cursor is not None else None
     if cursor is not None:
-        entered = [i for i, step in enumerate(steps) if step.status == previous]
-        if entered:
-            steps = steps[entered[-1] + 1 :]
-        else:  # the history never showed the old status: what came after it, by time
-            since = cursor.at_ns
-            steps = [s for s in steps if since is None or (s.created_at_ns or 0) > since]
+        steps = _after(steps, previous, cursor.at_ns)
     elif catch_up_from_ns is not None:
         before = [s for s in steps if (s.created_at_ns or 0) < catch_up_from_ns]
         previous = before[-1].status if before else None
