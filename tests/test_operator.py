@@ -132,7 +132,7 @@ def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]
     assert store.list_outbox() == []
     facts = store.facts()
     assert facts.last_poll_at == 1000.0
-    assert facts.models == 1
+    assert facts.models == {"": 1}
 
 
 def test_retention_removes_old_delivered_rows_from_the_running_daemon(

@@ -259,6 +259,10 @@ def test_three_sources_at_once_and_one_that_is_down_stops_no_other(
         _once(env)  # back: its change comes now, nothing else again
         assert sorted(b["provider"] for b in _bodies(receiver)) == ["bedrock", "cohere", "openai"]
 
+        status = run_cli(["status", "--json"], env)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["models"] == {"cohere": 1, "openai": 1, "bedrock": 1}
+
 
 def test_a_filter_takes_a_provider_word_or_a_normalized_state(
     clean_env: dict[str, str], tmp_path: Path, receiver: Receiver

@@ -20,7 +20,7 @@ from ftwatch.duration import format_duration
 from ftwatch.errors import ConfigError
 from ftwatch.model import format_timestamp, human_status
 from ftwatch.outbox import DeliveryState
-from ftwatch.settings import Settings
+from ftwatch.settings import Settings, source_specs
 from ftwatch.store.base import OutboxRow, Store
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
@@ -105,6 +105,17 @@ def outbox_purge(settings: Settings, older_than_s: float) -> int:
     return 0
 
 
+def _per_source(settings: Settings, counted: dict[str, int]) -> dict[str, int]:
+    """Models known per configured source (0 for one that has not polled yet); a
+    namespace no source uses any more is shown by its own name."""
+    named = {spec.namespace: spec.name for spec in source_specs(settings)}
+    report = {name: counted.get(namespace, 0) for namespace, name in named.items()}
+    for namespace, count in counted.items():
+        if namespace not in named:
+            report[namespace or "cohere"] = count
+    return report
+
+
 def status(settings: Settings, as_json: bool) -> int:
     now = time.time()
     with _state(settings) as store:
@@ -120,7 +131,7 @@ def status(settings: Settings, as_json: bool) -> int:
         "state": where,
         "last_poll_at": format_timestamp(int(facts.last_poll_at * 1e9), 3) if facts.last_poll_at else None,
         "last_poll_age_s": round(now - facts.last_poll_at, 3) if facts.last_poll_at else None,
-        "models": {"cohere": facts.models},
+        "models": _per_source(settings, facts.models),
         "notifiers": {
             key: {"pending": pending.get(key, 0), "dead": dead.get(key, 0), "delivered": delivered.get(key, 0)}
             for key in notifiers
@@ -140,7 +151,8 @@ def status(settings: Settings, as_json: bool) -> int:
     )
     print(f"state:            {where}")
     print(f"last good poll:   {polled}")
-    print(f"models watched:   cohere {facts.models}")
+    counts = ", ".join(f"{name} {count}" for name, count in report["models"].items())
+    print(f"models watched:   {counts}")
     oldest_text = "-" if oldest is None else format_duration(oldest)
     print(f"oldest pending:   {oldest_text}")
     if facts.lease is not None:

@@ -205,7 +205,8 @@ class StoreFacts:
     """What ``ftwatch status`` reads of the state."""
 
     last_poll_at: float | None
-    models: int
+    #: Models known, per source namespace ("" for the first Cohere source's).
+    models: dict[str, int]
     lease: LeaseInfo | None
 
 

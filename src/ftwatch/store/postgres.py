@@ -547,13 +547,16 @@ class PostgresStore:
     def facts(self) -> StoreFacts:
         def work(conn: psycopg.Connection[Any]) -> StoreFacts:
             polled = conn.execute("SELECT value FROM ftwatch_meta WHERE key = 'last_poll_at'").fetchone()
-            counted = conn.execute("SELECT count(*) FROM ftwatch_models").fetchone()
+            counted = conn.execute(
+                "SELECT CASE WHEN strpos(model_id, '/') > 0 THEN split_part(model_id, '/', 1) ELSE '' END"
+                " AS namespace, count(*) FROM ftwatch_models GROUP BY namespace"
+            ).fetchall()
             lease = conn.execute(
                 "SELECT holder, term, expires_at > now() FROM ftwatch_lease WHERE name = 'poller'"
             ).fetchone()
             return StoreFacts(
                 float(polled[0]) if polled else None,
-                int(counted[0]) if counted else 0,
+                {namespace: int(n) for namespace, n in counted},
                 LeaseInfo(lease[0], int(lease[1]), bool(lease[2])) if lease else None,
             )
 

@@ -427,7 +427,10 @@ class SqliteStore:
     def facts(self) -> StoreFacts:
         def work(db: sqlite3.Connection) -> StoreFacts:
             polled = db.execute("SELECT value FROM meta WHERE key = 'last_poll_at'").fetchone()
-            (models,) = db.execute("SELECT count(*) FROM models").fetchone()
-            return StoreFacts(float(polled[0]) if polled else None, int(models), None)
+            counted = db.execute(
+                "SELECT CASE WHEN instr(model_id, '/') > 0 THEN substr(model_id, 1, instr(model_id, '/') - 1)"
+                " ELSE '' END AS namespace, count(*) FROM models GROUP BY namespace"
+            ).fetchall()
+            return StoreFacts(float(polled[0]) if polled else None, {ns: int(n) for ns, n in counted}, None)
 
         return self._read(work)
