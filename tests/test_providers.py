@@ -303,3 +303,66 @@ def test_moving_cohere_into_sources_keeps_its_state(
         cohere.move(model, "STATUS_READY")
         _once(sourced)
         assert [b["status"] for b in _bodies(receiver)] == ["STATUS_FINETUNING", "STATUS_READY"]
+
+
+def test_a_429_holds_back_every_request_of_that_api_for_its_retry_after(
+    api: World, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    for index in range(3):
+        api.add(f"m{index}")
+    api.server.inject(Fault("429", endpoint="list_models", retry_after_s=1.0))
+    done = run_cli(["models", "--json"], api.env(clean_env, tmp_path))
+    assert done.returncode == 0, done.stderr
+    times = [r.at for r in api.server.requests]
+    refused = next(i for i, r in enumerate(api.server.requests) if r.code == 429)
+    assert times[refused + 1] - times[refused] >= 0.95  # the API said one second, and got it
+
+
+@pytest.mark.parametrize("provider", ["openai", "bedrock"])
+def test_one_unreadable_job_is_that_jobs_problem_only(
+    provider: str, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world(provider) as api:
+        good, odd = api.add("good"), api.add("odd")
+        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        _once(env)
+        api.sim.override(odd, status=7)  # a number where a word belongs
+        api.move(good, LIFECYCLES[provider][-1])
+        done = run_cli(["run", "--once"], env)
+        assert done.returncode == 0, done.stderr
+        assert "model.failed" in done.stderr
+        assert [b["model_id"] for b in _bodies(receiver)] == [good]
+
+
+def test_a_list_that_repeats_its_cursor_is_an_error_not_a_loop(clean_env: dict[str, str], tmp_path: Path) -> None:
+    with world("openai") as api:
+        api.add("a")
+        api.add("b")
+        # A broken page: has_more with the same last id every time.
+        api.sim.override(api.ids["a"], id=api.ids["b"])
+        api.sim.force_has_more = True
+        done = run_cli(["models"], api.env(clean_env, tmp_path), timeout=30)
+        assert done.returncode == 1, done.stderr
+        assert "has_more" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_check_config_shows_each_source_with_its_secrets_hidden(clean_env: dict[str, str], tmp_path: Path) -> None:
+    secret = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
+    with world("openai") as api:
+        env = api.env(clean_env, tmp_path, webhook={"secret": secret}, organization="org-1")
+        done = run_cli(["check-config"], env)
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert shown["sources"][0]["type"] == "openai"
+        assert shown["sources"][0]["organization"] == "org-1"
+        assert secret not in done.stdout + done.stderr
+        assert "sk-sim-openai" not in done.stdout + done.stderr
+
+
+def test_two_sources_of_one_name_are_refused_in_one_line(clean_env: dict[str, str]) -> None:
+    env = clean_env | {"FTWATCH_SOURCES": json.dumps([{"type": "openai"}, {"type": "openai"}])}
+    done = run_cli(["check-config"], env)
+    assert done.returncode == 2
+    assert "a second source named 'openai'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -80,6 +80,8 @@ class OpenAISimulator(SimServer):
         snapshot tells), as for a job whose events lag or say something unforeseen."""
         super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
         self.write_messages = write_messages
+        #: Every list page says has_more (a broken cursor, for tests).
+        self.force_has_more = False
         #: Where terminal states are pushed, signed with ``webhook_secret`` (None: nowhere).
         self.webhook_url: str | None = None
         self.webhook_secret = ""
@@ -235,8 +237,7 @@ class OpenAISimulator(SimServer):
         }
         return out | job.overrides
 
-    @staticmethod
-    def _page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+    def _page(self, request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
         try:
             limit = max(1, min(int(request.query_params.get("limit") or 20), 100))
         except ValueError:
@@ -247,7 +248,7 @@ class OpenAISimulator(SimServer):
             ids = [item["id"] for item in items]
             start = ids.index(after) + 1 if after in ids else len(items)
         page = items[start : start + limit]
-        return {"object": "list", "data": page, "has_more": start + limit < len(items)}
+        return {"object": "list", "data": page, "has_more": self.force_has_more or start + limit < len(items)}
 
     async def _list_jobs(self, request: Request) -> Response:
         with self._lock:
