@@ -19,7 +19,7 @@ def test_example_config_is_valid(name: str, base_env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("name", ["webhook.toml", "slack.toml"])
+@pytest.mark.parametrize("name", ["webhook.toml", "slack.toml", "sources.toml"])
 def test_secret_file_examples_name_their_missing_file(name: str, base_env: dict[str, str]) -> None:
     """An example whose secret file is missing names that file, exit 2."""
     env = {k: v for k, v in base_env.items() if not k.startswith("FTWATCH_")}

@@ -196,11 +196,11 @@ class BedrockSource:
                 query["nextToken"] = token
             # Encoded here, as SigV4's canonical query wants it (%20, not +).
             encoded = urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote, safe="-_.~")
-            body = await self._api.get("list_models", f"{_JOBS}?{encoded}")
+            body = await self._api.get("ListModelCustomizationJobs", f"{_JOBS}?{encoded}")
             pages += 1
             items = body.get("modelCustomizationJobSummaries") or []
             if not isinstance(items, list):
-                raise SourceUnavailableError("list_models: modelCustomizationJobSummaries is not a list")
+                raise SourceUnavailableError("ListModelCustomizationJobs: modelCustomizationJobSummaries is not a list")
             for raw in items:
                 try:
                     jobs.append(_job(raw))
@@ -211,7 +211,7 @@ class BedrockSource:
             if not isinstance(token, str) or not token:
                 return ModelListing(jobs, pages, rejected)
             if token in seen:
-                raise SourceUnavailableError("list_models: the API repeated a nextToken")
+                raise SourceUnavailableError("ListModelCustomizationJobs: the API repeated a nextToken")
             seen.add(token)
 
     def _path(self, job_name: str) -> str:
@@ -222,7 +222,7 @@ class BedrockSource:
         return f"{_JOBS}/{urllib.parse.quote(job_name, safe='')}"
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("get_model", self._path(model_id))
+        body = await self._api.get("GetModelCustomizationJob", self._path(model_id))
         try:
             return _job(body, name_field="outputModelName", arn_field="outputModelArn")
         except (_BadDataError, ValueError) as exc:

@@ -228,7 +228,7 @@ class OpenAISource:
     async def list_models(self) -> ModelListing:
         jobs: list[ModelInfo] = []
         rejected: dict[str, str] = {}
-        raw_jobs, pages = await self._list("list_models", _JOBS)
+        raw_jobs, pages = await self._list("list_jobs", _JOBS)
         for raw in raw_jobs:
             try:
                 jobs.append(_job(raw))
@@ -245,7 +245,7 @@ class OpenAISource:
         return f"{_JOBS}/{urllib.parse.quote(job_id, safe='')}{tail}"
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("get_model", self._path(model_id))
+        body = await self._api.get("get_job", self._path(model_id))
         try:
             return _job(body)
         except (_BadDataError, ValueError) as exc:
@@ -254,7 +254,7 @@ class OpenAISource:
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         """The job's status steps its events tell of, oldest first (newest pages only,
         with a horizon)."""
-        raw_events, _ = await self._list("list_events", self._path(model_id, "/events"), newer_than_ns)
+        raw_events, _ = await self._list("list_job_events", self._path(model_id, "/events"), newer_than_ns)
         steps = []
         for raw in reversed(raw_events):  # the API's order is newest first
             try:
