@@ -104,3 +104,18 @@ def test_a_failure_and_a_success_carry_what_the_provider_said() -> None:
     (t,) = diff_snapshot("j", done, cursor, [], provider="openai", source="o", detected_at_ns=10 * S).transitions
     assert (t.fine_tuned_model, t.failure_message, t.state) == ("ft:gpt:x", None, "ready")
     assert t.occurred_at == format_timestamp(10 * S, 3)  # no time from the provider: when it was noticed
+
+
+def test_steps_stamped_in_the_second_a_baseline_was_taken_in_are_not_lost() -> None:
+    """OpenAI stamps whole seconds, ftwatch notices in nanoseconds: a baseline at
+    12:00:00.7 and steps stamped 12:00:00 may well have come after it."""
+    second = 1_800_000_000 * S
+    cursor = baseline_cursor(ModelInfo("j", None, "queued"), second + 7 * S // 10)
+    history = [Event("validating_files", second), Event("queued", second), Event("running", second)]
+    history.append(Event("succeeded", second))
+    info = ModelInfo("j", None, "succeeded", format_timestamp(second))
+    change = diff_snapshot("j", info, cursor, history, provider="openai", source="o", detected_at_ns=second + 2 * S)
+    assert [(t.previous_status, t.status) for t in change.transitions] == [
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]

@@ -57,17 +57,23 @@ def _steps(history: list[Event]) -> list[Event]:
     return steps
 
 
+#: Providers date steps in whole seconds (OpenAI), ftwatch its cursors finer: a
+#: step up to this much before the cursor's time may still have come after it.
+_SECOND = 1_000_000_000
+
+
 def _after(steps: list[Event], previous: str | None, at_ns: int | None) -> list[Event]:
-    """The steps since the cursor: later than its time, and of its very time those
-    after the step into ``previous`` (a provider dating in seconds puts several in
-    one). Without a time, those after the last step into ``previous``."""
+    """The steps since the cursor. Those later than its time, and of the second up
+    to it (a whole-second stamp cannot say whether they came before or after) those
+    after the step into ``previous``, or all of them if it is not among them. Without
+    a time, those after the last step into ``previous``."""
     if at_ns is None:
         entered = [i for i, step in enumerate(steps) if step.status == previous]
         return steps[entered[-1] + 1 :] if entered else steps
-    same = [s for s in steps if s.created_at_ns == at_ns]
+    window = [s for s in steps if at_ns - _SECOND < (s.created_at_ns or 0) <= at_ns]
     later = [s for s in steps if (s.created_at_ns or 0) > at_ns]
-    entered = [i for i, step in enumerate(same) if step.status == previous]
-    return (same[entered[-1] + 1 :] if entered else []) + later
+    entered = [i for i, step in enumerate(window) if step.status == previous]
+    return (window[entered[-1] + 1 :] if entered else window) + later
 
 
 def diff_snapshot(
