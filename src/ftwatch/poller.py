@@ -445,14 +445,7 @@ class Poller:
         in the steps between two polls. A first start takes the snapshot as baseline
         without reading a single history."""
         if plan is CyclePlan.LIST:
-            listing = await self.source.list_models()
-            self._list_cost = listing.requests
-            wanted = set(self.models)
-            for model_id, why in listing.rejected.items():
-                if not wanted or model_id in wanted:
-                    failed[model_id] = f"unreadable in the job list: {why}"
-            listed = [info for info in listing.models if not wanted or info.id in wanted]
-            not_found = sorted(wanted - {info.id for info in listed} - failed.keys())
+            listed, not_found = await self._list_wanted(failed)
         else:
             listed, not_found = await self._get_each(failed)
         fetched = {info.id: _Fetched(info) for info in listed}
@@ -483,6 +476,18 @@ class Poller:
 
         await self._run_all([functools.partial(read, model_id) for model_id in reads])
         return fetched, not_found
+
+    async def _list_wanted(self, failed: dict[str, str]) -> tuple[list[ModelInfo], list[str]]:
+        """The list, cut to the configured models (all when none are), and which of
+        those it lacks; its unreadable entries go to ``failed``."""
+        listing = await self.source.list_models()
+        self._list_cost = listing.requests
+        wanted = set(self.models)
+        for model_id, why in listing.rejected.items():
+            if not wanted or model_id in wanted:
+                failed[model_id] = f"unreadable in the model list: {why}"
+        listed = [info for info in listing.models if not wanted or info.id in wanted]
+        return listed, sorted(wanted - {info.id for info in listed} - failed.keys())
 
     async def _get_each(self, failed: dict[str, str]) -> tuple[list[ModelInfo], list[str]]:
         found: dict[str, ModelInfo] = {}
@@ -546,14 +551,7 @@ class Poller:
     async def _fetch_listed(
         self, state: dict[str, ModelState], baseline: bool, failed: dict[str, str], catch_up_from: int | None
     ) -> tuple[dict[str, _Fetched], list[str]]:
-        listing = await self.source.list_models()
-        self._list_cost = listing.requests
-        wanted = set(self.models)
-        for model_id, why in listing.rejected.items():
-            if not wanted or model_id in wanted:
-                failed[model_id] = f"unreadable in the model list: {why}"
-        listed = [info for info in listing.models if not wanted or info.id in wanted]
-        not_found = sorted(wanted - {info.id for info in listed} - failed.keys())
+        listed, not_found = await self._list_wanted(failed)
         fetched = {info.id: _Fetched(info) for info in listed}
 
         reads: list[tuple[str, int | None]] = []
@@ -577,7 +575,7 @@ class Poller:
                 reads.append((info.id, _newer_than(old)))
             else:
                 idle.append(info.id)
-        reconciled = self._reconcile_window(sorted(idle), listing.requests, len(reads))
+        reconciled = self._reconcile_window(sorted(idle), self._list_cost or 0, len(reads))
         reads.extend((model_id, _newer_than(state[model_id])) for model_id in sorted(reconciled))
 
         async def read(model_id: str, newer_than: int | None) -> None:

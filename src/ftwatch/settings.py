@@ -27,7 +27,7 @@ from ftwatch.duration import parse_duration
 from ftwatch.errors import ConfigError, first_problem
 from ftwatch.model import STATES, check_model_id, normalize_status, provider_word, state_of
 from ftwatch.notifiers.base import NotifierConfig
-from ftwatch.sources.base import SourceSpec
+from ftwatch.sources.base import ApiKeys, SourceSpec, http_url
 
 __all__ = [
     "CohereSettings",
@@ -50,32 +50,19 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class CohereSettings(BaseModel):
+class CohereSettings(ApiKeys):
+    """``[cohere]``: the one source when there are no ``[[sources]]`` tables."""
+
     model_config = _STRICT
 
     base_url: str = "https://api.cohere.com"
     api_key_file: Path | None = None
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
     client_name: str = "ftwatch"
-    #: Half of Cohere's documented 500/min: the key is shared with everything else.
-    max_requests_per_minute: Annotated[int, Field(gt=0)] = 250
-    #: Attempts per API request before a cycle gives up and tries again next time.
-    max_attempts: Annotated[int, Field(ge=1)] = 5
-    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
-    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
-    #: The longest a request waits when the API answers 429 with ``Retry-After``:
-    #: past this the cycle goes on (and fails), instead of one request stalling it.
-    max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
-    #: How long a refused key (401/403) is read again and retried before giving up
-    #: with exit 3: a rotated Secret takes a moment to reach every pod.
-    auth_retry_s: Annotated[float, Field(ge=0)] = 10.0
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return http_url(value)
 
 
 def _duration(value: Any) -> Any:

@@ -22,6 +22,7 @@ from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import SecretProvider
 
 __all__ = [
+    "ApiKeys",
     "ApiWait",
     "InvalidModelIdError",
     "ModelDataError",
@@ -121,10 +122,28 @@ class SourceDeps:
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class SourceConfig(BaseModel):
-    """The keys every ``[[sources]]`` table has; a type adds its own."""
+class ApiKeys(BaseModel):
+    """How one API is asked: the keys ``[cohere]`` and every ``[[sources]]`` table have."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    #: Half of Cohere's documented 500/min: the key is shared with everything else.
+    max_requests_per_minute: Annotated[int, Field(gt=0)] = 250
+    #: Attempts per API request before a cycle gives up and tries again next time.
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+    #: The longest a request waits when the API answers 429 with ``Retry-After``:
+    #: past this the cycle goes on (and fails), instead of one request stalling it.
+    max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
+    #: How long a refused key (401/403) is read again and retried before giving up
+    #: with exit 3: a rotated Secret takes a moment to reach every pod.
+    auth_retry_s: Annotated[float, Field(ge=0)] = 10.0
+
+
+class SourceConfig(ApiKeys):
+    """The keys every ``[[sources]]`` table has; a type adds its own."""
 
     type: str
     #: Unique among the sources; the bodies' ``source``, and where its models live
@@ -132,13 +151,6 @@ class SourceConfig(BaseModel):
     name: str | None = None
     #: Model or job ids; empty: everything the credentials can see.
     models: list[str] = Field(default_factory=list)
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    max_requests_per_minute: Annotated[int, Field(gt=0)] = 250
-    max_attempts: Annotated[int, Field(ge=1)] = 5
-    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
-    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
-    max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
-    auth_retry_s: Annotated[float, Field(ge=0)] = 10.0
 
     @field_validator("name")
     @classmethod

@@ -23,15 +23,14 @@ import httpx
 from pydantic import BaseModel, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id
+from ftwatch.model import Event, ModelInfo, ModelListing
 from ftwatch.sources.base import (
-    InvalidModelIdError,
-    ModelDataError,
     SourceConfig,
     SourceDeps,
     SourceUnavailableError,
     http_url,
 )
+from ftwatch.sources.fields import BadDataError, check_id, item_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, json_message
 
 if TYPE_CHECKING:
@@ -114,23 +113,10 @@ class SigV4:
         return f"the AWS credential chain (profile {self._profile})" if self._profile else "the AWS credential chain"
 
 
-class _BadDataError(Exception):
-    pass
-
-
-def _text(raw: dict[str, Any], field: str) -> str | None:
-    value = raw.get(field)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise _BadDataError(f"{field} is a {type(value).__name__}, not a string")
-    return value
-
-
 def _checked_time(raw: dict[str, Any], field: str) -> str | None:
     from ftwatch.model import parse_timestamp  # noqa: PLC0415
 
-    value = _text(raw, field)
+    value = optional_str(raw, field)
     if value is None:
         return None
     try:
@@ -142,19 +128,24 @@ def _checked_time(raw: dict[str, Any], field: str) -> str | None:
 
 def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "customModelArn") -> ModelInfo:
     if not isinstance(raw, dict) or not isinstance(raw.get("jobName"), str):
-        raise _BadDataError("a job without a jobName")
-    check_model_id(raw["jobName"])
-    status = _text(raw, "status")
+        raise BadDataError("a job without a jobName")
+    check_id(raw["jobName"])
+    status = optional_str(raw, "status")
     if status is None:
-        raise _BadDataError("a job without a status")
+        raise BadDataError("a job without a status")
     return ModelInfo(
         id=raw["jobName"],
-        name=_text(raw, name_field),
+        name=optional_str(raw, name_field),
         status=status,
         updated_at=_checked_time(raw, "endTime") or _checked_time(raw, "lastModifiedTime"),
-        fine_tuned_model=_text(raw, arn_field) if status == "Completed" else None,
-        failure=_text(raw, "failureMessage"),
+        fine_tuned_model=optional_str(raw, arn_field) if status == "Completed" else None,
+        failure=optional_str(raw, "failureMessage"),
     )
+
+
+def _detail(raw: Any) -> ModelInfo:
+    """``GetModelCustomizationJob``'s answer: its model fields are named otherwise."""
+    return _job(raw, name_field="outputModelName", arn_field="outputModelArn")
 
 
 class BedrockSource:
@@ -204,9 +195,8 @@ class BedrockSource:
             for raw in items:
                 try:
                     jobs.append(_job(raw))
-                except (_BadDataError, ValueError) as exc:
-                    raw_name = raw.get("jobName") if isinstance(raw, dict) else None
-                    rejected[raw_name[:80] if isinstance(raw_name, str) else "?"] = str(exc)
+                except (BadDataError, ValueError) as exc:
+                    rejected[item_id(raw, "jobName")] = str(exc)
             token = body.get("nextToken") or None
             if not isinstance(token, str) or not token:
                 return ModelListing(jobs, pages, rejected)
@@ -214,19 +204,9 @@ class BedrockSource:
                 raise SourceUnavailableError("ListModelCustomizationJobs: the API repeated a nextToken")
             seen.add(token)
 
-    def _path(self, job_name: str) -> str:
-        try:
-            check_model_id(job_name)
-        except ValueError as exc:
-            raise InvalidModelIdError(f"{exc}; check it with 'ftwatch models'") from None
-        return f"{_JOBS}/{urllib.parse.quote(job_name, safe='')}"
-
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("GetModelCustomizationJob", self._path(model_id))
-        try:
-            return _job(body, name_field="outputModelName", arn_field="outputModelArn")
-        except (_BadDataError, ValueError) as exc:
-            raise ModelDataError(f"job {model_id[:80]}: {exc}") from None
+        body = await self._api.get("GetModelCustomizationJob", path_of(_JOBS, model_id))
+        return parsed(model_id, _detail, body, "job")
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         """No history: the job as it is now, with its failure message."""

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import itertools
-import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import structlog
 from pydantic import BaseModel, field_validator
 
-from ftwatch import model
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.secrets import cohere_key
 from ftwatch.sources.base import (
     InvalidModelIdError,
-    ModelDataError,
     SourceConfig,
     SourceDeps,
     SourceUnavailableError,
     http_url,
 )
+from ftwatch.sources.fields import BadDataError, check_id, item_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey
 
 if TYPE_CHECKING:
     from ftwatch.settings import CohereSettings
 
-__all__ = ["CohereSource", "CohereSourceConfig", "check_model_id"]
+__all__ = ["CohereSource", "CohereSourceConfig"]
 
 log = structlog.get_logger("ftwatch.sources.cohere")
 
@@ -36,31 +33,8 @@ _T = TypeVar("_T")
 _API = "/v1/finetuning/finetuned-models"
 
 
-def check_model_id(model_id: str) -> str:
-    """The id as it is, or :class:`InvalidModelIdError` if it could reach another path."""
-    try:
-        return model.check_model_id(model_id)
-    except ValueError as exc:
-        raise InvalidModelIdError(f"{exc}; check it with 'ftwatch models'") from None
-
-
 def _model_path(model_id: str, tail: str = "") -> str:
-    # Escaped as one segment: an id can never climb to another path of the API host,
-    # which would receive the bearer key.
-    return f"{_API}/{urllib.parse.quote(check_model_id(model_id), safe='')}{tail}"
-
-
-class _BadDataError(Exception):
-    """One item of a body is unreadable."""
-
-
-def _optional_str(raw: dict[str, Any], field: str) -> str | None:
-    value = raw.get(field)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise _BadDataError(f"{field} is a {type(value).__name__}, not a string")
-    return value
+    return path_of(_API, model_id, tail)
 
 
 def _timestamp(raw: dict[str, Any]) -> int | None:
@@ -77,24 +51,24 @@ def _timestamp(raw: dict[str, Any]) -> int | None:
 
 def _model_info(raw: Any) -> ModelInfo:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-        raise _BadDataError("a model without an id")
-    check_model_id(raw["id"])
+        raise BadDataError("a model without an id")
+    check_id(raw["id"])
     return ModelInfo(
         id=raw["id"],
-        name=_optional_str(raw, "name"),
+        name=optional_str(raw, "name"),
         # Zero values may be left out: a missing status is the zero one.
-        status=_optional_str(raw, "status") or "STATUS_UNSPECIFIED",
-        updated_at=_optional_str(raw, "updated_at"),
+        status=optional_str(raw, "status") or "STATUS_UNSPECIFIED",
+        updated_at=optional_str(raw, "updated_at"),
     )
 
 
 def _event(raw: Any) -> Event:
     if not isinstance(raw, dict):
-        raise _BadDataError("an event that is not an object")
+        raise BadDataError("an event that is not an object")
     return Event(
-        status=_optional_str(raw, "status") or "STATUS_UNSPECIFIED",
+        status=optional_str(raw, "status") or "STATUS_UNSPECIFIED",
         created_at_ns=_timestamp(raw),
-        user_id=_optional_str(raw, "user_id"),
+        user_id=optional_str(raw, "user_id"),
     )
 
 
@@ -164,23 +138,22 @@ class CohereSource:
             for item in page:
                 try:
                     models.append(_model_info(item))
-                except (_BadDataError, InvalidModelIdError) as exc:
+                except (BadDataError, InvalidModelIdError) as exc:
                     # One unreadable model is that model's problem only.
-                    raw_id = item.get("id") if isinstance(item, dict) else None
-                    rejected[raw_id[:80] if isinstance(raw_id, str) else "?"] = str(exc)
+                    rejected[item_id(item, "id")] = str(exc)
             pages += 1
         return ModelListing(models, pages, rejected)
 
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._get("get_model", _model_path(model_id))
-        return _parsed(model_id, _model_info, body.get("finetuned_model"))
+        return parsed(model_id, _model_info, body.get("finetuned_model"))
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         events: list[Event] = []
         # Newest first when there is a cursor: the pages past it need not be read.
         order = "created_at desc" if newer_than_ns is not None else "created_at"
         async for page in self._pages("list_events", _model_path(model_id, "/events"), "events", order):
-            batch = [_parsed(model_id, _event, item) for item in page]
+            batch = [parsed(model_id, _event, item) for item in page]
             events.extend(batch)
             if newer_than_ns is not None and batch:
                 stamps = [event.created_at_ns for event in batch]
@@ -190,10 +163,3 @@ class CohereSource:
                 if descending and dated[-1] < newer_than_ns:
                     break
         return events
-
-
-def _parsed(model_id: str, parse: Callable[[Any], _T], raw: Any) -> _T:
-    try:
-        return parse(raw)
-    except (_BadDataError, InvalidModelIdError) as exc:
-        raise ModelDataError(f"model {model_id[:80]}: {exc}") from None

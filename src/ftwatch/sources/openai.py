@@ -11,23 +11,21 @@ job's ``error.message``.
 from __future__ import annotations
 
 import os
-import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id, format_timestamp
+from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
 from ftwatch.secrets import FileSecret, openai_key
 from ftwatch.sources.base import (
-    InvalidModelIdError,
-    ModelDataError,
     SourceConfig,
     SourceDeps,
     SourceUnavailableError,
     http_url,
 )
+from ftwatch.sources.fields import BadDataError, check_id, item_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
 from ftwatch.standard_webhooks import secret_key
 
@@ -112,45 +110,32 @@ def status_of_message(message: str) -> str | None:
     return None
 
 
-class _BadDataError(Exception):
-    pass
-
-
 def _seconds(raw: dict[str, Any], field: str) -> int | None:
     value = raw.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _BadDataError(f"{field} is a {type(value).__name__}, not Unix seconds")
+        raise BadDataError(f"{field} is a {type(value).__name__}, not Unix seconds")
     return int(value * 1_000_000_000)
-
-
-def _text(raw: dict[str, Any], field: str) -> str | None:
-    value = raw.get(field)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise _BadDataError(f"{field} is a {type(value).__name__}, not a string")
-    return value
 
 
 def _job(raw: Any) -> ModelInfo:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-        raise _BadDataError("a job without an id")
-    check_model_id(raw["id"])
-    status = _text(raw, "status")
+        raise BadDataError("a job without an id")
+    check_id(raw["id"])
+    status = optional_str(raw, "status")
     if status is None:
-        raise _BadDataError("a job without a status")
+        raise BadDataError("a job without a status")
     finished = _seconds(raw, "finished_at")
     error = raw.get("error")
     failure = error.get("message") if isinstance(error, dict) else None
     return ModelInfo(
         id=raw["id"],
-        name=_text(raw, "user_provided_suffix"),
+        name=optional_str(raw, "user_provided_suffix"),
         status=status,
         # When the current status began, where the job says: only a finished job does.
         updated_at=format_timestamp(finished) if finished is not None else None,
-        fine_tuned_model=_text(raw, "fine_tuned_model"),
+        fine_tuned_model=optional_str(raw, "fine_tuned_model"),
         failure=failure if isinstance(failure, str) and failure else None,
     )
 
@@ -158,7 +143,7 @@ def _job(raw: Any) -> ModelInfo:
 def _event(raw: Any) -> Event | None:
     """A status step, if this event is one; other events (metrics, checkpoints) are not."""
     if not isinstance(raw, dict):
-        raise _BadDataError("an event that is not an object")
+        raise BadDataError("an event that is not an object")
     message = raw.get("message")
     if not isinstance(message, str):
         return None
@@ -232,35 +217,21 @@ class OpenAISource:
         for raw in raw_jobs:
             try:
                 jobs.append(_job(raw))
-            except (_BadDataError, ValueError) as exc:
-                raw_id = raw.get("id") if isinstance(raw, dict) else None
-                rejected[raw_id[:80] if isinstance(raw_id, str) else "?"] = str(exc)
+            except (BadDataError, ValueError) as exc:
+                rejected[item_id(raw, "id")] = str(exc)
         return ModelListing(jobs, pages, rejected)
 
-    def _path(self, job_id: str, tail: str = "") -> str:
-        try:
-            check_model_id(job_id)
-        except ValueError as exc:
-            raise InvalidModelIdError(f"{exc}; check it with 'ftwatch models'") from None
-        return f"{_JOBS}/{urllib.parse.quote(job_id, safe='')}{tail}"
-
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("get_job", self._path(model_id))
-        try:
-            return _job(body)
-        except (_BadDataError, ValueError) as exc:
-            raise ModelDataError(f"job {model_id[:80]}: {exc}") from None
+        body = await self._api.get("get_job", path_of(_JOBS, model_id))
+        return parsed(model_id, _job, body, "job")
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         """The job's status steps its events tell of, oldest first (newest pages only,
         with a horizon)."""
-        raw_events, _ = await self._list("list_job_events", self._path(model_id, "/events"), newer_than_ns)
+        raw_events, _ = await self._list("list_job_events", path_of(_JOBS, model_id, "/events"), newer_than_ns)
         steps = []
         for raw in reversed(raw_events):  # the API's order is newest first
-            try:
-                step = _event(raw)
-            except _BadDataError as exc:
-                raise ModelDataError(f"job {model_id[:80]}: {exc}") from None
+            step = parsed(model_id, _event, raw, "job")
             if step is not None:
                 steps.append(step)
         return steps
