@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -366,3 +367,17 @@ def test_two_sources_of_one_name_are_refused_in_one_line(clean_env: dict[str, st
     assert done.returncode == 2
     assert "a second source named 'openai'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_stall_alert_names_the_provider_and_its_state(
+    api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    running = {"cohere": "STATUS_FINETUNING", "openai": "running", "bedrock": "InProgress"}[api.provider]
+    api.add("slow", running)
+    env = _hooked(api.env(clean_env, tmp_path), receiver) | {"FTWATCH_STALL__AFTER": '{"running": "1s"}'}
+    _once(env)
+    time.sleep(1.2)  # past the threshold: the stay itself must last
+    _once(env)
+    _once(env)  # once per stay
+    stalls = [b for b in _bodies(receiver) if b["type"] == "finetuned_model.stalled"]
+    assert [(s["provider"], s["status"], s["state"]) for s in stalls] == [(api.provider, running, "running")]
