@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from ftwatch.model import format_timestamp, parse_timestamp
 from ftwatch.sources.simkit import Fault
-from tests.conftest import Daemon, run_cli, wait_for
+from tests.conftest import FTWATCH, Daemon, run_cli, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
 from tests.receiver import Answer, Receiver
 
@@ -381,3 +382,32 @@ def test_a_stall_alert_names_the_provider_and_its_state(
     _once(env)  # once per stay
     stalls = [b for b in _bodies(receiver) if b["type"] == "finetuned_model.stalled"]
     assert [(s["provider"], s["status"], s["state"]) for s in stalls] == [(api.provider, running, "running")]
+
+
+def test_wait_until_ready_knows_each_providers_words(api: World, clean_env: dict[str, str], tmp_path: Path) -> None:
+    ready = {"cohere": "STATUS_READY", "openai": "succeeded", "bedrock": "Completed"}[api.provider]
+    job = api.add("awaited", LIFECYCLES[api.provider][0])
+    env = api.env(clean_env, tmp_path)
+    args = [
+        *FTWATCH,
+        "wait",
+        job,
+        "--until",
+        "ready",
+        "--interval",
+        "0.2",
+        "--timeout",
+        "30s",
+        "--source",
+        api.provider,
+    ]
+    waiting = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: api.server.count() >= 3, what="polling")
+        api.move(job, ready)
+        _, err = waiting.communicate(timeout=30)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, err
+    assert "ready" in err
