@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from ftwatch.model import format_timestamp, parse_timestamp
+from ftwatch.ops.metrics import Metrics
+from ftwatch.poller import CycleReport, CycleResult
 from ftwatch.sources.simkit import Fault
 from tests.conftest import FTWATCH, Daemon, run_cli, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
@@ -411,3 +414,17 @@ def test_wait_until_ready_knows_each_providers_words(api: World, clean_env: dict
             waiting.kill()
     assert waiting.returncode == 0, err
     assert "ready" in err
+
+
+def test_a_failed_source_is_down_in_the_metrics_and_no_model_failure() -> None:
+    metrics = Metrics("test")
+    result = CycleResult(
+        [], 2, 0, False, failed={"source:openai": "HTTP 503"}, sources={"cohere": True, "openai": False}
+    )
+    metrics.cycle_done(CycleReport(result, 0.1, 3))
+    text = generate_latest(metrics.registry).decode()
+    assert 'ftwatch_source_up{source="cohere"} 1.0' in text
+    assert 'ftwatch_source_up{source="openai"} 0.0' in text
+    assert "ftwatch_model_failures_total{" not in text
+    metrics.cycle_done(CycleReport(None, 0.0, 0, standby=True))  # a standby shows none
+    assert "ftwatch_source_up{" not in generate_latest(metrics.registry).decode()

@@ -110,4 +110,5 @@ class Fleet:
             statuses={k: v for r in ordered for k, v in r.statuses.items()},
             plan=ordered[0].plan if len({r.plan for r in ordered}) == 1 else CyclePlan.LIST,
             failed=failed,
+            sources={p.name: p.name in results for p in self.pollers},
         )

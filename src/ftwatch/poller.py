@@ -59,6 +59,8 @@ class CycleResult:
     #: Models whose read failed this cycle (id -> why): retried next cycle, while
     #: the others were committed.
     failed: dict[str, str] = field(default_factory=dict)
+    #: Each source of the cycle, and whether it was polled (``ftwatch_source_up``).
+    sources: dict[str, bool] = field(default_factory=dict)
 
 
 class FailedAt(enum.StrEnum):
@@ -293,6 +295,7 @@ class Poller:
             statuses={model_id: item.info for model_id, item in fetched.items()},
             plan=plan,
             failed=failed,
+            sources={self.name: True},
         )
 
     def _stalls(

@@ -11,6 +11,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from ftwatch.dispatch import DeliveryAttempt
+from ftwatch.fleet import SOURCE_MARK
 from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.sources.base import RequestDone
 
@@ -67,6 +68,12 @@ class Metrics:
         self.store_errors = Counter(
             "ftwatch_store_errors", "Failed reads and writes of the state, by operation.", ["operation"], registry=r
         )
+        self.source_up = Gauge(
+            "ftwatch_source_up",
+            "1 when the last cycle polled this source, 0 when it failed (the others went on).",
+            ["source"],
+            registry=r,
+        )
         self.pushes = Counter(
             "ftwatch_webhook_pushes",
             "Webhooks received from a provider, by source and outcome (ok, rejected, replayed, ignored).",
@@ -114,6 +121,7 @@ class Metrics:
     def cycle_done(self, report: CycleReport) -> None:
         if report.standby:
             self.polls.labels("standby").inc()
+            self.source_up.clear()  # a standby polls nothing: the leader's figures count
             return
         if report.result is None:
             self.polls.labels("error").inc()
@@ -128,7 +136,11 @@ class Metrics:
                 self.stall_alerts.labels(transition.status).inc()
             else:
                 self.transitions.labels(transition.status).inc()
-        for error in report.result.failed.values():
+        for name, up in report.result.sources.items():
+            self.source_up.labels(name).set(1 if up else 0)
+        for key, error in report.result.failed.items():
+            if key.startswith(SOURCE_MARK):
+                continue  # a whole source, in ftwatch_source_up
             self.model_failures.labels("unreadable" if "unreadable" in error else "api").inc()
 
     def outbox(self, pending: dict[str, int], configured: set[str]) -> None:
