@@ -62,16 +62,20 @@ def test_models_lists_every_model_with_its_status(sim: Simulator, base_env: dict
     assert table[1].split()[1:] == ["model-0", "failed"]
 
 
-def test_the_demo_needs_no_key_and_shows_ready_and_failed() -> None:
-    """The demo runs with no key and no network and prints READY and FAILED transitions."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CO_", "COHERE_", "FTWATCH_"))}
+def test_the_demo_needs_no_key_and_shows_all_three_providers_moving() -> None:
+    """The demo runs with no key and no network and prints transitions of Cohere's
+    models, OpenAI's jobs and Bedrock's jobs, ready and failed ones among them."""
+    prefixes = ("CO_", "COHERE_", "FTWATCH_", "OPENAI_", "AWS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     done = subprocess.run(
         [*FTWATCH, "demo", "--duration", "7"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert "failed" in done.stdout
-    assert "deploying api -> ready" in done.stdout
-    assert "simulated fine-tuning API" in done.stderr
+    assert "finetuning -> failed" in done.stdout  # Cohere
+    assert "deploying api -> ready" in done.stdout  # Cohere
+    assert "running -> succeeded" in done.stdout  # OpenAI
+    assert "in progress -> completed" in done.stdout  # Bedrock, signed SigV4
+    assert "simulated Cohere, OpenAI and Bedrock APIs" in done.stderr
 
 
 def test_the_module_runs_like_the_script() -> None:
