@@ -10,16 +10,19 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 
-from ftwatch.model import format_timestamp, parse_timestamp
+from ftwatch.model import Transition, format_timestamp, parse_timestamp
+from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
 from ftwatch.poller import CycleReport, CycleResult
 from ftwatch.sources.simkit import Fault
+from ftwatch.wording import text_line
 from tests.conftest import FTWATCH, Daemon, run_cli, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
 from tests.receiver import Answer, Receiver
@@ -428,3 +431,26 @@ def test_a_failed_source_is_down_in_the_metrics_and_no_model_failure() -> None:
     assert "ftwatch_model_failures_total{" not in text
     metrics.cycle_done(CycleReport(None, 0.0, 0, standby=True))  # a standby shows none
     assert "ftwatch_source_up{" not in generate_latest(metrics.registry).decode()
+
+
+def test_slack_and_text_lines_say_a_failure_and_its_reason_escaped() -> None:
+    failed = Transition(
+        "ftw_x",
+        "ftjob-1",
+        "bot",
+        "failed",
+        "running",
+        "2026-12-01T00:00:00Z",
+        None,
+        "2026-12-01T00:00:01Z",
+        provider="openai",
+        source="openai",
+        failure_message="bad <!channel> file\nline two",
+    )
+    message = slack_message(failed)
+    assert message["blocks"][0]["text"]["text"].startswith(":x: *bot* is *failed*")
+    assert "&lt;!channel&gt;" in message["text"]
+    assert "<!channel>" not in json.dumps(message)
+    assert text_line(failed).endswith("running -> failed: bad <!channel> file line two")
+    stopped = replace(failed, status="Stopped", provider="bedrock", failure_message=None)
+    assert slack_message(stopped)["blocks"][0]["text"]["text"].startswith(":no_entry_sign:")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ftwatch.diff import Cursor
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
-from ftwatch.store.base import Claim, ModelState, Store
+from ftwatch.store.base import Claim, ModelState, Store, model_key, models_in
 
 
 def _transition(n: int, model: str = "ft-1", status: str = "STATUS_READY") -> Transition:
@@ -187,3 +187,24 @@ def test_one_sender_per_notifier_across_processes_and_a_dead_holder_gives_back(p
     taken.release()
     second.close()
     first.close()
+
+
+def test_each_source_has_its_own_baseline_scope_and_models(open_store: Callable[[], Store]) -> None:
+    """A source's namespace: its own baseline mark and scope, its models under its name,
+    while the first Cohere source's bare rows and marks are as they always were."""
+    store = open_store()
+    store.commit_cycle(_state(), [], [], now=1.0, scope="all")  # the first Cohere source
+    assert store.is_fresh("openai")  # a source added later takes its own baseline
+    openai = {model_key("openai", "ftjob-1"): next(iter(_state().values()))}
+    store.commit_cycle(openai, [], [], now=2.0, scope='["ftjob-1"]', namespace="openai")
+    store.close()
+    again = open_store()
+    assert not again.is_fresh()
+    assert not again.is_fresh("openai")
+    assert again.is_fresh("bedrock")
+    assert (again.load_scope(), again.load_scope("openai"), again.load_scope("bedrock")) == ("all", '["ftjob-1"]', None)
+    rows = again.load_models()
+    assert set(models_in("", rows)) == {"ft-1"}
+    assert set(models_in("openai", rows)) == {"ftjob-1"}
+    assert models_in("bedrock", rows) == {}
+    assert again.facts().models == {"": 1, "openai": 1}

@@ -15,7 +15,10 @@ def text_line(transition: Transition) -> str:
     if transition.stalled:
         return f"{transition.detected_at}  {name} ({transition.model_id})  {stuck(transition)}"
     previous = human_status(transition.previous_status) if transition.previous_status else "(none)"
-    return f"{transition.occurred_at}  {name} ({transition.model_id})  {previous} -> {human_status(transition.status)}"
+    line = f"{transition.occurred_at}  {name} ({transition.model_id})  {previous} -> {human_status(transition.status)}"
+    if transition.failure_message:  # OpenAI's and Bedrock's reason, on one line
+        line += ": " + " ".join(transition.failure_message.split())[:300]
+    return line
 
 
 def headline(transition: Transition) -> str:

@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ftwatch.model import Transition, format_timestamp, human_status, parse_timestamp
+from ftwatch.model import PROVIDER_STATES, Transition, format_timestamp, human_status, parse_timestamp
 
 __all__ = ["ModelRow", "WatchState", "format_age", "render", "status_text"]
 
@@ -30,8 +30,22 @@ _STYLE: dict[str, tuple[str, str]] = {
 }
 
 
+#: The same by normalized state, for every other provider's words.
+_STATE_STYLE: dict[str, tuple[str, str]] = {
+    "queued": ("bright_black", "…"),
+    "running": ("cyan", "◐"),
+    "ready": ("green", "✓"),
+    "failed": ("bold red", "✗"),
+    "cancelled": ("bright_black", "⊘"),
+    "paused": ("yellow", "‖"),
+    "deleted": ("bright_black", "⌫"),
+}
+_WORD_STATE = {word: state for table in PROVIDER_STATES.values() for word, state in table.items()}
+
+
 def status_text(status: str | None) -> Text:
-    style, symbol = _STYLE.get(status or "", ("", "·"))
+    fallback = _STATE_STYLE.get(_WORD_STATE.get(status or "", "unknown"), ("", "·"))
+    style, symbol = _STYLE.get(status or "", fallback)
     return Text(f"{symbol} {human_status(status)}", style=style)
 
 

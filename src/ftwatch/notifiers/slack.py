@@ -33,6 +33,14 @@ _EMOJI = {
     "STATUS_DELETED": ":wastebasket:",
     "STATUS_TEMPORARILY_OFFLINE": ":warning:",
 }
+#: Every other provider's words, by their normalized state.
+_STATE_EMOJI = {
+    "ready": ":white_check_mark:",
+    "failed": ":x:",
+    "cancelled": ":no_entry_sign:",
+    "paused": ":double_vertical_bar:",
+    "deleted": ":wastebasket:",
+}
 
 
 def slack_escape(text: str) -> str:
@@ -58,8 +66,12 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     status = human_status(transition.status)
     previous = f", was {human_status(transition.previous_status)}" if transition.previous_status else ""
     text = f"{name} is {status}{previous} (model {transition.model_id}, at {transition.occurred_at})"
-    emoji = _EMOJI.get(transition.status, ":information_source:")
+    emoji = _EMOJI.get(transition.status) or _STATE_EMOJI.get(transition.state, ":information_source:")
     headline = f"{emoji} *{name}* is *{status}*{previous}"
+    if transition.failure_message:  # OpenAI's and Bedrock's reason, escaped like the rest
+        reason = slack_escape(transition.failure_message[:300])
+        text += f": {reason}"
+        headline += f"\n>{reason}"
     if transition.stalled:
         text = f"{name} is {stuck(transition)} (model {transition.model_id})"
         headline = f":hourglass: *{name}* is {stuck(transition)}"
