@@ -141,41 +141,60 @@ def _plain_key(key: SecretStr, where: str) -> SecretStr:
     return key
 
 
-def cohere_key(api_key_file: Path | None, environ: Mapping[str, str]) -> FirstOf:
-    """Cohere's key: ``cohere.api_key_file``, else ``CO_API_KEY``, else
-    ``COHERE_API_KEY``, else the systemd credential ``cohere-api-key``."""
+def _api_key(
+    provider: str,
+    api_key_file: Path | None,
+    environ: Mapping[str, str],
+    *,
+    variables: Sequence[str],
+    credential: str,
+    where: str,
+    file_label: str,
+) -> FirstOf:
+    """A provider's key: its ``api_key_file`` (alone, when given), else the first of
+    its ``variables`` that is set, else its systemd credential."""
     candidates: list[SecretProvider] = []
     if api_key_file is not None:
-        candidates.append(FileSecret(api_key_file, "the API key (cohere.api_key_file)"))
+        candidates.append(FileSecret(api_key_file, f"the API key ({file_label})"))
     else:
-        candidates += [EnvSecret("CO_API_KEY", environ), EnvSecret("COHERE_API_KEY", environ)]
+        candidates += [EnvSecret(name, environ) for name in variables]
         if directory := environ.get("CREDENTIALS_DIRECTORY"):
-            path = Path(directory) / "cohere-api-key"
+            path = Path(directory) / credential
             candidates.append(
                 FileSecret(path, "the API key (systemd credential)", optional=True, kind="systemd credential")
             )
     return FirstOf(
         candidates,
-        missing="no Cohere API key: set CO_API_KEY, or api_key_file in [cohere],"
-        " or the systemd credential cohere-api-key",
+        missing=f"no {provider} API key: set {variables[0]}, or api_key_file in {where},"
+        f" or the systemd credential {credential}",
     )
 
 
-def openai_key(api_key_file: Path | None, environ: Mapping[str, str], where: str = "sources") -> FirstOf:
-    """OpenAI's key: the source's ``api_key_file``, else ``OPENAI_API_KEY``, else the
-    systemd credential ``openai-api-key``."""
-    candidates: list[SecretProvider] = []
-    if api_key_file is not None:
-        candidates.append(FileSecret(api_key_file, f"the API key ({where}.api_key_file)"))
-    else:
-        candidates.append(EnvSecret("OPENAI_API_KEY", environ))
-        if directory := environ.get("CREDENTIALS_DIRECTORY"):
-            path = Path(directory) / "openai-api-key"
-            candidates.append(
-                FileSecret(path, "the API key (systemd credential)", optional=True, kind="systemd credential")
-            )
-    return FirstOf(
-        candidates,
-        missing=f"no OpenAI API key: set OPENAI_API_KEY, or api_key_file in {where},"
-        " or the systemd credential openai-api-key",
+def cohere_key(api_key_file: Path | None, environ: Mapping[str, str], where: str = "[cohere]") -> FirstOf:
+    """Cohere's key: ``api_key_file``, else ``CO_API_KEY``, else ``COHERE_API_KEY``,
+    else the systemd credential ``cohere-api-key``."""
+    variables = ("CO_API_KEY", "COHERE_API_KEY")
+    return _api_key(
+        "Cohere",
+        api_key_file,
+        environ,
+        variables=variables,
+        credential="cohere-api-key",
+        where=where,
+        file_label="cohere.api_key_file",
+    )
+
+
+def openai_key(api_key_file: Path | None, environ: Mapping[str, str], where: str = "[[sources]]") -> FirstOf:
+    """OpenAI's key: ``api_key_file``, else ``OPENAI_API_KEY``, else the systemd
+    credential ``openai-api-key``."""
+    variables = ("OPENAI_API_KEY",)
+    return _api_key(
+        "OpenAI",
+        api_key_file,
+        environ,
+        variables=variables,
+        credential="openai-api-key",
+        where=where,
+        file_label=f"{where} api_key_file",
     )
