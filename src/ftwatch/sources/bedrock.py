@@ -30,7 +30,7 @@ from ftwatch.sources.base import (
     SourceUnavailableError,
     http_url,
 )
-from ftwatch.sources.fields import BadDataError, check_id, item_id, optional_str, parsed, path_of
+from ftwatch.sources.fields import BadDataError, id_and_status, item_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, json_message
 
 if TYPE_CHECKING:
@@ -127,14 +127,9 @@ def _checked_time(raw: dict[str, Any], field: str) -> str | None:
 
 
 def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "customModelArn") -> ModelInfo:
-    if not isinstance(raw, dict) or not isinstance(raw.get("jobName"), str):
-        raise BadDataError("a job without a jobName")
-    check_id(raw["jobName"])
-    status = optional_str(raw, "status")
-    if status is None:
-        raise BadDataError("a job without a status")
+    name, status = id_and_status(raw, "jobName")
     return ModelInfo(
-        id=raw["jobName"],
+        id=name,
         name=optional_str(raw, name_field),
         status=status,
         updated_at=_checked_time(raw, "endTime") or _checked_time(raw, "lastModifiedTime"),

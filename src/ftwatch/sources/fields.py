@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from ftwatch import model
 from ftwatch.sources.base import InvalidModelIdError, ModelDataError
 
-__all__ = ["BadDataError", "check_id", "item_id", "optional_str", "parsed", "path_of"]
+__all__ = ["BadDataError", "check_id", "id_and_status", "item_id", "optional_str", "parsed", "path_of"]
 
 _T = TypeVar("_T")
 
@@ -28,6 +28,17 @@ def optional_str(raw: dict[str, Any], field: str) -> str | None:
     if not isinstance(value, str):
         raise BadDataError(f"{field} is a {type(value).__name__}, not a string")
     return value
+
+
+def id_and_status(raw: Any, id_field: str) -> tuple[str, str]:
+    """A job's id (one path segment) and status, both required; a snapshot provider's
+    entry without either is unreadable."""
+    if not isinstance(raw, dict) or not isinstance(raw.get(id_field), str):
+        raise BadDataError(f"a job without {id_field}")
+    status = optional_str(raw, "status")
+    if status is None:
+        raise BadDataError("a job without a status")
+    return check_id(raw[id_field]), status
 
 
 def check_id(model_id: str) -> str:

@@ -25,7 +25,7 @@ from ftwatch.sources.base import (
     SourceUnavailableError,
     http_url,
 )
-from ftwatch.sources.fields import BadDataError, check_id, item_id, optional_str, parsed, path_of
+from ftwatch.sources.fields import BadDataError, id_and_status, item_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
 from ftwatch.standard_webhooks import secret_key
 
@@ -120,17 +120,12 @@ def _seconds(raw: dict[str, Any], field: str) -> int | None:
 
 
 def _job(raw: Any) -> ModelInfo:
-    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-        raise BadDataError("a job without an id")
-    check_id(raw["id"])
-    status = optional_str(raw, "status")
-    if status is None:
-        raise BadDataError("a job without a status")
+    job_id, status = id_and_status(raw, "id")
     finished = _seconds(raw, "finished_at")
     error = raw.get("error")
     failure = error.get("message") if isinstance(error, dict) else None
     return ModelInfo(
-        id=raw["id"],
+        id=job_id,
         name=optional_str(raw, "user_provided_suffix"),
         status=status,
         # When the current status began, where the job says: only a finished job does.
