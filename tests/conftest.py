@@ -141,21 +141,29 @@ class Daemon:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.stdout = ""
         self._stopping = False
         self._lines: list[str] = []
-        # Read stderr as it comes, so tests can wait for a log event.
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._out: list[str] = []
+        # Both pipes are read as they come: tests wait for a log event on stderr, and
+        # a stop never blocks on a pipe (only on the exit, with a bound).
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stderr, self._lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stdout, self._out), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._lines.append(line)
+    @staticmethod
+    def _read(pipe: Any, into: list[str]) -> None:
+        into.extend(pipe)  # line by line, as they come
 
     @property
     def stderr(self) -> str:
         return "".join(self._lines)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self._out)
 
     def wait_log(self, text: str, count: int = 1, timeout: float = 15.0) -> None:
         wait_for(lambda: self.stderr.count(text) >= count, timeout, what=f"log {text!r}")
@@ -166,14 +174,25 @@ class Daemon:
         self.proc.send_signal(signum)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
-        """Stop it (unless a stop signal was sent already) and wait for its exit code."""
+        """Stop it (unless a stop signal was sent already) and wait for its exit code.
+        One that outlives ``timeout`` is killed and fails the test with its last words,
+        rather than holding the suite."""
         if self.proc.poll() is None and (signum == signal.SIGKILL or not self._stopping):
             self.proc.send_signal(signum)
-        assert self.proc.stdout is not None
-        self.stdout += self.proc.stdout.read()
-        self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self._join()
+            tail = "".join(self._lines[-15:])
+            raise AssertionError(f"ftwatch run did not exit within {timeout} s of signal {signum}:\n{tail}") from None
+        self._join()
         return self.proc.returncode
+
+    def _join(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=5)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -247,8 +266,35 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        _drop_schema(schema)
+
+
+#: Sessions that still hold a lock on one of a schema's tables, and what they do.
+_HOLDERS = (
+    "SELECT DISTINCT a.pid, a.state, a.xact_start, a.state_change, left(a.query, 120)"
+    " FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE n.nspname = %s AND l.pid <> pg_backend_pid()"
+)
+
+
+def _drop_schema(schema: str) -> None:
+    """Drop a test's schema without waiting forever: every process of the test is
+    gone by now, so a session still holding its tables is a leftover (say which, and
+    end it) and must not hold the suite."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        try:
             conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+            return
+        except psycopg.errors.LockNotAvailable:
+            holders = conn.execute(_HOLDERS.encode(), (schema,)).fetchall()
+        for pid, *_ in holders:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+    pytest.fail(f"sessions outlived their test and held schema {schema}: {holders}")
 
 
 def _postgres_store(url: str) -> Store:
@@ -299,6 +345,7 @@ class TcpProxy:
         self.port = port or free_port()
         self.url_host = f"127.0.0.1:{self.port}"
         self._cut = threading.Event()
+        self._cut_on: bytes | None = None
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
 
@@ -314,21 +361,35 @@ class TcpProxy:
                 client, _ = self._listener.accept()
                 server = socket.create_connection(self.target)
                 self._sockets += [client, server]
-                threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
-                threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if from_server and self._cut_on is not None and self._cut_on in data:
+                    self._cut.set()  # the server has done the work; its client never hears
                 if not self._cut.is_set():  # cut: swallowed, as a partition would
                     sink.sendall(data)
 
     def cut(self) -> None:
         self._cut.set()
 
+    def is_cut(self) -> bool:
+        return self._cut.is_set()
+
+    def cut_on_reply(self, marker: bytes) -> None:
+        """Cut as soon as the server's answer holds ``marker`` (a command tag, say):
+        the partition falls exactly there, between a statement and the next."""
+        self._cut_on = marker
+
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-        for sock in self._sockets:
+        """Really close: ``close()`` alone leaves a socket open while another thread
+        waits in ``recv`` or ``accept`` on it, and the server would keep the cut
+        session (and its locks) for as long as this process lives. ``shutdown``
+        wakes those threads, and the server sees its client gone."""
+        for sock in [*self._sockets, *([self._listener] if self._listener else [])]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
