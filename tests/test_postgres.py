@@ -325,6 +325,34 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
         proxy.close()
 
 
+def test_a_leader_cut_off_inside_its_commit_is_replaced_within_the_lease(
+    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+) -> None:
+    """The partition falls inside the leader's commit: its lease renewal reached the
+    server (which holds the lease row for it), its COMMIT never will. The server ends
+    that session within the lease, and the other replica leads within lease + a cycle,
+    not after the half minute any stuck session gets."""
+    proxy = TcpProxy(("127.0.0.1", 5432)).start()
+    try:
+        model = sim.add_model("m", "STATUS_QUEUED")
+        env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
+        through_proxy = {**env, "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host)}
+        cut_off, other = _leader_and_standby(daemons, env, leader_env=through_proxy)
+        proxy.cut_on_reply(b"UPDATE 1\x00")  # the command tag of the lease's renewal
+        wait_for(proxy.is_cut, timeout=10, what="the cut inside a commit")
+        cut_at = time.monotonic()
+        other.wait_log('"leader.acquired"', timeout=15)
+        assert time.monotonic() - cut_at < 2 + 1 + 3  # lease + the standby's lock wait, and a margin
+        sim.set_status(model, "STATUS_READY")
+        wait_for(receiver.bodies, timeout=15, what="the new leader's delivery")
+        time.sleep(1.0)
+        assert len(receiver.bodies()) == 1
+        assert cut_off.proc.poll() is None
+        assert other.stop() == 0
+    finally:
+        proxy.close()
+
+
 def test_a_leader_killed_between_reading_and_committing_loses_nothing(
     sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
 ) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -154,12 +154,20 @@ _CONNECTION: dict[str, Any] = {
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """The server's side of the same: a session left in a transaction (a claim whose
-    process was cut off mid-send) is ended after a minute, which frees its row and its
-    notifier (and the lease row, if it was cut off mid-commit); no statement may hold
-    the cycle longer than half a minute."""
-    conn.execute("SET idle_in_transaction_session_timeout = '30s'")
-    conn.execute("SET statement_timeout = '30s'")
+    """The server's side of the same, in one round trip: a session left in a
+    transaction (a claim whose process was cut off mid-send) is ended after half a
+    minute, which frees its row and its notifier (a commit sets a shorter bound, its
+    lease, for the lease row); no statement may hold the cycle longer than half a
+    minute; and the server's own keepalives find a client that vanished (a partition)
+    within seconds, not the two hours of the system's default."""
+    conn.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', '30s', false),"
+        " set_config('statement_timeout', '30s', false),"
+        " set_config('tcp_keepalives_idle', '5', false),"
+        " set_config('tcp_keepalives_interval', '2', false),"
+        " set_config('tcp_keepalives_count', '2', false),"
+        " set_config('tcp_user_timeout', '10000', false)"
+    )
 
 
 class _LeaseGoneError(Exception):
@@ -280,40 +288,44 @@ class PostgresStore:
                 (str(version),),
             )
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool, pipeline: bool = False) -> _T:
-        """``work`` on a pooled connection; ``write``: in one transaction;
-        ``pipeline``: its statements sent without waiting for each answer (one round
-        trip, plus one per result ``work`` reads before the end)."""
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; psycopg's errors become one-line :class:`StoreError`."""
         try:
             with self._pool.connection() as conn:
-                if not write:
-                    return work(conn)
-                if pipeline:
-                    return self._pipelined(conn, work)
-                with conn.transaction():
-                    return work(conn)
+                yield conn
         except psycopg.Error as exc:
             # Rolled back by the transaction block; a broken connection is dropped by
             # the pool, and the next call gets a new one.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"state database {self._where}: {detail}") from None
 
-    @staticmethod
-    def _pipelined(conn: psycopg.Connection[Any], work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
-        """BEGIN, ``work`` and COMMIT in one pipeline. Not ``conn.transaction()``: in a
-        pipeline it waits for the answer to BEGIN, a round trip of its own."""
-        try:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                result = work(conn)
-                conn.execute("COMMIT")
-        except BaseException:
-            # After an error the server skipped the rest, COMMIT too: end it here.
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        return result
+    def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool) -> _T:
+        """``work`` on a pooled connection; ``write``: in one transaction."""
+        with self._connection() as conn:
+            if not write:
+                return work(conn)
+            with conn.transaction():
+                return work(conn)
+
+    def _run_pipelined(self, work: Callable[[psycopg.Connection[Any], psycopg.Pipeline], _T]) -> _T:
+        """BEGIN, ``work`` and COMMIT in one pipeline: its statements sent without
+        waiting for each answer (one round trip, plus one per ``pipeline.sync()`` in
+        ``work``). Not ``conn.transaction()``: in a pipeline it waits for the answer to
+        BEGIN, a round trip of its own."""
+        with self._connection() as conn:
+            try:
+                with conn.pipeline() as pipeline:
+                    conn.execute("BEGIN")
+                    result = work(conn, pipeline)
+                    conn.execute("COMMIT")
+            except BaseException:
+                # After an error the server skipped the rest, COMMIT too: end it here.
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            return result
 
     def close(self) -> None:
         # Bounded: a claim still out (a send cut by the stop) is rolled back by the
@@ -360,12 +372,19 @@ class PostgresStore:
     ) -> int:
         route_list = list(routes)
 
-        def work(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any] | None:
+        def work(conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline) -> psycopg.Cursor[Any] | None:
             # Pipelined: the whole cycle reaches the server in one round trip, the
             # lease's answer is read in a second (before COMMIT), however many models
             # and transitions there are.
             renewed = None
             if lease is not None:
+                # While it holds the lease row, this transaction may not sit idle for
+                # longer than the lease: a leader cut off before its COMMIT has its
+                # session ended by the server, and another can lead within the lease.
+                conn.execute(
+                    "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+                    (f"{max(1000, round(lease.lease_s * 1000))}ms",),
+                )
                 # First, in the same transaction: a leader paused past its lease
                 # (another has taken it) writes nothing at all.
                 renewed = conn.execute(
@@ -409,14 +428,20 @@ class PostgresStore:
                     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     deliveries,
                 )
-            # Reading the lease's answer sends everything so far (the second round trip
-            # is COMMIT); no row: another holds the lease, and this rolls back.
-            if renewed is not None and renewed.fetchone() is None:
-                raise _LeaseGoneError
+            # The first round trip ends in a Sync, not the Flush a bare fetch would
+            # send: after a Sync the server is idle in the transaction, so bound by
+            # the timeout above; after a Flush it would wait for the rest of the batch
+            # with no timeout at all, holding the lease row from every other replica
+            # for as long as the cut-off connection lives. The second round trip is
+            # COMMIT. No row: another holds the lease, and this rolls back.
+            if renewed is not None:
+                pipeline.sync()
+                if renewed.fetchone() is None:
+                    raise _LeaseGoneError
             return queued
 
         try:
-            queued = self._run(work, write=True, pipeline=True)
+            queued = self._run_pipelined(work)
             # Known once the pipeline has been answered: the rows really inserted (a
             # transition another poller queued first is not counted).
             return 0 if queued is None else max(queued.rowcount, 0)
@@ -431,7 +456,7 @@ class PostgresStore:
     shared = True
 
     def acquire_lease(self, holder: str, lease_s: float) -> int | None:
-        def work(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+        def work(conn: psycopg.Connection[Any], _: psycopg.Pipeline) -> psycopg.Cursor[Any]:
             # Never wait on the leader's commit (it holds the row for a moment), nor on
             # a leader cut off mid-commit (until the server ends its session).
             conn.execute("SET LOCAL lock_timeout = '1s'")
@@ -439,7 +464,7 @@ class PostgresStore:
 
         try:
             # One round trip: BEGIN, SET, the upsert and COMMIT are pipelined.
-            row = self._run(work, write=True, pipeline=True).fetchone()
+            row = self._run_pipelined(work).fetchone()
         except StoreError as exc:
             if "lock timeout" in str(exc):
                 return None  # the holder is committing (or cut off): it leads for now
