@@ -294,55 +294,38 @@ def test_a_database_down_at_start_is_waited_for(
         proxy.close()
 
 
+@pytest.mark.parametrize("inside_commit", [False, True], ids=["between-statements", "inside-its-commit"])
 def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: Simulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
+    *,
+    inside_commit: bool,
 ) -> None:
-    """The leader's connection stops forwarding (a partition): the other replica leads
-    within the lease (and a cycle), delivers the change once; the cut one stays up."""
+    """The leader's connection stops forwarding (a partition: nothing closes), at no
+    chosen moment, or exactly inside its commit (its lease renewal reached the server,
+    which holds the lease row for it; its COMMIT never will): the other replica leads
+    within the lease and a cycle, delivers the change once; the cut one stays up."""
     proxy = TcpProxy(("127.0.0.1", 5432)).start()
     try:
         model = sim.add_model("m", "STATUS_QUEUED")
         env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
-        # It polls every 2 s: a cut inside its commit (a few ms) is rare; that case is
-        # bounded by the server ending the cut session (idle in transaction, 30 s).
         through_proxy = {
             **env,
             "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host),
             "FTWATCH_POLL__INTERVAL_S": "2",
         }
         cut_off, other = _leader_and_standby(daemons, env, leader_env=through_proxy)
-        proxy.cut()
+        if inside_commit:
+            proxy.cut_on_reply(b"UPDATE 1\x00")  # the command tag of the lease's renewal
+            wait_for(proxy.is_cut, timeout=10, what="the cut inside a commit")
+        else:
+            proxy.cut()
         cut_at = time.monotonic()
         other.wait_log('"leader.acquired"', timeout=15)
         assert time.monotonic() - cut_at < 2 + 2 + 3  # lease + interval, and a margin for a loaded machine
-        sim.set_status(model, "STATUS_READY")
-        wait_for(receiver.bodies, timeout=15, what="the new leader's delivery")
-        time.sleep(1.0)
-        assert len(receiver.bodies()) == 1
-        assert cut_off.proc.poll() is None
-        assert other.stop() == 0
-    finally:
-        proxy.close()
-
-
-def test_a_leader_cut_off_inside_its_commit_is_replaced_within_the_lease(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
-) -> None:
-    """The partition falls inside the leader's commit: its lease renewal reached the
-    server (which holds the lease row for it), its COMMIT never will. The server ends
-    that session within the lease, and the other replica leads within lease + a cycle,
-    not after the half minute any stuck session gets."""
-    proxy = TcpProxy(("127.0.0.1", 5432)).start()
-    try:
-        model = sim.add_model("m", "STATUS_QUEUED")
-        env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
-        through_proxy = {**env, "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host)}
-        cut_off, other = _leader_and_standby(daemons, env, leader_env=through_proxy)
-        proxy.cut_on_reply(b"UPDATE 1\x00")  # the command tag of the lease's renewal
-        wait_for(proxy.is_cut, timeout=10, what="the cut inside a commit")
-        cut_at = time.monotonic()
-        other.wait_log('"leader.acquired"', timeout=15)
-        assert time.monotonic() - cut_at < 2 + 1 + 3  # lease + the standby's lock wait, and a margin
         sim.set_status(model, "STATUS_READY")
         wait_for(receiver.bodies, timeout=15, what="the new leader's delivery")
         time.sleep(1.0)
