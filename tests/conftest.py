@@ -345,7 +345,7 @@ class TcpProxy:
         self.port = port or free_port()
         self.url_host = f"127.0.0.1:{self.port}"
         self._cut = threading.Event()
-        self._cut_on: bytes | None = None
+        self._cut_on: tuple[bytes, ...] = ()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
 
@@ -367,7 +367,7 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if from_server and self._cut_on is not None and self._cut_on in data:
+                if from_server and self._cut_on and all(marker in data for marker in self._cut_on):
                     self._cut.set()  # the server has done the work; its client never hears
                 if not self._cut.is_set():  # cut: swallowed, as a partition would
                     sink.sendall(data)
@@ -378,10 +378,11 @@ class TcpProxy:
     def is_cut(self) -> bool:
         return self._cut.is_set()
 
-    def cut_on_reply(self, marker: bytes) -> None:
-        """Cut as soon as the server's answer holds ``marker`` (a command tag, say):
-        the partition falls exactly there, between a statement and the next."""
-        self._cut_on = marker
+    def cut_on_reply(self, *markers: bytes) -> None:
+        """Cut as soon as one answer of the server's holds every one of ``markers``
+        (command tags, column names): the partition falls exactly there, after that
+        round trip and before the next."""
+        self._cut_on = markers
 
     def close(self) -> None:
         """Really close: ``close()`` alone leaves a socket open while another thread

@@ -294,7 +294,18 @@ def test_a_database_down_at_start_is_waited_for(
         proxy.close()
 
 
-@pytest.mark.parametrize("inside_commit", [False, True], ids=["between-statements", "inside-its-commit"])
+#: Where the partition falls (the answer it falls after): at no chosen moment; inside
+#: the leader's commit (its lease renewal, with its bound, reached the server; its
+#: COMMIT never will: the server holds the lease row); inside a look at the outbox (the
+#: server holds the notifier's lock for it).
+_CUTS: dict[str, tuple[bytes, ...]] = {
+    "anywhere": (),
+    "inside-its-commit": (b"set_config", b"UPDATE 1\x00"),
+    "inside-a-claim": (b"pg_try_advisory_xact_lock",),
+}
+
+
+@pytest.mark.parametrize("cut_on", _CUTS.values(), ids=_CUTS.keys())
 def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
     sim: Simulator,
     receiver: Receiver,
@@ -302,12 +313,11 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
     postgres_url: str,
     daemons: Callable[..., Daemon],
     *,
-    inside_commit: bool,
+    cut_on: tuple[bytes, ...],
 ) -> None:
-    """The leader's connection stops forwarding (a partition: nothing closes), at no
-    chosen moment, or exactly inside its commit (its lease renewal reached the server,
-    which holds the lease row for it; its COMMIT never will): the other replica leads
-    within the lease and a cycle, delivers the change once; the cut one stays up."""
+    """The leader's connection stops forwarding (a partition: nothing closes), where
+    ``_CUTS`` says: the other replica leads within the lease and a cycle, and delivers
+    the change once, within seconds; the cut one stays up."""
     proxy = TcpProxy(("127.0.0.1", 5432)).start()
     try:
         model = sim.add_model("m", "STATUS_QUEUED")
@@ -318,16 +328,16 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
             "FTWATCH_POLL__INTERVAL_S": "2",
         }
         cut_off, other = _leader_and_standby(daemons, env, leader_env=through_proxy)
-        if inside_commit:
-            proxy.cut_on_reply(b"UPDATE 1\x00")  # the command tag of the lease's renewal
-            wait_for(proxy.is_cut, timeout=10, what="the cut inside a commit")
+        if cut_on:
+            proxy.cut_on_reply(*cut_on)
+            wait_for(proxy.is_cut, timeout=10, what=f"the cut on {cut_on!r}")
         else:
             proxy.cut()
         cut_at = time.monotonic()
         other.wait_log('"leader.acquired"', timeout=15)
         assert time.monotonic() - cut_at < 2 + 2 + 3  # lease + interval, and a margin for a loaded machine
         sim.set_status(model, "STATUS_READY")
-        wait_for(receiver.bodies, timeout=15, what="the new leader's delivery")
+        wait_for(receiver.bodies, timeout=10, what="the new leader's delivery")
         time.sleep(1.0)
         assert len(receiver.bodies()) == 1
         assert cut_off.proc.poll() is None

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 import structlog
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from ftwatch.model import Transition
@@ -157,7 +158,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     """The server's side of the same, in one round trip: a session left in a
     transaction (a claim whose process was cut off mid-send) is ended after half a
     minute, which frees its row and its notifier (a commit sets a shorter bound, its
-    lease, for the lease row); no statement may hold the cycle longer than half a
+    lease, for the lease row, and a claim's look five seconds); no statement may hold the cycle longer than half a
     minute; and the server's own keepalives find a client that vanished (a partition)
     within seconds, not the two hours of the system's default."""
     conn.execute(
@@ -168,6 +169,26 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
         " set_config('tcp_keepalives_count', '2', false),"
         " set_config('tcp_user_timeout', '10000', false)"
     )
+
+
+#: How long the server lets this transaction sit idle before it ends the session.
+#: It arms that timer only on answering a Sync (or a simple query), and a Flush read
+#: afterwards (which psycopg sends on leaving a pipeline) disarms it for good: so a
+#: transaction that stays open after a round trip must end that round trip with a
+#: Sync and nothing after it, or the server waits for such a client forever.
+_HOLD_FOR = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
+_SEND_IDLE = "30s"
+
+#: A claim's look at its notifier's head, as one simple query (literals, no pipeline:
+#: it ends in the server's ReadyForQuery, so its five seconds' bound is armed). A
+#: look holds the notifier's lock for a moment only: a process cut off inside it
+#: holds that notifier from the other replicas for those seconds, not the half minute
+#: a send may take.
+_LOOK = sql.SQL(
+    "BEGIN; SELECT set_config('idle_in_transaction_session_timeout', '5s', true);"
+    " SELECT pg_try_advisory_xact_lock(hashtext('ftwatch.notifier'), hashtext({notifier}));"
+    " " + _HEAD.replace("%s", "{notifier}") + " FOR UPDATE OF d SKIP LOCKED"
+)
 
 
 class _LeaseGoneError(Exception):
@@ -381,10 +402,7 @@ class PostgresStore:
                 # While it holds the lease row, this transaction may not sit idle for
                 # longer than the lease: a leader cut off before its COMMIT has its
                 # session ended by the server, and another can lead within the lease.
-                conn.execute(
-                    "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
-                    (f"{max(1000, round(lease.lease_s * 1000))}ms",),
-                )
+                conn.execute(_HOLD_FOR, (f"{max(1000, round(lease.lease_s * 1000))}ms",))
                 # First, in the same transaction: a leader paused past its lease
                 # (another has taken it) writes nothing at all.
                 renewed = conn.execute(
@@ -428,12 +446,12 @@ class PostgresStore:
                     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     deliveries,
                 )
-            # The first round trip ends in a Sync, not the Flush a bare fetch would
-            # send: after a Sync the server is idle in the transaction, so bound by
-            # the timeout above; after a Flush it would wait for the rest of the batch
-            # with no timeout at all, holding the lease row from every other replica
-            # for as long as the cut-off connection lives. The second round trip is
-            # COMMIT. No row: another holds the lease, and this rolls back.
+            # The first round trip ends in a Sync (and nothing after it), not the
+            # Flush a bare fetch would send: see _HOLD_FOR. After a Flush the server
+            # would wait for the rest of the batch with no timeout at all, holding the
+            # lease row from every other replica for as long as the cut-off connection
+            # lives. The second round trip is COMMIT. No row: another holds the lease,
+            # and this rolls back.
             if renewed is not None:
                 pipeline.sync()
                 if renewed.fetchone() is None:
@@ -501,27 +519,27 @@ class PostgresStore:
         except Exception as exc:  # noqa: BLE001 - the pool's own PoolTimeout, or psycopg's
             raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
         try:
-            # One round trip: BEGIN, the lock and the head, pipelined. One sender per
-            # notifier across every process (order and pacing), for the length of this
-            # transaction; another process sees BUSY and waits (the head it may have
-            # locked meanwhile is let go with the rollback).
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                lock = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(hashtext('ftwatch.notifier'), hashtext(%s))", (notifier,)
-                )
-                head = conn.execute(_HEAD + " FOR UPDATE OF d SKIP LOCKED", (notifier,))
-            locked, row = lock.fetchone(), head.fetchone()
-            if not locked or not locked[0]:
+            # One round trip, one simple query: BEGIN, the bound, the lock and the
+            # head. One sender per notifier across every process (order and pacing),
+            # for the length of this transaction; another process sees BUSY and waits
+            # (the head it may have locked meanwhile is let go with the rollback).
+            cur = conn.execute(_LOOK.format(notifier=sql.Literal(notifier)))
+            cur.nextset()  # past BEGIN's
+            cur.nextset()  # and the bound's
+            lock = cur.fetchone()
+            cur.nextset()
+            head = cur.fetchone()
+            if not lock or not lock[0]:
                 self._give_back(conn, rollback=True)
                 return BUSY
+            if head is None:
+                self._give_back(conn, rollback=True)
+                return None
+            conn.execute(_HOLD_FOR, (_SEND_IDLE,))  # a send's length, one round trip per send
         except psycopg.Error as exc:
             self._give_back(conn, broken=True)
             raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
-        if row is None:
-            self._give_back(conn, rollback=True)
-            return None
-        return _RowClaim(self, conn, pending_delivery(notifier, row))
+        return _RowClaim(self, conn, pending_delivery(notifier, head))
 
     def _give_back(self, conn: psycopg.Connection[Any], *, rollback: bool = False, broken: bool = False) -> None:
         """Return a claim's connection to the pool, its transaction ended."""
