@@ -158,9 +158,9 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     """The server's side of the same, in one round trip: a session left in a
     transaction (a claim whose process was cut off mid-send) is ended after half a
     minute, which frees its row and its notifier (a commit sets a shorter bound, its
-    lease, for the lease row, and a claim's look five seconds); no statement may hold the cycle longer than half a
-    minute; and the server's own keepalives find a client that vanished (a partition)
-    within seconds, not the two hours of the system's default."""
+    lease, and a claim's look five seconds: see _HOLD_FOR); no statement may hold the
+    cycle longer than half a minute; and the server's own keepalives find a client
+    that vanished (a partition) within seconds, not the system's two hours."""
     conn.execute(
         "SELECT set_config('idle_in_transaction_session_timeout', '30s', false),"
         " set_config('statement_timeout', '30s', false),"
@@ -173,9 +173,9 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 
 #: How long the server lets this transaction sit idle before it ends the session.
 #: It arms that timer only on answering a Sync (or a simple query), and a Flush read
-#: afterwards (which psycopg sends on leaving a pipeline) disarms it for good: so a
-#: transaction that stays open after a round trip must end that round trip with a
-#: Sync and nothing after it, or the server waits for such a client forever.
+#: afterwards (which psycopg sends on leaving a pipeline) disarms it until the next
+#: Sync: so a transaction that stays open after a round trip must end that round trip
+#: with a Sync and nothing after it, or the server waits for a cut-off client forever.
 _HOLD_FOR = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 _SEND_IDLE = "30s"
 
