@@ -102,6 +102,10 @@ class PollSettings(BaseModel):
     #: A start on empty state reports the events of this last stretch of time
     #: instead of taking them as baseline ("1h"); "0s": everything is baseline.
     catch_up: Annotated[Duration, Field(ge=0, le=30 * 86_400)] = 0.0
+    #: The longest one source's cycle may take (an API paging for ever, one that
+    #: stopped answering): past it that cycle is abandoned, nothing of it committed,
+    #: and the source is marked down. Other sources never wait for it.
+    source_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
 
     @field_validator("models")
     @classmethod

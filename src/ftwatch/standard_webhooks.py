@@ -55,7 +55,8 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float, tol
     signatures = headers.get("webhook-signature", "")
     if not msg_id or not stamp or not signatures:
         raise WebhookRejectedError("missing webhook-id, webhook-timestamp or webhook-signature")
-    if not stamp.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²³", which int() then refuses.
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
         raise WebhookRejectedError("webhook-timestamp is not Unix seconds")
     if abs(now - int(stamp)) > tolerance_s:
         raise WebhookRejectedError(f"webhook-timestamp is more than {tolerance_s:g}s from now")

@@ -38,7 +38,7 @@ from ftwatch.ops.metrics import Metrics
 from ftwatch.ops.sdnotify import SystemdNotifier
 from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.settings import Settings, load_settings, source_specs
-from ftwatch.store.base import Store, StoreError
+from ftwatch.store.base import PollRequests, Store, StoreError
 
 __all__ = ["Daemon", "changed_keys"]
 
@@ -74,8 +74,10 @@ class Daemon:
         self._stop = anyio.Event()
         self._reloaded: tuple[Settings, list[LoadedNotifier]] | None = None
         self.leadership: Leadership | None = None
-        #: Ends the poll loop's sleep (a provider's webhook); set once the loop exists.
-        self._wake: Callable[[], None] | None = None
+        #: The poll loop and the state, once they exist (a push before that is moot:
+        #: the first cycle reads everything anyway).
+        self._poll_loop: PollLoop | None = None
+        self._store: Store | None = None
 
     def stop(self) -> None:
         """Stop as SIGTERM would."""
@@ -166,6 +168,7 @@ class Daemon:
         self.leadership = Leadership(store, self.settings.state.lease_s) if store.shared else None
         if self.leadership is None:
             self.metrics.leader.set(1)  # the one process of its file polls: "no leader" never fires
+        relay = store if isinstance(store, PollRequests) and store.shared and _pushing(self.settings) else None
         loop = PollLoop(
             poller,
             interval_s=self.settings.poll.interval_s,
@@ -174,8 +177,9 @@ class Daemon:
             max_requests_per_minute=self.settings.cohere.max_requests_per_minute,
             before_cycle=lambda: self._apply_reload(poller, dispatcher, loop),
             leadership=self.leadership,
+            asked_elsewhere=(lambda: anyio.to_thread.run_sync(relay.take_poll_asks)) if relay is not None else None,
         )
-        self._wake = loop.wake
+        self._poll_loop, self._store = loop, store
         return loop
 
     def _status(self, report: CycleReport) -> None:
@@ -280,10 +284,25 @@ class Daemon:
         await group.start(serve_asgi, health_app(self.health, self.metrics, routes), sock)
         log.info("http.listening", address=f"{host}:{bound}")
 
-    def _pushed(self, source: str, job_id: str) -> None:
-        """A provider said a job ended: poll now rather than at the interval's end."""
-        if self._wake is not None:
-            self._wake()
+    async def _pushed(self, source: str, job_id: str) -> bool:
+        """A provider said a job ended: poll that source soon rather than at the
+        interval's end. False: the source does not watch that job. A replica that
+        does not lead hands the push to the leader through the shared store."""
+        loop, store = self._poll_loop, self._store
+        if loop is None:
+            return True
+        poller = loop.poller.poller(source)
+        if poller is not None and poller.models and job_id not in poller.models:
+            return False
+        if self.leadership is not None and not self.leadership.leading and isinstance(store, PollRequests):
+            try:
+                await anyio.to_thread.run_sync(store.ask_poll, source)
+            except StoreError as exc:
+                self.metrics.store_error("ask_poll")
+                log.warning("push.relay_failed", source=source, error=str(exc), note="the leader polls at its interval")
+        else:
+            loop.poll_soon(source)
+        return True
 
     async def _retention(self, store: Store, keep_s: float) -> None:
         """Remove delivered rows older than ``[state] retention``: soon after start,
@@ -380,6 +399,10 @@ class Daemon:
             notifiers=[n.key for n in notifiers],
         )
         self.systemd.notify("READY=1")
+
+
+def _pushing(settings: Settings) -> bool:
+    return any(getattr(spec.config, "webhook", None) is not None for spec in source_specs(settings))
 
 
 def _push_secrets(settings: Settings) -> dict[str, str]:

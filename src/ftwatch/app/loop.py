@@ -9,7 +9,7 @@ refuses is an exception, and ends the command.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import anyio
 import structlog
@@ -25,6 +25,9 @@ from ftwatch.store.base import LeaseLostError, StoreError
 __all__ = ["PollLoop"]
 
 log = structlog.get_logger("ftwatch.loop")
+
+#: Pushes closer together than this make one extra cycle, not one each.
+PUSH_COALESCE_S = 2.0
 
 
 def _nothing() -> None:
@@ -49,6 +52,7 @@ class PollLoop:
         max_requests_per_minute: int | None = None,
         before_cycle: Callable[[], None] = _nothing,
         leadership: Leadership | None = None,
+        asked_elsewhere: Callable[[], Awaitable[set[str]]] | None = None,
     ) -> None:
         self.poller = poller
         self.interval_s = interval_s
@@ -59,13 +63,26 @@ class PollLoop:
         self.leadership = leadership
         self._requests = 0
         self._wakeup = anyio.Event()
+        #: A full cycle is wanted now (a reload); sources a push asked to poll soon.
+        self._full_asked = False
+        self._asked: set[str] = set()
+        self._last_started = -math.inf
+        #: Pushes other replicas took (a shared store): the leader looks every second.
+        self._asked_elsewhere = asked_elsewhere
 
     def request_done(self, request: RequestDone) -> None:
         """Count requests (subscribe it to the source) for the budget warning."""
         self._requests += 1
 
     def wake(self) -> None:
-        """End the current sleep now (a reload is waiting)."""
+        """End the current sleep now with a full cycle (a reload is waiting)."""
+        self._full_asked = True
+        self._wakeup.set()
+
+    def poll_soon(self, source: str) -> None:
+        """A push said ``source`` has news: poll it, and only it, soon. Pushes are
+        coalesced: at most one extra cycle per :data:`PUSH_COALESCE_S`."""
+        self._asked.add(source)
         self._wakeup.set()
 
     def reconfigure(self, settings: Settings) -> set[str]:
@@ -73,14 +90,16 @@ class PollLoop:
         self.max_requests_per_minute = settings.cohere.max_requests_per_minute
         return {"poll.interval_s"}
 
-    async def cycle(self) -> CycleReport:
-        """One cycle, reported. Raises only :class:`~ftwatch.errors.AuthRefusedError`."""
+    async def cycle(self, only: Collection[str] | None = None) -> CycleReport:
+        """One cycle (of the sources in ``only``, else all), reported. Raises only
+        :class:`~ftwatch.errors.AuthRefusedError`."""
         started = anyio.current_time()
+        self._last_started = started
         requests_before = self._requests
         if self.leadership is not None and not await self.leadership.ensure():
             return self._report(CycleReport(None, 0.0, 0, standby=True))
         try:
-            result = await self.poller.cycle(lease=self.leadership.lease() if self.leadership else None)
+            result = await self.poller.cycle(lease=self.leadership.lease() if self.leadership else None, only=only)
         except LeaseLostError:
             assert self.leadership is not None
             self.leadership.lost()
@@ -146,11 +165,17 @@ class PollLoop:
 
     async def run(self, *, cycles: float = math.inf) -> None:
         """Cycle until cancelled (or ``cycles`` times), sleeping out each interval in
-        short steps so the heartbeat shows an idle loop is alive."""
+        short steps so the heartbeat shows an idle loop is alive. Each source runs in
+        a lane of its own (:meth:`Fleet.lanes`): a slow one delays no other."""
+        async with self.poller.lanes():
+            await self._run(cycles)
+
+    async def _run(self, cycles: float) -> None:
         done = 0
         while done < cycles:
             self._before_cycle()
             started = anyio.current_time()
+            self._full_asked = False
             await self.cycle()
             done += 1
             elapsed = anyio.current_time() - started
@@ -159,13 +184,43 @@ class PollLoop:
                     "poll.slow",
                     cycle_s=round(elapsed, 3),
                     interval_s=self.interval_s,
-                    fix="raise poll.interval_s or cohere.max_requests_per_minute, or watch fewer models",
+                    fix="raise poll.interval_s or the source's max_requests_per_minute, or watch fewer models",
                 )
             deadline = started + self.interval_s
-            while done < cycles and (left := deadline - anyio.current_time()) > 0:
-                with anyio.move_on_after(min(left, 1.0)):
-                    await self._wakeup.wait()
-                self.health.beat()
-                if self._wakeup.is_set():
-                    self._wakeup = anyio.Event()
+            while done < cycles and await self._sleep_until(deadline):
+                if self._full_asked:
                     break
+                # A push: wait out the coalescing window (more pushes join this one),
+                # then poll only the sources asked for, if the interval's cycle is
+                # not due first.
+                await self._sleep_until(min(deadline, self._last_started + PUSH_COALESCE_S), wake=False)
+                if self._full_asked or anyio.current_time() >= deadline:
+                    break
+                asked, self._asked = self._asked, set()
+                if asked:
+                    await self.cycle(only=asked)
+
+    async def _sleep_until(self, deadline: float, *, wake: bool = True) -> bool:
+        """Sleep in steps of at most a second (a heartbeat each, and a look at what
+        other replicas were asked); True when woken before ``deadline``."""
+        while (left := deadline - anyio.current_time()) > 0:
+            with anyio.move_on_after(min(left, 1.0)):
+                await self._wakeup.wait()
+            self.health.beat()
+            await self._look_elsewhere()
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
+                if wake:
+                    return True
+        return False
+
+    async def _look_elsewhere(self) -> None:
+        if self._asked_elsewhere is None or (self.leadership is not None and not self.leadership.leading):
+            return
+        try:
+            asked = await self._asked_elsewhere()
+        except StoreError as exc:
+            log.debug("push.relay_failed", error=str(exc))
+            return
+        for source in asked:
+            self.poll_soon(source)

@@ -223,7 +223,8 @@ def build_fleet(
         [
             build_poller(source, store, settings, spec=spec, models=models, routes=routes, daemon=daemon)
             for spec, source in sources
-        ]
+        ],
+        timeout_s=settings.poll.source_timeout_s,
     )
 
 

@@ -2,52 +2,108 @@
 
 ``POST /webhooks/{source}`` for each source with ``[sources.webhook] secret``. A
 message is taken only when its Standard Webhooks signature is one of that secret's,
-its timestamp is fresh and its id is new; then the poll loop runs at once instead of
-at the end of its interval. The message itself changes nothing: polling stays the
-source of truth, so a forged, replayed or wrong message can at worst ask for a poll
-that a genuine one would have asked for anyway (and a rejected one not even that).
+its timestamp is fresh and its id is new; then the poll loop polls that source soon
+(pushes are coalesced) instead of at the end of its interval. The message itself
+changes nothing: polling stays the source of truth, so a forged, replayed or wrong
+message can at worst ask for a poll that a genuine one would have asked for anyway
+(and a rejected one not even that).
+
+The endpoint faces the internet, so it is bounded on every side: a body is refused
+by its ``Content-Length`` or cut at :data:`MAX_BODY` while streaming (never read
+whole first), must arrive within :data:`BODY_TIMEOUT_S`, and at most
+:data:`MAX_IN_FLIGHT` pushes are read at once (the others get 503 and the
+connection is closed), so the health endpoints and the poll loop keep their sockets.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
+import anyio
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ftwatch.standard_webhooks import ReplayGuard, WebhookRejectedError, verify
 
-__all__ = ["MAX_BODY", "push_routes"]
+__all__ = ["BODY_TIMEOUT_S", "MAX_BODY", "MAX_IN_FLIGHT", "push_routes"]
 
 log = structlog.get_logger("ftwatch.push")
 
 #: OpenAI's fine-tuning events are thin (an id and a type): anything bigger is not one.
 MAX_BODY = 64 * 1024
+#: A genuine sender posts a few hundred bytes at once; a body still coming after this
+#: long is a slow client holding a socket.
+BODY_TIMEOUT_S = 10.0
+#: Pushes read at the same time, over every source; the rest are turned away at once.
+MAX_IN_FLIGHT = 64
 _EVENTS = ("fine_tuning.job.succeeded", "fine_tuning.job.failed", "fine_tuning.job.cancelled")
+_CLOSE = {"connection": "close"}
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The body, refused by its declared length, cut at the cap while it streams."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY):
+        raise _TooLargeError
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _TooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def push_routes(
     secrets: Mapping[str, str],
-    on_push: Callable[[str, str], None],
+    on_push: Callable[[str, str], Awaitable[bool]],
     counted: Callable[[str, str], None],
     clock: Callable[[], float] = time.time,
 ) -> list[Route]:
     """One route per source name -> secret; ``on_push(source, job_id)`` for each
-    genuine message, ``counted(source, outcome)`` for every one."""
+    genuine message (False: the source does not watch that job), ``counted(source,
+    outcome)`` for every one."""
     guards = {name: ReplayGuard() for name in secrets}
+    slots = anyio.CapacityLimiter(MAX_IN_FLIGHT)
 
     async def receive(request: Request) -> JSONResponse:
         name = request.path_params["source"]
         if name not in secrets:
-            return JSONResponse({"error": "no such source takes webhooks"}, status_code=404)
-        body = await request.body()
-        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "no such source takes webhooks"}, status_code=404, headers=_CLOSE)
+        try:
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            counted(name, "busy")
+            return JSONResponse({"error": "too many pushes at once"}, status_code=503, headers=_CLOSE)
+        try:
+            return await _one(name, request)
+        finally:
+            slots.release()
+
+    async def _one(name: str, request: Request) -> JSONResponse:
+        try:
+            with anyio.fail_after(BODY_TIMEOUT_S):
+                body = await _bounded_body(request)
+        except _TooLargeError:
             counted(name, "rejected")
-            return JSONResponse({"error": "body too large"}, status_code=413)
+            return JSONResponse({"error": "body too large"}, status_code=413, headers=_CLOSE)
+        except TimeoutError:
+            counted(name, "rejected")
+            log.debug("push.rejected", source=name, reason="body too slow")
+            return JSONResponse({"error": "body too slow"}, status_code=408, headers=_CLOSE)
+        except ClientDisconnect:
+            # The sender went away mid-body: nothing to answer, nothing to log loudly.
+            counted(name, "rejected")
+            log.debug("push.rejected", source=name, reason="client disconnected")
+            return JSONResponse({"error": "disconnected"}, status_code=400, headers=_CLOSE)
         try:
             msg_id = verify(secrets[name], request.headers, body, clock())
         except WebhookRejectedError as exc:
@@ -62,9 +118,11 @@ def push_routes(
         if job_id is None or kind not in _EVENTS:
             counted(name, "ignored")
             return JSONResponse({"ok": True, "note": "not a fine-tuning job's end"})
-        log.info("push.received", source=name, job_id=job_id, type=kind)
+        if not await on_push(name, job_id):
+            counted(name, "ignored")
+            return JSONResponse({"ok": True, "note": "not a job this source watches"})
+        log.info("push.received", source=name, job_id=job_id[:120], type=kind)
         counted(name, "ok")
-        on_push(name, job_id)
         return JSONResponse({"ok": True})
 
     return [Route("/webhooks/{source}", receive, methods=["POST"])]

@@ -140,6 +140,9 @@ class ApiKeys(BaseModel):
     #: How long a refused key (401/403) is read again and retried before giving up
     #: with exit 3: a rotated Secret takes a moment to reach every pod.
     auth_retry_s: Annotated[float, Field(ge=0)] = 10.0
+    #: The most pages one listing may take: an API that answers "more" for ever
+    #: (a new cursor each time) fails that source's cycle instead of holding it.
+    max_pages: Annotated[int, Field(ge=1, le=1_000_000)] = 1_000
 
 
 class SourceConfig(ApiKeys):

@@ -30,8 +30,9 @@ from ftwatch.sources.base import (
     SourceUnavailableError,
     http_url,
 )
-from ftwatch.sources.fields import BadDataError, id_and_status, item_id, optional_str, parsed, path_of
+from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, json_message
+from ftwatch.sources.pages import Page, paginate, read_listing
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials as AwsCredentials
@@ -161,6 +162,7 @@ class BedrockSource:
             retry=config,
             message_of=json_message(("message",), ("Message",)),
         )
+        self._max_pages = config.max_pages
 
     @classmethod
     def from_config(cls, config: BedrockSourceConfig, deps: SourceDeps) -> BedrockSource:
@@ -171,33 +173,27 @@ class BedrockSource:
         self._signer.resolve()
 
     async def list_models(self) -> ModelListing:
-        jobs: list[ModelInfo] = []
-        rejected: dict[str, str] = {}
-        token: str | None = None
-        seen: set[str] = set()
-        pages = 0
-        while True:
+        endpoint = "ListModelCustomizationJobs"
+
+        async def fetch(token: str | None) -> Page:
             query = {"maxResults": str(_PAGE), "sortBy": "CreationTime", "sortOrder": "Descending"}
             if token:
                 query["nextToken"] = token
             # Encoded here, as SigV4's canonical query wants it (%20, not +).
             encoded = urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote, safe="-_.~")
-            body = await self._api.get("ListModelCustomizationJobs", f"{_JOBS}?{encoded}")
-            pages += 1
+            body = await self._api.get(endpoint, f"{_JOBS}?{encoded}")
             items = body.get("modelCustomizationJobSummaries") or []
             if not isinstance(items, list):
-                raise SourceUnavailableError("ListModelCustomizationJobs: modelCustomizationJobSummaries is not a list")
-            for raw in items:
-                try:
-                    jobs.append(_job(raw))
-                except (BadDataError, ValueError) as exc:
-                    rejected[item_id(raw, "jobName")] = str(exc)
-            token = body.get("nextToken") or None
-            if not isinstance(token, str) or not token:
-                return ModelListing(jobs, pages, rejected)
-            if token in seen:
-                raise SourceUnavailableError("ListModelCustomizationJobs: the API repeated a nextToken")
-            seen.add(token)
+                raise SourceUnavailableError(f"{endpoint}: modelCustomizationJobSummaries is not a list")
+            token = body.get("nextToken")
+            return items, token if isinstance(token, str) and token else None
+
+        entries: list[Any] = []
+        pages = 0
+        async for page in paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="nextToken"):
+            entries.extend(page)
+            pages += 1
+        return read_listing(entries, _job, "jobName", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._api.get("GetModelCustomizationJob", path_of(_JOBS, model_id))

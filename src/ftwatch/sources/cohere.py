@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -12,14 +13,14 @@ from pydantic import BaseModel, field_validator
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.secrets import cohere_key
 from ftwatch.sources.base import (
-    InvalidModelIdError,
     SourceConfig,
     SourceDeps,
     SourceUnavailableError,
     http_url,
 )
-from ftwatch.sources.fields import BadDataError, check_id, item_id, optional_str, parsed, path_of
+from ftwatch.sources.fields import BadDataError, check_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey
+from ftwatch.sources.pages import Page, paginate, read_listing
 
 if TYPE_CHECKING:
     from ftwatch.settings import CohereSettings
@@ -102,6 +103,7 @@ class CohereSource:
             headers={"x-client-name": config.client_name},
         )
         self._page_size = page_size
+        self._max_pages = config.max_pages
 
     @classmethod
     def from_config(cls, config: CohereSettings | CohereSourceConfig, deps: SourceDeps) -> CohereSource:
@@ -111,10 +113,8 @@ class CohereSource:
     async def _get(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self._api.get(endpoint, path, params)
 
-    async def _pages(self, endpoint: str, path: str, key: str, order_by: str) -> Any:
-        token = ""
-        seen_tokens: set[str] = set()
-        while True:
+    def _pages(self, endpoint: str, path: str, key: str, order_by: str) -> AsyncIterator[list[Any]]:
+        async def fetch(token: str | None) -> Page:
             params: dict[str, Any] = {"page_size": self._page_size, "order_by": order_by}
             if token:
                 params["page_token"] = token
@@ -122,27 +122,19 @@ class CohereSource:
             items = body.get(key) or []
             if not isinstance(items, list):
                 raise SourceUnavailableError(f"{endpoint}: {key} is not a list")
-            yield items
-            token = body.get("next_page_token") or ""
-            if not token:
-                return
-            if token in seen_tokens:
-                raise SourceUnavailableError(f"{endpoint}: the API repeated a page token")
-            seen_tokens.add(token)
+            token = body.get("next_page_token")
+            return items, token if isinstance(token, str) and token else None
+
+        return paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="next_page_token")
 
     async def list_models(self) -> ModelListing:
-        models: list[ModelInfo] = []
-        rejected: dict[str, str] = {}
+        entries: list[Any] = []
         pages = 0
         async for page in self._pages("list_models", _API, "finetuned_models", "created_at"):
-            for item in page:
-                try:
-                    models.append(_model_info(item))
-                except (BadDataError, InvalidModelIdError) as exc:
-                    # One unreadable model is that model's problem only.
-                    rejected[item_id(item, "id")] = str(exc)
+            entries.extend(page)
             pages += 1
-        return ModelListing(models, pages, rejected)
+        # One unreadable model is that model's problem only.
+        return read_listing(entries, _model_info, "id", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._get("get_model", _model_path(model_id))

@@ -25,8 +25,9 @@ from ftwatch.sources.base import (
     SourceUnavailableError,
     http_url,
 )
-from ftwatch.sources.fields import BadDataError, id_and_status, item_id, optional_str, parsed, path_of
+from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
+from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.standard_webhooks import secret_key
 
 __all__ = ["OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
@@ -171,6 +172,7 @@ class OpenAISource:
             message_of=json_message(("error", "message"), ("message",)),
             headers=headers,
         )
+        self._max_pages = config.max_pages
 
     @classmethod
     def from_config(cls, config: OpenAISourceConfig, deps: SourceDeps) -> OpenAISource:
@@ -179,42 +181,37 @@ class OpenAISource:
     async def _list(self, endpoint: str, path: str, stop_before_ns: int | None = None) -> tuple[list[Any], int]:
         """Every item of a paged list (``after`` the last one's id), and the pages it
         took; newest first, so with ``stop_before_ns`` older pages are not read."""
-        items: list[Any] = []
-        after: str | None = None
-        seen: set[str] = set()
-        pages = 0
-        while True:
+
+        async def fetch(after: str | None) -> Page:
             params: dict[str, Any] = {"limit": _PAGE}
             if after:
                 params["after"] = after
             body = await self._api.get(endpoint, path, params)
-            pages += 1
             page = body.get("data")
             if not isinstance(page, list):
                 raise SourceUnavailableError(f"{endpoint}: data is not a list")
-            items.extend(page)
             if not body.get("has_more") or not page:
-                return items, pages
+                return page, None
             last = page[-1]
-            after = last.get("id") if isinstance(last, dict) else None
-            if not isinstance(after, str) or after in seen:
-                raise SourceUnavailableError(f"{endpoint}: has_more without a new last id to go on from")
-            seen.add(after)
+            cursor = last.get("id") if isinstance(last, dict) else None
+            if not isinstance(cursor, str) or not cursor:
+                raise SourceUnavailableError(f"{endpoint}: has_more without a last id to go on from")
             if stop_before_ns is not None:
-                stamp = last.get("created_at") if isinstance(last, dict) else None
+                stamp = last.get("created_at")
                 if isinstance(stamp, int | float) and stamp * 1e9 < stop_before_ns:
-                    return items, pages
+                    return page, None
+            return page, cursor
+
+        items: list[Any] = []
+        pages = 0
+        async for page in paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="last id with has_more"):
+            items.extend(page)
+            pages += 1
+        return items, pages
 
     async def list_models(self) -> ModelListing:
-        jobs: list[ModelInfo] = []
-        rejected: dict[str, str] = {}
         raw_jobs, pages = await self._list("list_jobs", _JOBS)
-        for raw in raw_jobs:
-            try:
-                jobs.append(_job(raw))
-            except (BadDataError, ValueError) as exc:
-                rejected[item_id(raw, "id")] = str(exc)
-        return ModelListing(jobs, pages, rejected)
+        return read_listing(raw_jobs, _job, "id", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._api.get("get_job", path_of(_JOBS, model_id))

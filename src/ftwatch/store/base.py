@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from ftwatch.diff import Cursor
 from ftwatch.errors import ConfigError, FtwatchError
@@ -29,6 +29,7 @@ __all__ = [
     "ModelState",
     "OutboxRow",
     "OutboxSql",
+    "PollRequests",
     "Store",
     "StoreError",
     "StoreFacts",
@@ -337,6 +338,18 @@ class Claim(Protocol):
 
     def release(self) -> None:
         """Let go without a change (not due yet, or the process is stopping)."""
+        ...
+
+
+@runtime_checkable
+class PollRequests(Protocol):
+    """A shared store's relay of pushes: a replica that is not leading takes a push,
+    asks here, and the leader polls that source within about a second."""
+
+    def ask_poll(self, source: str) -> None: ...
+
+    def take_poll_asks(self) -> set[str]:
+        """The sources asked for since the last call (each handed out once)."""
         ...
 
 

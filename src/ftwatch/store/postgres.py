@@ -136,6 +136,9 @@ _UPSERT_MODEL = upsert_model_sql("ftwatch_models", "%s")
 _OUTBOX = OutboxSql("ftwatch_", "%s")
 
 
+#: ``ftwatch_meta`` keys of the sources a push asked to poll (see ``ask_poll``).
+_POLL_ASKED = "poll_asked/"
+
 _SAVE = (
     "UPDATE ftwatch_deliveries SET state = %s, attempts = %s, next_attempt_at = %s, last_error = %s"
     " WHERE notifier = %s AND transition_id = %s"
@@ -586,6 +589,26 @@ class PostgresStore:
             return len(keys)
 
         return _OUTBOX.in_batches(lambda: self._run(batch, write=True))
+
+    # --- pushes taken by a replica that is not leading ------------------------------
+
+    def ask_poll(self, source: str) -> None:
+        self._run(
+            lambda c: c.execute(
+                "INSERT INTO ftwatch_meta (key, value) VALUES (%s, 'asked') ON CONFLICT (key) DO NOTHING",
+                (_POLL_ASKED + source,),
+            ),
+            write=False,
+        )
+
+    def take_poll_asks(self) -> set[str]:
+        rows = self._run(
+            lambda c: c.execute(
+                "DELETE FROM ftwatch_meta WHERE starts_with(key, %s) RETURNING key", (_POLL_ASKED,)
+            ).fetchall(),
+            write=False,
+        )
+        return {str(key).removeprefix(_POLL_ASKED) for (key,) in rows}
 
     def facts(self) -> StoreFacts:
         def work(conn: psycopg.Connection[Any]) -> StoreFacts:
