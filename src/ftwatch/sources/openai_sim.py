@@ -82,6 +82,9 @@ class OpenAISimulator(SimServer):
         self.write_messages = write_messages
         #: Every list page says has_more (a broken cursor, for tests).
         self.force_has_more = False
+        #: The job list never ends: past the real jobs, each page is one phantom job
+        #: with a new id and has_more (a hostile API, for tests).
+        self.endless_pages = False
         #: Where terminal states are pushed, signed with ``webhook_secret`` (None: nowhere).
         self.webhook_url: str | None = None
         self.webhook_secret = ""
@@ -254,6 +257,9 @@ class OpenAISimulator(SimServer):
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
             body = self._page(request, [self._job_json(job) for job in jobs])
+            if self.endless_pages and not body["has_more"]:
+                phantom = f"ftjob-phantom-{next(self._event_ids):08d}"
+                body = {"object": "list", "data": [{"id": phantom, "status": "running"}], "has_more": True}
         return await self.handle(request, "list_models", None, body)
 
     async def _get_job(self, request: Request) -> Response:

@@ -1,0 +1,241 @@
+"""The push endpoint faces the internet: big, slow, odd and stormy posts bound what
+they cost, and polling and the health probes go on meanwhile (issue 17, items 1-5)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ftwatch.standard_webhooks import sign
+from tests.conftest import Daemon, free_port, wait_for
+from tests.providers import World, world
+from tests.receiver import Receiver
+from tests.test_push import SECRET, push_env  # noqa: F401 - the fixture
+
+__all__ = ["push_env"]
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _signed(body: bytes, msg_id: str, stamp: str | None = None) -> dict[str, str]:
+    now = int(time.time())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp if stamp is not None else str(now),
+        "webhook-signature": sign(SECRET, msg_id, now, body),
+    }
+
+
+def _ended(job: str, msg_id: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"id": msg_id, "type": "fine_tuning.job.succeeded", "data": {"id": job}}).encode()
+    return body, _signed(body, msg_id)
+
+
+@pytest.fixture
+def pushed_daemon(push_env: dict[str, str], tmp_path: Path, receiver: Receiver) -> Iterator[tuple[World, Daemon, int]]:  # noqa: F811
+    with world("openai") as api:
+        api.add("watched", "running")
+        port = free_port()
+        env = api.env(push_env, tmp_path, webhook={"secret": SECRET}) | {
+            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+            "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
+        }
+        daemon = Daemon(env)
+        try:
+            daemon.wait_log("poll.cycle")
+            yield api, daemon, port
+        finally:
+            assert daemon.stop() == 0
+
+
+def test_a_huge_body_is_refused_by_its_length_and_a_chunked_one_cut_at_the_cap(
+    pushed_daemon: tuple[World, Daemon, int],
+) -> None:
+    _, daemon, port = pushed_daemon
+    url = f"http://127.0.0.1:{port}/webhooks/openai"
+    before = _rss_kb(daemon.proc.pid)
+    # Declared too big: refused before a byte of the body is read.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 300000000\r\n\r\n"
+        )
+        assert conn.recv(200).startswith(b"HTTP/1.1 413")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(200):  # 200 MB, chunked: no length to judge by
+            yield b"x" * 1_000_000
+
+    try:
+        answer = httpx.post(url, content=chunks(), timeout=30)
+        assert answer.status_code == 413
+    except httpx.TransportError:
+        pass  # the server closed the connection at the cap, mid-upload: as good
+    time.sleep(0.5)
+    grown_mb = (_rss_kb(daemon.proc.pid) - before) / 1024
+    assert grown_mb < 8, f"the daemon grew by {grown_mb:.0f} MB"
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'ftwatch_webhook_pushes_total{outcome="rejected",source="openai"} 2.0' in metrics
+
+
+def test_slow_bodies_are_cut_off_turned_away_past_the_cap_and_health_and_polling_go_on(
+    pushed_daemon: tuple[World, Daemon, int],
+) -> None:
+    api, daemon, port = pushed_daemon
+    slow: list[socket.socket] = []
+    head = (
+        b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    try:
+        for _ in range(80):  # more than the 64 read at once
+            conn = socket.create_connection(("127.0.0.1", port), timeout=20)
+            conn.sendall(head + b"{")
+            slow.append(conn)
+        # The connections past the cap are answered 503 at once.
+        turned_away = 0
+        for conn in slow:
+            conn.settimeout(0.05)
+            try:
+                if conn.recv(100).startswith(b"HTTP/1.1 503"):
+                    turned_away += 1
+            except TimeoutError:
+                pass
+        assert turned_away >= 80 - 64
+        # Health and polling meanwhile.
+        started = time.monotonic()
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - started < 1.0
+        lists = api.sim.count("list_models")
+        # A byte every second does not keep a body alive: cut within its timeout.
+        deadline = time.monotonic() + 16
+        open_ones = list(slow)
+        while open_ones and time.monotonic() < deadline:
+            still = []
+            for conn in open_ones:
+                conn.settimeout(0.01)
+                try:
+                    data = conn.recv(200)
+                except TimeoutError:
+                    try:
+                        conn.sendall(b" ")
+                    except OSError:
+                        continue
+                    still.append(conn)
+                    continue
+                except OSError:
+                    continue
+                if not data or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 503"):
+                    continue
+                still.append(conn)
+            open_ones = still
+            time.sleep(1.0)
+        assert not open_ones, f"{len(open_ones)} slow connections still held open"
+        assert api.sim.count("list_models") >= lists  # polling never stopped
+    finally:
+        for conn in slow:
+            conn.close()
+    assert "Traceback" not in daemon.stderr
+    assert '"level": "error"' not in daemon.stderr
+
+
+def test_a_connection_sending_its_headers_a_byte_at_a_time_is_closed(
+    pushed_daemon: tuple[World, Daemon, int],
+) -> None:
+    _, _, port = pushed_daemon
+    request = b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        deadline = time.monotonic() + 15
+        closed = False
+        for byte in request:
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            conn.settimeout(1.0)
+            try:
+                if conn.recv(100) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            if time.monotonic() > deadline:
+                break
+        assert closed, "a header sent a byte a second kept its connection for 15 s"
+
+
+def test_non_ascii_digits_in_the_timestamp_are_a_400_not_a_500(pushed_daemon: tuple[World, Daemon, int]) -> None:
+    api, daemon, port = pushed_daemon
+    body, headers = _ended(api.ids["watched"], "evt_sup")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        lines = [
+            b"POST /webhooks/openai HTTP/1.1",
+            b"Host: x",
+            b"Content-Type: application/json",
+            b"Content-Length: " + str(len(body)).encode(),
+            b"webhook-id: evt_sup",
+            b"webhook-timestamp: \xb2\xb3",  # superscript two and three, as Latin-1
+            b"webhook-signature: " + headers["webhook-signature"].encode(),
+        ]
+        conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        assert conn.recv(200).startswith(b"HTTP/1.1 400")
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'ftwatch_webhook_pushes_total{outcome="rejected",source="openai"} 1.0' in metrics
+    assert "Traceback" not in daemon.stderr
+
+
+def test_a_storm_of_pushes_makes_few_cycles_of_that_source_only_and_foreign_jobs_none(
+    push_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    with world("openai") as api, world("cohere") as cohere:
+        watched = api.add("watched", "running")
+        stranger = api.add("stranger", "running")
+        cohere.add("model")
+        port = free_port()
+        sources = [api.source(webhook={"secret": SECRET}, models=[watched]), cohere.source()]
+        env = push_env | api.credentials(tmp_path) | cohere.credentials(tmp_path) | {
+            "FTWATCH_SOURCES": json.dumps(sources),
+            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+            "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
+        }
+        daemon = Daemon(env)
+        try:
+            daemon.wait_log("poll.cycle")
+            time.sleep(0.5)
+            openai_before, cohere_before = api.sim.count("get_model"), cohere.sim.count()
+            url = f"http://127.0.0.1:{port}/webhooks/openai"
+            for n in range(20):
+                body, headers = _ended(watched, f"evt_{n}")
+                assert httpx.post(url, content=body, headers=headers).status_code == 200
+                time.sleep(0.1)
+            time.sleep(2.5)  # the last coalescing window
+            # One configured job: each cycle of the source asks for it once.
+            extra = api.sim.count("get_model") - openai_before
+            assert 1 <= extra <= 3, f"20 pushes in 2 s made {extra} cycles"
+            assert cohere.sim.count() == cohere_before  # the other source was not polled
+            # A job outside the source's models asks for nothing.
+            quiet = api.sim.count("get_model")
+            body, headers = _ended(stranger, "evt_stranger")
+            answer = httpx.post(url, content=body, headers=headers)
+            assert answer.json()["note"] == "not a job this source watches"
+            time.sleep(2.5)
+            assert api.sim.count("get_model") == quiet
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert 'ftwatch_webhook_pushes_total{outcome="ignored",source="openai"} 1.0' in metrics
+        finally:
+            assert daemon.stop() == 0
