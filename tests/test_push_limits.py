@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from ftwatch.standard_webhooks import sign
-from tests.conftest import Daemon, free_port, wait_for
+from tests.conftest import Daemon, free_port
 from tests.providers import World, world
 from tests.receiver import Receiver
-from tests.test_push import SECRET, push_env  # noqa: F401 - the fixture
+from tests.test_push import SECRET, push_env
 
 __all__ = ["push_env"]
 
@@ -43,7 +43,7 @@ def _ended(job: str, msg_id: str) -> tuple[bytes, dict[str, str]]:
 
 
 @pytest.fixture
-def pushed_daemon(push_env: dict[str, str], tmp_path: Path, receiver: Receiver) -> Iterator[tuple[World, Daemon, int]]:  # noqa: F811
+def pushed_daemon(push_env: dict[str, str], tmp_path: Path, receiver: Receiver) -> Iterator[tuple[World, Daemon, int]]:
     with world("openai") as api:
         api.add("watched", "running")
         port = free_port()
@@ -96,8 +96,7 @@ def test_slow_bodies_are_cut_off_turned_away_past_the_cap_and_health_and_polling
     api, daemon, port = pushed_daemon
     slow: list[socket.socket] = []
     head = (
-        b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n"
+        b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     )
     try:
         for _ in range(80):  # more than the 64 read at once
@@ -198,7 +197,7 @@ def test_non_ascii_digits_in_the_timestamp_are_a_400_not_a_500(pushed_daemon: tu
 
 
 def test_a_storm_of_pushes_makes_few_cycles_of_that_source_only_and_foreign_jobs_none(
-    push_env: dict[str, str],  # noqa: F811
+    push_env: dict[str, str],
     tmp_path: Path,
     receiver: Receiver,
 ) -> None:
@@ -208,11 +207,16 @@ def test_a_storm_of_pushes_makes_few_cycles_of_that_source_only_and_foreign_jobs
         cohere.add("model")
         port = free_port()
         sources = [api.source(webhook={"secret": SECRET}, models=[watched]), cohere.source()]
-        env = push_env | api.credentials(tmp_path) | cohere.credentials(tmp_path) | {
-            "FTWATCH_SOURCES": json.dumps(sources),
-            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
-            "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
-        }
+        env = (
+            push_env
+            | api.credentials(tmp_path)
+            | cohere.credentials(tmp_path)
+            | {
+                "FTWATCH_SOURCES": json.dumps(sources),
+                "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+                "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
+            }
+        )
         daemon = Daemon(env)
         try:
             daemon.wait_log("poll.cycle")
