@@ -196,7 +196,7 @@ class BedrockSource:
         return read_listing(entries, _job, "jobName", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("GetModelCustomizationJob", path_of(_JOBS, model_id))
+        body = await self._api.get("GetModelCustomizationJob", path_of(_JOBS, model_id), one_job=True)
         return parsed(model_id, _detail, body, "job")
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:

@@ -110,15 +110,19 @@ class CohereSource:
         """The source of the ``[cohere]`` section, as the registry builds it."""
         return cls(config, deps)
 
-    async def _get(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return await self._api.get(endpoint, path, params)
+    async def _get(
+        self, endpoint: str, path: str, params: dict[str, Any] | None = None, *, one_job: bool = False
+    ) -> dict[str, Any]:
+        return await self._api.get(endpoint, path, params, one_job=one_job)
 
-    def _pages(self, endpoint: str, path: str, key: str, order_by: str) -> AsyncIterator[list[Any]]:
+    def _pages(
+        self, endpoint: str, path: str, key: str, order_by: str, *, one_job: bool = False
+    ) -> AsyncIterator[list[Any]]:
         async def fetch(token: str | None) -> Page:
             params: dict[str, Any] = {"page_size": self._page_size, "order_by": order_by}
             if token:
                 params["page_token"] = token
-            body = await self._get(endpoint, path, params)
+            body = await self._get(endpoint, path, params, one_job=one_job)
             items = body.get(key) or []
             if not isinstance(items, list):
                 raise SourceUnavailableError(f"{endpoint}: {key} is not a list")
@@ -137,14 +141,14 @@ class CohereSource:
         return read_listing(entries, _model_info, "id", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._get("get_model", _model_path(model_id))
+        body = await self._get("get_model", _model_path(model_id), one_job=True)
         return parsed(model_id, _model_info, body.get("finetuned_model"))
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         events: list[Event] = []
         # Newest first when there is a cursor: the pages past it need not be read.
         order = "created_at desc" if newer_than_ns is not None else "created_at"
-        async for page in self._pages("list_events", _model_path(model_id, "/events"), "events", order):
+        async for page in self._pages("list_events", _model_path(model_id, "/events"), "events", order, one_job=True):
             batch = [parsed(model_id, _event, item) for item in page]
             events.extend(batch)
             if newer_than_ns is not None and batch:

@@ -31,7 +31,7 @@ from ftwatch.sources.base import (
     SourceUnavailableError,
 )
 
-__all__ = ["ApiClient", "BearerKey", "Credentials", "RetryConfig", "json_message"]
+__all__ = ["ApiClient", "BearerKey", "Credentials", "JobRefusedError", "RetryConfig", "json_message"]
 
 log = structlog.get_logger("ftwatch.sources")
 
@@ -68,6 +68,10 @@ class BearerKey:
 
     def describe(self) -> str:
         return self._source.describe()
+
+
+class JobRefusedError(SourceError):
+    """The API refused one job's endpoint (403) while the key works: that job's failure."""
 
 
 class _TransientError(Exception):
@@ -184,14 +188,23 @@ class ApiClient:
             raise _TransientError(f"HTTP {code}: {body}", retry_after)
         return code, body
 
-    async def get(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def get(
+        self, endpoint: str, path: str, params: dict[str, Any] | None = None, *, one_job: bool = False
+    ) -> dict[str, Any]:
         """The JSON object at ``path``. :class:`ModelNotFoundError` on 404,
         :class:`AuthRefusedError` when the key stays refused, :class:`SourceError`
-        for another 4xx, :class:`SourceUnavailableError` when retries ran out."""
+        for another 4xx, :class:`SourceUnavailableError` when retries ran out.
+
+        ``one_job``: the path is one job's (its detail, its events). A 403 there is a
+        refusal of that job alone (an IAM deny on one resource, a job of another
+        project), :class:`JobRefusedError`, never the key's: the list just worked
+        with the same key. A 401 is the key's wherever it comes."""
         refused_since: float | None = None
         pause = 0.25
         while True:
             code, body = await self._get_with_retries(endpoint, path, params or {})
+            if code == 403 and one_job:
+                raise JobRefusedError(f"HTTP 403 for {endpoint}: {body}; the key may not read this job")
             if code in (401, 403):
                 # A rotated key: a Secret still propagating, a file caught in the middle
                 # of its rewrite. Read it again, for a short, bounded time.

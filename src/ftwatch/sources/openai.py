@@ -178,7 +178,9 @@ class OpenAISource:
     def from_config(cls, config: OpenAISourceConfig, deps: SourceDeps) -> OpenAISource:
         return cls(config, deps)
 
-    async def _list(self, endpoint: str, path: str, stop_before_ns: int | None = None) -> tuple[list[Any], int]:
+    async def _list(
+        self, endpoint: str, path: str, stop_before_ns: int | None = None, *, one_job: bool = False
+    ) -> tuple[list[Any], int]:
         """Every item of a paged list (``after`` the last one's id), and the pages it
         took; newest first, so with ``stop_before_ns`` older pages are not read."""
 
@@ -186,7 +188,7 @@ class OpenAISource:
             params: dict[str, Any] = {"limit": _PAGE}
             if after:
                 params["after"] = after
-            body = await self._api.get(endpoint, path, params)
+            body = await self._api.get(endpoint, path, params, one_job=one_job)
             page = body.get("data")
             if not isinstance(page, list):
                 raise SourceUnavailableError(f"{endpoint}: data is not a list")
@@ -214,13 +216,15 @@ class OpenAISource:
         return read_listing(raw_jobs, _job, "id", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("get_job", path_of(_JOBS, model_id))
+        body = await self._api.get("get_job", path_of(_JOBS, model_id), one_job=True)
         return parsed(model_id, _job, body, "job")
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         """The job's status steps its events tell of, oldest first (newest pages only,
         with a horizon)."""
-        raw_events, _ = await self._list("list_job_events", path_of(_JOBS, model_id, "/events"), newer_than_ns)
+        raw_events, _ = await self._list(
+            "list_job_events", path_of(_JOBS, model_id, "/events"), newer_than_ns, one_job=True
+        )
         steps = []
         for raw in reversed(raw_events):  # the API's order is newest first
             step = parsed(model_id, _event, raw, "job")

@@ -79,6 +79,8 @@ class SimServer:
         self.requests: list[LoggedRequest] = []
         #: Requests to paths that are no part of the API (an id that climbed out).
         self.stray_paths: list[str] = []
+        #: Jobs whose own endpoints answer 403 while the list works (an IAM deny).
+        self.denied: set[str] = set()
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
@@ -168,7 +170,10 @@ class SimServer:
             key_ok = key is not None
             retry_after = self._rate_limited(key, now) if key is not None else None
             fault = self._take_fault(endpoint, model_id) if key_ok and retry_after is None else None
-            response = self._respond(key_ok, retry_after, fault, body)
+            if key_ok and model_id is not None and model_id in self.denied:
+                response = self.error(403, self.denied_message(endpoint, model_id))
+            else:
+                response = self._respond(key_ok, retry_after, fault, body)
             self.requests.append(LoggedRequest(now, endpoint, model_id, response.status_code, key_ok))
         if fault is not None and fault.kind == "slow":
             await anyio.sleep(fault.delay_s)
@@ -178,6 +183,10 @@ class SimServer:
 
     def refused(self) -> Response:
         return self.error(401, "invalid api token")
+
+    def denied_message(self, endpoint: str, model_id: str) -> str:
+        """What a 403 on one denied job says (a resource-level deny)."""
+        return f"User is not authorized to perform {endpoint} on resource {model_id} with an explicit deny"
 
     def _respond(self, key_ok: bool, retry_after: float | None, fault: Fault | None, body: Any) -> Response:
         if not key_ok:
