@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ftwatch.standard_webhooks import sign
-from tests.conftest import Daemon, free_port
+from tests.conftest import Daemon, free_port, wait_for
 from tests.providers import World, world
 from tests.receiver import Receiver
 from tests.test_push import SECRET, push_env
@@ -243,3 +243,34 @@ def test_a_storm_of_pushes_makes_few_cycles_of_that_source_only_and_foreign_jobs
             assert 'ftwatch_webhook_pushes_total{outcome="ignored",source="openai"} 1.0' in metrics
         finally:
             assert daemon.stop() == 0
+
+
+def test_a_push_to_a_standby_makes_the_leader_poll_within_seconds(
+    push_env: dict[str, str],
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
+) -> None:
+    with world("openai") as api:
+        job = api.add("pushed", "running")
+        base = {k: v for k, v in push_env.items() if k != "FTWATCH_STATE__PATH"} | {"FTWATCH_STATE__URL": postgres_url}
+        env = api.env(base, tmp_path, webhook={"secret": SECRET}) | {
+            "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
+        }
+        leader_port, standby_port = free_port(), free_port()
+        leader = daemons(env | {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{leader_port}"})
+        leader.wait_log('"poll.cycle"')
+        standby = daemons(env | {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{standby_port}"})
+        standby.wait_log('"leader.standby"')
+        time.sleep(1.0)
+        api.move(job, "succeeded")
+        body, headers = _ended(job, "evt_standby")
+        started = time.monotonic()
+        answer = httpx.post(f"http://127.0.0.1:{standby_port}/webhooks/openai", content=body, headers=headers)
+        assert answer.status_code == 200
+        wait_for(lambda: receiver.received, timeout=10, what="the leader's poll after a push to the standby")
+        assert time.monotonic() - started < 5  # not the 60 s interval
+        assert receiver.received[0].json()["status"] == "succeeded"
+        assert standby.stop() == 0
+        assert leader.stop() == 0
