@@ -253,24 +253,43 @@ class OutboxSql:
             [*names, before],
         )
 
-    def in_batches(self, one_batch: Callable[[], int]) -> int:
-        """Run ``one_batch`` (a transaction of its own, returning the rows it removed)
-        until a batch comes back short; the rows removed in all."""
+    def in_batches(self, one_batch: Callable[[], tuple[int, int]]) -> int:
+        """Run ``one_batch`` (a transaction of its own, returning the rows it selected
+        and those it removed) until a batch selects fewer than a whole batch; the rows
+        removed in all."""
         removed = 0
-        while (count := one_batch()) > 0:
-            removed += count
-            if count < self.PURGE_BATCH:
-                break
-        return removed
+        while True:
+            selected, gone = one_batch()
+            removed += gone
+            if selected < self.PURGE_BATCH:
+                return removed
 
-    def purge_delete(self) -> tuple[str, str]:
-        """Delete one delivery by key; then its transition, if no delivery refers to it
-        any more (the model's cursor keeps it from being sent again)."""
+    def replay_chunks(self, ids: Sequence[str] | None) -> list[Sequence[str] | None]:
+        """The ids in chunks of :data:`REPLAY_CHUNK` (``[None]``: every dead letter)."""
+        if ids is None:
+            return [None]
+        return [ids[start : start + self.REPLAY_CHUNK] for start in range(0, len(ids), self.REPLAY_CHUNK)]
+
+    def purge_delete(self, before: float, states: Iterable[DeliveryState]) -> tuple[str, list[Any], str]:
+        """Delete one delivery by key (its key's two parameters follow ``params``),
+        only if it is still finished and old: a replay or a dispatcher that changed it
+        since the batch was selected wins (on PostgreSQL the condition is checked
+        again on the row as it is once its lock is had). Then its transition, if no
+        delivery refers to it any more (the model's cursor keeps it from being sent
+        again)."""
+        names = [state.value for state in states]
+        marks = ", ".join([self.ph] * len(names))
         return (
-            f"DELETE FROM {self.d} WHERE notifier = {self.ph} AND transition_id = {self.ph}",  # noqa: S608
+            f"DELETE FROM {self.d} WHERE state IN ({marks}) AND created_at < {self.ph}"  # noqa: S608
+            f" AND notifier = {self.ph} AND transition_id = {self.ph}",
+            [*names, before],
             f"DELETE FROM {self.t} WHERE id = {self.ph}"  # noqa: S608
             f" AND NOT EXISTS (SELECT 1 FROM {self.d} d WHERE d.transition_id = {self.ph})",
         )
+
+    #: Ids one replay statement names at most: drivers bind at most 65,535 parameters
+    #: (PostgreSQL's protocol), SQLite 32,766.
+    REPLAY_CHUNK = 10_000
 
     def _filters(self, state: DeliveryState | None, notifier: str | None, alias: str = "d.") -> tuple[str, list[Any]]:
         clauses, params = [], []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -229,6 +230,25 @@ class _RowClaim:
             self._store._give_back(conn, rollback=True)
 
 
+def _password_of(url: str) -> str:
+    """The URL's password as written (between ``user:`` and ``@``), or ""."""
+    authority = url.partition("://")[2].partition("/")[0]
+    userinfo = authority.rpartition("@")[0]
+    return userinfo.partition(":")[2]
+
+
+def scrubbed(text: str, url: str) -> str:
+    """A driver's message with no part of the URL's password: libpq quotes the token
+    it cannot parse (``invalid percent-encoded token: "pa%zz"``), so a message that
+    quotes one is replaced whole, and the password itself, raw or decoded, is cut."""
+    if "percent-encoded" in text or "invalid URI" in text:
+        return "the URL has an invalid %-escape or character (write '%' as %25, '@' as %40, '/' as %2F)"
+    password = _password_of(url)
+    for secret in {password, urllib.parse.unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
+
+
 def _unreachable(exc: psycopg.Error) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _UNREACHABLE)
@@ -245,6 +265,7 @@ class PostgresStore:
     def __init__(self, url: str, *, where: str, connect_wait_s: float = 30.0) -> None:
         self.where = where
         self._where = where
+        self._url = url
         self._pool = ConnectionPool(
             # A claim holds a connection for the length of a send: one per notifier,
             # beside the poller's.
@@ -275,7 +296,8 @@ class PostgresStore:
                     probe.execute("SELECT 1")
             except psycopg.Error as exc:
                 if not _unreachable(exc) or time.monotonic() >= deadline:
-                    detail = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                    text = scrubbed(str(exc), url)
+                    detail = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
                     raise StoreOpenError(
                         f"cannot use the state database {self._where}: {detail.strip()};"
                         " fix [state] url, or start the server"
@@ -289,9 +311,33 @@ class PostgresStore:
                 self._pool.open(wait=True, timeout=10.0)
                 return
 
+    def _stored_version(self) -> int:
+        """The schema version as the database says it (0: no ftwatch tables yet), read
+        without writing anything: a role with only the data grants can open it."""
+        with self._pool.connection() as conn:
+            try:
+                row = conn.execute("SELECT value FROM ftwatch_meta WHERE key = 'schema_version'").fetchone()
+            except psycopg.errors.UndefinedTable:
+                return 0
+        return int(row[0]) if row else 0
+
     def _migrate(self) -> None:
         """Create the schema, or bring an older one forward, under a lock shared by
-        every replica, in one transaction."""
+        every replica, in one transaction; a current one is left alone (no DDL at
+        all, so the usual production grant of SELECT, INSERT, UPDATE and DELETE is
+        enough to run)."""
+        version = self._stored_version()
+        if version == SCHEMA_VERSION:
+            return
+        try:
+            self._migrate_from_locked()
+        except psycopg.errors.InsufficientPrivilege:
+            raise StoreOpenError(
+                f"state database {self._where} has schema version {version}, this ftwatch needs {SCHEMA_VERSION},"
+                " and this role may not change the schema: run 'ftwatch migrate' as its owner"
+            ) from None
+
+    def _migrate_from_locked(self) -> None:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS ftwatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -321,7 +367,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             # Rolled back by the transaction block; a broken connection is dropped by
             # the pool, and the next call gets a new one.
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = scrubbed(str(exc), self._url).strip()
+            detail = text.splitlines()[0] if text else type(exc).__name__
             raise StoreError(f"state database {self._where}: {detail}") from None
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool) -> _T:
@@ -573,20 +620,31 @@ class PostgresStore:
         return outbox_rows(self._run(lambda c: c.execute(sql.encode(), params).fetchall(), write=False))
 
     def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
-        sql, params = _OUTBOX.replay(ids, notifier, now)
-        return self._run(lambda c: max(c.execute(sql.encode(), params).rowcount, 0), write=True)
+        def work(conn: psycopg.Connection[Any]) -> int:
+            replayed = 0
+            for chunk in _OUTBOX.replay_chunks(ids):
+                sql, params = _OUTBOX.replay(chunk, notifier, now)
+                replayed += max(conn.execute(sql.encode(), params).rowcount, 0)
+            return replayed
+
+        return self._run(work, write=True)
 
     def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
+        states = tuple(states)
         select, params = _OUTBOX.purge_batch(before, states)
-        delete_delivery, delete_transition = _OUTBOX.purge_delete()
+        delete_delivery, still_old, delete_transition = _OUTBOX.purge_delete(before, states)
 
-        def batch(conn: psycopg.Connection[Any]) -> int:
+        def batch(conn: psycopg.Connection[Any]) -> tuple[int, int]:
             keys = conn.execute(select.encode(), params).fetchall()
+            removed = 0
             with conn.cursor() as cur:
                 if keys:
-                    cur.executemany(delete_delivery.encode(), keys)
+                    # Pipelined: one round trip for the batch, each row's count kept.
+                    with conn.pipeline():
+                        cursors = [conn.execute(delete_delivery.encode(), [*still_old, *key]) for key in keys]
+                    removed = sum(max(c.rowcount, 0) for c in cursors)
                     cur.executemany(delete_transition.encode(), [(t, t) for _, t in keys])
-            return len(keys)
+            return len(keys), removed
 
         return _OUTBOX.in_batches(lambda: self._run(batch, write=True))
 

@@ -409,18 +409,25 @@ class SqliteStore:
         return outbox_rows(self._read(lambda db: db.execute(sql, params).fetchall()))
 
     def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
-        sql, params = _OUTBOX.replay(ids, notifier, now)
-        return int(self._write(lambda db: db.execute(sql, params).rowcount))
+        def work(db: sqlite3.Connection) -> int:
+            replayed = 0
+            for chunk in _OUTBOX.replay_chunks(ids):
+                sql, params = _OUTBOX.replay(chunk, notifier, now)
+                replayed += db.execute(sql, params).rowcount
+            return replayed
+
+        return self._write(work)
 
     def purge(self, before: float, states: Iterable[DeliveryState] = (DeliveryState.DELIVERED,)) -> int:
+        states = tuple(states)
         select, params = _OUTBOX.purge_batch(before, states)
-        delete_delivery, delete_transition = _OUTBOX.purge_delete()
+        delete_delivery, still_old, delete_transition = _OUTBOX.purge_delete(before, states)
 
-        def batch(db: sqlite3.Connection) -> int:
+        def batch(db: sqlite3.Connection) -> tuple[int, int]:
             keys = db.execute(select, params).fetchall()
-            db.executemany(delete_delivery, keys)
+            removed = sum(db.execute(delete_delivery, [*still_old, *key]).rowcount for key in keys)
             db.executemany(delete_transition, [(t, t) for _, t in keys])
-            return len(keys)
+            return len(keys), removed
 
         return _OUTBOX.in_batches(lambda: self._write(batch))
 
