@@ -103,3 +103,34 @@ def test_a_refusal_of_one_jobs_detail_is_that_jobs_failure_not_the_keys(
         wrong = {"AWS_SECRET_ACCESS_KEY": "wrong"} if provider == "bedrock" else {"OPENAI_API_KEY": "sk-wrong"}
         refused = run_cli(["run", "--once"], env | wrong)
         assert refused.returncode == 3, refused.stderr
+
+
+def test_a_job_listed_twice_is_read_once_and_a_vanished_one_is_counted_as_gone(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    with world("openai") as api:
+        twice = api.add("twice", "running")
+        echo = api.add("echo", "queued")
+        leaving = api.add("leaving", "running")
+        api.add("staying", "running")
+        api.sim.override(echo, id=twice)  # a second page lists the same job again, staler
+        env = api.env(clean_env, tmp_path)
+        listed = run_cli(["models", "--json"], env)
+        assert listed.returncode == 0, listed.stderr
+        assert [m["id"] for m in json.loads(listed.stdout)].count(twice) == 1
+        assert run_cli(["run", "--once"], env).returncode == 0  # the baseline
+        reads = api.sim.count("list_events")
+        for _ in range(3):
+            assert run_cli(["run", "--once"], env).returncode == 0
+        assert api.sim.count("list_events") == reads  # nothing moved: nothing read
+        api.sim.remove_job(leaving)
+        done = run_cli(["run", "--once"], env)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count('"model.gone"') == 1
+        status = run_cli(["status", "--json"], env)
+        report = json.loads(status.stdout)
+        assert report["models"] == {"openai": 2}
+        assert report["models_gone"] == {"openai": 1}
+        assert "openai 2 (1 gone)" in run_cli(["status"], env).stdout
+        again = run_cli(["run", "--once"], env)
+        assert '"model.gone"' not in again.stderr  # marked once

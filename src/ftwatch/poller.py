@@ -24,7 +24,7 @@ import anyio
 import structlog
 
 from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events
-from ftwatch.model import Event, ModelInfo, Transition
+from ftwatch.model import Event, ModelInfo, Transition, format_timestamp
 from ftwatch.outbox import Route
 from ftwatch.settings import PollMode, Settings, cycle_budget, source_specs
 from ftwatch.snapshot import baseline_cursor, diff_snapshot
@@ -157,6 +157,7 @@ class Poller:
         self._committed_scope: str | None = None
         self._reconcile_next = 0  # round-robin position over the sorted model ids
         self._list_cost: int | None = None  # requests the last full listing took
+        self._listed: set[str] | None = None  # ids this cycle's listing showed (None: not listed)
 
     @property
     def concurrency(self) -> int:
@@ -234,6 +235,7 @@ class Poller:
         """Poll once and commit what is new (renewing ``lease`` in the same transaction).
         Raises the source's and the store's errors."""
         state = await self._load()
+        self._listed = None
         fresh = self._fresh
         baseline = self._unknown_are_baseline(fresh)
         plan = self.plan()
@@ -264,6 +266,7 @@ class Poller:
             catch_up_from=catch_up_from,
         )
 
+        self._mark_gone(state, changed, detected_at_ns)
         # Oldest first across models too; the sort is stable, so per-model order holds.
         transitions.sort(key=lambda t: t.occurred_at)
         if self.stall_after is not None:
@@ -297,6 +300,22 @@ class Poller:
             failed=failed,
             sources={self.name: True},
         )
+
+    def _mark_gone(self, state: dict[str, ModelState], changed: dict[str, ModelState], now_ns: int) -> None:
+        """After a full listing: a known model it lacks is gone (marked once, kept,
+        counted apart); a gone one it shows again is back."""
+        listed = self._listed
+        if listed is None:
+            return
+        for model_id, old in state.items():
+            current = changed.get(model_id, old)
+            if model_id in listed:
+                if current.gone is not None:
+                    log.info("model.back", model_id=model_id, source=self.name)
+                    changed[model_id] = replace(current, gone=None)
+            elif old.gone is None and (not self.models or model_id in self.models):
+                log.info("model.gone", model_id=model_id, source=self.name, note="no longer in the list; kept")
+                changed[model_id] = replace(current, gone=format_timestamp(now_ns, 3))
 
     def _stalls(
         self, state: dict[str, ModelState], changed: dict[str, ModelState], seen: Iterable[str], now_ns: int
@@ -485,6 +504,7 @@ class Poller:
         those it lacks; its unreadable entries go to ``failed``."""
         listing = await self.source.list_models()
         self._list_cost = listing.requests
+        self._listed = {info.id for info in listing.models} | listing.rejected.keys()
         wanted = set(self.models)
         for model_id, why in listing.rejected.items():
             if not wanted or model_id in wanted:

@@ -132,6 +132,8 @@ def status(settings: Settings, as_json: bool) -> int:
         "last_poll_at": format_timestamp(int(facts.last_poll_at * 1e9), 3) if facts.last_poll_at else None,
         "last_poll_age_s": round(now - facts.last_poll_at, 3) if facts.last_poll_at else None,
         "models": _per_source(settings, facts.models),
+        #: Jobs gone from their API's list since (deleted, aged out): not in "models".
+        "models_gone": {name: n for name, n in _per_source(settings, facts.gone).items() if n},
         "notifiers": {
             key: {"pending": pending.get(key, 0), "dead": dead.get(key, 0), "delivered": delivered.get(key, 0)}
             for key in notifiers
@@ -151,7 +153,11 @@ def status(settings: Settings, as_json: bool) -> int:
     )
     print(f"state:            {where}")
     print(f"last good poll:   {polled}")
-    counts = ", ".join(f"{name} {count}" for name, count in report["models"].items())
+    gone = report["models_gone"]
+    counts = ", ".join(
+        f"{name} {count}" + (f" ({gone[name]} gone)" if gone.get(name) else "")
+        for name, count in report["models"].items()
+    )
     print(f"models watched:   {counts}")
     oldest_text = "-" if oldest is None else format_duration(oldest)
     print(f"oldest pending:   {oldest_text}")

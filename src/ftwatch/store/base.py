@@ -44,6 +44,7 @@ __all__ = [
     "models_in",
     "outbox_rows",
     "pending_delivery",
+    "split_gone",
     "upsert_model_sql",
 ]
 
@@ -84,6 +85,9 @@ class ModelState:
     #: The stay (status and since) a stall alert was queued for: one alert per stay,
     #: also across restarts.
     stalled: str | None = None
+    #: When the model (job) was first missing from a full listing: gone from the
+    #: API (deleted, aged out). Kept, counted apart; cleared if it comes back.
+    gone: str | None = None
 
 
 def encode_cursor(cursor: Cursor) -> tuple[str, str]:
@@ -111,7 +115,7 @@ class LeaseLostError(StoreError):
 
 #: The columns of a model's row, in this order, in every backend.
 MODEL_COLUMNS = (
-    "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled"
+    "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled, gone"
 )
 
 
@@ -139,13 +143,27 @@ def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
     """Rows of :data:`MODEL_COLUMNS` as the models' states."""
     states = {}
     for row in rows:
-        model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled = row
+        (
+            model_id,
+            name,
+            at_ns,
+            seen,
+            last_status,
+            lazy,
+            list_status,
+            list_updated,
+            horizon_ns,
+            undated,
+            stalled,
+            gone,
+        ) = row
         states[model_id] = ModelState(
             cursor=decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated),
             name=name,
             list_status=list_status,
             list_updated=list_updated,
             stalled=stalled,
+            gone=gone,
         )
     return states
 
@@ -166,6 +184,7 @@ def model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
         cursor.horizon_ns,
         undated,
         state.stalled,
+        state.gone,
     )
 
 
@@ -206,9 +225,21 @@ class StoreFacts:
     """What ``ftwatch status`` reads of the state."""
 
     last_poll_at: float | None
-    #: Models known, per source namespace ("" for the first Cohere source's).
+    #: Models known, per source namespace ("" for the first Cohere source's), and
+    #: those of them gone from the API's list (counted apart, not in ``models``).
     models: dict[str, int]
+    gone: dict[str, int]
     lease: LeaseInfo | None
+
+
+def split_gone(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows of (namespace, is gone, count) as the models and the gone, per namespace."""
+    models: dict[str, int] = {}
+    gone: dict[str, int] = {}
+    for namespace, is_gone, count in rows:
+        into = gone if is_gone else models
+        into[str(namespace)] = into.get(str(namespace), 0) + int(count)
+    return models, gone
 
 
 class OutboxSql:

@@ -43,6 +43,7 @@ from ftwatch.store.base import (
     model_states,
     outbox_rows,
     pending_delivery,
+    split_gone,
     upsert_model_sql,
 )
 
@@ -57,7 +58,7 @@ log = structlog.get_logger("ftwatch.store.postgres")
 _T = TypeVar("_T")
 
 #: This backend's schema, in ``ftwatch_meta``; each step below migrates one version up.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: The advisory lock that serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x66747721
@@ -110,8 +111,13 @@ _SCHEMA_3 = [
     "CREATE INDEX ftwatch_deliveries_transition ON ftwatch_deliveries (transition_id)",
 ]
 
+_SCHEMA_4 = [
+    # Jobs gone from the API's list are marked, and counted apart.
+    "ALTER TABLE ftwatch_models ADD COLUMN gone TEXT",
+]
+
 #: Version n -> the statements that make n + 1 (0 is an empty database).
-_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2, 2: _SCHEMA_3}
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2, 2: _SCHEMA_3, 3: _SCHEMA_4}
 
 #: psycopg says these when the server is not there (yet): worth waiting for. Anything
 #: else at connect time (a wrong password, no such database) is the URL's fault.
@@ -673,14 +679,14 @@ class PostgresStore:
             polled = conn.execute("SELECT value FROM ftwatch_meta WHERE key = 'last_poll_at'").fetchone()
             counted = conn.execute(
                 "SELECT CASE WHEN strpos(model_id, '/') > 0 THEN split_part(model_id, '/', 1) ELSE '' END"
-                " AS namespace, count(*) FROM ftwatch_models GROUP BY namespace"
+                " AS namespace, gone IS NOT NULL AS is_gone, count(*) FROM ftwatch_models GROUP BY namespace, is_gone"
             ).fetchall()
             lease = conn.execute(
                 "SELECT holder, term, expires_at > now() FROM ftwatch_lease WHERE name = 'poller'"
             ).fetchone()
             return StoreFacts(
                 float(polled[0]) if polled else None,
-                {namespace: int(n) for namespace, n in counted},
+                *split_gone(counted),
                 LeaseInfo(lease[0], int(lease[1]), bool(lease[2])) if lease else None,
             )
 

@@ -36,6 +36,7 @@ from ftwatch.store.base import (
     model_states,
     outbox_rows,
     pending_delivery,
+    split_gone,
     upsert_model_sql,
 )
 
@@ -51,7 +52,7 @@ _T = TypeVar("_T")
 
 #: The state file's schema, in ``PRAGMA user_version``. 0 with tables is the first
 #: build's (version 1, which had no number); each step below migrates one version up.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -69,7 +70,8 @@ CREATE TABLE models (
     list_updated TEXT,
     horizon_ns INTEGER,
     undated TEXT NOT NULL DEFAULT '[]',
-    stalled TEXT
+    stalled TEXT,
+    gone TEXT
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -114,8 +116,17 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX deliveries_transition ON deliveries (transition_id)")
 
 
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    """Jobs gone from the API's list are marked, and counted apart."""
+    db.execute("ALTER TABLE models ADD COLUMN gone TEXT")
+
+
 #: Version n -> n + 1.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
+}
 
 #: Attempts at a statement that meets "database is locked" after the busy timeout.
 _BUSY_ATTEMPTS = 3
@@ -436,8 +447,8 @@ class SqliteStore:
             polled = db.execute("SELECT value FROM meta WHERE key = 'last_poll_at'").fetchone()
             counted = db.execute(
                 "SELECT CASE WHEN instr(model_id, '/') > 0 THEN substr(model_id, 1, instr(model_id, '/') - 1)"
-                " ELSE '' END AS namespace, count(*) FROM models GROUP BY namespace"
+                " ELSE '' END AS namespace, gone IS NOT NULL, count(*) FROM models GROUP BY namespace, gone IS NOT NULL"
             ).fetchall()
-            return StoreFacts(float(polled[0]) if polled else None, {ns: int(n) for ns, n in counted}, None)
+            return StoreFacts(float(polled[0]) if polled else None, *split_gone(counted), None)
 
         return self._read(work)
