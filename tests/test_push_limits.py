@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ftwatch.standard_webhooks import sign
-from tests.conftest import Daemon, free_port, wait_for
+from tests.conftest import Daemon, free_port, run_cli, wait_for
 from tests.providers import World, world
 from tests.receiver import Receiver
 from tests.test_push import SECRET, push_env
@@ -272,5 +272,42 @@ def test_a_push_to_a_standby_makes_the_leader_poll_within_seconds(
         wait_for(lambda: receiver.received, timeout=10, what="the leader's poll after a push to the standby")
         assert time.monotonic() - started < 5  # not the 60 s interval
         assert receiver.received[0].json()["status"] == "succeeded"
+        assert standby.stop() == 0
+        assert leader.stop() == 0
+
+
+def test_replicas_that_watch_differently_are_told_apart_in_logs_metrics_readyz_and_status(
+    push_env: dict[str, str],
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
+) -> None:
+    with world("openai") as api, world("cohere") as cohere:
+        api.add("job", "running")
+        cohere.add("model")
+        base = {k: v for k, v in push_env.items() if k != "FTWATCH_STATE__PATH"} | {
+            "FTWATCH_STATE__URL": postgres_url,
+            "FTWATCH_POLL__INTERVAL_S": "1",
+            "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
+        }
+        creds = api.credentials(tmp_path) | cohere.credentials(tmp_path)
+        cohere_only = base | creds | {"FTWATCH_SOURCES": json.dumps([cohere.source()])}
+        both = base | creds | {"FTWATCH_SOURCES": json.dumps([cohere.source(), api.source()])}
+        leader_port, standby_port = free_port(), free_port()
+        leader = daemons(cohere_only | {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{leader_port}"})
+        leader.wait_log('"poll.cycle"')
+        standby = daemons(both | {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{standby_port}"})
+        standby.wait_log('"replica.config_differs"', timeout=20)
+        ready = httpx.get(f"http://127.0.0.1:{standby_port}/readyz").json()
+        assert "differs from the leader's" in ready["config"]
+        metrics = httpx.get(f"http://127.0.0.1:{standby_port}/metrics").text
+        assert "ftwatch_config_differs_from_leader 1.0" in metrics
+        status = run_cli(["status", "--json"], both)
+        report = json.loads(status.stdout)
+        assert report["replicas_agree"] is False
+        assert len(report["replicas"]) == 2
+        assert "CONFIGURATIONS DIFFER" in run_cli(["status"], both).stdout
+        assert standby.stderr.count('"replica.config_differs"') == 1  # once, not every few seconds
         assert standby.stop() == 0
         assert leader.stop() == 0

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -32,19 +32,22 @@ from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.fleet import Fleet
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier
+from ftwatch.ops.fingerprint import NotifierShape, SourceShape, fingerprint
 from ftwatch.ops.health import Health
 from ftwatch.ops.logs import set_log_level
 from ftwatch.ops.metrics import Metrics
 from ftwatch.ops.sdnotify import SystemdNotifier
 from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.settings import Settings, load_settings, source_specs
-from ftwatch.store.base import PollRequests, Store, StoreError
+from ftwatch.store.base import PollRequests, ReplicaRegistry, Store, StoreError
 
 __all__ = ["Daemon", "changed_keys"]
 
 #: When the retention first runs after start, and how often after that.
 RETENTION_FIRST_S = 1.0
 RETENTION_EVERY_S = 3_600.0
+#: How often a replica on a shared store publishes and compares its fingerprint.
+REPLICA_EVERY_S = 5.0
 
 log = structlog.get_logger("ftwatch.daemon")
 
@@ -250,6 +253,8 @@ class Daemon:
                 group.start_soon(self._retention, dispatcher.store, self.settings.state.retention)
             if self.leadership is not None:
                 group.start_soon(self.leadership.keep)
+                if isinstance(dispatcher.store, ReplicaRegistry):
+                    group.start_soon(self._compare_replicas, dispatcher, self.leadership, dispatcher.store)
             if self.systemd.watchdog_interval_s is not None:
                 group.start_soon(self._watchdog, self.systemd.watchdog_interval_s)
             # Ready once the loop runs: an API that is down at boot shows in STATUS=
@@ -353,6 +358,41 @@ class Daemon:
                 warned = set(orphans)
             await anyio.sleep(2.0)
 
+    async def _compare_replicas(self, dispatcher: Dispatcher, leadership: Leadership, store: ReplicaRegistry) -> None:
+        """Publish what this replica watches, every few seconds, and compare it with
+        the leader's: replicas that disagree (a rolling deploy adding a source) are
+        a warning, a metric and a line in /readyz, not silence."""
+        told: str | None = None
+        while True:
+            own = config_fingerprint(self.settings, dispatcher.notifiers)
+            try:
+                view = await anyio.to_thread.run_sync(store.publish_fingerprint, leadership.holder, own, time.time())
+            except StoreError as exc:
+                self.metrics.store_error("publish_fingerprint")
+                log.debug("replica.publish_failed", error=str(exc))
+            else:
+                theirs = view.fingerprints.get(view.leader) if view.leader else None
+                differs = theirs is not None and theirs != own
+                self.metrics.config_differs.set(1 if differs else 0)
+                if differs:
+                    self.health.config = f"differs from the leader's: this replica {own}, the leader {theirs}"
+                    if told != theirs:
+                        log.warning(
+                            "replica.config_differs",
+                            fingerprint=own,
+                            leader_fingerprint=theirs,
+                            leader=view.leader,
+                            note="the leader's [[sources]] and notifiers decide what is watched and sent",
+                            fix="give every replica the same configuration (a rolling deploy ends so)",
+                        )
+                        told = theirs
+                else:
+                    self.health.config = f"same as the leader's ({own})" if theirs else f"{own} (no leader seen)"
+                    if told is not None:
+                        log.info("replica.config_matches", fingerprint=own)
+                    told = None
+            await anyio.sleep(REPLICA_EVERY_S)
+
     async def _watchdog(self, every_s: float) -> None:
         # Ping only while the loop's heartbeat is fresh: a stuck loop stops the pings
         # and systemd restarts the service.
@@ -406,6 +446,17 @@ class Daemon:
             notifiers=[n.key for n in notifiers],
         )
         self.systemd.notify("READY=1")
+
+
+def config_fingerprint(settings: Settings, notifiers: Sequence[LoadedNotifier]) -> str:
+    """This configuration's fingerprint (see :mod:`ftwatch.ops.fingerprint`)."""
+    return fingerprint(
+        [
+            SourceShape(spec.name, spec.type, tuple(spec.models), getattr(spec.config, "webhook", None) is not None)
+            for spec in source_specs(settings)
+        ],
+        [NotifierShape(n.key, tuple(n.config.statuses), tuple(n.config.models)) for n in notifiers],
+    )
 
 
 def _pushing(settings: Settings) -> bool:

@@ -21,7 +21,7 @@ from ftwatch.errors import ConfigError
 from ftwatch.model import format_timestamp, human_status
 from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings, source_specs
-from ftwatch.store.base import OutboxRow, Store
+from ftwatch.store.base import OutboxRow, ReplicaRegistry, Store
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
 
@@ -125,6 +125,7 @@ def status(settings: Settings, as_json: bool) -> int:
         delivered = store.count_deliveries(DeliveryState.DELIVERED)
         oldest = store.oldest_pending_age(now)
         where = store.where
+        replicas = store.replicas(now) if isinstance(store, ReplicaRegistry) else None
     # Every notifier the outbox knows (a secret is never read to name one).
     notifiers = sorted(pending.keys() | dead.keys() | delivered.keys())
     report: dict[str, Any] = {
@@ -143,6 +144,10 @@ def status(settings: Settings, as_json: bool) -> int:
     }
     if facts.lease is not None:
         report["leader"] = {"holder": facts.lease.holder if facts.lease.valid else None, "term": facts.lease.term}
+    if replicas is not None:
+        # What each replica watches: they must agree, or the leader alone decides.
+        report["replicas"] = replicas.fingerprints
+        report["replicas_agree"] = len(set(replicas.fingerprints.values())) <= 1
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
@@ -164,6 +169,13 @@ def status(settings: Settings, as_json: bool) -> int:
     if facts.lease is not None:
         holder = facts.lease.holder if facts.lease.valid else "(none: the lease has expired)"
         print(f"leader:           {holder} (term {facts.lease.term})")
+    if replicas is not None and replicas.fingerprints:
+        agree = "same configuration" if report["replicas_agree"] else "CONFIGURATIONS DIFFER"
+        print(f"replicas:         {len(replicas.fingerprints)}, {agree}")
+        if not report["replicas_agree"]:
+            for holder_name, digest in sorted(replicas.fingerprints.items()):
+                mark = " (leader)" if holder_name == replicas.leader else ""
+                print(f"  {holder_name}{mark}: {digest}")
     _print_table(
         ("NOTIFIER", "PENDING", "DEAD", "DELIVERED"),
         [(key, str(v["pending"]), str(v["dead"]), str(v["delivered"])) for key, v in report["notifiers"].items()],

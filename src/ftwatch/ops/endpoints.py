@@ -30,7 +30,7 @@ def health_app(health: Health, metrics: Metrics, extra: Sequence[Route] = ()) ->
 
     async def readyz(request: Request) -> JSONResponse:
         ok, why = health.ready()
-        body = {"ready": ok, "reason": why, "role": health.role}
+        body = {"ready": ok, "reason": why, "role": health.role, "config": health.config}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_text(request: Request) -> Response:

@@ -31,6 +31,8 @@ class Health:
         self.wait_reason = ""
         #: ``single`` (one process, the default), ``leader`` or ``standby``.
         self.role = "single"
+        #: Replicas on one store: whether this one watches what the leader does.
+        self.config = "n/a: one process"
 
     @property
     def stuck_after_s(self) -> float:

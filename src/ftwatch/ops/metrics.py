@@ -81,6 +81,11 @@ class Metrics:
             registry=r,
         )
         self.leader = Gauge("ftwatch_leader", "1 while this process leads the polling, else 0.", registry=r)
+        self.config_differs = Gauge(
+            "ftwatch_config_differs_from_leader",
+            "1 while this replica's sources or notifiers differ from the leading replica's (shared store).",
+            registry=r,
+        )
         self.leader_term = Gauge("ftwatch_leader_term", "The polling lease's term this process last led.", registry=r)
         self.oldest_pending = Gauge(
             "ftwatch_outbox_oldest_pending_seconds",

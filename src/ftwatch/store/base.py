@@ -30,6 +30,8 @@ __all__ = [
     "OutboxRow",
     "OutboxSql",
     "PollRequests",
+    "ReplicaRegistry",
+    "ReplicaView",
     "Store",
     "StoreError",
     "StoreFacts",
@@ -400,6 +402,29 @@ class PollRequests(Protocol):
 
     def take_poll_asks(self) -> set[str]:
         """The sources asked for since the last call (each handed out once)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    """The replicas on one shared store, as one of them sees it."""
+
+    #: The polling lease's holder, while valid.
+    leader: str | None
+    #: Each replica that published lately -> the fingerprint of its configuration.
+    fingerprints: dict[str, str]
+
+
+@runtime_checkable
+class ReplicaRegistry(Protocol):
+    """A shared store where each replica publishes what it watches (its fingerprint)."""
+
+    def publish_fingerprint(self, holder: str, fingerprint: str, now: float) -> ReplicaView:
+        """Publish this replica's fingerprint; the view of every recent one."""
+        ...
+
+    def replicas(self, now: float) -> ReplicaView:
+        """The view, read only (``ftwatch status``)."""
         ...
 
 

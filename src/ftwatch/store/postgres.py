@@ -34,6 +34,7 @@ from ftwatch.store.base import (
     ModelState,
     OutboxRow,
     OutboxSql,
+    ReplicaView,
     StoreError,
     StoreFacts,
     StoreOpenError,
@@ -145,6 +146,10 @@ _OUTBOX = OutboxSql("ftwatch_", "%s")
 
 #: ``ftwatch_meta`` keys of the sources a push asked to poll (see ``ask_poll``).
 _POLL_ASKED = "poll_asked/"
+
+#: ``ftwatch_meta`` keys of each replica's fingerprint, and how long one counts.
+_REPLICA = "replica/"
+_REPLICA_TTL_S = 120.0
 
 _SAVE = (
     "UPDATE ftwatch_deliveries SET state = %s, attempts = %s, next_attempt_at = %s, last_error = %s"
@@ -673,6 +678,42 @@ class PostgresStore:
             write=False,
         )
         return {str(key).removeprefix(_POLL_ASKED) for (key,) in rows}
+
+    # --- what each replica watches ------------------------------------------------
+
+    def publish_fingerprint(self, holder: str, fingerprint: str, now: float) -> ReplicaView:
+        value = json.dumps({"fingerprint": fingerprint, "at": now})
+
+        def work(conn: psycopg.Connection[Any]) -> ReplicaView:
+            conn.execute(
+                "INSERT INTO ftwatch_meta (key, value) VALUES (%s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_REPLICA + holder, value),
+            )
+            return self._replicas(conn, now, forget=True)
+
+        return self._run(work, write=True)
+
+    def replicas(self, now: float) -> ReplicaView:
+        return self._run(lambda conn: self._replicas(conn, now, forget=False), write=False)
+
+    def _replicas(self, conn: psycopg.Connection[Any], now: float, *, forget: bool) -> ReplicaView:
+        rows = conn.execute("SELECT key, value FROM ftwatch_meta WHERE starts_with(key, %s)", (_REPLICA,)).fetchall()
+        lease = conn.execute("SELECT holder FROM ftwatch_lease WHERE name = 'poller' AND expires_at > now()").fetchone()
+        fingerprints, stale = {}, []
+        for key, value in rows:
+            try:
+                published = json.loads(value)
+                fresh = now - float(published["at"]) < _REPLICA_TTL_S
+            except (ValueError, KeyError, TypeError):
+                fresh = False
+            if fresh:
+                fingerprints[str(key).removeprefix(_REPLICA)] = str(published["fingerprint"])
+            else:
+                stale.append(key)
+        if forget and stale:  # replicas long gone: their rows go
+            conn.execute("DELETE FROM ftwatch_meta WHERE key = ANY(%s)", (stale,))
+        return ReplicaView(lease[0] if lease else None, fingerprints)
 
     def facts(self) -> StoreFacts:
         def work(conn: psycopg.Connection[Any]) -> StoreFacts:
