@@ -39,7 +39,7 @@ def lives(draw: st.DrawFn) -> tuple[list[Event], list[int]]:
 def _run(steps: list[Event], polls: list[int], *, full_history: bool, provider: str = "openai"):
     """Baseline after the first step, then one diff per poll; what each poll gave."""
     first = steps[0]
-    cursor: Cursor = baseline_cursor(ModelInfo("job", "j", first.status, format_timestamp(first.created_at_ns or 0)), 0)
+    cursor: Cursor = baseline_cursor(ModelInfo("job", "j", first.status, format_timestamp(first.created_at_ns or 0)))
     out = []
     for index in polls:
         now = steps[index]
@@ -110,7 +110,7 @@ def test_steps_stamped_in_the_second_a_baseline_was_taken_in_are_not_lost() -> N
     """OpenAI stamps whole seconds, ftwatch notices in nanoseconds: a baseline at
     12:00:00.7 and steps stamped 12:00:00 may well have come after it."""
     second = 1_800_000_000 * S
-    cursor = baseline_cursor(ModelInfo("j", None, "queued"), second + 7 * S // 10)
+    cursor = baseline_cursor(ModelInfo("j", None, "queued"))  # baselined at 12:00:00.7
     history = [Event("validating_files", second), Event("queued", second), Event("running", second)]
     history.append(Event("succeeded", second))
     info = ModelInfo("j", None, "succeeded", format_timestamp(second))

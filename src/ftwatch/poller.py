@@ -425,8 +425,10 @@ class Poller:
             old = state.get(model_id)
             info = item.info
             if item.lazy_baseline:
-                cursor = baseline_cursor(info, detected_at_ns)
-                changed[model_id] = ModelState(cursor, info.name, info.status, info.updated_at)
+                cursor = baseline_cursor(info)
+                changed[model_id] = ModelState(
+                    cursor, info.name, info.status, info.updated_at, noticed_ns=detected_at_ns
+                )
                 continue
             if item.events is None:  # unchanged, not read
                 if old is not None and old.name != info.name:
@@ -450,6 +452,7 @@ class Poller:
                 info.status,
                 info.updated_at,
                 stalled=old.stalled if old is not None and stay_goes_on else None,
+                noticed_ns=old.noticed_ns if old is not None and stay_goes_on else detected_at_ns,
             )
             transitions.extend(found.transitions)
         return history_read

@@ -40,9 +40,11 @@ class SnapshotChange:
     transitions: list[Transition]
 
 
-def baseline_cursor(info: ModelInfo, detected_at_ns: int) -> Cursor:
-    """A job taken as history: its status now, since when the provider says (else now)."""
-    return Cursor(info.updated_at_ns or detected_at_ns, frozenset(), info.status)
+def baseline_cursor(info: ModelInfo) -> Cursor:
+    """A job taken as history: its status now, since when the provider says. A job
+    that says no time has a cursor without one (never ours: the provider's clock is
+    not ours, and its event times are compared with the cursor)."""
+    return Cursor(info.updated_at_ns, frozenset(), info.status)
 
 
 def _steps(history: list[Event]) -> list[Event]:
@@ -63,17 +65,18 @@ _SECOND = 1_000_000_000
 
 
 def _after(steps: list[Event], previous: str | None, at_ns: int | None) -> list[Event]:
-    """The steps since the cursor. Those later than its time, and of the second up
-    to it (a whole-second stamp cannot say whether they came before or after) those
-    after the step into ``previous``, or all of them if it is not among them. Without
-    a time, those after the last step into ``previous``."""
+    """The steps since the cursor (whose time is the provider's, like the steps').
+    Those later than its time, and of the second up to it (a whole-second stamp
+    cannot say whether they came before or after) those after the step into
+    ``previous``; none of that second when it is not among them (the cursor was
+    taken after them). Without a time, those after the last step into ``previous``."""
     if at_ns is None:
         entered = [i for i, step in enumerate(steps) if step.status == previous]
         return steps[entered[-1] + 1 :] if entered else steps
     window = [s for s in steps if at_ns - _SECOND < (s.created_at_ns or 0) <= at_ns]
     later = [s for s in steps if (s.created_at_ns or 0) > at_ns]
     entered = [i for i, step in enumerate(window) if step.status == previous]
-    return (window[entered[-1] + 1 :] if entered else window) + later
+    return (window[entered[-1] + 1 :] if entered else []) + later
 
 
 def diff_snapshot(
@@ -98,6 +101,9 @@ def diff_snapshot(
     now_status = info.status
     if cursor is not None and cursor.last_status == now_status:
         return SnapshotChange(cursor, [])
+    # The failure's reason wherever the history gives it for the status now (a
+    # detail read without a usable time, or dated before the cursor, still says it).
+    reason = next((e.message for e in reversed(history) if e.status == now_status and e.message), None) or info.failure
     steps = _steps(history)
     previous = cursor.last_status if cursor is not None else None
     if cursor is not None:
@@ -114,7 +120,7 @@ def diff_snapshot(
         at = info.updated_at_ns
         newest = max((s.created_at_ns or 0 for s in steps), default=0)
         dated = at is not None and at >= newest
-        steps.append(Event(now_status, at if dated else None, message=info.failure))
+        steps.append(Event(now_status, at if dated else None, message=reason))
 
     detected_at = format_timestamp(detected_at_ns, digits=3)
     transitions: list[Transition] = []
@@ -138,14 +144,17 @@ def diff_snapshot(
                 provider=provider,
                 source=source,
                 fine_tuned_model=info.fine_tuned_model if is_now and state == "ready" else None,
-                failure_message=(step.message or (info.failure if is_now else None)) if state == "failed" else None,
+                failure_message=(step.message or (reason if is_now else None)) if state == "failed" else None,
             )
         )
         previous = step.status
-        at_ns = when if when is not None else detected_at_ns
-    since = at_ns if at_ns is not None else detected_at_ns
+        if when is not None:
+            at_ns = when
+    # The newest time the provider gave: the next read compares its steps with it.
+    times = [e.created_at_ns for e in history if e.created_at_ns is not None]
+    times += [t for t in (at_ns, info.updated_at_ns) if t is not None]
+    since = max(times) if times else None
     if cursor is not None and cursor.at_ns is not None:
-        # A cursor never moves back (the stores refuse it): a step the history dates
-        # before the moment the last one was noticed is "since" that moment.
-        since = max(since, cursor.at_ns)
+        # A cursor never moves back (the stores refuse it).
+        since = cursor.at_ns if since is None else max(since, cursor.at_ns)
     return SnapshotChange(Cursor(since, frozenset(), now_status), transitions)

@@ -43,7 +43,8 @@ def check_stall(
 ) -> tuple[Transition, ModelState] | None:
     """The alert and the model's state remembering it, if the model has stayed in its
     status past its threshold and no alert was sent for this stay yet."""
-    status, since_ns = state.cursor.last_status, state.cursor.at_ns
+    status = state.cursor.last_status
+    since_ns = state.cursor.at_ns if state.cursor.at_ns is not None else state.noticed_ns
     if status is None or since_ns is None:
         return None
     limit = threshold_s(status)

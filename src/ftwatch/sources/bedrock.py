@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import httpx
+import structlog
 from pydantic import BaseModel, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing
+from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
 from ftwatch.sources.base import (
     SourceConfig,
     SourceDeps,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from botocore.credentials import Credentials as AwsCredentials
 
 __all__ = ["BedrockSource", "BedrockSourceConfig", "SigV4"]
+
+log = structlog.get_logger("ftwatch.sources.bedrock")
 
 _JOBS = "/model-customization-jobs"
 _PAGE = 1000
@@ -114,17 +117,46 @@ class SigV4:
         return f"the AWS credential chain (profile {self._profile})" if self._profile else "the AWS credential chain"
 
 
-def _checked_time(raw: dict[str, Any], field: str) -> str | None:
-    from ftwatch.model import parse_timestamp  # noqa: PLC0415
+#: Jobs whose time could not be read, told once each (per process).
+_UNREADABLE_TOLD: set[tuple[str, str]] = set()
 
-    value = optional_str(raw, field)
-    if value is None:
+
+def aws_time(value: Any) -> int | None:
+    """A time as the AWS SDKs read one: ISO 8601 with ``T`` or a space, a zone or none
+    (UTC), or epoch seconds (a number, or its text). ``None`` when it is none of these."""
+    if isinstance(value, bool):
         return None
+    if isinstance(value, int | float):
+        return int(value * 1_000_000_000)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
     try:
-        parse_timestamp(value)
+        return parse_timestamp(text)
     except ValueError:
-        return None  # unreadable: the moment of detection stands in
-    return value
+        pass
+    try:
+        return int(float(text) * 1_000_000_000)
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text + "Z")  # "2026-12-01 21:54:13": no zone is UTC
+    except ValueError:
+        return None
+
+
+def _checked_time(raw: dict[str, Any], field: str) -> str | None:
+    value = raw.get(field)
+    if value is None or value == "":
+        return None
+    ns = aws_time(value)
+    if ns is None:
+        job = str(raw.get("jobName") or "?")[:80]
+        if (job, field) not in _UNREADABLE_TOLD:
+            _UNREADABLE_TOLD.add((job, field))
+            log.warning("time.unreadable", job=job, field=field, note="the moment ftwatch noticed stands in for it")
+        return None
+    return format_timestamp(ns)
 
 
 def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "customModelArn") -> ModelInfo:

@@ -84,7 +84,9 @@ class SimServer:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-        self._clock_ns = time.time_ns()
+        #: How far the provider's clock is from ours (a skewed API, for tests).
+        self.clock_offset_ns = 0
+        self._clock_ns = 0
         self.url = ""
 
     # --- what a provider's simulator says -------------------------------------------
@@ -104,7 +106,7 @@ class SimServer:
 
     def _now_ns(self) -> int:
         # Strictly increasing, so two changes in a row never share a timestamp by accident.
-        self._clock_ns = max(time.time_ns(), self._clock_ns + 1)
+        self._clock_ns = max(time.time_ns() + self.clock_offset_ns, self._clock_ns + 1)
         return self._clock_ns
 
     def inject(self, fault: Fault, times: int = 1) -> None:

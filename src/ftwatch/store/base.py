@@ -90,6 +90,10 @@ class ModelState:
     #: When the model (job) was first missing from a full listing: gone from the
     #: API (deleted, aged out). Kept, counted apart; cleared if it comes back.
     gone: str | None = None
+    #: When ftwatch first saw the current stay, by its own clock: a snapshot job
+    #: whose provider dates nothing still gets stall alerts (the cursor's time is
+    #: only ever the provider's).
+    noticed_ns: int | None = None
 
 
 def encode_cursor(cursor: Cursor) -> tuple[str, str]:
@@ -117,7 +121,8 @@ class LeaseLostError(StoreError):
 
 #: The columns of a model's row, in this order, in every backend.
 MODEL_COLUMNS = (
-    "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled, gone"
+    "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled, gone,"
+    " noticed_ns"
 )
 
 
@@ -158,6 +163,7 @@ def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
             undated,
             stalled,
             gone,
+            noticed,
         ) = row
         states[model_id] = ModelState(
             cursor=decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated),
@@ -166,6 +172,7 @@ def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
             list_updated=list_updated,
             stalled=stalled,
             gone=gone,
+            noticed_ns=noticed,
         )
     return states
 
@@ -187,6 +194,7 @@ def model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
         undated,
         state.stalled,
         state.gone,
+        state.noticed_ns,
     )
 
 

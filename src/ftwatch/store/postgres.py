@@ -113,8 +113,10 @@ _SCHEMA_3 = [
 ]
 
 _SCHEMA_4 = [
-    # Jobs gone from the API's list are marked, and counted apart.
+    # Jobs gone from the API's list are marked, and counted apart; a stay's start by
+    # ftwatch's clock, for providers that date nothing.
     "ALTER TABLE ftwatch_models ADD COLUMN gone TEXT",
+    "ALTER TABLE ftwatch_models ADD COLUMN noticed_ns BIGINT",
 ]
 
 #: Version n -> the statements that make n + 1 (0 is an empty database).

@@ -71,7 +71,8 @@ CREATE TABLE models (
     horizon_ns INTEGER,
     undated TEXT NOT NULL DEFAULT '[]',
     stalled TEXT,
-    gone TEXT
+    gone TEXT,
+    noticed_ns INTEGER
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,8 +118,10 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
 
 
 def _migrate_3_to_4(db: sqlite3.Connection) -> None:
-    """Jobs gone from the API's list are marked, and counted apart."""
+    """Jobs gone from the API's list are marked, and counted apart; a stay's start by
+    ftwatch's clock, for providers that date nothing."""
     db.execute("ALTER TABLE models ADD COLUMN gone TEXT")
+    db.execute("ALTER TABLE models ADD COLUMN noticed_ns INTEGER")
 
 
 #: Version n -> n + 1.
