@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.providers import world
-from tests.receiver import Receiver
+from tests.receiver import Answer, Receiver
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -111,3 +111,105 @@ def test_an_unreadable_bedrock_time_falls_back_to_detection_and_says_so_once(
         assert body["occurred_at"] == body["detected_at"]
         told = [json.loads(line) for line in stderr.splitlines() if '"time.unreadable"' in line]
         assert {t["field"] for t in told} == {"endTime", "lastModifiedTime"}  # each once, not per read
+
+
+HOSTILE_NAME = "\x1b]0;pwned\x07[/x] [link=https://evil.example]click[/link]\x1b[2J\u202egnp.exe"
+
+
+def _no_raw_controls(text: str) -> None:
+    for control in ("\x1b", "\x07", "\u202e"):
+        assert control not in text, repr(text[:300])
+
+
+def test_outside_text_is_data_in_the_view_the_text_notifier_and_the_outbox(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("cohere") as api:
+        model = api.add(HOSTILE_NAME, "STATUS_FINETUNING")
+        env = api.env(clean_env, tmp_path) | {"COLUMNS": "300"}
+        watched = run_cli(["watch", "--once"], env)
+        assert watched.returncode == 0, watched.stderr
+        assert "[/x]" in watched.stdout  # shown as it is, not read as markup
+        assert "\\x1b" in watched.stdout
+        _no_raw_controls(watched.stdout + watched.stderr)
+        hooked = env | {
+            "FTWATCH_NOTIFIERS": json.dumps(
+                [{"type": "stdout", "format": "text"}, {"type": "webhook", "url": receiver.url}]
+            )
+        }
+        _once(hooked)
+        receiver.default = Answer(400, body=b"bad \x1b[31mred\x1b[0m \x07 body")
+        api.move(model, "STATUS_READY")
+        done = run_cli(["run", "--once"], hooked)
+        assert done.returncode == 0, done.stderr
+        assert "\\x1b" in done.stdout
+        _no_raw_controls(done.stdout)
+        listed = run_cli(["outbox", "--state", "dead"], hooked)
+        assert listed.returncode == 0, listed.stderr
+        assert "\\x1b" in listed.stdout
+        _no_raw_controls(listed.stdout)
+
+
+def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    from ftwatch.model import Transition  # noqa: PLC0415
+    from ftwatch.notifiers.slack import slack_message  # noqa: PLC0415
+
+    with world("bedrock") as api:
+        job = api.add("failing", "InProgress")
+        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        _once(env)
+        odd = "first line\r\n> *not quoted* `code` \x1b[2J\n" + "x" * 10_000
+        api.sim.set_status(job, "Failed", failure_message=odd)
+        _once(env)
+        (body,) = receiver.bodies()
+        reason = body["failure_message"]
+        assert len(reason) <= 2048
+        for control in ("\n", "\r", "\x1b"):
+            assert control not in reason
+        assert reason.startswith("first line > *not quoted*")
+        message = slack_message(Transition.from_payload(body))
+        plain = [b for b in message["blocks"] if b.get("text", {}).get("type") == "plain_text"]
+        assert len(plain) == 1  # its own block, not read as mrkdwn
+        assert len(plain[0]["text"]["text"]) < 400  # 300 characters, then escaped
+        assert "\n" not in message["blocks"][0]["text"]["text"]
+
+
+def test_an_apis_multi_line_error_is_one_line(clean_env: dict[str, str], tmp_path: Path) -> None:
+    with world("bedrock") as api:
+        api.add("job", "InProgress")
+        env = api.env(clean_env, tmp_path) | {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+        done = run_cli(["run", "--once"], env)
+        assert done.returncode == 3, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.startswith("ftwatch:")]
+        assert len(lines) == 1, done.stderr
+        assert "does not match the signature you provided" in lines[0]
+        assert "Canonical String" not in done.stderr
+
+
+def test_a_connection_error_names_the_url_and_the_reason(clean_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.conftest import free_port  # noqa: PLC0415
+
+    port = free_port()
+    source = {
+        "type": "openai",
+        "base_url": f"http://127.0.0.1:{port}/secret-path?token=abc",
+        "max_attempts": 1,
+    }
+    env = clean_env | {"OPENAI_API_KEY": "sk-x", "FTWATCH_SOURCES": json.dumps([source])}
+    done = run_cli(["run", "--once"], env)
+    assert done.returncode == 1, done.stderr
+    assert f"http://127.0.0.1:{port}: connection refused" in done.stderr
+    assert "secret-path" not in done.stderr
+    assert "token" not in done.stderr
+
+
+def test_botocore_says_nothing_of_credentials_in_any_command(clean_env: dict[str, str], tmp_path: Path) -> None:
+    with world("bedrock") as api:
+        api.add("job", "InProgress")
+        env = api.env(clean_env, tmp_path)
+        for command in (["run", "--once"], ["models"], ["check-config"]):
+            done = run_cli(command, env)
+            assert done.returncode == 0, done.stderr
+            assert "Found credentials" not in done.stderr

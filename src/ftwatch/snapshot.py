@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ftwatch.diff import Cursor
 from ftwatch.model import Event, ModelInfo, Transition, format_timestamp, state_of
+from ftwatch.textsafe import failure_text
 
 __all__ = ["SnapshotChange", "baseline_cursor", "diff_snapshot", "snapshot_transition_id"]
 
@@ -131,6 +132,8 @@ def diff_snapshot(
         when = step.created_at_ns
         is_now = step.status == now_status
         state = state_of(step.status, provider)
+        # Bounded, one line, no controls: it goes into every body, Slack and the outbox.
+        failure = failure_text(step.message or (reason if is_now else None)) if state == "failed" else None
         transitions.append(
             Transition(
                 id=snapshot_transition_id(provider, model_id, previous, step.status, when),
@@ -144,7 +147,7 @@ def diff_snapshot(
                 provider=provider,
                 source=source,
                 fine_tuned_model=info.fine_tuned_model if is_now and state == "ready" else None,
-                failure_message=(step.message or (reason if is_now else None)) if state == "failed" else None,
+                failure_message=failure,
             )
         )
         previous = step.status

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from ftwatch.duration import format_duration
 from ftwatch.model import Transition, human_status
+from ftwatch.textsafe import failure_text, printable
 
 __all__ = ["headline", "human_status", "stuck", "text_line"]
 
 
 def text_line(transition: Transition) -> str:
-    """One line: when, which model, from what to what (or how long it is stuck)."""
-    name = transition.model_name or "?"
+    """One line: when, which model, from what to what (or how long it is stuck).
+    What came from the API is shown escaped: a name can never drive the terminal."""
+    name = printable(transition.model_name or "?")
+    model_id = printable(transition.model_id)
     if transition.stalled:
-        return f"{transition.detected_at}  {name} ({transition.model_id})  {stuck(transition)}"
+        return f"{transition.detected_at}  {name} ({model_id})  {printable(stuck(transition))}"
     previous = human_status(transition.previous_status) if transition.previous_status else "(none)"
-    line = f"{transition.occurred_at}  {name} ({transition.model_id})  {previous} -> {human_status(transition.status)}"
+    moved = printable(f"{previous} -> {human_status(transition.status)}")
+    line = f"{printable(transition.occurred_at)}  {name} ({model_id})  {moved}"
     if transition.failure_message:  # OpenAI's and Bedrock's reason, on one line
-        line += ": " + " ".join(transition.failure_message.split())[:300]
+        line += ": " + (failure_text(transition.failure_message, 300) or "")
     return line
 
 

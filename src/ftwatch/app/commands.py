@@ -18,6 +18,7 @@ from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.ops.logs import configure_logging
 from ftwatch.settings import Settings, load_settings, redacted
 from ftwatch.sources.base import ModelNotFoundError, SourceError
+from ftwatch.textsafe import printable
 
 __all__ = ["run_command", "run_demo"]
 
@@ -152,7 +153,8 @@ async def _events(settings: Settings, model_id: str, as_json: bool, source_name:
         print(json.dumps(rows, indent=2))
     else:
         for event in events:
-            print(f"{event.created_at}  {event.status:<28} {event.user_id or event.message or '-'}")
+            what = event.user_id or event.message or "-"
+            print(printable(f"{event.created_at}  {event.status:<28} {what}"))
     return 0
 
 
@@ -192,7 +194,7 @@ async def _models(settings: Settings, as_json: bool, source_name: str | None) ->
     print(f"{head}{'ID':<{width}}  {'NAME':<{name_width}}  STATUS")
     for name, m in listed:
         lead = f"{name:<{source_width}}  " if several else ""
-        print(f"{lead}{m.id:<{width}}  {m.name or '-':<{name_width}}  {human_status(m.status)}")
+        print(printable(f"{lead}{m.id:<{width}}  {m.name or '-':<{name_width}}  {human_status(m.status)}"))
     return 0
 
 
@@ -228,5 +230,5 @@ async def _notify_test(settings: Settings) -> int:
                 group.start_soon(one, index)
     for description, error in results:
         line = f"ok      {description}" if error is None else f"FAILED  {description}: {error}"
-        print(line)
+        print(printable(line))
     return 1 if any(error for _, error in results) else 0

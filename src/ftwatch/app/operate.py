@@ -22,6 +22,7 @@ from ftwatch.model import format_timestamp, human_status
 from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings, source_specs
 from ftwatch.store.base import OutboxRow, ReplicaRegistry, Store
+from ftwatch.textsafe import printable
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
 
@@ -184,6 +185,8 @@ def status(settings: Settings, as_json: bool) -> int:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    # Cells hold what an API or a receiver wrote (names, error bodies): escaped.
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ftwatch.model import PROVIDER_STATES, Transition, format_timestamp, human_status, parse_timestamp
+from ftwatch.textsafe import printable
 
 __all__ = ["ModelRow", "WatchState", "format_age", "render", "status_text"]
 
@@ -46,7 +47,7 @@ _WORD_STATE = {word: state for table in PROVIDER_STATES.values() for word, state
 def status_text(status: str | None) -> Text:
     fallback = _STATE_STYLE.get(_WORD_STATE.get(status or "", "unknown"), ("", "·"))
     style, symbol = _STYLE.get(status or "", fallback)
-    return Text(f"{symbol} {human_status(status)}", style=style)
+    return Text(f"{symbol} {printable(human_status(status))}", style=style)
 
 
 def format_age(seconds: float) -> str:
@@ -100,7 +101,14 @@ def render(state: WatchState, now_ns: int) -> RenderableType:
     table.add_column("LAST CHANGE", no_wrap=True)
     for row in sorted(state.rows.values(), key=lambda r: ((r.name or "").lower(), r.model_id)):
         age = format_age((now_ns - row.since_ns) / 1e9) if row.since_ns else "-"
-        table.add_row(row.name or "-", row.model_id, status_text(row.status), age, row.last_change or "-")
+        # Text, never str: rich would read "[/x]" or "[link=…]" in a name as markup.
+        table.add_row(
+            Text(printable(row.name or "-")),
+            Text(printable(row.model_id)),
+            status_text(row.status),
+            age,
+            Text(printable(row.last_change or "-")),
+        )
     if not state.rows:
         table.add_row(Text("no models yet", style="italic"), "", "", "", "")
 
@@ -109,7 +117,7 @@ def render(state: WatchState, now_ns: int) -> RenderableType:
         lines.append(Text("Recent transitions", style="bold"))
         for t in state.recent:
             line = Text(f"{format_timestamp(parse_timestamp(t.occurred_at), 0)[:-1].replace('T', ' ')}  ")
-            line.append(f"{t.model_name or t.model_id}  ")
+            line.append(f"{printable(t.model_name or t.model_id)}  ")
             line.append_text(status_text(t.previous_status) if t.previous_status else Text("(new)"))
             line.append(" -> ")
             line.append_text(status_text(t.status))

@@ -19,6 +19,7 @@ from ftwatch.notifiers.base import (
     post_json,
     resolve_url,
 )
+from ftwatch.textsafe import failure_text
 from ftwatch.wording import stuck
 
 if TYPE_CHECKING:
@@ -68,30 +69,25 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     text = f"{name} is {status}{previous} (model {transition.model_id}, at {transition.occurred_at})"
     emoji = _EMOJI.get(transition.status) or _STATE_EMOJI.get(transition.state, ":information_source:")
     headline = f"{emoji} *{name}* is *{status}*{previous}"
-    if transition.failure_message:  # OpenAI's and Bedrock's reason, escaped like the rest
-        reason = slack_escape(transition.failure_message[:300])
-        text += f": {reason}"
-        headline += f"\n>{reason}"
+    reason = failure_text(transition.failure_message, 300)
+    if reason:  # OpenAI's and Bedrock's reason: one line, escaped like the rest
+        text += f": {slack_escape(reason)}"
     if transition.stalled:
         text = f"{name} is {stuck(transition)} (model {transition.model_id})"
         headline = f":hourglass: *{name}* is {stuck(transition)}"
     if template is not None:
         text = headline = template.render(transition, fallback=text)
-    return {
-        "text": text,
-        "blocks": [
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": headline},
-            },
-            {
-                "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": f"model `{transition.model_id}` · {transition.occurred_at}"},
-                ],
-            },
-        ],
-    }
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]
+    if reason and not transition.stalled:
+        # Plain text, its own block: no mrkdwn in it is read, no newline breaks out.
+        blocks.append({"type": "section", "text": {"type": "plain_text", "text": slack_escape(reason), "emoji": False}})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"model `{transition.model_id}` · {transition.occurred_at}"}],
+        }
+    )
+    return {"text": text, "blocks": blocks}
 
 
 class SlackConfig(TemplatedConfig):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
 from typing import Any
 
 import structlog
 
 from ftwatch.linewriter import LineWriter, writer_for
+from ftwatch.textsafe import printable
 
 __all__ = ["configure_logging", "flush_logs", "set_log_level"]
 
@@ -50,7 +52,23 @@ def flush_logs(timeout_s: float = 2.0) -> None:
 atexit.register(flush_logs)
 
 _CHATTY = ("httpx", "httpcore", "hypercorn.error", "hypercorn.access")
+#: Libraries whose chatter ftwatch says in its own events (a retry: poll.failed once
+#: per streak; botocore's "Found credentials in environment variables"): shown at
+#: debug only.
+_DEBUG_ONLY = ("stamina", "botocore")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def escape_for_terminal(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """On a terminal, text from outside (a model's name, an API's error) is shown with
+    its controls escaped: a log line can never repaint the screen. JSON lines need
+    nothing: their encoder escapes every control already."""
+    return {key: printable(value) if isinstance(value, str) else value for key, value in event_dict.items()}
+
+
+def _colors() -> bool:
+    """no-color.org: a terminal that asked for no colours gets none in the logs either."""
+    return not os.environ.get("NO_COLOR")
 
 
 def configure_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
@@ -70,7 +88,7 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
-        else structlog.dev.ConsoleRenderer(colors=True, exception_formatter=structlog.dev.plain_traceback)
+        else structlog.dev.ConsoleRenderer(colors=_colors(), exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[
@@ -87,7 +105,7 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.format_exc_info] if json_lines else []),
+            *([structlog.processors.format_exc_info] if json_lines else [escape_for_terminal]),
             renderer,
         ],
     )
@@ -101,8 +119,14 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     # httpx logs every request's full URL at INFO, and a Slack webhook URL is a
     # secret: its warnings and errors still come through, its request lines never.
     # ftwatch logs its own requests (api.request_failed, notify.*) without URLs.
+    _quiet_libraries(numeric)
+
+
+def _quiet_libraries(numeric: int) -> None:
     for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
+    for library in _DEBUG_ONLY:
+        logging.getLogger(library).setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.ERROR)
     # The pool reports each failed reconnection itself; ftwatch says it once (store.*).
     logging.getLogger("psycopg.pool").setLevel(max(numeric, logging.ERROR))
 
@@ -111,7 +135,4 @@ def set_log_level(level: str) -> None:
     """Change the level of a running process (a reload)."""
     numeric = _LEVELS.get(level.lower(), logging.INFO)
     logging.getLogger().setLevel(numeric)
-    for chatty in _CHATTY:
-        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
-    # The pool reports each failed reconnection itself; ftwatch says it once (store.*).
-    logging.getLogger("psycopg.pool").setLevel(max(numeric, logging.ERROR))
+    _quiet_libraries(numeric)

@@ -206,7 +206,13 @@ class BedrockSimulator(SimServer):
             service=match["service"],
         )
         if not hmac.compare_digest(expected, match["signature"]):
-            return self._refuse("The request signature we calculated does not match the signature you provided.")
+            # AWS's own words, with the canonical request it expected after a blank line.
+            return self._refuse(
+                "The request signature we calculated does not match the signature you provided."
+                " Check your AWS Secret Access Key and signing method. Consult the service documentation"
+                f" for details.\n\nThe Canonical String for this request should have been\n'{request.method}\n"
+                f"{request.url.path}\n'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n{amz_date}'\n"
+            )
         return match["key"]
 
     def _refuse(self, why: str) -> str | None:

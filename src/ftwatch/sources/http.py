@@ -9,6 +9,8 @@ and ``message_of``.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ from ftwatch.sources.base import (
     SourceError,
     SourceUnavailableError,
 )
+from ftwatch.textsafe import one_line
 
 __all__ = ["ApiClient", "BearerKey", "Credentials", "JobRefusedError", "RetryConfig", "json_message"]
 
@@ -96,7 +99,8 @@ def json_message(*paths: tuple[str, ...]) -> Callable[[httpx.Response], str]:
             for key in path:
                 value = value.get(key) if isinstance(value, dict) else None
             if isinstance(value, str):
-                return value[:200]
+                # One line always: AWS appends its canonical request after a blank line.
+                return one_line(value) or response.reason_phrase or "no message"
         return response.reason_phrase or "no message"
 
     return message_of
@@ -177,7 +181,7 @@ class ApiClient:
             # each is one failed request, worth another try.
             self._on_request(RequestDone(endpoint, type(exc).__name__, time.perf_counter() - started))
             log.debug("api.request_failed", endpoint=endpoint, error=type(exc).__name__)
-            raise _TransientError(f"{type(exc).__name__} talking to the API") from None
+            raise _TransientError(f"{type(exc).__name__} talking to {_origin(request.url)}: {_reason(exc)}") from None
         except ValueError:  # not JSON, or not UTF-8
             self._on_request(RequestDone(endpoint, str(response.status_code), time.perf_counter() - started))
             raise _TransientError(f"malformed JSON body (HTTP {response.status_code})") from None
@@ -270,6 +274,25 @@ class ApiClient:
         except _TransientError as exc:
             raise SourceUnavailableError(f"{endpoint}: {exc}") from None
         raise AssertionError("unreachable: stamina either returns or raises")
+
+
+def _origin(url: httpx.URL) -> str:
+    """Scheme, host and port of a URL: never its path, query or userinfo."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    return f"{url.scheme}://{url.host}:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a request failed, in plain words ("connection refused", "timed out")."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno).lower()  # "connection refused", whatever wraps it
+        seen = seen.__cause__ or seen.__context__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc)).strip()
+    return one_line(text).lower() if text else "no answer"
 
 
 def _reset_seconds(text: str) -> float | None:

@@ -29,6 +29,7 @@ from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, pa
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.standard_webhooks import secret_key
+from ftwatch.textsafe import FAILURE_MAX
 
 __all__ = ["OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
 
@@ -146,7 +147,7 @@ def _event(raw: Any) -> Event | None:
     status = status_of_message(message)
     if status is None:
         return None
-    return Event(status, _seconds(raw, "created_at"), message=message[:500] if status == "failed" else None)
+    return Event(status, _seconds(raw, "created_at"), message=message[:FAILURE_MAX] if status == "failed" else None)
 
 
 class OpenAISource:
