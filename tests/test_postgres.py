@@ -208,6 +208,7 @@ def test_an_interval_longer_than_the_lease_keeps_one_leader_and_its_term(
         **hook_env(_pg_env(base_env, postgres_url), receiver),
         "FTWATCH_STATE__LEASE_S": "1",
         "FTWATCH_POLL__INTERVAL_S": "2.5",
+        "FTWATCH_LOG_LEVEL": "debug",  # quiet cycles are logged at debug
     }
     leader, standby = _leader_and_standby(daemons, env)
     wait_for(lambda: leader.stderr.count('"poll.cycle"') >= 3, timeout=15, what="three cycles of the leader")

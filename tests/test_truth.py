@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ftwatch.sources.simkit import Fault
 from tests.conftest import run_cli
 from tests.providers import world
 from tests.receiver import Answer, Receiver
@@ -213,3 +214,146 @@ def test_botocore_says_nothing_of_credentials_in_any_command(clean_env: dict[str
             done = run_cli(command, env)
             assert done.returncode == 0, done.stderr
             assert "Found credentials" not in done.stderr
+
+
+@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_wait_with_128_plus_its_number_never_0(
+    signum: int, code: int, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from tests.conftest import FTWATCH  # noqa: PLC0415
+
+    with world("openai") as api:
+        job = api.add("awaited", "running")
+        env = api.env(clean_env, tmp_path)
+        proc = subprocess.Popen(
+            [*FTWATCH, "wait", job, "--until", "ready", "--interval", "0.2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 15
+        while api.sim.count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.Signals(signum))
+        _, stderr = proc.communicate(timeout=15)
+        assert proc.returncode == code, stderr
+        assert "Traceback" not in stderr
+
+
+def test_an_unreachable_database_waits_connect_timeout_s_says_so_and_is_exit_1(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    import time  # noqa: PLC0415
+
+    from tests.conftest import free_port  # noqa: PLC0415
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    env = clean_env | {"FTWATCH_STATE__URL": url, "FTWATCH_STATE__CONNECT_TIMEOUT_S": "2", "CO_API_KEY": "x"}
+    for command in (["run", "--once"], ["status"]):
+        started = time.monotonic()
+        done = run_cli(command, env)
+        assert done.returncode == 1, done.stderr
+        assert "did not answer within 2s" in done.stderr
+        assert "connect_timeout_s" in done.stderr
+        assert time.monotonic() - started < 15
+
+
+def test_an_id_that_names_nothing_is_exit_2_for_events_wait_and_replay(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    with world("openai") as api:
+        api.add("real", "running")
+        env = api.env(clean_env, tmp_path)
+        _once(env)
+        for command in (
+            ["events", "ftjob-nothing"],
+            ["wait", "ftjob-nothing", "--timeout", "20s", "--interval", "0.2"],
+            ["outbox", "replay", "ftw_nothing"],
+        ):
+            done = run_cli(command, env)
+            assert done.returncode == 2, (command, done.stderr)
+            assert len([line for line in done.stderr.splitlines() if line.startswith("ftwatch:")]) == 1
+
+
+def test_over_budget_and_api_waits_name_the_sources_own_keys(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    from tests.conftest import Daemon, free_port  # noqa: PLC0415
+    from tests.conftest import wait_for as until  # noqa: PLC0415
+
+    with world("openai") as api:
+        for n in range(30):
+            api.add(f"job-{n}", "running")
+        port = free_port()
+        # 60 requests a minute at a 1 s interval: a budget of 1 request per cycle.
+        env = api.env(clean_env, tmp_path, max_requests_per_minute=60) | {
+            "FTWATCH_POLL__INTERVAL_S": "1",
+            "FTWATCH_POLL__RECONCILE_SHARE": "0",
+            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+        }
+        daemon = Daemon(env)
+        try:
+            daemon.wait_log('"poll.cycle"')
+            for job in list(api.ids.values())[:3]:
+                api.move(job, "succeeded")
+            until(lambda: '"poll.over_budget"' in daemon.stderr, timeout=30, what="the over-budget warning")
+        finally:
+            assert daemon.stop() == 0
+        (warning,) = [json.loads(x) for x in daemon.stderr.splitlines() if '"poll.over_budget"' in x][:1]
+        assert warning["source"] == "openai"
+        assert warning["max_requests_per_minute"] == 60
+        assert "cohere" not in json.dumps(warning)
+
+
+def test_a_down_source_logs_once_per_streak_not_every_cycle(clean_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.conftest import Daemon  # noqa: PLC0415
+    from tests.conftest import wait_for as until  # noqa: PLC0415
+
+    with world("openai") as api:
+        api.add("job", "running")
+        env = api.env(clean_env, tmp_path, max_attempts=2) | {"FTWATCH_POLL__INTERVAL_S": "0.3"}
+        daemon = Daemon(env)
+        try:
+            daemon.wait_log('"poll.cycle"')
+            api.sim.inject(Fault("503"), times=10_000)
+            until(lambda: api.sim.count(code=503) >= 12, timeout=30, what="six failed cycles")
+            api.sim.clear_faults()
+            daemon.wait_log('"poll.recovered"', timeout=15)
+        finally:
+            assert daemon.stop() == 0
+        warnings = [json.loads(x) for x in daemon.stderr.splitlines() if '"level": "warning"' in x]
+        assert [w["event"] for w in warnings] == ["poll.failed"], warnings
+        quiet = [x for x in daemon.stderr.splitlines() if '"poll.cycle"' in x]
+        assert len(quiet) == 1  # the first; quiet cycles after it are at debug
+
+
+def test_readyz_names_the_waiting_sources_own_cap(clean_env: dict[str, str], tmp_path: Path) -> None:
+    import httpx  # noqa: PLC0415
+
+    from tests.conftest import Daemon, free_port  # noqa: PLC0415
+    from tests.conftest import wait_for as until  # noqa: PLC0415
+
+    with world("openai") as api:
+        api.add("job", "running")
+        port = free_port()
+        env = api.env(clean_env, tmp_path, max_retry_after_s=3) | {
+            "FTWATCH_POLL__INTERVAL_S": "1",
+            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+        }
+        daemon = Daemon(env)
+        try:
+            daemon.wait_log('"poll.cycle"')
+            api.sim.inject(Fault("429", retry_after_s=120), times=3)
+
+            def reason() -> str:
+                return str(httpx.get(f"http://127.0.0.1:{port}/readyz").json()["reason"])
+
+            until(lambda: "max_retry_after_s" in reason(), timeout=15, what="the wait in /readyz")
+            assert "capped from 120s by openai's max_retry_after_s" in reason()
+        finally:
+            assert daemon.stop() == 0

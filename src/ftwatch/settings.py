@@ -128,6 +128,9 @@ class StateSettings(BaseModel):
     #: Polling leadership between replicas on PostgreSQL: a leader that stops
     #: renewing is replaced within this (plus one interval).
     lease_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
+    #: How long ``run --once`` and the operator's commands wait for a PostgreSQL
+    #: server that does not answer before giving up (exit 1); ``run`` waits for ever.
+    connect_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     #: Delivered rows older than this are removed ("30d"); "0s" keeps them forever.
     retention: Annotated[Duration, Field(ge=0)] = 30 * 86_400.0
 

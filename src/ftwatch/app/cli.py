@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -113,15 +114,29 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+#: The commands a signal stops cleanly (exit 0); any other it ends with 128 + its number.
+_STOP_CLEANLY = ("run", "watch", "demo")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from ftwatch.ops.logs import configure_logging, flush_logs  # noqa: PLC0415 - structlog after --help
 
     configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "info"))
+    received = [signal.SIGINT]
+    if args.command not in _STOP_CLEANLY:
+
+        def interrupted(signum: int, frame: object) -> None:
+            # SIGTERM ends a command the way Ctrl-C does, and says which it was.
+            received[0] = signal.Signals(signum)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupted)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        return 0
+        # A script must never read an interrupted `wait` as "reached the state".
+        return 0 if args.command in _STOP_CLEANLY else 128 + received[0]
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
         known = _ftwatch_error(exc)
         flush_logs()  # the lines that led here come before the one that sums it up

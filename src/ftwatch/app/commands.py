@@ -138,7 +138,8 @@ async def _events(settings: Settings, model_id: str, as_json: bool, source_name:
         try:
             events = await source.list_events(model_id)
         except ModelNotFoundError:
-            raise FtwatchError(f"model {model_id} not found: check the id with 'ftwatch models'") from None
+            # An id that names nothing is a usage error, as for `wait` and `outbox replay`.
+            raise ConfigError(f"model {model_id} not found: check the id with 'ftwatch models'") from None
         except SourceError as exc:
             raise FtwatchError(f"the API failed: {exc}") from None
     # Stable, by time alone: events of one second (OpenAI dates in seconds) keep the

@@ -29,7 +29,7 @@ from ftwatch.app.loop import PollLoop
 from ftwatch.app.signals import handle_signals
 from ftwatch.dispatch import Dispatcher
 from ftwatch.errors import ConfigError, FtwatchError
-from ftwatch.fleet import Fleet
+from ftwatch.fleet import SOURCE_MARK, Fleet
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.ops.fingerprint import NotifierShape, SourceShape, fingerprint
@@ -110,7 +110,7 @@ class Daemon:
         heartbeat going on; a wrong URL is exit 2 at once. A run --once gives up after a
         while, like a command."""
         self.health.failed("waiting for the state database")
-        wait_s = 30.0 if once else math.inf
+        wait_s = self.settings.state.connect_timeout_s if once else math.inf
         async with anyio.create_task_group() as group:
 
             async def beat() -> None:
@@ -177,7 +177,7 @@ class Daemon:
             interval_s=self.settings.poll.interval_s,
             health=self.health,
             subscribers=[self.metrics.cycle_done, self.health.cycle_done, self._status, _wake(dispatcher)],
-            max_requests_per_minute=self.settings.cohere.max_requests_per_minute,
+            limits=wiring.source_limits(self.settings),
             before_cycle=lambda: self._apply_reload(poller, dispatcher, loop),
             leadership=self.leadership,
             asked_elsewhere=(lambda: anyio.to_thread.run_sync(relay.take_poll_asks)) if relay is not None else None,
@@ -217,6 +217,15 @@ class Daemon:
         if not report.ok:
             # A cron job should hear that this run saw nothing: exit 1, one line.
             raise FtwatchError(f"the API could not be polled: {report.error}; nothing was lost")
+        down = {
+            key.removeprefix(SOURCE_MARK): why
+            for key, why in (report.result.failed if report.result else {}).items()
+            if key.startswith(SOURCE_MARK)
+        }
+        if down:
+            # One provider down is no success for a cron job either: exit 1, each named.
+            named = "; ".join(f"{name}: {why}" for name, why in down.items())
+            raise FtwatchError(f"could not poll {len(down)} of the sources ({named}); the others were polled")
 
     async def _forever(
         self, loop: PollLoop, dispatcher: Dispatcher, notifiers: list[LoadedNotifier], context: NotifierContext

@@ -8,8 +8,9 @@ refuses is an exception, and ends the command.
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
 import anyio
 import structlog
@@ -18,7 +19,7 @@ from ftwatch.app.leadership import Leadership
 from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
 from ftwatch.poller import CycleReport, FailedAt
-from ftwatch.settings import Settings
+from ftwatch.settings import Settings, source_specs
 from ftwatch.sources.base import RequestDone, SourceError
 from ftwatch.store.base import LeaseLostError, StoreError
 
@@ -38,7 +39,7 @@ class PollLoop:
     """Runs a poller's cycles every ``interval_s`` and reports each one.
 
     ``before_cycle`` runs between two cycles (a reload applies there, never in the
-    middle of one). ``max_requests_per_minute`` and the poller's budget give the
+    middle of one). ``limits`` (each source's requests per minute) and each poller's budget give the
     over-budget warning its numbers.
     """
 
@@ -49,7 +50,7 @@ class PollLoop:
         interval_s: float,
         health: Health,
         subscribers: Sequence[Callable[[CycleReport], None]] = (),
-        max_requests_per_minute: int | None = None,
+        limits: Mapping[str, int] | None = None,
         before_cycle: Callable[[], None] = _nothing,
         leadership: Leadership | None = None,
         asked_elsewhere: Callable[[], Awaitable[set[str]]] | None = None,
@@ -58,10 +59,18 @@ class PollLoop:
         self.interval_s = interval_s
         self.health = health
         self.subscribers = list(subscribers)
-        self.max_requests_per_minute = max_requests_per_minute
+        #: Each source's max_requests_per_minute, for the over-budget warning.
+        self.limits = dict(limits or {})
         self._before_cycle = before_cycle
         self.leadership = leadership
         self._requests = 0
+        self._by_source: collections.Counter[str] = collections.Counter()
+        #: The error of the failing streak (None: the last cycle was good), its length,
+        #: and whether the slow streak was told.
+        self._failing: str | None = None
+        self._failing_for = 0
+        self._told_slow = False
+        self._polled = False
         self._wakeup = anyio.Event()
         #: A full cycle is wanted now (a reload); sources a push asked to poll soon.
         self._full_asked = False
@@ -73,6 +82,7 @@ class PollLoop:
     def request_done(self, request: RequestDone) -> None:
         """Count requests (subscribe it to the source) for the budget warning."""
         self._requests += 1
+        self._by_source[request.source] += 1
 
     def wake(self) -> None:
         """End the current sleep now with a full cycle (a reload is waiting)."""
@@ -87,7 +97,7 @@ class PollLoop:
 
     def reconfigure(self, settings: Settings) -> set[str]:
         self.interval_s = settings.poll.interval_s
-        self.max_requests_per_minute = settings.cohere.max_requests_per_minute
+        self.limits = {spec.name: spec.config.max_requests_per_minute for spec in source_specs(settings)}
         return {"poll.interval_s"}
 
     async def cycle(self, only: Collection[str] | None = None) -> CycleReport:
@@ -95,6 +105,7 @@ class PollLoop:
         :class:`~ftwatch.errors.AuthRefusedError`."""
         started = anyio.current_time()
         self._last_started = started
+        self._by_source.clear()
         requests_before = self._requests
         if self.leadership is not None and not await self.leadership.ensure():
             return self._report(CycleReport(None, 0.0, 0, standby=True))
@@ -105,24 +116,37 @@ class PollLoop:
             self.leadership.lost()
             return self._report(CycleReport(None, anyio.current_time() - started, 0, standby=True))
         except SourceError as exc:
-            log.warning("poll.failed", error=str(exc))
+            self._failed(str(exc))
             report = CycleReport(
                 None, anyio.current_time() - started, self._requests - requests_before, str(exc), FailedAt.API
             )
         except StoreError as exc:
             # Nothing of the cycle was kept (rolled back): the next one reads it all again.
-            log.error("poll.failed", error=str(exc), note="nothing committed; the next cycle tries again")
+            self._failed(str(exc), note="nothing committed; the next cycle tries again")
             report = CycleReport(
                 None, anyio.current_time() - started, self._requests - requests_before, str(exc), FailedAt.STORE
             )
         else:
             report = CycleReport(result, anyio.current_time() - started, self._requests - requests_before)
+            if self._failing is not None:
+                log.info("poll.recovered", after=self._failing_for, error_was=self._failing)
+                self._failing, self._failing_for = None, 0
             if self.leadership is not None:
                 self.leadership.committed()
             self._log(report)
         if self.leadership is not None:
             await self.leadership.polled(report.result is not None)
         return self._report(report)
+
+    def _failed(self, error: str, **extra: str) -> None:
+        """Once per streak: the first failed cycle is a warning, the rest debug (the
+        retries inside each are the library's, at debug too); a recovery says how many."""
+        self._failing_for += 1
+        if self._failing is None:
+            log.warning("poll.failed", error=error, **extra)
+        else:
+            log.debug("poll.failed", error=error, cycles=self._failing_for, **extra)
+        self._failing = error
 
     def _report(self, report: CycleReport) -> CycleReport:
         for subscriber in self.subscribers:
@@ -141,7 +165,11 @@ class PollLoop:
                 previous_status=transition.previous_status,
                 transition_id=transition.id,
             )
-        log.info(
+        # A cycle that changed nothing is routine: at debug, so a quiet watcher is quiet
+        # (this process's first polled cycle is told: it shows polling works).
+        eventful = result.transitions or result.failed or result.baseline or result.not_found or not self._polled
+        self._polled = True
+        (log.info if eventful else log.debug)(
             "poll.cycle",
             models=result.models,
             plan=str(result.plan),
@@ -152,16 +180,22 @@ class PollLoop:
             baseline=result.baseline,
             seconds=round(report.seconds, 3),
         )
-        budget = self.poller.budget_per_cycle
-        if budget is not None and report.requests > budget and not result.baseline:
-            log.warning(
-                "poll.over_budget",
-                requests=report.requests,
-                budget=budget,
-                max_requests_per_minute=self.max_requests_per_minute,
-                interval_s=self.interval_s,
-                fix="cycles stretch to stay within the budget; raise poll.interval_s to keep to it",
-            )
+        if result.baseline:
+            return
+        for poller in self.poller.pollers:
+            # Each source against its own budget, named by its own key.
+            spent, budget = self._by_source[poller.name], poller.budget_per_cycle
+            if budget is not None and spent > budget:
+                log.warning(
+                    "poll.over_budget",
+                    source=poller.name,
+                    requests=spent,
+                    budget=budget,
+                    max_requests_per_minute=self.limits.get(poller.name),
+                    interval_s=self.interval_s,
+                    fix=f"cycles stretch to stay within the budget; raise poll.interval_s or {poller.name}'s"
+                    " max_requests_per_minute to keep to it",
+                )
 
     async def run(self, *, cycles: float = math.inf) -> None:
         """Cycle until cancelled (or ``cycles`` times), sleeping out each interval in
@@ -179,7 +213,11 @@ class PollLoop:
             await self.cycle()
             done += 1
             elapsed = anyio.current_time() - started
-            if elapsed > self.interval_s:
+            slow = elapsed > self.interval_s and self._failing is None  # a failure's slowness is the failure's
+            if not slow:
+                self._told_slow = False
+            elif not self._told_slow:
+                self._told_slow = True
                 log.warning(
                     "poll.slow",
                     cycle_s=round(elapsed, 3),

@@ -32,7 +32,7 @@ LIST_LIMIT = 10_000
 
 @contextmanager
 def _state(settings: Settings) -> Iterator[Store]:
-    store = wiring.open_store(settings, connect_wait_s=5.0, beside_daemon=True)
+    store = wiring.open_store(settings, beside_daemon=True)
     try:
         yield store
     finally:
@@ -88,13 +88,16 @@ def outbox_list(settings: Settings, state: str | None, notifier: str | None, as_
 def outbox_replay(settings: Settings, ids: Sequence[str], dead: bool, notifier: str | None) -> int:
     if dead == bool(ids):
         raise ConfigError("outbox replay takes --dead or transition ids, not both (see 'ftwatch outbox --state dead')")
+    wanted = list(dict.fromkeys(ids))
     with _state(settings) as store:
-        count = store.replay(None if dead else list(dict.fromkeys(ids)), notifier, time.time())
-    print(f"re-queued {count} deliveries")
-    if ids and count < len(set(ids)):
-        print(
-            "ftwatch: some ids are no dead letter (of that notifier): see 'ftwatch outbox --state dead'",
-            file=sys.stderr,
+        count = store.replay(None if dead else wanted, notifier, time.time())
+    print(f"re-queued {count} {'delivery' if count == 1 else 'deliveries'}")
+    if ids and count < len(wanted):
+        # An id that names no dead letter is a usage error, as for `events` and `wait`.
+        missing = len(wanted) - count
+        raise ConfigError(
+            f"{missing} of the {len(wanted)} ids {'is' if missing == 1 else 'are'} not a dead letter"
+            f"{' of that notifier' if notifier else ''}: see 'ftwatch outbox --state dead'"
         )
     return 0
 

@@ -8,6 +8,7 @@ same way, with the same parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -77,13 +78,14 @@ def open_store(
     settings: Settings,
     environ: Mapping[str, str] = os.environ,
     *,
-    connect_wait_s: float = 30.0,
+    connect_wait_s: float | None = None,
     beside_daemon: bool = False,
 ) -> Store:
     """The state: PostgreSQL when ``[state] url`` is set, else the SQLite file
     (blocking: call it from a worker thread in async code). ``connect_wait_s``: how
-    long to wait for a database server that refuses connections (the daemon waits as
-    long as it takes: exiting would not bring the server up). ``beside_daemon``: for
+    long to wait for a database server that refuses connections (default ``[state]
+    connect_timeout_s``; the daemon waits as long as it takes: exiting would not bring
+    the server up). ``beside_daemon``: for
     the operator's commands, which work on the state while ``run`` has it open."""
     url = state_url(settings)
     if url is not None:
@@ -91,7 +93,8 @@ def open_store(
             from ftwatch.store.postgres import PostgresStore  # noqa: PLC0415 - the optional extra
         except ImportError:
             raise ConfigError(_POSTGRES_EXTRA) from None
-        return PostgresStore(url, where=redact_url(url), connect_wait_s=connect_wait_s)
+        wait_s = settings.state.connect_timeout_s if connect_wait_s is None else connect_wait_s
+        return PostgresStore(url, where=redact_url(url), connect_wait_s=wait_s)
     from ftwatch.store.sqlite import SqliteStore  # noqa: PLC0415 - sqlite3 only for commands with state
 
     return SqliteStore(
@@ -150,8 +153,8 @@ def build_sources(
             # [cohere] keeps its own key lookup; a [[sources]] table finds its own.
             key=key_provider(settings, environ) if spec.config is settings.cohere else None,
             limiter=RateLimiter(spec.config.max_requests_per_minute),
-            on_request=_fan_out(*on_request),
-            on_wait=_fan_out(*on_wait),
+            on_request=_from_source(spec.name, _fan_out(*on_request)),
+            on_wait=_from_source(spec.name, _fan_out(*on_wait)),
             environ=environ,
         )
         try:
@@ -161,6 +164,19 @@ def build_sources(
                 raise
             raise ConfigError(f"source {spec.name!r}: {exc}") from None
     return built
+
+
+_Told = TypeVar("_Told", RequestDone, ApiWait)
+
+
+def _from_source(name: str, tell: Callable[[_Told], None]) -> Callable[[_Told], None]:
+    """``tell``, with each report stamped with the source that made it."""
+    return lambda report: tell(dataclasses.replace(report, source=name))
+
+
+def source_limits(settings: Settings) -> dict[str, int]:
+    """Each source's name -> its ``max_requests_per_minute``."""
+    return {spec.name: spec.config.max_requests_per_minute for spec in source_specs(settings)}
 
 
 def check_credentials(settings: Settings, environ: Mapping[str, str] = os.environ) -> None:

@@ -59,7 +59,8 @@ class Health:
         self.beat()
 
     def api_wait(self, wait: ApiWait) -> None:
-        capped = f" (capped from {wait.asked_s:g}s by cohere.max_retry_after_s)" if wait.asked_s > wait.seconds else ""
+        key = f"{wait.source}'s max_retry_after_s" if wait.source else "max_retry_after_s"
+        capped = f" (capped from {wait.asked_s:g}s by {key})" if wait.asked_s > wait.seconds else ""
         self.waiting(wait.seconds, f"the API asked to retry after {wait.asked_s:g}s{capped}")
 
     def reconfigure(self, settings: Settings) -> set[str]:

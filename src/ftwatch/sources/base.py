@@ -88,6 +88,8 @@ class RequestDone:
     #: The status code, or the name of the error (``ConnectError``).
     code: str
     seconds: float
+    #: The configured source that made it (set by the application).
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class ApiWait:
     seconds: float
     #: What the API asked for, before the cap.
     asked_s: float
+    #: The configured source that waits (set by the application).
+    source: str = ""
 
 
 def _ignore(_: object) -> None:

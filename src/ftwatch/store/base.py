@@ -36,6 +36,7 @@ __all__ = [
     "StoreError",
     "StoreFacts",
     "StoreOpenError",
+    "StoreUnreachableError",
     "decode_cursor",
     "delivery_params",
     "encode_cursor",
@@ -56,6 +57,11 @@ BUSY: Final = "busy"
 
 class StoreOpenError(ConfigError):
     """The state cannot be opened, or is of a newer build: exit 2."""
+
+
+class StoreUnreachableError(FtwatchError):
+    """The state's database server did not answer in time: exit 1 (it is down, and
+    the configuration may well be right)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from ftwatch.store.base import (
     StoreError,
     StoreFacts,
     StoreOpenError,
+    StoreUnreachableError,
     delivery_params,
     meta_key,
     model_row,
@@ -308,12 +309,17 @@ class PostgresStore:
                 with psycopg.connect(url, connect_timeout=5, **_CONNECTION) as probe:
                     probe.execute("SELECT 1")
             except psycopg.Error as exc:
-                if not _unreachable(exc) or time.monotonic() >= deadline:
-                    text = scrubbed(str(exc), url)
-                    detail = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+                text = scrubbed(str(exc), url)
+                detail = next((line for line in text.splitlines() if line.strip()), type(exc).__name__).strip()
+                if not _unreachable(exc):
                     raise StoreOpenError(
-                        f"cannot use the state database {self._where}: {detail.strip()};"
-                        " fix [state] url, or start the server"
+                        f"cannot use the state database {self._where}: {detail}; fix [state] url, or start the server"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    # Down, not wrong: no usage error (exit 1), and how long it was given.
+                    raise StoreUnreachableError(
+                        f"the state database {self._where} did not answer within {wait_s:g}s ({detail});"
+                        " start it, or raise [state] connect_timeout_s"
                     ) from None
                 if not told:
                     log.warning("store.unreachable", database=self._where, note="retrying until it answers")
