@@ -127,8 +127,9 @@ def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(
     done = run_cli(["notify-test"], env)
     assert done.returncode == 1
     lines = done.stdout.splitlines()
-    assert lines[0] == "ok      webhook 127.0.0.1"
-    assert lines[1].startswith("FAILED  slack 127.0.0.1: ConnectError")
+    assert lines[0].startswith("ok      webhook 127.0.0.1 [webhook-")
+    assert lines[1].startswith("FAILED  slack 127.0.0.1 [slack-")
+    assert "]: ConnectError" in lines[1]
     assert "secret-path-123" not in done.stdout + done.stderr
     [got] = receiver.received
     verify_standard_webhook(SECRET, got.headers, got.body)

@@ -357,3 +357,48 @@ def test_readyz_names_the_waiting_sources_own_cap(clean_env: dict[str, str], tmp
             assert "capped from 120s by openai's max_retry_after_s" in reason()
         finally:
             assert daemon.stop() == 0
+
+
+def test_status_shows_every_configured_notifier_and_only_the_configured_scope(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("openai") as api:
+        kept = api.add("kept", "running")
+        api.add("dropped", "running")
+        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        _once(env)  # both known, watching everything
+        narrowed = _hooked(api.env(clean_env, tmp_path, models=[kept]), receiver)
+        narrowed["FTWATCH_NOTIFIERS"] = json.dumps(
+            [
+                {"type": "webhook", "url": receiver.url},
+                {"type": "webhook", "url": receiver.url + "/other", "name": "quiet"},
+            ]
+        )
+        done = run_cli(["status", "--json"], narrowed)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["models"] == {"openai": 1}  # the configured scope only
+        assert "quiet" in report["notifiers"]  # configured, no rows yet
+        assert report["notifiers"]["quiet"] == {"pending": 0, "dead": 0, "delivered": 0, "configured": True}
+        assert "quiet" in run_cli(["status"], narrowed).stdout
+
+
+def test_notify_test_names_each_notifier_by_its_key_and_sends_a_configured_sources_shape(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("openai") as api:
+        env = api.env(clean_env, tmp_path) | {
+            "FTWATCH_NOTIFIERS": json.dumps(
+                [{"type": "webhook", "url": receiver.url + "/a"}, {"type": "webhook", "url": receiver.url + "/b"}]
+            )
+        }
+        done = run_cli(["notify-test"], env)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert len(lines) == 2
+        assert lines[0] != lines[1]  # one host, two notifiers: told apart by key
+        assert all(line.startswith("ok      webhook 127.0.0.1 [webhook-") for line in lines)
+        bodies = receiver.bodies()
+        assert {(b["provider"], b["source"], b["status"], b["state"]) for b in bodies} == {
+            ("openai", "openai", "succeeded", "ready")
+        }

@@ -13,10 +13,10 @@ import anyio
 
 from ftwatch.app import wiring
 from ftwatch.errors import ConfigError, FtwatchError
-from ftwatch.model import ModelInfo, Transition, format_timestamp, human_status
+from ftwatch.model import PROVIDER_STATES, ModelInfo, Transition, format_timestamp, human_status
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.ops.logs import configure_logging
-from ftwatch.settings import Settings, load_settings, redacted
+from ftwatch.settings import Settings, load_settings, redacted, source_specs
 from ftwatch.sources.base import ModelNotFoundError, SourceError
 from ftwatch.textsafe import printable
 
@@ -199,20 +199,35 @@ async def _models(settings: Settings, as_json: bool, source_name: str | None) ->
     return 0
 
 
+def _test_transition(settings: Settings, now: str) -> Transition:
+    """A synthetic step shaped like the first configured source's: its provider, its
+    name, and that provider's own words for "running" and "ready"."""
+    spec = source_specs(settings)[0]
+    provider = spec.type if spec.type in PROVIDER_STATES else "cohere"
+    words = PROVIDER_STATES[provider]
+    order = list(words.items())
+    at = next(i for i, (_, state) in enumerate(order) if state == "ready")
+    ready = order[at][0]
+    running = next((word for word, state in reversed(order[:at]) if state == "running"), None)
+    return Transition(
+        id="ftw_test_" + now.replace(":", "").replace("-", "").replace(".", ""),
+        model_id="ft-test-0000",
+        model_name="ftwatch-notify-test",
+        status=ready,
+        previous_status=running,
+        occurred_at=now,
+        user_id=None,
+        detected_at=now,
+        provider=provider,
+        source=spec.name,
+    )
+
+
 async def _notify_test(settings: Settings) -> int:
     if not settings.notifiers:
         raise ConfigError("no notifiers configured: add a [[notifiers]] table or FTWATCH_NOTIFIERS")
     now = format_timestamp(time.time_ns(), 3)
-    transition = Transition(
-        id="ftw_test_" + now.replace(":", "").replace("-", "").replace(".", ""),
-        model_id="ft-test-0000",
-        model_name="ftwatch-notify-test",
-        status="STATUS_READY",
-        previous_status="STATUS_DEPLOYING_API",
-        occurred_at=now,
-        user_id=None,
-        detected_at=now,
-    )
+    transition = _test_transition(settings, now)
     results: list[tuple[str, str | None]] = []
     async with wiring.hook_client() as http:
         loaded = wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
@@ -225,7 +240,8 @@ async def _notify_test(settings: Settings) -> int:
             except Exception as exc:  # noqa: BLE001 - report a plug-in's failure like any other
                 results[index] = (results[index][0], f"{type(exc).__name__}: {exc}"[:200])
 
-        results.extend((n.notifier.description, None) for n in loaded)
+        # By type and host, and by key: two webhooks to one host are told apart.
+        results.extend((f"{n.notifier.description} [{n.key}]", None) for n in loaded)
         async with anyio.create_task_group() as group:
             for index in range(len(loaded)):
                 group.start_soon(one, index)

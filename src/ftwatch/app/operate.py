@@ -15,13 +15,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
+
 from ftwatch.app import wiring
 from ftwatch.duration import format_duration
 from ftwatch.errors import ConfigError
 from ftwatch.model import format_timestamp, human_status
 from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings, source_specs
-from ftwatch.store.base import OutboxRow, ReplicaRegistry, Store
+from ftwatch.store.base import ModelState, OutboxRow, ReplicaRegistry, Store, models_in
 from ftwatch.textsafe import printable
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
@@ -109,15 +111,39 @@ def outbox_purge(settings: Settings, older_than_s: float) -> int:
     return 0
 
 
-def _per_source(settings: Settings, counted: dict[str, int]) -> dict[str, int]:
-    """Models known per configured source (0 for one that has not polled yet); a
-    namespace no source uses any more is shown by its own name."""
-    named = {spec.namespace: spec.name for spec in source_specs(settings)}
-    report = {name: counted.get(namespace, 0) for namespace, name in named.items()}
-    for namespace, count in counted.items():
-        if namespace not in named:
-            report[namespace or "cohere"] = count
-    return report
+def _in_scope(settings: Settings, rows: dict[str, ModelState]) -> tuple[dict[str, int], dict[str, int]]:
+    """Models known per configured source, within its configured scope (its
+    ``models`` when it names some), and those of them gone: rows a source no longer
+    watches are not counted."""
+    watched: dict[str, int] = {}
+    gone: dict[str, int] = {}
+    for spec in source_specs(settings):
+        mine = models_in(spec.namespace, rows)
+        if spec.models:
+            mine = {model_id: mine[model_id] for model_id in spec.models if model_id in mine}
+        watched[spec.name] = sum(1 for state in mine.values() if state.gone is None)
+        gone[spec.name] = len(mine) - watched[spec.name]
+    return watched, gone
+
+
+def _configured_keys(settings: Settings) -> list[str] | None:
+    """The configured notifiers' outbox keys, in config order (building them reads
+    their secret files); ``None`` when they cannot be built here."""
+    if not settings.notifiers:
+        return []
+
+    async def build() -> list[str]:
+        async with wiring.hook_client() as http:
+            loaded = await anyio.to_thread.run_sync(
+                wiring.notifiers, settings, wiring.notifier_context(http, sys.stdout)
+            )
+            return [n.key for n in loaded]
+
+    try:
+        return anyio.run(build)
+    except ConfigError as exc:
+        print(f"ftwatch: the configured notifiers cannot be named here: {exc}", file=sys.stderr)
+        return None
 
 
 def status(settings: Settings, as_json: bool) -> int:
@@ -130,17 +156,25 @@ def status(settings: Settings, as_json: bool) -> int:
         oldest = store.oldest_pending_age(now)
         where = store.where
         replicas = store.replicas(now) if isinstance(store, ReplicaRegistry) else None
-    # Every notifier the outbox knows (a secret is never read to name one).
-    notifiers = sorted(pending.keys() | dead.keys() | delivered.keys())
+        watched, gone_by_source = _in_scope(settings, store.load_models())
+    configured = _configured_keys(settings)
+    # Every configured notifier (rows or not), then any other the outbox still holds.
+    known = pending.keys() | dead.keys() | delivered.keys()
+    notifiers = [*(configured or []), *sorted(known - set(configured or []))]
     report: dict[str, Any] = {
         "state": where,
         "last_poll_at": format_timestamp(int(facts.last_poll_at * 1e9), 3) if facts.last_poll_at else None,
         "last_poll_age_s": round(now - facts.last_poll_at, 3) if facts.last_poll_at else None,
-        "models": _per_source(settings, facts.models),
+        "models": watched,
         #: Jobs gone from their API's list since (deleted, aged out): not in "models".
-        "models_gone": {name: n for name, n in _per_source(settings, facts.gone).items() if n},
+        "models_gone": {name: n for name, n in gone_by_source.items() if n},
         "notifiers": {
-            key: {"pending": pending.get(key, 0), "dead": dead.get(key, 0), "delivered": delivered.get(key, 0)}
+            key: {
+                "pending": pending.get(key, 0),
+                "dead": dead.get(key, 0),
+                "delivered": delivered.get(key, 0),
+                "configured": None if configured is None else key in configured,
+            }
             for key in notifiers
         },
         "oldest_pending_s": None if oldest is None else round(oldest, 3),
@@ -182,7 +216,15 @@ def status(settings: Settings, as_json: bool) -> int:
                 print(f"  {holder_name}{mark}: {digest}")
     _print_table(
         ("NOTIFIER", "PENDING", "DEAD", "DELIVERED"),
-        [(key, str(v["pending"]), str(v["dead"]), str(v["delivered"])) for key, v in report["notifiers"].items()],
+        [
+            (
+                key + (" (not configured)" if v["configured"] is False else ""),
+                str(v["pending"]),
+                str(v["dead"]),
+                str(v["delivered"]),
+            )
+            for key, v in report["notifiers"].items()
+        ],
     )
     return 0
 
