@@ -402,3 +402,85 @@ def test_notify_test_names_each_notifier_by_its_key_and_sends_a_configured_sourc
         assert {(b["provider"], b["source"], b["status"], b["state"]) for b in bodies} == {
             ("openai", "openai", "succeeded", "ready")
         }
+
+
+def test_a_reload_starts_stops_and_restarts_sources_and_names_what_needs_a_restart_every_time(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from tests.conftest import Daemon  # noqa: PLC0415
+    from tests.conftest import wait_for as until  # noqa: PLC0415
+    from tests.test_push import SECRET  # noqa: PLC0415
+
+    with world("openai") as openai, world("cohere") as cohere:
+        job = openai.add("job", "running")
+        other = openai.add("other", "running")
+        model = cohere.add("model", "STATUS_FINETUNING")
+        config = tmp_path / "ftwatch.toml"
+
+        def write_toml(*tables: dict[str, object]) -> None:
+            lines = []
+            for table in tables:
+                lines.append("[[sources]]")
+                for key, value in table.items():
+                    if isinstance(value, dict):
+                        continue
+                    lines.append(f"{key} = {json.dumps(value)}")
+                for key, value in table.items():
+                    if isinstance(value, dict):
+                        lines.append(f"[sources.{key}]")
+                        lines.extend(f"{k} = {json.dumps(v)}" for k, v in value.items())
+            lines += ["[[notifiers]]", 'type = "webhook"', f'url = "{receiver.url}"']
+            config.write_text("\n".join(lines) + "\n")
+
+        env = clean_env | openai.credentials(tmp_path) | cohere.credentials(tmp_path)
+        env |= {"FTWATCH_CONFIG": str(config), "FTWATCH_POLL__INTERVAL_S": "0.5"}
+        write_toml(openai.source())
+        daemon = Daemon(env)
+
+        def reloaded(count: int) -> dict[str, object]:
+            daemon.send(signal.SIGHUP)
+            daemon.wait_log('"reload.done"', count=count)
+            return json.loads([x for x in daemon.stderr.splitlines() if '"reload.done"' in x][-1])
+
+        def restart_needed() -> list[str]:
+            lines = [json.loads(x) for x in daemon.stderr.splitlines() if '"reload.restart_needed"' in x]
+            return list(lines[-1]["keys"]) if lines else []
+
+        try:
+            daemon.wait_log('"poll.cycle"')
+            assert cohere.sim.count() == 0
+            write_toml(openai.source(), cohere.source())  # a source added
+            reloaded(1)
+            assert '"reload.sources"' in daemon.stderr
+            until(lambda: cohere.sim.count() > 0, timeout=10, what="the added source polled")
+            cohere.move(model, "STATUS_READY")
+            until(lambda: any(b["source"] == "cohere" for b in receiver.bodies()), timeout=10, what="its transition")
+
+            write_toml(openai.source(models=[job]), cohere.source())  # only models: taken live
+            before = daemon.stderr.count('"reload.sources"')
+            reloaded(2)
+            assert daemon.stderr.count('"reload.sources"') == before  # nothing restarted
+            assert not restart_needed()
+            openai.move(other, "succeeded")  # outside the models now
+            openai.move(job, "succeeded")
+            until(lambda: any(b["model_id"] == job for b in receiver.bodies()), timeout=10, what="the kept job")
+            assert not any(b["model_id"] == other for b in receiver.bodies())
+
+            write_toml(openai.source(models=[job], webhook={"secret": SECRET}), cohere.source())
+            reloaded(3)
+            assert restart_needed() == ["sources[openai].webhook"]
+            reloaded(4)  # nothing new in the file: still not applied, still said
+            assert daemon.stderr.count('"reload.restart_needed"') == 2
+
+            write_toml(openai.source(models=[job], webhook={"secret": SECRET}))  # a source removed
+            reloaded(5)
+            time.sleep(1.0)
+            polled = cohere.sim.count()
+            time.sleep(1.5)
+            assert cohere.sim.count() == polled  # stopped
+        finally:
+            assert daemon.stop() == 0
+        assert "Traceback" not in daemon.stderr

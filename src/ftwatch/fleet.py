@@ -87,6 +87,15 @@ class Fleet:
             applied |= poller.reconfigure(settings)
         return applied
 
+    def swap(self, pollers: Sequence[Poller]) -> None:
+        """The fleet's pollers from now on (a reload: sources added, removed or
+        restarted). A lane still running for a name goes on to its end; its
+        outcome is reported if the name is still configured, and a new poller of
+        that name starts only after it."""
+        self.pollers = list(pollers)
+        names = set(self.names)
+        self._failing = {name: why for name, why in self._failing.items() if name in names}
+
     @contextlib.asynccontextmanager
     async def lanes(self) -> AsyncIterator[None]:
         """Run each source's cycles in a task of its own while inside (the daemon)."""
@@ -125,7 +134,7 @@ class Fleet:
                     group.start_soon(self._one, poller, lease)
         else:
             await self._in_lanes(self._group, chosen, lease)
-        outcomes, self._outcomes = self._outcomes, {}
+        outcomes, self._outcomes = {n: o for n, o in self._outcomes.items() if n in self.names}, {}
         results = {name: o for name, o in outcomes.items() if isinstance(o, CycleResult)}
         errors = {name: o for name, o in outcomes.items() if not isinstance(o, CycleResult)}
         for exc in errors.values():

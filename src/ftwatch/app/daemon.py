@@ -26,6 +26,7 @@ from ftwatch import __version__
 from ftwatch.app import wiring
 from ftwatch.app.leadership import Leadership
 from ftwatch.app.loop import PollLoop
+from ftwatch.app.reload_sources import SourcesPlan, plan_sources
 from ftwatch.app.signals import handle_signals
 from ftwatch.dispatch import Dispatcher
 from ftwatch.errors import ConfigError, FtwatchError
@@ -37,8 +38,9 @@ from ftwatch.ops.health import Health
 from ftwatch.ops.logs import set_log_level
 from ftwatch.ops.metrics import Metrics
 from ftwatch.ops.sdnotify import SystemdNotifier
-from ftwatch.poller import CycleReport, FailedAt
+from ftwatch.poller import CycleReport, FailedAt, Poller
 from ftwatch.settings import Settings, load_settings, source_specs
+from ftwatch.sources.base import RequestDone, SourceSpec
 from ftwatch.store.base import PollRequests, ReplicaRegistry, Store, StoreError
 
 __all__ = ["Daemon", "changed_keys"]
@@ -75,7 +77,12 @@ class Daemon:
         self.health = Health(settings.poll.interval_s)
         self.systemd = SystemdNotifier(environ)
         self._stop = anyio.Event()
-        self._reloaded: tuple[Settings, list[LoadedNotifier]] | None = None
+        self._reloaded: tuple[Settings, list[LoadedNotifier], SourcesPlan, dict[str, Poller]] | None = None
+        #: Each running source's config, and the webhook config its route was built with.
+        self._sources_in_force = {spec.name: spec.config for spec in source_specs(settings)}
+        self._pushes_in_force = {spec.name: getattr(spec.config, "webhook", None) for spec in source_specs(settings)}
+        #: Builds one source's poller as the daemon's own (set once the state is open).
+        self._build_poller: Callable[[Settings, SourceSpec], Poller] | None = None
         self.leadership: Leadership | None = None
         #: The poll loop and the state, once they exist (a push before that is moot:
         #: the first cycle reads everything anyway).
@@ -157,16 +164,29 @@ class Daemon:
     def _loop(self, store: Store, api_http: httpx.AsyncClient, dispatcher: Dispatcher) -> PollLoop:
         # The loop counts the source's requests (for the budget warning), and the
         # source exists before the loop: the closures below run only once both do.
+        loop: PollLoop  # bound below; the closures run only once it is
+
+        def counted(request: RequestDone) -> None:
+            loop.request_done(request)
+
+        on_request = [self.metrics.request_done, self.health.request_done, counted]
         poller = wiring.build_fleet(
             self.settings,
             api_http,
             store,
             routes=lambda: wiring.routes_of(dispatcher.notifiers),
             daemon=True,
-            on_request=[self.metrics.request_done, self.health.request_done, lambda r: loop.request_done(r)],  # noqa: PLW0108 - loop is bound below,
+            on_request=on_request,
             on_wait=[self.health.api_wait],
             environ=self.environ,
         )
+
+        def build_poller(settings: Settings, spec: SourceSpec) -> Poller:
+            source = wiring.build_source_of(spec, settings, api_http, on_request, [self.health.api_wait], self.environ)
+            routes = lambda: wiring.routes_of(dispatcher.notifiers)  # noqa: E731 - the same as the fleet's
+            return wiring.build_poller(source, store, settings, spec=spec, routes=routes, daemon=True)
+
+        self._build_poller = build_poller
         # Replicas on one shared store elect one poller; a file has one process anyway.
         self.leadership = Leadership(store, self.settings.state.lease_s) if store.shared else None
         if self.leadership is None:
@@ -418,20 +438,47 @@ class Daemon:
         try:
             settings, _ = await anyio.to_thread.run_sync(load_settings, path)
             notifiers = await anyio.to_thread.run_sync(wiring.notifiers, settings, context)
+            plan = plan_sources(
+                self._sources_in_force, self._pushes_in_force, source_specs(settings), legacy=settings.cohere
+            )
+            # The new and changed sources are built here, off the loop (their keys read).
+            built = await anyio.to_thread.run_sync(self._build_sources, settings, plan)
         except ConfigError as exc:
             log.error("reload.failed", error=str(exc), note="the previous configuration stays in force")
             self.systemd.notify("READY=1")
             return
-        self._reloaded = (settings, notifiers)
+        self._reloaded = (settings, notifiers, plan, built)
         loop.wake()
+
+    def _build_sources(self, settings: Settings, plan: SourcesPlan) -> dict[str, Poller]:
+        assert self._build_poller is not None
+        specs = {spec.name: spec for spec in source_specs(settings)}
+        return {name: self._build_poller(settings, specs[name]) for name in plan.to_build}
+
+    def _swap_sources(self, fleet: Fleet, settings: Settings, plan: SourcesPlan, built: dict[str, Poller]) -> None:
+        """Start, stop and restart the pollers the plan names; the others go on."""
+        if not (plan.added or plan.removed or plan.restarted):
+            return
+        running = {poller.name: poller for poller in fleet.pollers}
+        specs = source_specs(settings)
+        fleet.swap([built.get(spec.name) or running[spec.name] for spec in specs])
+        self._sources_in_force = {spec.name: spec.config for spec in specs}
+        self.metrics.source_up.clear()  # a removed source's series goes; the next cycle sets the rest
+        log.info(
+            "reload.sources",
+            added=list(plan.added),
+            removed=list(plan.removed),
+            restarted=list(plan.restarted),
+        )
 
     def _apply_reload(self, poller: Fleet, dispatcher: Dispatcher, loop: PollLoop) -> None:
         """Hand the new settings to each part; whatever changed and none applied needs
         a restart, and is named."""
         if self._reloaded is None:
             return
-        settings, notifiers = self._reloaded
+        settings, notifiers, plan, built = self._reloaded
         self._reloaded = None
+        self._swap_sources(poller, settings, plan, built)
         applied = (
             poller.reconfigure(settings)
             | dispatcher.reconfigure(settings, notifiers)
@@ -442,7 +489,10 @@ class Daemon:
         set_log_level(settings.log_level)
         self.metrics.poll_interval.set(settings.poll.interval_s)
         changed = changed_keys(self.settings, settings)
-        restart = sorted(changed - applied)
+        # [[sources]] tables apply (above), but for what the plan names: precisely,
+        # on every reload until a restart.
+        applied |= {"sources"}
+        restart = sorted(changed - applied) + list(plan.restart_needed)
         if restart:
             log.warning("reload.restart_needed", keys=restart, note="these keep their old values until a restart")
         # What needs a restart keeps its old value, so the warning stays true.

@@ -146,24 +146,39 @@ def build_sources(
     """Every configured source, through the registry, each with its API's one
     process-wide request budget (its keys read: blocking, and a missing one is a
     :class:`ConfigError`)."""
-    built = []
-    for spec in source_specs(settings):
-        deps = SourceDeps(
-            http=http,
-            # [cohere] keeps its own key lookup; a [[sources]] table finds its own.
-            key=key_provider(settings, environ) if spec.config is settings.cohere else None,
-            limiter=RateLimiter(spec.config.max_requests_per_minute),
-            on_request=_from_source(spec.name, _fan_out(*on_request)),
-            on_wait=_from_source(spec.name, _fan_out(*on_wait)),
-            environ=environ,
-        )
-        try:
-            built.append((spec, source_type(spec.type).from_config(spec.config, deps)))
-        except ConfigError as exc:
-            if len(source_specs(settings)) == 1:
-                raise
-            raise ConfigError(f"source {spec.name!r}: {exc}") from None
-    return built
+    specs = source_specs(settings)
+    return [
+        (spec, build_source_of(spec, settings, http, on_request, on_wait, environ, alone=len(specs) == 1))
+        for spec in specs
+    ]
+
+
+def build_source_of(  # noqa: PLR0917 - the parts build_sources hands on
+    spec: SourceSpec,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    on_request: Sequence[Callable[[RequestDone], None]],
+    on_wait: Sequence[Callable[[ApiWait], None]],
+    environ: Mapping[str, str],
+    *,
+    alone: bool = False,
+) -> Source:
+    """One configured source, with its API's request budget (its key read: blocking)."""
+    deps = SourceDeps(
+        http=http,
+        # [cohere] keeps its own key lookup; a [[sources]] table finds its own.
+        key=key_provider(settings, environ) if spec.config is settings.cohere else None,
+        limiter=RateLimiter(spec.config.max_requests_per_minute),
+        on_request=_from_source(spec.name, _fan_out(*on_request)),
+        on_wait=_from_source(spec.name, _fan_out(*on_wait)),
+        environ=environ,
+    )
+    try:
+        return source_type(spec.type).from_config(spec.config, deps)
+    except ConfigError as exc:
+        if alone:
+            raise
+        raise ConfigError(f"source {spec.name!r}: {exc}") from None
 
 
 _Told = TypeVar("_Told", RequestDone, ApiWait)
