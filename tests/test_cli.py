@@ -41,9 +41,10 @@ def test_events_prints_the_whole_history_oldest_first(sim: Simulator, base_env: 
 
 
 def test_events_of_an_unknown_model_is_one_line(sim: Simulator, base_env: dict[str, str]) -> None:
-    """An unknown model id is one line on stderr and exit 1, no traceback."""
+    """An unknown model id is one line on stderr and exit 2 (an id that names nothing,
+    as for wait and outbox replay), no traceback."""
     done = run_cli(["events", "ft-unknown"], base_env)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip() == "ftwatch: model ft-unknown not found: check the id with 'ftwatch models'"
 
 
