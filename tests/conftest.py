@@ -98,6 +98,19 @@ def base_env(sim: Simulator, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def quiet_env(tmp_path: Path) -> dict[str, str]:
+    """No key of anyone's, no HTTP listener, a state file of the test's own and fast
+    delivery retries: each test adds its provider's credentials and sources."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "CO_", "OPENAI_", "AWS_"))}
+    return env | {
+        "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
+        "FTWATCH_DELIVERY__RETRY_INITIAL_S": "0.05",
+        "FTWATCH_HTTP__LISTEN": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def notifiers_env(*notifiers: dict[str, Any]) -> dict[str, str]:
     return {"FTWATCH_NOTIFIERS": json.dumps(list(notifiers))}
 

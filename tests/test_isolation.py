@@ -4,7 +4,6 @@ a job listed twice or gone (issue 17, items 6-8)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,26 +15,15 @@ from tests.providers import world
 from tests.receiver import Receiver
 
 
-@pytest.fixture
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "CO_", "OPENAI_", "AWS_"))}
-    return env | {
-        "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
-        "FTWATCH_DELIVERY__RETRY_INITIAL_S": "0.05",
-        "FTWATCH_HTTP__LISTEN": "",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
 def test_an_api_paging_for_ever_delays_no_other_source_and_is_marked_down(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("openai", latency_s=0.05) as endless, world("cohere") as cohere:
         endless.add("real", "running")
         model = cohere.add("model", "STATUS_FINETUNING")
         port = free_port()
         env = (
-            clean_env
+            quiet_env
             | endless.credentials(tmp_path)
             | cohere.credentials(tmp_path)
             | {
@@ -67,11 +55,11 @@ def test_an_api_paging_for_ever_delays_no_other_source_and_is_marked_down(
         assert all(r.json()["source"] == "cohere" for r in receiver.received)
 
 
-def test_a_listing_past_its_page_cap_fails_that_source_in_one_line(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_listing_past_its_page_cap_fails_that_source_in_one_line(quiet_env: dict[str, str], tmp_path: Path) -> None:
     with world("openai") as api:
         api.add("real", "running")
         api.sim.endless_pages = True
-        env = api.env(clean_env, tmp_path, max_pages=5)
+        env = api.env(quiet_env, tmp_path, max_pages=5)
         done = run_cli(["run", "--once"], env, timeout=30)
         assert done.returncode == 1, done.stderr
         assert "still more pages after 5" in done.stderr
@@ -80,12 +68,12 @@ def test_a_listing_past_its_page_cap_fails_that_source_in_one_line(clean_env: di
 
 @pytest.mark.parametrize("provider", ["bedrock", "openai"])
 def test_a_refusal_of_one_jobs_detail_is_that_jobs_failure_not_the_keys(
-    provider: str, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    provider: str, quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world(provider) as api:
         denied = api.add("denied", "InProgress" if provider == "bedrock" else "running")
         other = api.add("other", "InProgress" if provider == "bedrock" else "running")
-        env = api.env(clean_env, tmp_path) | {
+        env = api.env(quiet_env, tmp_path) | {
             "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}])
         }
         assert run_cli(["run", "--once"], env).returncode == 0  # the baseline
@@ -106,7 +94,7 @@ def test_a_refusal_of_one_jobs_detail_is_that_jobs_failure_not_the_keys(
 
 
 def test_a_job_listed_twice_is_read_once_and_a_vanished_one_is_counted_as_gone(
-    clean_env: dict[str, str], tmp_path: Path
+    quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
     with world("openai") as api:
         twice = api.add("twice", "running")
@@ -114,7 +102,7 @@ def test_a_job_listed_twice_is_read_once_and_a_vanished_one_is_counted_as_gone(
         leaving = api.add("leaving", "running")
         api.add("staying", "running")
         api.sim.override(echo, id=twice)  # a second page lists the same job again, staler
-        env = api.env(clean_env, tmp_path)
+        env = api.env(quiet_env, tmp_path)
         listed = run_cli(["models", "--json"], env)
         assert listed.returncode == 0, listed.stderr
         assert [m["id"] for m in json.loads(listed.stdout)].count(twice) == 1

@@ -245,6 +245,10 @@ def test_a_storm_of_pushes_makes_few_cycles_of_that_source_only_and_foreign_jobs
             assert daemon.stop() == 0
 
 
+def _on_postgres(env: dict[str, str], url: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "FTWATCH_STATE__PATH"} | {"FTWATCH_STATE__URL": url}
+
+
 def test_a_push_to_a_standby_makes_the_leader_poll_within_seconds(
     push_env: dict[str, str],
     tmp_path: Path,
@@ -254,8 +258,7 @@ def test_a_push_to_a_standby_makes_the_leader_poll_within_seconds(
 ) -> None:
     with world("openai") as api:
         job = api.add("pushed", "running")
-        base = {k: v for k, v in push_env.items() if k != "FTWATCH_STATE__PATH"} | {"FTWATCH_STATE__URL": postgres_url}
-        env = api.env(base, tmp_path, webhook={"secret": SECRET}) | {
+        env = api.env(_on_postgres(push_env, postgres_url), tmp_path, webhook={"secret": SECRET}) | {
             "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
         }
         leader_port, standby_port = free_port(), free_port()
@@ -286,8 +289,7 @@ def test_replicas_that_watch_differently_are_told_apart_in_logs_metrics_readyz_a
     with world("openai") as api, world("cohere") as cohere:
         api.add("job", "running")
         cohere.add("model")
-        base = {k: v for k, v in push_env.items() if k != "FTWATCH_STATE__PATH"} | {
-            "FTWATCH_STATE__URL": postgres_url,
+        base = _on_postgres(push_env, postgres_url) | {
             "FTWATCH_POLL__INTERVAL_S": "1",
             "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
         }

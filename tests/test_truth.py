@@ -4,7 +4,6 @@ user meets it (the CLI as a subprocess, the simulators as the APIs)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,6 @@ from tests.providers import world
 from tests.receiver import Answer, Receiver
 
 DAY_NS = 86_400 * 1_000_000_000
-
-
-@pytest.fixture
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "CO_", "OPENAI_", "AWS_"))}
-    return env | {
-        "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
-        "FTWATCH_DELIVERY__RETRY_INITIAL_S": "0.05",
-        "FTWATCH_HTTP__LISTEN": "",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def _hooked(env: dict[str, str], receiver: Receiver) -> dict[str, str]:
@@ -40,12 +28,12 @@ def _once(env: dict[str, str]) -> str:
 
 @pytest.mark.parametrize("offset_ns", [-30 * DAY_NS, 5 * 1_000_000_000], ids=["30-days-behind", "5-s-ahead"])
 def test_steps_between_polls_are_kept_whatever_the_providers_clock(
-    offset_ns: int, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    offset_ns: int, quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("openai") as api:
         api.sim.clock_offset_ns = offset_ns
         job = api.add("skewed", "queued")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        env = _hooked(api.env(quiet_env, tmp_path), receiver)
         _once(env)  # the baseline: queued, no time of its own
         api.move(job, "running")
         api.move(job, "succeeded")
@@ -57,11 +45,11 @@ def test_steps_between_polls_are_kept_whatever_the_providers_clock(
 
 @pytest.mark.parametrize("end_time", [None, "yesterday-ish", "1999-01-01T00:00:00Z"], ids=["missing", "bad", "old"])
 def test_bedrocks_failure_message_reaches_the_body_whatever_its_times(
-    end_time: str | None, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    end_time: str | None, quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("bedrock") as api:
         job = api.add("failing", "InProgress")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        env = _hooked(api.env(quiet_env, tmp_path), receiver)
         _once(env)
         api.sim.set_status(job, "Failed", failure_message="Insufficient permissions on s3://bucket/train.jsonl")
         times = {"endTime": end_time, "lastModifiedTime": end_time}
@@ -85,11 +73,11 @@ def test_bedrocks_failure_message_reaches_the_body_whatever_its_times(
     ],
 )
 def test_bedrock_times_are_read_as_the_aws_sdks_read_them(
-    written: object, expected: str, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    written: object, expected: str, quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("bedrock") as api:
         job = api.add("dated", "InProgress")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        env = _hooked(api.env(quiet_env, tmp_path), receiver)
         _once(env)
         api.sim.set_status(job, "Completed")
         api.sim.override(job, endTime=written)
@@ -99,11 +87,11 @@ def test_bedrock_times_are_read_as_the_aws_sdks_read_them(
 
 
 def test_an_unreadable_bedrock_time_falls_back_to_detection_and_says_so_once(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("bedrock") as api:
         job = api.add("undated", "InProgress")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        env = _hooked(api.env(quiet_env, tmp_path), receiver)
         _once(env)
         api.sim.set_status(job, "Completed")
         api.sim.override(job, endTime="the day after tomorrow", lastModifiedTime="soon")
@@ -123,11 +111,11 @@ def _no_raw_controls(text: str) -> None:
 
 
 def test_outside_text_is_data_in_the_view_the_text_notifier_and_the_outbox(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("cohere") as api:
         model = api.add(HOSTILE_NAME, "STATUS_FINETUNING")
-        env = api.env(clean_env, tmp_path) | {"COLUMNS": "300"}
+        env = api.env(quiet_env, tmp_path) | {"COLUMNS": "300"}
         watched = run_cli(["watch", "--once"], env)
         assert watched.returncode == 0, watched.stderr
         assert "[/x]" in watched.stdout  # shown as it is, not read as markup
@@ -152,14 +140,14 @@ def test_outside_text_is_data_in_the_view_the_text_notifier_and_the_outbox(
 
 
 def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     from ftwatch.model import Transition  # noqa: PLC0415
     from ftwatch.notifiers.slack import slack_message  # noqa: PLC0415
 
     with world("bedrock") as api:
         job = api.add("failing", "InProgress")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        env = _hooked(api.env(quiet_env, tmp_path), receiver)
         _once(env)
         odd = "first line\r\n> *not quoted* `code` \x1b[2J\n" + "x" * 10_000
         api.sim.set_status(job, "Failed", failure_message=odd)
@@ -177,10 +165,10 @@ def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
         assert "\n" not in message["blocks"][0]["text"]["text"]
 
 
-def test_an_apis_multi_line_error_is_one_line(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_an_apis_multi_line_error_is_one_line(quiet_env: dict[str, str], tmp_path: Path) -> None:
     with world("bedrock") as api:
         api.add("job", "InProgress")
-        env = api.env(clean_env, tmp_path) | {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+        env = api.env(quiet_env, tmp_path) | {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}
         done = run_cli(["run", "--once"], env)
         assert done.returncode == 3, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.startswith("ftwatch:")]
@@ -189,7 +177,7 @@ def test_an_apis_multi_line_error_is_one_line(clean_env: dict[str, str], tmp_pat
         assert "Canonical String" not in done.stderr
 
 
-def test_a_connection_error_names_the_url_and_the_reason(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_connection_error_names_the_url_and_the_reason(quiet_env: dict[str, str], tmp_path: Path) -> None:
     from tests.conftest import free_port  # noqa: PLC0415
 
     port = free_port()
@@ -198,7 +186,7 @@ def test_a_connection_error_names_the_url_and_the_reason(clean_env: dict[str, st
         "base_url": f"http://127.0.0.1:{port}/secret-path?token=abc",
         "max_attempts": 1,
     }
-    env = clean_env | {"OPENAI_API_KEY": "sk-x", "FTWATCH_SOURCES": json.dumps([source])}
+    env = quiet_env | {"OPENAI_API_KEY": "sk-x", "FTWATCH_SOURCES": json.dumps([source])}
     done = run_cli(["run", "--once"], env)
     assert done.returncode == 1, done.stderr
     assert f"http://127.0.0.1:{port}: connection refused" in done.stderr
@@ -206,10 +194,10 @@ def test_a_connection_error_names_the_url_and_the_reason(clean_env: dict[str, st
     assert "token" not in done.stderr
 
 
-def test_botocore_says_nothing_of_credentials_in_any_command(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_botocore_says_nothing_of_credentials_in_any_command(quiet_env: dict[str, str], tmp_path: Path) -> None:
     with world("bedrock") as api:
         api.add("job", "InProgress")
-        env = api.env(clean_env, tmp_path)
+        env = api.env(quiet_env, tmp_path)
         for command in (["run", "--once"], ["models"], ["check-config"]):
             done = run_cli(command, env)
             assert done.returncode == 0, done.stderr
@@ -218,7 +206,7 @@ def test_botocore_says_nothing_of_credentials_in_any_command(clean_env: dict[str
 
 @pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_ends_wait_with_128_plus_its_number_never_0(
-    signum: int, code: int, clean_env: dict[str, str], tmp_path: Path
+    signum: int, code: int, quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
     import signal  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
@@ -228,7 +216,7 @@ def test_a_signal_ends_wait_with_128_plus_its_number_never_0(
 
     with world("openai") as api:
         job = api.add("awaited", "running")
-        env = api.env(clean_env, tmp_path)
+        env = api.env(quiet_env, tmp_path)
         proc = subprocess.Popen(
             [*FTWATCH, "wait", job, "--until", "ready", "--interval", "0.2"],
             env=env,
@@ -246,14 +234,14 @@ def test_a_signal_ends_wait_with_128_plus_its_number_never_0(
 
 
 def test_an_unreachable_database_waits_connect_timeout_s_says_so_and_is_exit_1(
-    clean_env: dict[str, str], tmp_path: Path
+    quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
     import time  # noqa: PLC0415
 
     from tests.conftest import free_port  # noqa: PLC0415
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
-    env = clean_env | {"FTWATCH_STATE__URL": url, "FTWATCH_STATE__CONNECT_TIMEOUT_S": "2", "CO_API_KEY": "x"}
+    env = quiet_env | {"FTWATCH_STATE__URL": url, "FTWATCH_STATE__CONNECT_TIMEOUT_S": "2", "CO_API_KEY": "x"}
     for command in (["run", "--once"], ["status"]):
         started = time.monotonic()
         done = run_cli(command, env)
@@ -264,11 +252,11 @@ def test_an_unreachable_database_waits_connect_timeout_s_says_so_and_is_exit_1(
 
 
 def test_an_id_that_names_nothing_is_exit_2_for_events_wait_and_replay(
-    clean_env: dict[str, str], tmp_path: Path
+    quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
     with world("openai") as api:
         api.add("real", "running")
-        env = api.env(clean_env, tmp_path)
+        env = api.env(quiet_env, tmp_path)
         _once(env)
         for command in (
             ["events", "ftjob-nothing"],
@@ -281,7 +269,7 @@ def test_an_id_that_names_nothing_is_exit_2_for_events_wait_and_replay(
 
 
 def test_over_budget_and_api_waits_name_the_sources_own_keys(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     from tests.conftest import Daemon, free_port  # noqa: PLC0415
     from tests.conftest import wait_for as until  # noqa: PLC0415
@@ -291,7 +279,7 @@ def test_over_budget_and_api_waits_name_the_sources_own_keys(
             api.add(f"job-{n}", "running")
         port = free_port()
         # 60 requests a minute at a 1 s interval: a budget of 1 request per cycle.
-        env = api.env(clean_env, tmp_path, max_requests_per_minute=60) | {
+        env = api.env(quiet_env, tmp_path, max_requests_per_minute=60) | {
             "FTWATCH_POLL__INTERVAL_S": "1",
             "FTWATCH_POLL__RECONCILE_SHARE": "0",
             "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
@@ -310,13 +298,13 @@ def test_over_budget_and_api_waits_name_the_sources_own_keys(
         assert "cohere" not in json.dumps(warning)
 
 
-def test_a_down_source_logs_once_per_streak_not_every_cycle(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_down_source_logs_once_per_streak_not_every_cycle(quiet_env: dict[str, str], tmp_path: Path) -> None:
     from tests.conftest import Daemon  # noqa: PLC0415
     from tests.conftest import wait_for as until  # noqa: PLC0415
 
     with world("openai") as api:
         api.add("job", "running")
-        env = api.env(clean_env, tmp_path, max_attempts=2) | {"FTWATCH_POLL__INTERVAL_S": "0.3"}
+        env = api.env(quiet_env, tmp_path, max_attempts=2) | {"FTWATCH_POLL__INTERVAL_S": "0.3"}
         daemon = Daemon(env)
         try:
             daemon.wait_log('"poll.cycle"')
@@ -332,7 +320,7 @@ def test_a_down_source_logs_once_per_streak_not_every_cycle(clean_env: dict[str,
         assert len(quiet) == 1  # the first; quiet cycles after it are at debug
 
 
-def test_readyz_names_the_waiting_sources_own_cap(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_readyz_names_the_waiting_sources_own_cap(quiet_env: dict[str, str], tmp_path: Path) -> None:
     import httpx  # noqa: PLC0415
 
     from tests.conftest import Daemon, free_port  # noqa: PLC0415
@@ -341,7 +329,7 @@ def test_readyz_names_the_waiting_sources_own_cap(clean_env: dict[str, str], tmp
     with world("openai") as api:
         api.add("job", "running")
         port = free_port()
-        env = api.env(clean_env, tmp_path, max_retry_after_s=3) | {
+        env = api.env(quiet_env, tmp_path, max_retry_after_s=3) | {
             "FTWATCH_POLL__INTERVAL_S": "1",
             "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
         }
@@ -360,14 +348,14 @@ def test_readyz_names_the_waiting_sources_own_cap(clean_env: dict[str, str], tmp
 
 
 def test_status_shows_every_configured_notifier_and_only_the_configured_scope(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("openai") as api:
         kept = api.add("kept", "running")
         api.add("dropped", "running")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
+        env = _hooked(api.env(quiet_env, tmp_path), receiver)
         _once(env)  # both known, watching everything
-        narrowed = _hooked(api.env(clean_env, tmp_path, models=[kept]), receiver)
+        narrowed = _hooked(api.env(quiet_env, tmp_path, models=[kept]), receiver)
         narrowed["FTWATCH_NOTIFIERS"] = json.dumps(
             [
                 {"type": "webhook", "url": receiver.url},
@@ -384,10 +372,10 @@ def test_status_shows_every_configured_notifier_and_only_the_configured_scope(
 
 
 def test_notify_test_names_each_notifier_by_its_key_and_sends_a_configured_sources_shape(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("openai") as api:
-        env = api.env(clean_env, tmp_path) | {
+        env = api.env(quiet_env, tmp_path) | {
             "FTWATCH_NOTIFIERS": json.dumps(
                 [{"type": "webhook", "url": receiver.url + "/a"}, {"type": "webhook", "url": receiver.url + "/b"}]
             )
@@ -405,7 +393,7 @@ def test_notify_test_names_each_notifier_by_its_key_and_sends_a_configured_sourc
 
 
 def test_a_reload_starts_stops_and_restarts_sources_and_names_what_needs_a_restart_every_time(
-    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     import signal  # noqa: PLC0415
     import time  # noqa: PLC0415
@@ -435,7 +423,7 @@ def test_a_reload_starts_stops_and_restarts_sources_and_names_what_needs_a_resta
             lines += ["[[notifiers]]", 'type = "webhook"', f'url = "{receiver.url}"']
             config.write_text("\n".join(lines) + "\n")
 
-        env = clean_env | openai.credentials(tmp_path) | cohere.credentials(tmp_path)
+        env = quiet_env | openai.credentials(tmp_path) | cohere.credentials(tmp_path)
         env |= {"FTWATCH_CONFIG": str(config), "FTWATCH_POLL__INTERVAL_S": "0.5"}
         write_toml(openai.source())
         daemon = Daemon(env)
