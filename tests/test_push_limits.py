@@ -3,6 +3,7 @@ they cost, and polling and the health probes go on meanwhile (issue 17, items 1-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -313,3 +314,56 @@ def test_replicas_that_watch_differently_are_told_apart_in_logs_metrics_readyz_a
         assert standby.stderr.count('"replica.config_differs"') == 1  # once, not every few seconds
         assert standby.stop() == 0
         assert leader.stop() == 0
+
+
+def test_out_of_descriptors_an_accept_error_is_one_warning_and_the_port_recovers(
+    push_env: dict[str, str], tmp_path: Path
+) -> None:
+    import resource  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import FTWATCH  # noqa: PLC0415
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    with world("openai") as api:
+        api.add("job", "running")
+        port = free_port()
+        env = api.env(push_env, tmp_path, webhook={"secret": SECRET}) | {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}"}
+        proc = subprocess.Popen(
+            [*FTWATCH, "run"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=few_files,  # noqa: PLW1509
+        )
+        held: list[socket.socket] = []
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            for _ in range(120):  # more than the process may open
+                with contextlib.suppress(OSError):
+                    held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            time.sleep(2.0)
+            for conn in held:
+                conn.close()
+            ok = False
+            deadline = time.monotonic() + 15
+            while not ok and time.monotonic() < deadline:
+                try:
+                    ok = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            assert ok, "the port never recovered"
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=20)
+        assert stderr.count('"http.accept_failed"') == 1, stderr[-2000:]
+        assert "out of system resource" not in stderr
+        assert "Traceback" not in stderr
