@@ -30,7 +30,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="ftwatch", description="Watch fine-tuned models (Cohere, OpenAI, Bedrock) and notify on status changes."
     )
     parser.add_argument("--version", action="version", version=f"ftwatch {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    # Global options go before or after the command (kubectl's way): before, under a
+    # dest of their own, so a command's own default never blanks them.
+    parser.add_argument(
+        "--config", dest="global_config", metavar="P", help="TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.add_parser(
+        "version", help="this ftwatch's version (with -o json: Python and installed extras)"
+    ).add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (default) or one JSON object")
 
     def with_config(p: argparse.ArgumentParser, *, nested: bool = False) -> argparse.ArgumentParser:
         # Nested (outbox replay): no default of its own, or it would blank the parent's.
@@ -118,8 +126,41 @@ def _duration(text: str) -> float:
 _STOP_CLEANLY = ("run", "watch", "demo")
 
 
+def _version(output: str) -> int:
+    import importlib.util  # noqa: PLC0415 - only for this command
+    import json  # noqa: PLC0415
+    import platform  # noqa: PLC0415
+
+    if output == "text":
+        print(f"ftwatch {__version__}")
+        return 0
+    modules = {"postgres": "psycopg", "bedrock": "botocore", "apprise": "apprise"}
+    extras = sorted(extra for extra, module in modules.items() if importlib.util.find_spec(module) is not None)
+    print(json.dumps({"version": __version__, "python": platform.python_version(), "extras": extras}))
+    return 0
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command is None:
+        # Bare `ftwatch`: the short usage with the commands, as a usage error.
+        parser.print_help(sys.stderr)
+        raise SystemExit(2)
+    if unknown:
+        # An unknown option points to that command's own help, not the top level's.
+        sub = f"ftwatch {args.command}"
+        print(f"ftwatch: unrecognized arguments: {' '.join(unknown)} (see '{sub} --help')", file=sys.stderr)
+        raise SystemExit(2)
+    if (getattr(args, "config", None) is None and "config" in vars(args)) or args.global_config is not None:
+        args.config = getattr(args, "config", None) or args.global_config
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
+    if args.command == "version":
+        return _version(args.output)
     from ftwatch.ops.logs import configure_logging, flush_logs  # noqa: PLC0415 - structlog after --help
 
     configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "info"))
