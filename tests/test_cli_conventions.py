@@ -40,3 +40,52 @@ def test_bare_ftwatch_shows_the_commands_and_an_unknown_option_points_to_its_com
     bogus = run_cli(["run", "--bogus"], quiet_env)
     assert bogus.returncode == 2
     assert bogus.stderr.strip() == "ftwatch: unrecognized arguments: --bogus (see 'ftwatch run --help')"
+
+
+def test_a_piped_table_is_never_cut_and_a_single_table_has_no_quit_hint(
+    quiet_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.providers import world  # noqa: PLC0415
+
+    long_name = "claims-titan-model-" + "x" * 101  # 120 characters
+    with world("cohere") as api:
+        api.add(long_name, "STATUS_FINETUNING")
+        done = run_cli(["watch", "--once"], api.env(quiet_env, tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert long_name in done.stdout
+        assert "LAST CHANGE" in done.stdout
+        assert "1 model ·" in done.stdout
+        assert "Ctrl-C" not in done.stdout
+
+
+def test_messages_count_right_and_say_states_in_plain_words() -> None:
+    from ftwatch.model import Transition  # noqa: PLC0415
+    from ftwatch.notifiers.slack import slack_message  # noqa: PLC0415
+    from ftwatch.wording import plural  # noqa: PLC0415
+
+    assert [plural(n, "delivery") for n in (0, 1, 2)] == ["0 deliveries", "1 delivery", "2 deliveries"]
+    assert plural(1, "notifier") == "1 notifier"
+    done = Transition(
+        "ftw_x", "ftjob-1", "outage-job", "succeeded", "running", "2026-12-01T00:00:00Z", None,
+        "2026-12-01T00:00:01Z", provider="openai", source="openai",
+    )  # fmt: skip
+    assert slack_message(done)["text"].startswith("outage-job succeeded (was running)")
+
+
+def test_logs_on_a_terminal_honour_no_color(quiet_env: dict[str, str]) -> None:
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import FTWATCH  # noqa: PLC0415
+
+    if shutil.which("script") is None:
+        import pytest  # noqa: PLC0415
+
+        pytest.skip("util-linux's script is needed to give ftwatch a terminal")
+    command = " ".join([*FTWATCH, "check-config"])
+    for no_color, coloured in (("1", False), ("", True)):
+        env = quiet_env | {"CO_API_KEY": "x", "NO_COLOR": no_color, "FTWATCH_LOG_LEVEL": "debug", "TERM": "xterm"}
+        done = subprocess.run(
+            ["script", "-qec", command, "/dev/null"], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert ("\x1b[" in done.stdout) is coloured, done.stdout[-500:]

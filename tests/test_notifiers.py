@@ -81,9 +81,9 @@ def test_slack_is_paced_and_429_is_retried_after_retry_after(
     daemon.stop()
     assert "rate_limited" in daemon.stderr
     texts = [body["text"] for body in receiver.bodies()]
-    assert texts[0].startswith("my-classifier is finetuning, was queued")
-    assert texts[1].startswith("my-classifier is deploying api, was finetuning")
-    assert texts[2].startswith("my-classifier is ready, was deploying api")
+    assert texts[0].startswith("my-classifier is finetuning (was queued)")
+    assert texts[1].startswith("my-classifier is deploying api (was finetuning)")
+    assert texts[2].startswith("my-classifier is ready (was deploying api)")
     times = [a.at for a in receiver.attempts]
     assert len(times) == 4
     assert times[1] - times[0] >= 0.95  # about one message a second
@@ -105,8 +105,8 @@ def test_slack_message_names_model_statuses_and_time() -> None:
             "x",
         )
     )
-    assert message["text"] == "summarizer is failed, was finetuning (model ft-9, at 2026-11-01T12:00:00.000000000Z)"
-    assert "*summarizer* is *failed*" in message["blocks"][0]["text"]["text"]
+    assert message["text"] == "summarizer failed (was finetuning) (model ft-9, at 2026-11-01T12:00:00.000000000Z)"
+    assert "*summarizer* *failed* (was finetuning)" in message["blocks"][0]["text"]["text"]
     assert "ft-9" in message["blocks"][1]["elements"][0]["text"]
 
 

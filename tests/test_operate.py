@@ -55,7 +55,7 @@ def test_sd_notify_ready_watchdog_stopping(
         lambda g: (
             sum("WATCHDOG=1" in m for m in g) >= 2
             and any("READY=1" in m for m in g)
-            and any("STATUS=watching 1 models" in m for m in g)
+            and any("STATUS=watching 1 model;" in m for m in g)
         ),
     )
     assert time.monotonic() - started < 10

@@ -76,7 +76,7 @@ def test_a_dead_letter_is_listed_replayed_into_the_running_daemon_and_purged(
 
     purged = run_cli(["outbox", "purge", "--older-than", "0s"], env)
     assert purged.returncode == 0, purged.stderr
-    assert purged.stdout.startswith("removed 1 deliveries")
+    assert purged.stdout.startswith("removed 1 delivery")
     assert _outbox(env, "--state", "delivered") == []
     assert daemon.stop() == 0
     assert len(receiver.received) == 1

@@ -450,7 +450,7 @@ def test_slack_and_text_lines_say_a_failure_and_its_reason_escaped() -> None:
         failure_message="bad <!channel> file\nline two",
     )
     message = slack_message(failed)
-    assert message["blocks"][0]["text"]["text"].startswith(":x: *bot* is *failed*")
+    assert message["blocks"][0]["text"]["text"].startswith(":x: *bot* *failed* (was running)")
     assert "&lt;!channel&gt;" in message["text"]
     assert "<!channel>" not in json.dumps(message)
     assert text_line(failed).endswith("running -> failed: bad <!channel> file line two")

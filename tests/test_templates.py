@@ -120,7 +120,7 @@ def test_apprise_delivers_through_json_scheme(sim: Simulator, receiver: Receiver
     done = run_cli(["run", "--once"], env)
     assert done.returncode == 0, done.stderr
     [got] = receiver.bodies()
-    assert got["title"] == "summarizer is failed"
+    assert got["title"] == "summarizer failed"
     assert got["message"] == "summarizer -> failed"
 
 

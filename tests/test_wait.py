@@ -67,7 +67,7 @@ def test_wait_exits_1_when_a_model_fails_instead(sim: Simulator, base_env: dict[
     out, err = waiting.communicate(timeout=15)
     assert waiting.returncode == 1, err
     assert "failed" in out
-    assert f"{model} is failed, not ready" in err
+    assert f"{model} failed, not ready" in err
 
 
 def test_wait_for_failed_or_any_terminal_state(sim: Simulator, base_env: dict[str, str]) -> None:

@@ -20,11 +20,11 @@ def parse_duration(text: str) -> float:
         pass
     else:
         if not 0 <= value < math.inf:  # also NaN
-            raise ValueError(f"{text!r} is no duration: it must be 0 or more")
+            raise ValueError(f"{text!r} is not a duration: it must be 0 or more")
         return value
     parts = _PART.findall(cleaned)
     if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
-        raise ValueError(f"{text!r} is no duration: write it like 30d, 2h, 1h30m, 90s or 0s")
+        raise ValueError(f"{text!r} is not a duration: write it like 30d, 2h, 1h30m, 90s or 0s")
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 

@@ -7,7 +7,14 @@ from ftwatch.duration import format_duration
 from ftwatch.model import Transition, human_status
 from ftwatch.textsafe import failure_text, printable
 
-__all__ = ["headline", "human_status", "stuck", "text_line"]
+__all__ = ["headline", "human_status", "plural", "reached", "stuck", "text_line"]
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 model``, ``2 models``, ``1 delivery``, ``0 deliveries``: counted right."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {many or (noun[:-1] + 'ies' if noun.endswith('y') else noun + 's')}"
 
 
 def text_line(transition: Transition) -> str:
@@ -25,11 +32,18 @@ def text_line(transition: Transition) -> str:
     return line
 
 
+def reached(status: str | None) -> str:
+    """The verb phrase for a status in plain words: "succeeded", "failed", "is ready",
+    "is finetuning" (a past participle stands alone: never "is succeeded")."""
+    words = human_status(status)
+    return words if words.endswith("ed") and " " not in words else f"is {words}"
+
+
 def headline(transition: Transition) -> str:
     """A title: "my-classifier is ready", "my-classifier is stuck in finetuning for 26 h"."""
     if transition.stalled:
         return f"{transition.model_name or transition.model_id} is {stuck(transition)}"
-    return f"{transition.model_name or transition.model_id} is {human_status(transition.status)}"
+    return f"{transition.model_name or transition.model_id} {reached(transition.status)}"
 
 
 def stuck(transition: Transition) -> str:

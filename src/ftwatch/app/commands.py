@@ -19,6 +19,7 @@ from ftwatch.ops.logs import configure_logging
 from ftwatch.settings import Settings, load_settings, redacted, source_specs
 from ftwatch.sources.base import ModelNotFoundError, SourceError
 from ftwatch.textsafe import printable
+from ftwatch.wording import plural
 
 __all__ = ["run_command", "run_demo"]
 
@@ -128,7 +129,7 @@ async def _check_config(settings: Settings, path: Path | None) -> int:
     dump["state"]["path"] = str(wiring.state_path(settings))
     report = {"config_file": str(path) if path else None, **dump}
     print(json.dumps(redacted(report), indent=2, default=str))
-    print(f"ftwatch: configuration is valid ({len(dump['notifiers'])} notifiers)", file=sys.stderr)
+    print(f"ftwatch: configuration is valid ({plural(len(dump['notifiers']), 'notifier')})", file=sys.stderr)
     return 0
 
 

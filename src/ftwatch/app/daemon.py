@@ -42,6 +42,7 @@ from ftwatch.poller import CycleReport, FailedAt, Poller
 from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.sources.base import RequestDone, SourceSpec
 from ftwatch.store.base import PollRequests, ReplicaRegistry, Store, StoreError
+from ftwatch.wording import plural
 
 __all__ = ["Daemon", "changed_keys"]
 
@@ -221,7 +222,7 @@ class Daemon:
             self.systemd.notify(f"STATUS={what}: {(report.error or '')[:200]}")
             return
         failing = f"; {len(report.result.failed)} failing" if report.result.failed else ""
-        self.systemd.notify(f"STATUS=watching {report.result.models} models{failing}; last poll ok")
+        self.systemd.notify(f"STATUS=watching {plural(report.result.models, 'model')}{failing}; last poll ok")
 
     async def _once(self, loop: PollLoop, dispatcher: Dispatcher, notifiers: list[LoadedNotifier]) -> None:
         dispatcher.set_notifiers(notifiers)

@@ -25,6 +25,7 @@ from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings, source_specs
 from ftwatch.store.base import ModelState, OutboxRow, ReplicaRegistry, Store, models_in
 from ftwatch.textsafe import printable
+from ftwatch.wording import plural
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
 
@@ -93,7 +94,7 @@ def outbox_replay(settings: Settings, ids: Sequence[str], dead: bool, notifier: 
     wanted = list(dict.fromkeys(ids))
     with _state(settings) as store:
         count = store.replay(None if dead else wanted, notifier, time.time())
-    print(f"re-queued {count} {'delivery' if count == 1 else 'deliveries'}")
+    print(f"re-queued {plural(count, 'delivery')}")
     if ids and count < len(wanted):
         # An id that names no dead letter is a usage error, as for `events` and `wait`.
         missing = len(wanted) - count
@@ -107,7 +108,7 @@ def outbox_replay(settings: Settings, ids: Sequence[str], dead: bool, notifier: 
 def outbox_purge(settings: Settings, older_than_s: float) -> int:
     with _state(settings) as store:
         count = store.purge(time.time() - older_than_s, (DeliveryState.DELIVERED, DeliveryState.DEAD))
-    print(f"removed {count} deliveries (delivered or dead, queued over {format_duration(older_than_s)} ago)")
+    print(f"removed {plural(count, 'delivery')} (delivered or dead, queued over {format_duration(older_than_s)} ago)")
     return 0
 
 

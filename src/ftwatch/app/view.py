@@ -82,6 +82,8 @@ class WatchState:
     error: bool = False
     #: A deliberate wait in progress (the API said Retry-After), shown under the status.
     notice: str = ""
+    #: How to quit, for a view that goes on (none for a single table).
+    quit_hint: str = " · Ctrl-C quits"
 
     def apply(self, transitions: list[Transition]) -> None:
         for transition in transitions:
@@ -92,9 +94,10 @@ class WatchState:
             row.last_change = f"{human_status(transition.previous_status)} -> {human_status(transition.status)}"
 
 
-def render(state: WatchState, now_ns: int) -> RenderableType:
+def render(state: WatchState, now_ns: int, *, fit: bool = True) -> RenderableType:
+    """``fit``: names cut to fit a terminal; ``False`` (piped): every name whole."""
     table = Table(expand=False, header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("NAME", no_wrap=True, max_width=40, overflow="ellipsis")
+    table.add_column("NAME", no_wrap=True, max_width=40 if fit else None, overflow="ellipsis" if fit else "fold")
     table.add_column("ID", no_wrap=True, style="bright_black")
     table.add_column("STATUS", no_wrap=True)
     table.add_column("FOR", no_wrap=True, justify="right")

@@ -20,11 +20,11 @@ import anyio
 
 from ftwatch.app import wiring
 from ftwatch.errors import AuthRefusedError, ConfigError
-from ftwatch.model import TERMINAL_STATES, Transition, check_model_id, human_status, state_of
+from ftwatch.model import TERMINAL_STATES, Transition, check_model_id, state_of
 from ftwatch.poller import Poller
 from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.sources.base import SourceError
-from ftwatch.wording import text_line
+from ftwatch.wording import reached, text_line
 
 __all__ = ["Until", "WaitOutcome", "run_wait", "wait_for"]
 
@@ -179,7 +179,7 @@ def run_wait(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     model_id = outcome.stopped_by or "?"
     print(
-        f"ftwatch: {model_id} is {human_status(outcome.statuses.get(model_id))}, not {until.value}: stopped waiting",
+        f"ftwatch: {model_id} {reached(outcome.statuses.get(model_id))}, not {until.value}: stopped waiting",
         file=sys.stderr,
     )
     return 1

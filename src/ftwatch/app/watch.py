@@ -26,7 +26,7 @@ from ftwatch.ops.health import Health
 from ftwatch.ops.logs import configure_logging
 from ftwatch.poller import CycleReport, CycleResult
 from ftwatch.settings import Settings, load_settings
-from ftwatch.wording import text_line
+from ftwatch.wording import plural, text_line
 
 __all__ = ["DEFAULT_INTERVAL_S", "run_watch", "watch_models"]
 
@@ -61,8 +61,8 @@ def _update(state: WatchState, poller: Fleet, result: CycleResult, interval: flo
         ids = sorted(result.failed)
         failing = f" · API error for {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}: {result.failed[ids[0]]}"
     state.status_line = (
-        f"{len(state.rows)} models · polled {time.strftime('%H:%M:%S')} · every {interval:g}s{missing}{failing}"
-        " · Ctrl-C quits"
+        f"{plural(len(state.rows), 'model')} · polled {time.strftime('%H:%M:%S')} · every {interval:g}s"
+        f"{missing}{failing}{state.quit_hint}"
     )
     state.error = bool(result.not_found or result.failed)
 
@@ -82,7 +82,9 @@ async def watch_models(
     notifiers, and the state is in memory: the live view never advances the cursors of
     the daemon's state file, whatever ``[state] path`` says.
     """
-    console = Console()
+    # Piped or redirected, nothing is cut to a terminal's width: a script reads it all.
+    fit = sys.stdout.isatty()
+    console = Console() if fit else Console(width=100_000, soft_wrap=True)
     state = WatchState()
     store = wiring.memory_store()
     health = Health(interval)
@@ -97,6 +99,7 @@ async def watch_models(
                 on_wait=[health.api_wait],
             )
             redraw: list[Callable[[], None]] = []
+            state.quit_hint = "" if once else " · Ctrl-C quits"
 
             def show(report: CycleReport) -> None:
                 _show(state, poller, report, interval, print_lines=live is False and not once)
@@ -108,7 +111,7 @@ async def watch_models(
                 report = await loop.cycle()
                 if not report.ok:
                     raise FtwatchError(f"the API could not be polled: {report.error}")
-                console.print(render(state, time.time_ns()))
+                console.print(render(state, time.time_ns(), fit=fit))
                 return
             async with anyio.create_task_group() as group:
 
@@ -131,7 +134,7 @@ async def watch_models(
 
 def _show(state: WatchState, poller: Fleet, report: CycleReport, interval: float, *, print_lines: bool) -> None:
     if report.result is None:
-        state.status_line = f"API error: {report.error} · retrying every {interval:g}s · Ctrl-C quits"
+        state.status_line = f"API error: {report.error} · retrying every {interval:g}s{state.quit_hint}"
         state.error = True
         return
     _update(state, poller, report.result, interval)

@@ -20,7 +20,7 @@ from ftwatch.notifiers.base import (
     resolve_url,
 )
 from ftwatch.textsafe import failure_text
-from ftwatch.wording import stuck
+from ftwatch.wording import reached, stuck
 
 if TYPE_CHECKING:
     from ftwatch.templates import Template
@@ -64,11 +64,13 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
         user_id=slack_escape(transition.user_id) if transition.user_id else None,
     )
     name = transition.model_name or transition.model_id
-    status = human_status(transition.status)
-    previous = f", was {human_status(transition.previous_status)}" if transition.previous_status else ""
-    text = f"{name} is {status}{previous} (model {transition.model_id}, at {transition.occurred_at})"
+    # "outage-job succeeded (was running)", "my-classifier is ready (was deploying api)".
+    words = human_status(transition.status)
+    verb = "is " if reached(transition.status).startswith("is ") else ""
+    previous = f" (was {human_status(transition.previous_status)})" if transition.previous_status else ""
+    text = f"{name} {verb}{words}{previous} (model {transition.model_id}, at {transition.occurred_at})"
     emoji = _EMOJI.get(transition.status) or _STATE_EMOJI.get(transition.state, ":information_source:")
-    headline = f"{emoji} *{name}* is *{status}*{previous}"
+    headline = f"{emoji} *{name}* {verb}*{words}*{previous}"
     reason = failure_text(transition.failure_message, 300)
     if reason:  # OpenAI's and Bedrock's reason: one line, escaped like the rest
         text += f": {slack_escape(reason)}"
