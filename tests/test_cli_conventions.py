@@ -89,3 +89,54 @@ def test_logs_on_a_terminal_honour_no_color(quiet_env: dict[str, str]) -> None:
             ["script", "-qec", command, "/dev/null"], env=env, capture_output=True, text=True, timeout=30, check=False
         )
         assert ("\x1b[" in done.stdout) is coloured, done.stdout[-500:]
+
+
+def _timeless(value: object) -> object:
+    """A document without its ages (they move between two calls)."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if "age" not in k and "oldest" not in k}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+def test_every_listing_command_speaks_each_output_shape(quiet_env: dict[str, str], tmp_path: Path) -> None:
+    import yaml  # noqa: PLC0415
+
+    from tests.providers import world  # noqa: PLC0415
+
+    with world("openai") as api:
+        job = api.add("job", "running")
+        env = api.env(quiet_env, tmp_path) | {"FTWATCH_NOTIFIERS": '[{"type": "webhook", "url": "http://127.0.0.1:9"}]'}
+        assert run_cli(["run", "--once"], env).returncode == 0
+        api.move(job, "succeeded")
+        assert run_cli(["run", "--once"], env).returncode == 0  # its delivery stays pending: nobody listens
+        commands = {
+            "models": ["models"],
+            "events": ["events", job],
+            "outbox": ["outbox", "--state", "pending"],
+            "status": ["status"],
+            "wait": ["wait", job, "--timeout", "20s", "--interval", "0.2"],
+        }
+        for name, command in commands.items():
+            shapes = {}
+            for fmt in ("text", "wide", "json", "jsonl", "yaml"):
+                done = run_cli([*command, "-o", fmt], env)
+                assert done.returncode == 0, (name, fmt, done.stderr)
+                shapes[fmt] = done.stdout
+            document = _timeless(json.loads(shapes["json"]))
+            assert _timeless(yaml.safe_load(shapes["yaml"])) == document, name
+            lines = [_timeless(json.loads(line)) for line in shapes["jsonl"].splitlines()]
+            if name == "status":
+                assert isinstance(document, dict)
+                assert lines == [document]
+            else:
+                assert isinstance(document, list), name
+                if name != "wait":  # wait reports what moved while it waited: nothing here
+                    assert lines == document, name
+                    assert document, name
+            if shapes["text"]:
+                assert len(shapes["wide"].splitlines()[0]) >= len(shapes["text"].splitlines()[0]), name
+        # --json keeps its old shapes.
+        legacy = json.loads(run_cli(["models", "--json"], env).stdout)[0]
+        assert legacy.keys() == {"id", "name", "status", "updated_at", "source"}

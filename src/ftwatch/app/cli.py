@@ -18,6 +18,9 @@ from ftwatch.errors import FtwatchError
 
 __all__ = ["main"]
 
+#: The listing commands' -o formats (see ftwatch.app.output; kept here: stdlib only).
+_FORMATS = ("text", "wide", "json", "jsonl", "yaml")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -25,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ftwatch: {message} (see '{self.prog} --help')\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of commands and options
     parser = _Parser(
         prog="ftwatch", description="Watch fine-tuned models (Cohere, OpenAI, Bedrock) and notify on status changes."
     )
@@ -48,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         )
         return p
 
+    def with_output(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=_FORMATS,
+            metavar="FORMAT",
+            help="text (a table, the default), wide (with source, provider, times), json, jsonl or yaml",
+        )
+
     run = with_config(commands.add_parser("run", help="the daemon: poll, diff, notify until SIGTERM"))
     run.add_argument("--once", action="store_true", help="one cycle, deliver, exit")
 
@@ -60,11 +72,13 @@ def _parser() -> argparse.ArgumentParser:
 
     events = with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
     events.add_argument("model_id", metavar="MODEL_ID")
-    events.add_argument("--json", action="store_true")
+    events.add_argument("--json", action="store_true", help="one JSON array (as -o json)")
+    with_output(events)
     events.add_argument("--source", metavar="NAME", help="the source the model belongs to (default: the first)")
 
     models = with_config(commands.add_parser("models", help="fine-tuned models visible to the key"))
-    models.add_argument("--json", action="store_true")
+    models.add_argument("--json", action="store_true", help="one JSON array (as -o json, fewer fields)")
+    with_output(models)
     models.add_argument("--source", metavar="NAME", help="one source only (default: every source)")
 
     with_config(commands.add_parser("notify-test", help="send a synthetic transition to every notifier"))
@@ -74,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     outbox = with_config(commands.add_parser("outbox", help="deliveries: pending, dead, delivered; replay, purge"))
     outbox.add_argument("--state", choices=("pending", "dead", "delivered"), help="default: pending and dead")
     outbox.add_argument("--notifier", metavar="KEY", help="one notifier's deliveries (its key, as listed)")
-    outbox.add_argument("--json", action="store_true", help="one JSON object per line")
+    outbox.add_argument("--json", action="store_true", help="one JSON object per line (as -o jsonl)")
+    with_output(outbox)
     actions = outbox.add_subparsers(dest="outbox_action", metavar="{replay,purge}", parser_class=_Parser)
     replay = with_config(
         actions.add_parser("replay", help="dead letters back to pending; the daemon sends them"), nested=True
@@ -88,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=_duration, required=True, metavar="DURATION", help="e.g. 30d, 12h")
 
     status = with_config(commands.add_parser("status", help="last poll, models, outbox per notifier, leader"))
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="one JSON object (as -o json)")
+    with_output(status)
 
     wait = with_config(commands.add_parser("wait", help="poll until the models reach a state; exit 0, 1 or 124"))
     wait.add_argument("model_ids", nargs="+", metavar="MODEL_ID")
@@ -96,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up (exit 124) after this long")
     wait.add_argument("--source", metavar="NAME", help="the source the models belong to (default: the only one)")
     wait.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls (default 10)")
-    wait.add_argument("--json", action="store_true", help="each transition as a JSON line")
+    wait.add_argument("--json", action="store_true", help="each transition as a JSON line (as -o jsonl)")
+    with_output(wait)
 
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
     demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S")

@@ -12,8 +12,9 @@ from typing import Any
 import anyio
 
 from ftwatch.app import wiring
+from ftwatch.app.output import emit, table
 from ftwatch.errors import ConfigError, FtwatchError
-from ftwatch.model import PROVIDER_STATES, ModelInfo, Transition, format_timestamp, human_status
+from ftwatch.model import PROVIDER_STATES, ModelInfo, Transition, format_timestamp, human_status, state_of
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.ops.logs import configure_logging
 from ftwatch.settings import Settings, load_settings, redacted, source_specs
@@ -63,9 +64,10 @@ def run_command(args: argparse.Namespace) -> int:
     if command == "run":
         return _run(settings, path, once=args.once)
     if command == "events":
-        return anyio.run(_events, settings, args.model_id, args.json, args.source)
+        output = "legacy-json" if args.json else args.output or "text"
+        return anyio.run(_events, settings, args.model_id, output, args.source)
     if command == "models":
-        return anyio.run(_models, settings, args.json, args.source)
+        return anyio.run(_models, settings, "legacy-json" if args.json else args.output or "text", args.source)
     if command == "notify-test":
         return anyio.run(_notify_test, settings)
     if command == "migrate":
@@ -83,12 +85,12 @@ def _operate(settings: Settings, args: argparse.Namespace) -> int:
     from ftwatch.app import operate  # noqa: PLC0415
 
     if args.command == "status":
-        return operate.status(settings, args.json)
+        return operate.status(settings, args.json, args.output or "text")
     if args.outbox_action == "replay":
         return operate.outbox_replay(settings, args.ids, args.dead, args.replay_notifier or args.notifier)
     if args.outbox_action == "purge":
         return operate.outbox_purge(settings, args.older_than)
-    return operate.outbox_list(settings, args.state, args.notifier, args.json)
+    return operate.outbox_list(settings, args.state, args.notifier, args.json, args.output or "text")
 
 
 def _run(settings: Settings, path: Path | None, *, once: bool) -> int:
@@ -133,7 +135,7 @@ async def _check_config(settings: Settings, path: Path | None) -> int:
     return 0
 
 
-async def _events(settings: Settings, model_id: str, as_json: bool, source_name: str | None) -> int:
+async def _events(settings: Settings, model_id: str, output: str, source_name: str | None) -> int:
     async with wiring.api_client(settings) as http:
         source = wiring.build_source(settings, http, name=source_name)
         try:
@@ -146,21 +148,31 @@ async def _events(settings: Settings, model_id: str, as_json: bool, source_name:
     # Stable, by time alone: events of one second (OpenAI dates in seconds) keep the
     # order the source gave them in, oldest first.
     events.sort(key=lambda e: (e.created_at_ns is None, e.created_at_ns or 0))
-    if as_json:
-        rows = [
-            {"status": e.status, "created_at": e.created_at, "user_id": e.user_id}
-            | ({"message": e.message} if e.message else {})
-            for e in events
-        ]
-        print(json.dumps(rows, indent=2))
-    else:
+    rows = [
+        {"status": e.status, "created_at": e.created_at, "user_id": e.user_id}
+        | ({"message": e.message} if e.message else {})
+        for e in events
+    ]
+    spec = (
+        source_specs(settings)[0]
+        if source_name is None
+        else next(s for s in source_specs(settings) if s.name == source_name)
+    )
+
+    def text(wide: bool) -> None:
         for event in events:
             what = event.user_id or event.message or "-"
-            print(printable(f"{event.created_at}  {event.status:<28} {what}"))
+            lead = f"{spec.name}  {spec.type}  " if wide else ""
+            print(printable(f"{lead}{event.created_at}  {event.status:<28} {what}"))
+
+    if output == "legacy-json":
+        print(json.dumps(rows, indent=2))
+    else:
+        emit([row | {"source": spec.name} for row in rows] if output != "text" else rows, output, text)
     return 0
 
 
-async def _models(settings: Settings, as_json: bool, source_name: str | None) -> int:
+async def _models(settings: Settings, output: str, source_name: str | None) -> int:
     listed: list[tuple[str, ModelInfo]] = []
     async with wiring.api_client(settings) as http:
         sources = wiring.build_sources(settings, http)
@@ -176,27 +188,45 @@ async def _models(settings: Settings, as_json: bool, source_name: str | None) ->
                 where = f" of source {spec.name!r}" if len(sources) > 1 else ""
                 raise FtwatchError(f"the API{where} failed: {exc}") from None
     several = len({name for name, _ in listed}) > 1 or bool(settings.sources)
-    if as_json:
+    types = {spec.name: spec.type for spec in source_specs(settings)}
+
+    def updated(m: ModelInfo) -> str | None:
+        return format_timestamp(ns) if (ns := m.updated_at_ns) is not None else None
+
+    if output == "legacy-json":  # --json: the shape scripts already read
         rows = [
-            {
-                "id": m.id,
-                "name": m.name,
-                "status": m.status,
-                "updated_at": format_timestamp(ns) if (ns := m.updated_at_ns) is not None else None,
-            }
+            {"id": m.id, "name": m.name, "status": m.status, "updated_at": updated(m)}
             | ({"source": name} if several else {})
             for name, m in listed
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    width = max([len(m.id) for _, m in listed] + [2])
-    name_width = max([len(m.name or "") for _, m in listed] + [4])
-    source_width = max([len(name) for name, _ in listed] + [6])
-    head = f"{'SOURCE':<{source_width}}  " if several else ""
-    print(f"{head}{'ID':<{width}}  {'NAME':<{name_width}}  STATUS")
-    for name, m in listed:
-        lead = f"{name:<{source_width}}  " if several else ""
-        print(printable(f"{lead}{m.id:<{width}}  {m.name or '-':<{name_width}}  {human_status(m.status)}"))
+
+    def text(wide: bool) -> None:
+        header = (["SOURCE"] if several or wide else []) + ["ID", "NAME", "STATUS"]
+        header += ["PROVIDER", "STATE", "UPDATED"] if wide else []
+        lines = []
+        for name, m in listed:
+            line = ([name] if several or wide else []) + [m.id, m.name or "-", human_status(m.status)]
+            line += (
+                [types.get(name, "?"), state_of(m.status, types.get(name, "cohere")), updated(m) or "-"] if wide else []
+            )
+            lines.append(line)
+        table(header, lines)
+
+    document = [
+        {
+            "source": name,
+            "provider": types.get(name),
+            "id": m.id,
+            "name": m.name,
+            "status": m.status,
+            "state": state_of(m.status, types.get(name, "cohere")),
+            "updated_at": updated(m),
+        }
+        for name, m in listed
+    ]
+    emit(document, output, text)
     return 0
 
 

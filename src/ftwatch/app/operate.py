@@ -8,7 +8,6 @@ replayed delivery is sent by the daemon, at its next look (within a second).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -18,13 +17,13 @@ from typing import Any
 import anyio
 
 from ftwatch.app import wiring
+from ftwatch.app.output import emit, table
 from ftwatch.duration import format_duration
 from ftwatch.errors import ConfigError
 from ftwatch.model import format_timestamp, human_status
 from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings, source_specs
 from ftwatch.store.base import ModelState, OutboxRow, ReplicaRegistry, Store, models_in
-from ftwatch.textsafe import printable
 from ftwatch.wording import plural
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
@@ -58,31 +57,36 @@ def _row_json(row: OutboxRow, now: float) -> dict[str, Any]:
     }
 
 
-def outbox_list(settings: Settings, state: str | None, notifier: str | None, as_json: bool) -> int:
+def outbox_list(
+    settings: Settings, state: str | None, notifier: str | None, as_json: bool, output: str = "text"
+) -> int:
     """One row per delivery; without ``--state``, what still needs attention
-    (pending and dead)."""
+    (pending and dead). ``--json`` keeps its JSON lines; ``-o`` as every listing."""
     states = [DeliveryState(state)] if state else [DeliveryState.PENDING, DeliveryState.DEAD]
     with _state(settings) as store:
         rows = [row for s in states for row in store.list_outbox(s, notifier, limit=LIST_LIMIT)]
     now = time.time()
-    if as_json:
-        for row in rows:
-            print(json.dumps(_row_json(row, now), separators=(",", ":")))
-    else:
-        table = [
-            (
-                r.transition.id,
+
+    def text(wide: bool) -> None:
+        header = ["TRANSITION", "NOTIFIER", "MODEL", "STATUS", "STATE", "ATTEMPTS", "AGE", "LAST ERROR"]
+        extra = ["SOURCE", "PROVIDER", "OCCURRED"] if wide else []
+        lines = []
+        for r in rows:
+            t = r.transition
+            line = [
+                t.id,
                 r.notifier,
-                r.transition.model_name or r.transition.model_id,
-                human_status(r.transition.status),
+                t.model_name or t.model_id,
+                human_status(t.status),
                 r.state.value,
                 str(r.attempts),
                 format_duration(max(0.0, now - r.created_at)),
-                (r.last_error or "-").replace("\n", " ")[:80],
-            )
-            for r in rows
-        ]
-        _print_table(("TRANSITION", "NOTIFIER", "MODEL", "STATUS", "STATE", "ATTEMPTS", "AGE", "LAST ERROR"), table)
+                " ".join((r.last_error or "-").split())[: 400 if wide else 80],
+            ]
+            lines.append(line + ([t.source, t.provider, t.occurred_at] if wide else []))
+        _print_table([*header, *extra], lines)
+
+    emit([_row_json(row, now) for row in rows], "jsonl" if as_json else output, text)
     if any(len([r for r in rows if r.state is s]) >= LIST_LIMIT for s in states):
         print(f"ftwatch: showing the oldest {LIST_LIMIT} per state; narrow with --notifier", file=sys.stderr)
     return 0
@@ -147,7 +151,7 @@ def _configured_keys(settings: Settings) -> list[str] | None:
         return None
 
 
-def status(settings: Settings, as_json: bool) -> int:
+def status(settings: Settings, as_json: bool, output: str = "text") -> int:
     now = time.time()
     with _state(settings) as store:
         facts = store.facts()
@@ -187,8 +191,8 @@ def status(settings: Settings, as_json: bool) -> int:
         # What each replica watches: they must agree, or the leader alone decides.
         report["replicas"] = replicas.fingerprints
         report["replicas_agree"] = len(set(replicas.fingerprints.values())) <= 1
-    if as_json:
-        print(json.dumps(report, indent=2))
+    if as_json or output in ("json", "jsonl", "yaml"):
+        emit(report, "json" if as_json else output, lambda wide: None)
         return 0
     polled = (
         f"{report['last_poll_at']} ({format_duration(report['last_poll_age_s'])} ago)"
@@ -231,8 +235,4 @@ def status(settings: Settings, as_json: bool) -> int:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    # Cells hold what an API or a receiver wrote (names, error bodies): escaped.
-    rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    table(header, rows)

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import anyio
 
 from ftwatch.app import wiring
+from ftwatch.app.output import emit
 from ftwatch.errors import AuthRefusedError, ConfigError
 from ftwatch.model import TERMINAL_STATES, Transition, check_model_id, state_of
 from ftwatch.poller import Poller
 from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.sources.base import SourceError
-from ftwatch.wording import reached, text_line
+from ftwatch.wording import plural, reached, text_line
 
 __all__ = ["Until", "WaitOutcome", "run_wait", "wait_for"]
 
@@ -151,12 +152,27 @@ async def _poll_until(
 
 
 def run_wait(settings: Settings, args: argparse.Namespace) -> int:
-    def show(transition: Transition) -> None:
-        if args.json:
-            print(json.dumps(transition.to_payload(), separators=(",", ":")), flush=True)
-        else:
-            print(text_line(transition), flush=True)
+    output = "jsonl" if args.json else args.output or "text"
+    seen: list[dict[str, object]] = []
 
+    def show(transition: Transition) -> None:
+        # As they happen for text and JSON lines; json and yaml are one document at the end.
+        if output == "jsonl":
+            print(json.dumps(transition.to_payload(), separators=(",", ":")), flush=True)
+        elif output in ("text", "wide"):
+            lead = f"{transition.source}  {transition.provider}  " if output == "wide" else ""
+            print(lead + text_line(transition), flush=True)
+        else:
+            seen.append(transition.to_payload())
+
+    try:
+        return _wait(settings, args, show)
+    finally:
+        if output in ("json", "yaml"):
+            emit(seen, output, lambda wide: None)
+
+
+def _wait(settings: Settings, args: argparse.Namespace, show: Callable[[Transition], None]) -> int:
     until = Until(args.until)
     interval = args.interval or DEFAULT_INTERVAL_S
     try:
@@ -175,7 +191,7 @@ def run_wait(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ftwatch: timed out after {args.timeout:g}s waiting for {until.value}", file=sys.stderr)
         return TIMEOUT_EXIT
     if outcome.ok:
-        print(f"ftwatch: {len(outcome.statuses)} model(s) {until.value}", file=sys.stderr)
+        print(f"ftwatch: {plural(len(outcome.statuses), 'model')} {until.value}", file=sys.stderr)
         return 0
     model_id = outcome.stopped_by or "?"
     print(
