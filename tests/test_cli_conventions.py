@@ -140,3 +140,50 @@ def test_every_listing_command_speaks_each_output_shape(quiet_env: dict[str, str
         # --json keeps its old shapes.
         legacy = json.loads(run_cli(["models", "--json"], env).stdout)[0]
         assert legacy.keys() == {"id", "name", "status", "updated_at", "source"}
+
+
+def test_completion_scripts_parse_and_complete_commands_and_source_names(
+    quiet_env: dict[str, str], tmp_path: Path
+) -> None:
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    scripts = {}
+    for shell in ("bash", "zsh", "fish"):
+        done = run_cli(["completion", shell], quiet_env)
+        assert done.returncode == 0, done.stderr
+        scripts[shell] = tmp_path / f"ftwatch.{shell}"
+        scripts[shell].write_text(done.stdout)
+    assert subprocess.run(["bash", "-n", str(scripts["bash"])], check=False).returncode == 0
+    if shutil.which("zsh"):
+        assert subprocess.run(["zsh", "-n", str(scripts["zsh"])], check=False).returncode == 0
+    assert "complete -c ftwatch" in scripts["fish"].read_text()
+    # bash, for real: the script completes commands, and --source from the config.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ftwatch").write_text(f'#!/bin/sh\nexec {sys.executable} -m ftwatch "$@"\n')
+    (bin_dir / "ftwatch").chmod(0o755)
+    sources = '[{"type": "openai", "name": "openai-prod"}, {"type": "cohere"}]'
+    env = quiet_env | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FTWATCH_SOURCES": sources}
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        script = (
+            f"source {scripts['bash']}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+            f"COMP_CWORD={len(words) - 1}; COMP_LINE={line!r}; COMP_POINT={len(line)}; "
+            "_shtab_ftwatch; printf '%s\\n' \"${COMPREPLY[@]}\""
+        )
+        done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=False)
+        return done.stdout.split()
+
+    assert {"wait", "watch"} <= set(complete("ftwatch wa"))
+    assert set(complete("ftwatch models --source ")) == {"openai-prod", "cohere"}
+
+
+def test_the_shipped_completion_scripts_are_what_the_parser_makes(quiet_env: dict[str, str]) -> None:
+    root = Path(__file__).resolve().parent.parent / "completions"
+    for shell, name in (("bash", "ftwatch.bash"), ("zsh", "_ftwatch"), ("fish", "ftwatch.fish")):
+        made = run_cli(["completion", shell], quiet_env).stdout
+        assert (root / name).read_text() == made, f"regenerate: ftwatch completion {shell} > completions/{name}"

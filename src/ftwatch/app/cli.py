@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     wait.add_argument("--json", action="store_true", help="each transition as a JSON line (as -o jsonl)")
     with_output(wait)
 
+    completion = commands.add_parser("completion", help="print a shell completion script: bash, zsh or fish")
+    completion.add_argument("shell", nargs="?", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    # What the scripts call to complete --source: the names in the config (no key read).
+    completion.add_argument("--list-sources", action="store_true", help=argparse.SUPPRESS)
+    with_config(completion)
+
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
     demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S")
     return parser
@@ -174,10 +180,50 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+#: The shell functions the scripts use for --source: the config's source names.
+_SOURCES_PREAMBLE = {
+    "bash": '_ftwatch_sources() { compgen -W "$(ftwatch completion --list-sources 2>/dev/null)" -- "$1"; }\n',
+    "zsh": "_ftwatch_sources() { compadd -- $(ftwatch completion --list-sources 2>/dev/null) }\n",
+    "fish": "",
+}
+
+
+def _completion(args: argparse.Namespace) -> int:
+    if args.list_sources:
+        from ftwatch.settings import load_settings, source_specs  # noqa: PLC0415 - the config, no key
+
+        settings, _ = load_settings(args.config)
+        print("\n".join(spec.name for spec in source_specs(settings)))
+        return 0
+    if args.shell is None:
+        print("ftwatch: completion needs a shell: bash, zsh or fish (see 'ftwatch completion --help')", file=sys.stderr)
+        return 2
+    import shtab  # noqa: PLC0415 - only for this command
+
+    parser = _parser()
+    for action in _source_options(parser):
+        action.complete = {"bash": "_ftwatch_sources", "zsh": "_ftwatch_sources"}  # type: ignore[attr-defined]
+    print(shtab.complete(parser, shell=args.shell, preamble=_SOURCES_PREAMBLE[args.shell]))
+    return 0
+
+
+def _source_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _source_options(sub)
+        elif "--source" in action.option_strings:
+            found.append(action)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.command == "version":
         return _version(args.output)
+    if args.command == "completion":
+        return _completion(args)
     from ftwatch.ops.logs import configure_logging, flush_logs  # noqa: PLC0415 - structlog after --help
 
     configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "info"))
