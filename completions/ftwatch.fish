@@ -74,6 +74,7 @@ complete -c ftwatch -n '_shtab_ftwatch_using watch' -l once -d 'print the table 
 complete -c ftwatch -n '_shtab_ftwatch_using; and test $_shtab_ftwatch_npos -eq 0' -a check-config -d 'validate; print the effective config, secrets redacted'
 complete -c ftwatch -n '_shtab_ftwatch_using check-config' -s h -l help -d 'show this help message and exit'
 complete -c ftwatch -n '_shtab_ftwatch_using check-config' -l config -x -d 'TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)'
+complete -c ftwatch -n '_shtab_ftwatch_using check-config' -l offline -d 'validate the file and values only: read no secret file, reach no API'
 complete -c ftwatch -n '_shtab_ftwatch_using; and test $_shtab_ftwatch_npos -eq 0' -a events -d 'a model'"'"'s whole event history, oldest first'
 complete -c ftwatch -n '_shtab_ftwatch_using events' -s h -l help -d 'show this help message and exit'
 complete -c ftwatch -n '_shtab_ftwatch_using events' -l config -x -d 'TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)'

@@ -187,3 +187,34 @@ def test_the_shipped_completion_scripts_are_what_the_parser_makes(quiet_env: dic
     for shell, name in (("bash", "ftwatch.bash"), ("zsh", "_ftwatch"), ("fish", "ftwatch.fish")):
         made = run_cli(["completion", shell], quiet_env).stdout
         assert (root / name).read_text() == made, f"regenerate: ftwatch completion {shell} > completions/{name}"
+
+
+def test_config_mistakes_come_together_with_suggestions_and_a_typoed_variable_is_named(
+    quiet_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "ftwatch.toml"
+    config.write_text('[poll]\nintervl_s = 3\n[state]\nlease_s = "soon"\n')
+    env = quiet_env | {"CO_API_KEY": "x", "FTWATCH_POL__INTERVAL_S": "2"}
+    done = run_cli(["check-config", "--config", str(config)], env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert "FTWATCH_POL__INTERVAL_S matches no configuration key" in lines[0]
+    assert "did you mean FTWATCH_POLL__INTERVAL_S?" in lines[0]
+    errors = [line for line in lines if "invalid configuration" in line]
+    assert len(errors) == 2  # both mistakes, one line each
+    assert any("unknown key `intervl_s` (did you mean `interval_s`?)" in line for line in errors)
+    assert any("state.lease_s: must be a number" in line and str(config) in line for line in errors)
+    assert all(line.startswith("ftwatch: ") for line in lines)
+
+
+def test_check_config_offline_needs_no_secret_file_and_no_key(quiet_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "ftwatch.toml"
+    config.write_text(
+        '[[notifiers]]\ntype = "slack"\nwebhook_url_file = "/nonexistent/slack-url"\n'
+        '[[sources]]\ntype = "openai"\napi_key_file = "/nonexistent/openai-key"\n'
+    )
+    offline = run_cli(["check-config", "--offline", "--config", str(config)], quiet_env)
+    assert offline.returncode == 0, offline.stderr
+    assert "offline" in offline.stderr
+    online = run_cli(["check-config", "--config", str(config)], quiet_env)
+    assert online.returncode == 2  # the real check still reads them

@@ -14,9 +14,9 @@ from .conftest import notifiers_env, run_cli
 
 BAD_FILES = {
     "not TOML": ("[poll\ninterval_s = 1", "is not valid TOML"),
-    "zero interval": ("[poll]\ninterval_s = 0", "poll.interval_s: Input should be greater than 0"),
-    "unknown key": ("[poll]\nintervall_s = 5", "poll.intervall_s: Extra inputs are not permitted"),
-    "unknown section": ("[pol]\ninterval_s = 5", "pol: Extra inputs are not permitted"),
+    "zero interval": ("[poll]\ninterval_s = 0", "poll.interval_s: must be greater than 0"),
+    "unknown key": ("[poll]\nintervall_s = 5", "poll: unknown key `intervall_s` (did you mean `interval_s`?)"),
+    "unknown section": ("[pol]\ninterval_s = 5", "top level: unknown key `pol` (did you mean `poll`?)"),
     "bad listen": ('[http]\nlisten = "9464"', "http.listen"),
     "unknown notifier": ('[[notifiers]]\ntype = "pager"', "unknown notifier type 'pager'"),
     "notifier without type": ('[[notifiers]]\nurl = "https://x"', "notifiers[0] has no type"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ftwatch.config_errors import describe_errors, unknown_variables
 from ftwatch.duration import parse_duration
 from ftwatch.errors import ConfigError, first_problem
 from ftwatch.model import STATES, check_model_id, normalize_status, provider_word, state_of
@@ -342,10 +344,14 @@ def load_settings(config: str | None = None) -> tuple[Settings, Path | None]:
             # First wins: FTWATCH_* environment, then CO_API_URL, then the file.
             return (env_settings, _CohereEnvSource(settings_cls), InitSettingsSource(settings_cls, data))
 
+    for warning in unknown_variables(os.environ, Settings):
+        print(f"ftwatch: warning: {warning}", file=sys.stderr)
     try:
         settings = _Configured()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path) if path else "the environment")) from None
+        # Every mistake at once, one line each (the CLI puts "ftwatch: " before the first).
+        lines = describe_errors(exc, Settings, str(path) if path else "the environment")
+        raise ConfigError("invalid configuration: " + "\nftwatch: invalid configuration: ".join(lines)) from None
     except ValueError as exc:  # a FTWATCH_* value that is not valid JSON
         raise ConfigError(f"invalid configuration in the environment: {_first_line(exc)}") from None
     return settings, path

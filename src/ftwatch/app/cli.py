@@ -68,7 +68,12 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     watch.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls")
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
 
-    with_config(commands.add_parser("check-config", help="validate; print the effective config, secrets redacted"))
+    check = with_config(
+        commands.add_parser("check-config", help="validate; print the effective config, secrets redacted")
+    )
+    check.add_argument(
+        "--offline", action="store_true", help="validate the file and values only: read no secret file, reach no API"
+    )
 
     events = with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
     events.add_argument("model_id", metavar="MODEL_ID")
