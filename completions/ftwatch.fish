@@ -104,7 +104,7 @@ complete -c ftwatch -n '_shtab_ftwatch_using outbox; and test $_shtab_ftwatch_np
 complete -c ftwatch -n '_shtab_ftwatch_using outbox replay' -s h -l help -d 'show this help message and exit'
 complete -c ftwatch -n '_shtab_ftwatch_using outbox replay' -l config -x -d 'TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)'
 complete -c ftwatch -n '_shtab_ftwatch_using outbox replay' -l dead -d 'every dead letter'
-complete -c ftwatch -n '_shtab_ftwatch_using outbox replay' -l notifier -x -d KEY
+complete -c ftwatch -n '_shtab_ftwatch_using outbox replay' -l notifier -x -d 'only that notifier'"'"'s dead letters'
 complete -c ftwatch -n '_shtab_ftwatch_using outbox; and test $_shtab_ftwatch_npos -eq 0' -a purge -d 'remove delivered and dead rows older than a duration'
 complete -c ftwatch -n '_shtab_ftwatch_using outbox purge' -s h -l help -d 'show this help message and exit'
 complete -c ftwatch -n '_shtab_ftwatch_using outbox purge' -l config -x -d 'TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)'
@@ -117,7 +117,7 @@ complete -c ftwatch -n '_shtab_ftwatch_using status' -s o -l output -xka "text w
 complete -c ftwatch -n '_shtab_ftwatch_using; and test $_shtab_ftwatch_npos -eq 0' -a wait -d 'poll until the models reach a state; exit 0, 1 or 124'
 complete -c ftwatch -n '_shtab_ftwatch_using wait' -s h -l help -d 'show this help message and exit'
 complete -c ftwatch -n '_shtab_ftwatch_using wait' -l config -x -d 'TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)'
-complete -c ftwatch -n '_shtab_ftwatch_using wait' -l until -xka "ready failed any-terminal" -d until
+complete -c ftwatch -n '_shtab_ftwatch_using wait' -l until -xka "ready failed any-terminal" -d 'the state to wait for (default ready); another terminal state exits 1'
 complete -c ftwatch -n '_shtab_ftwatch_using wait' -l timeout -x -d 'give up (exit 124) after this long'
 complete -c ftwatch -n '_shtab_ftwatch_using wait' -l source -x -d 'the source the models belong to (default: the only one)'
 complete -c ftwatch -n '_shtab_ftwatch_using wait' -l interval -x -d 'seconds between polls (default 10)'
@@ -129,5 +129,5 @@ complete -c ftwatch -n '_shtab_ftwatch_using completion' -l config -x -d 'TOML f
 complete -c ftwatch -n '_shtab_ftwatch_using completion; and test $_shtab_ftwatch_npos -eq 0' -ka "bash zsh fish" -d 'the shell to complete in'
 complete -c ftwatch -n '_shtab_ftwatch_using; and test $_shtab_ftwatch_npos -eq 0' -a demo -d 'watch a built-in simulated API: no key, no network'
 complete -c ftwatch -n '_shtab_ftwatch_using demo' -s h -l help -d 'show this help message and exit'
-complete -c ftwatch -n '_shtab_ftwatch_using demo' -l duration -x -d S
+complete -c ftwatch -n '_shtab_ftwatch_using demo' -l duration -x -d 'seconds to run (default 16)'
 

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     run.add_argument("--once", action="store_true", help="one cycle, deliver, exit")
 
     watch = with_config(commands.add_parser("watch", help="live table of models and their transitions"))
-    watch.add_argument("model_ids", nargs="*", metavar="MODEL_ID")
+    watch.add_argument("model_ids", nargs="*", metavar="MODEL_ID", help="models to show (default: every model)")
     watch.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls")
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
 
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     )
 
     events = with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
-    events.add_argument("model_id", metavar="MODEL_ID")
+    events.add_argument("model_id", metavar="MODEL_ID", help="the model or job (see 'ftwatch models')")
     events.add_argument("--json", action="store_true", help="one JSON array (as -o json)")
     with_output(events)
     events.add_argument("--source", metavar="NAME", help="the source the model belongs to (default: the first)")
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     )
     replay.add_argument("ids", nargs="*", metavar="ID", help="transition ids (see 'ftwatch outbox --state dead')")
     replay.add_argument("--dead", action="store_true", help="every dead letter")
-    replay.add_argument("--notifier", metavar="KEY", dest="replay_notifier")
+    replay.add_argument("--notifier", metavar="KEY", dest="replay_notifier", help="only that notifier's dead letters")
     purge = with_config(
         actions.add_parser("purge", help="remove delivered and dead rows older than a duration"), nested=True
     )
@@ -112,8 +112,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     with_output(status)
 
     wait = with_config(commands.add_parser("wait", help="poll until the models reach a state; exit 0, 1 or 124"))
-    wait.add_argument("model_ids", nargs="+", metavar="MODEL_ID")
-    wait.add_argument("--until", choices=("ready", "failed", "any-terminal"), default="ready")
+    wait.add_argument("model_ids", nargs="+", metavar="MODEL_ID", help="the models or jobs to wait for")
+    wait.add_argument(
+        "--until",
+        choices=("ready", "failed", "any-terminal"),
+        default="ready",
+        help="the state to wait for (default ready); another terminal state exits 1",
+    )
     wait.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up (exit 124) after this long")
     wait.add_argument("--source", metavar="NAME", help="the source the models belong to (default: the only one)")
     wait.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls (default 10)")
@@ -127,8 +132,51 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     with_config(completion)
 
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
-    demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S")
+    demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S", help="seconds to run (default 16)")
+    _with_examples(parser)
     return parser
+
+
+#: Two or three examples at the end of each command's help.
+_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": ("ftwatch run --config /etc/ftwatch/ftwatch.toml", "ftwatch run --once   # one cycle, for cron"),
+    "watch": ("ftwatch watch", "ftwatch watch ft-abc123 --interval 5", "ftwatch watch --once | less"),
+    "check-config": ("ftwatch check-config --config ftwatch.toml", "ftwatch check-config --offline   # in CI"),
+    "events": ("ftwatch events ft-abc123", "ftwatch events ftjob-abc --source openai -o json"),
+    "models": ("ftwatch models", "ftwatch models -o wide", "ftwatch models --source openai -o yaml"),
+    "notify-test": ("ftwatch notify-test --config ftwatch.toml",),
+    "migrate": ("ftwatch migrate --config /etc/ftwatch/ftwatch.toml",),
+    "outbox": (
+        "ftwatch outbox --state dead",
+        "ftwatch outbox replay --dead",
+        "ftwatch outbox purge --older-than 30d",
+    ),
+    "outbox replay": ("ftwatch outbox replay --dead", "ftwatch outbox replay ftw_5b0e0f6f --notifier slack-ops"),
+    "outbox purge": ("ftwatch outbox purge --older-than 30d",),
+    "status": ("ftwatch status", "ftwatch status -o json"),
+    "wait": (
+        "ftwatch wait ft-abc123 --until ready --timeout 6h && promote",
+        "ftwatch wait ftjob-1 ftjob-2 --until any-terminal -o jsonl",
+    ),
+    "version": ("ftwatch version", "ftwatch version -o json"),
+    "completion": (
+        "ftwatch completion bash > ~/.local/share/bash-completion/completions/ftwatch",
+        "ftwatch completion fish > ~/.config/fish/completions/ftwatch.fish",
+    ),
+    "demo": ("ftwatch demo", "ftwatch demo --duration 60"),
+}
+
+
+def _with_examples(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    # argparse keeps a parser's options and commands only in these private lists.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                key = f"{prefix}{name}"
+                if key in _EXAMPLES:
+                    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+                    sub.epilog = "examples:\n" + "\n".join(f"  {line}" for line in _EXAMPLES[key])
+                _with_examples(sub, key + " ")
 
 
 def _positive_float(text: str) -> float:
