@@ -2,7 +2,7 @@
 
     python -m bench.startup [--runs 7]
 
-`--version` and `--help` (targets: under 0.05 s), and `run --once` and `watch --once`
+`--version`, `--help`, `version` and `completion bash` (targets: under 0.05 s), and `run --once` and `watch --once`
 on one model against the simulator (target for `run --once`: under 0.4 s wall). Each
 command runs as a user runs it, a fresh process every time; the median is printed.
 """
@@ -71,6 +71,8 @@ def main() -> None:
         for name, command in [
             ("--version", ["--version"]),
             ("--help", ["--help"]),
+            ("version", ["version"]),
+            ("completion bash", ["completion", "bash"]),
             ("run --once (1 model)", ["run", "--once"]),
             ("watch --once (1 model)", ["watch", "--once"]),
         ]:

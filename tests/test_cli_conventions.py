@@ -183,10 +183,15 @@ def test_completion_scripts_parse_and_complete_commands_and_source_names(
 
 
 def test_the_shipped_completion_scripts_are_what_the_parser_makes(quiet_env: dict[str, str]) -> None:
-    root = Path(__file__).resolve().parent.parent / "completions"
+    from ftwatch.app.cli import generate_completion  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parent.parent / "src" / "ftwatch" / "completions"
     for shell, name in (("bash", "ftwatch.bash"), ("zsh", "_ftwatch"), ("fish", "ftwatch.fish")):
-        made = run_cli(["completion", shell], quiet_env).stdout
-        assert (root / name).read_text() == made, f"regenerate: ftwatch completion {shell} > completions/{name}"
+        assert (root / name).read_text() == generate_completion(shell), (
+            f"regenerate: python -c 'from ftwatch.app.cli import generate_completion as g; "
+            f'print(g("{shell}"), end="")\' > src/ftwatch/completions/{name}'
+        )
+        assert run_cli(["completion", shell], quiet_env).stdout == (root / name).read_text()
 
 
 def test_config_mistakes_come_together_with_suggestions_and_a_typoed_variable_is_named(
@@ -246,4 +251,28 @@ def test_every_option_has_help_and_every_command_ends_with_examples(quiet_env: d
         if name != "ftwatch":
             done = run_cli([*name.split()[1:], "--help"], quiet_env)
             assert done.returncode == 0
-            assert "examples:\n  ftwatch " in done.stdout, name
+            examples = done.stdout.partition("examples:\n")[2].splitlines()
+            assert 2 <= len([line for line in examples if line.strip()]) <= 3, name
+
+
+def test_force_color_gives_coloured_log_lines_through_a_pipe(quiet_env: dict[str, str]) -> None:
+    env = quiet_env | {"CO_API_KEY": "x", "FTWATCH_LOG_LEVEL": "debug"}
+    plain = run_cli(["run", "--once"], env | {"CO_API_URL": "http://127.0.0.1:9", "FTWATCH_COHERE__MAX_ATTEMPTS": "1"})
+    forced = run_cli(
+        ["run", "--once"],
+        env | {"CO_API_URL": "http://127.0.0.1:9", "FTWATCH_COHERE__MAX_ATTEMPTS": "1", "FORCE_COLOR": "1"},
+    )
+    assert plain.stderr.lstrip().startswith("{")  # JSON lines for a machine
+    assert "\x1b[" in forced.stderr
+    assert not forced.stderr.lstrip().startswith("{")
+
+
+def test_the_cli_reference_in_the_docs_is_what_the_parser_says() -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    made = subprocess.run(
+        [sys.executable, "-m", "ftwatch.app.clidoc"], capture_output=True, text=True, check=True
+    ).stdout
+    page = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+    assert page.read_text() == made, "regenerate: python -m ftwatch.app.clidoc > docs/cli.md"

@@ -144,15 +144,18 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
     "check-config": ("ftwatch check-config --config ftwatch.toml", "ftwatch check-config --offline   # in CI"),
     "events": ("ftwatch events ft-abc123", "ftwatch events ftjob-abc --source openai -o json"),
     "models": ("ftwatch models", "ftwatch models -o wide", "ftwatch models --source openai -o yaml"),
-    "notify-test": ("ftwatch notify-test --config ftwatch.toml",),
-    "migrate": ("ftwatch migrate --config /etc/ftwatch/ftwatch.toml",),
+    "notify-test": ("ftwatch notify-test --config ftwatch.toml", "ftwatch --config ftwatch.toml notify-test || exit 1"),
+    "migrate": (
+        "ftwatch migrate --config /etc/ftwatch/ftwatch.toml",
+        "FTWATCH_STATE__URL=postgresql://owner@db/ftwatch ftwatch migrate   # as the schema's owner",
+    ),
     "outbox": (
         "ftwatch outbox --state dead",
         "ftwatch outbox replay --dead",
         "ftwatch outbox purge --older-than 30d",
     ),
     "outbox replay": ("ftwatch outbox replay --dead", "ftwatch outbox replay ftw_5b0e0f6f --notifier slack-ops"),
-    "outbox purge": ("ftwatch outbox purge --older-than 30d",),
+    "outbox purge": ("ftwatch outbox purge --older-than 30d", "ftwatch outbox purge --older-than 12h"),
     "status": ("ftwatch status", "ftwatch status -o json"),
     "wait": (
         "ftwatch wait ft-abc123 --until ready --timeout 6h && promote",
@@ -241,6 +244,10 @@ _SOURCES_PREAMBLE = {
 }
 
 
+#: Each shell's script, as shipped in the package (``generate_completion`` makes them).
+_SCRIPTS = {"bash": "ftwatch.bash", "zsh": "_ftwatch", "fish": "ftwatch.fish"}
+
+
 def _completion(args: argparse.Namespace) -> int:
     if args.list_sources:
         from ftwatch.settings import load_settings, source_specs  # noqa: PLC0415 - the config, no key
@@ -251,13 +258,22 @@ def _completion(args: argparse.Namespace) -> int:
     if args.shell is None:
         print("ftwatch: completion needs a shell: bash, zsh or fish (see 'ftwatch completion --help')", file=sys.stderr)
         return 2
-    import shtab  # noqa: PLC0415 - only for this command
+    # The shipped script, read: generating it (shtab) costs a tenth of a second.
+    from pathlib import Path  # noqa: PLC0415
+
+    print((Path(__file__).resolve().parent.parent / "completions" / _SCRIPTS[args.shell]).read_text(), end="")
+    return 0
+
+
+def generate_completion(shell: str) -> str:
+    """The completion script for ``shell``, made from the parser by shtab (``--source``
+    completed from the config); the shipped ones are these, kept current by a test."""
+    import shtab  # noqa: PLC0415 - only to make the scripts
 
     parser = _parser()
     for action in _source_options(parser):
         action.complete = {"bash": "_ftwatch_sources", "zsh": "_ftwatch_sources"}  # type: ignore[attr-defined]
-    print(shtab.complete(parser, shell=args.shell, preamble=_SOURCES_PREAMBLE[args.shell]))
-    return 0
+    return shtab.complete(parser, shell=shell, preamble=_SOURCES_PREAMBLE[shell]) + "\n"
 
 
 def _source_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

@@ -67,7 +67,7 @@ def escape_for_terminal(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str
 
 
 def _colors() -> bool:
-    """no-color.org: a terminal that asked for no colours gets none in the logs either."""
+    """no-color.org and force-color.org: NO_COLOR wins, as the live view's rich does."""
     return not os.environ.get("NO_COLOR")
 
 
@@ -78,7 +78,8 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     """
     numeric = _LEVELS.get(level.lower(), logging.INFO)
     if json_lines is None:
-        json_lines = not sys.stderr.isatty()
+        # FORCE_COLOR: coloured lines for a person even through a pipe (force-color.org).
+        json_lines = not sys.stderr.isatty() and not os.environ.get("FORCE_COLOR")
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
