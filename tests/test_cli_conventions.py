@@ -276,3 +276,17 @@ def test_the_cli_reference_in_the_docs_is_what_the_parser_says() -> None:
     ).stdout
     page = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
     assert page.read_text() == made, "regenerate: python -m ftwatch.app.clidoc > docs/cli.md"
+
+
+def test_the_config_is_found_in_xdg_config_home_when_no_other_is_given(
+    quiet_env: dict[str, str], tmp_path: Path
+) -> None:
+    xdg = tmp_path / "xdg"
+    (xdg / "ftwatch").mkdir(parents=True)
+    (xdg / "ftwatch" / "ftwatch.toml").write_text("[poll]\ninterval_s = 11\n")
+    env = quiet_env | {"CO_API_KEY": "x", "XDG_CONFIG_HOME": str(xdg)}
+    done = run_cli(["check-config"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["config_file"] == str(xdg / "ftwatch" / "ftwatch.toml")
+    assert report["poll"]["interval_s"] == 11.0

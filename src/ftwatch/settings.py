@@ -293,13 +293,19 @@ class _CohereEnvSource(PydanticBaseSettingsSource):
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
-    """``--config``, else ``$FTWATCH_CONFIG``, else ``./ftwatch.toml`` if present."""
+    """``--config``, else ``$FTWATCH_CONFIG``, else the first that exists of
+    ``./ftwatch.toml``, ``$XDG_CONFIG_HOME/ftwatch/ftwatch.toml`` (default
+    ``~/.config``) and ``/etc/ftwatch/ftwatch.toml`` (where the systemd unit's is, so
+    the operator's commands on the host find it with no flag)."""
     if explicit:
         return Path(explicit)
     if environ.get("FTWATCH_CONFIG"):
         return Path(environ["FTWATCH_CONFIG"])
-    local = Path("ftwatch.toml")
-    return local if local.is_file() else None
+    home = environ.get("HOME")
+    xdg = environ.get("XDG_CONFIG_HOME") or (str(Path(home) / ".config") if home else "")
+    candidates = [Path("ftwatch.toml"), *([Path(xdg) / "ftwatch" / "ftwatch.toml"] if xdg else [])]
+    candidates.append(Path("/etc/ftwatch/ftwatch.toml"))
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

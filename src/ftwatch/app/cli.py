@@ -18,6 +18,8 @@ from ftwatch.errors import FtwatchError
 
 __all__ = ["main"]
 
+_CONFIG_HELP = "TOML file (else $FTWATCH_CONFIG, ./ftwatch.toml, ~/.config/ftwatch/, /etc/ftwatch/)"
+
 #: The listing commands' -o formats (see ftwatch.app.output; kept here: stdlib only).
 _FORMATS = ("text", "wide", "json", "jsonl", "yaml")
 
@@ -35,9 +37,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     parser.add_argument("--version", action="version", version=f"ftwatch {__version__}")
     # Global options go before or after the command (kubectl's way): before, under a
     # dest of their own, so a command's own default never blanks them.
-    parser.add_argument(
-        "--config", dest="global_config", metavar="P", help="TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)"
-    )
+    parser.add_argument("--config", dest="global_config", metavar="P", help=_CONFIG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.add_parser(
         "version", help="this ftwatch's version (with -o json: Python and installed extras)"
@@ -46,9 +46,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     def with_config(p: argparse.ArgumentParser, *, nested: bool = False) -> argparse.ArgumentParser:
         # Nested (outbox replay): no default of its own, or it would blank the parent's.
         default = argparse.SUPPRESS if nested else None
-        p.add_argument(
-            "--config", metavar="P", default=default, help="TOML file (else $FTWATCH_CONFIG, else ./ftwatch.toml)"
-        )
+        p.add_argument("--config", metavar="P", default=default, help=_CONFIG_HELP)
         return p
 
     def with_output(p: argparse.ArgumentParser) -> None:
