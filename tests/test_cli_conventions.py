@@ -225,24 +225,13 @@ def test_check_config_offline_needs_no_secret_file_and_no_key(quiet_env: dict[st
     assert online.returncode == 2  # the real check still reads them
 
 
-def _commands(parser: object, prefix: str = "ftwatch") -> list[tuple[str, object]]:
-    import argparse  # noqa: PLC0415
-
-    assert isinstance(parser, argparse.ArgumentParser)
-    found = [(prefix, parser)]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found += _commands(sub, f"{prefix} {name}")
-    return found
-
-
 def test_every_option_has_help_and_every_command_ends_with_examples(quiet_env: dict[str, str]) -> None:
     import argparse  # noqa: PLC0415
 
     from ftwatch.app.cli import _parser  # noqa: PLC0415
+    from ftwatch.app.clidoc import commands_of  # noqa: PLC0415
 
-    for name, parser in _commands(_parser()):
+    for name, parser in commands_of(_parser()):
         assert isinstance(parser, argparse.ArgumentParser)
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction) or action.dest == "help":

@@ -9,15 +9,16 @@ import os
 
 from ftwatch.app.cli import _parser
 
-__all__ = ["markdown"]
+__all__ = ["commands_of", "markdown"]
 
 
-def _commands(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, argparse.ArgumentParser]]:
+def commands_of(parser: argparse.ArgumentParser, prefix: str = "ftwatch") -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every command and subcommand's parser, by its full name (``ftwatch outbox replay``)."""
     found = [(prefix, parser)]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
-                found += _commands(sub, f"{prefix} {name}")
+                found += commands_of(sub, f"{prefix} {name}")
     return found
 
 
@@ -30,7 +31,7 @@ def markdown() -> str:
         "Made from the parser (`python -m ftwatch.app.clidoc > docs/cli.md`); `ftwatch COMMAND --help` says the same.",
         "",
     ]
-    for name, parser in _commands(_parser(), "ftwatch"):
+    for name, parser in commands_of(_parser(), "ftwatch"):
         lines += [f"## `{name}`", "", "```text", parser.format_help().rstrip(), "```", ""]
     return "\n".join(lines)
 
