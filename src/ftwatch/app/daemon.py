@@ -237,7 +237,9 @@ class Daemon:
             log.warning("once.undelivered", notifiers_failed=failed, note="kept in the outbox for the next run")
         if not report.ok:
             # A cron job should hear that this run saw nothing: exit 1, one line.
-            raise FtwatchError(f"the API could not be polled: {report.error}; nothing was lost")
+            # Every source failed: each is named (the error is the first one's).
+            names = ", ".join(loop.poller.names)
+            raise FtwatchError(f"the API could not be polled: source {names}: {report.error}; nothing was lost")
         down = {
             key.removeprefix(SOURCE_MARK): why
             for key, why in (report.result.failed if report.result else {}).items()
