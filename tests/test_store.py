@@ -9,6 +9,8 @@ from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
 from ftwatch.store.base import Claim, ModelState, Store, model_key, models_in
 
+from .conftest import wait_for
+
 
 def _transition(n: int, model: str = "ft-1", status: str = "STATUS_READY") -> Transition:
     return Transition(f"t{n}", model, "m", status, None, f"2026-01-01T00:00:{n:02d}.000000000Z", None, "x")
@@ -182,6 +184,16 @@ def test_one_sender_per_notifier_across_processes_and_a_dead_holder_gives_back(p
     assert second.claim_next("hook") == BUSY
     _claimed(second, "other").release()
     held._conn.close()  # type: ignore[attr-defined]  # as a SIGKILL would: the connection goes, the server rolls back
+    # The server ends the dead session (and frees its lock) a moment after the close.
+
+    def free() -> bool:
+        claim = second.claim_next("hook")
+        if claim is None or isinstance(claim, str):
+            return False
+        claim.release()
+        return True
+
+    wait_for(free, timeout=10, what="the dead holder's claim freed")
     taken = _claimed(second, "hook")
     assert taken.head[1].id == "t1"
     taken.release()
