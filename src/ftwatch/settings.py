@@ -26,7 +26,7 @@ from pydantic_settings import (
 
 from ftwatch.config_errors import describe_errors, unknown_variables
 from ftwatch.duration import parse_duration
-from ftwatch.errors import ConfigError, first_problem
+from ftwatch.errors import ConfigError
 from ftwatch.model import STATES, check_model_id, normalize_status, provider_word, state_of
 from ftwatch.notifiers.base import NotifierConfig
 from ftwatch.sources.base import ApiKeys, SourceSpec, http_url
@@ -43,7 +43,6 @@ __all__ = [
     "cycle_budget",
     "default_state_path",
     "find_config_file",
-    "format_validation_error",
     "load_settings",
     "redacted",
     "source_specs",
@@ -318,17 +317,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-
-
-def format_validation_error(exc: ValidationError, where: str, env_prefix: str = "FTWATCH_") -> str:
-    """One line: the first problem, where to fix it, and how many more there are."""
-    loc, msg, count = first_problem(exc)
-    if loc and loc[0] in ("notifiers", "sources") and msg.startswith("invalid configuration: "):
-        return msg  # a notifier table's problem, worded with its own location
-    dotted = ".".join(str(part) for part in loc) or "configuration"
-    env_name = env_prefix + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
-    more = f" (and {count - 1} more)" if count > 1 else ""
-    return f"invalid configuration: {dotted}: {msg}; fix it in {where} or {env_name}{more}"
 
 
 def load_settings(config: str | None = None) -> tuple[Settings, Path | None]:

@@ -123,8 +123,8 @@ async def _check_config(settings: Settings, path: Path | None, offline: bool = F
         async with wiring.hook_client() as http:
             wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
             wiring.build_sources(settings, http)
-        for config in settings.sources:
-            if (push := getattr(config, "webhook", None)) is not None:
+        for spec in source_specs(settings):
+            if (push := spec.webhook) is not None:
                 push.read_secret()  # a webhook secret file that is missing shows here too
     dump: dict[str, Any] = settings.model_dump(mode="python")
     dump["notifiers"] = [config.model_dump() for config in settings.notifiers]

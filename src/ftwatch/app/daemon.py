@@ -81,7 +81,7 @@ class Daemon:
         self._reloaded: tuple[Settings, list[LoadedNotifier], SourcesPlan, dict[str, Poller]] | None = None
         #: Each running source's config, and the webhook config its route was built with.
         self._sources_in_force = {spec.name: spec.config for spec in source_specs(settings)}
-        self._pushes_in_force = {spec.name: getattr(spec.config, "webhook", None) for spec in source_specs(settings)}
+        self._pushes_in_force = {spec.name: spec.webhook for spec in source_specs(settings)}
         #: Builds one source's poller as the daemon's own (set once the state is open).
         self._build_poller: Callable[[Settings, SourceSpec], Poller] | None = None
         self.leadership: Leadership | None = None
@@ -95,7 +95,7 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, once: bool = False) -> None:
-        pushing = [s.name for s in source_specs(self.settings) if getattr(s.config, "webhook", None) is not None]
+        pushing = [s.name for s in source_specs(self.settings) if s.webhook is not None]
         if pushing and not once and not self.settings.http.listen:
             log.warning(
                 "push.off",
@@ -514,7 +514,7 @@ def config_fingerprint(settings: Settings, notifiers: Sequence[LoadedNotifier]) 
     """This configuration's fingerprint (see :mod:`ftwatch.ops.fingerprint`)."""
     return fingerprint(
         [
-            SourceShape(spec.name, spec.type, tuple(spec.models), getattr(spec.config, "webhook", None) is not None)
+            SourceShape(spec.name, spec.type, tuple(spec.models), spec.webhook is not None)
             for spec in source_specs(settings)
         ],
         [NotifierShape(n.key, tuple(n.config.statuses), tuple(n.config.models)) for n in notifiers],
@@ -522,14 +522,14 @@ def config_fingerprint(settings: Settings, notifiers: Sequence[LoadedNotifier]) 
 
 
 def _pushing(settings: Settings) -> bool:
-    return any(getattr(spec.config, "webhook", None) is not None for spec in source_specs(settings))
+    return any(spec.webhook is not None for spec in source_specs(settings))
 
 
 def _push_secrets(settings: Settings) -> dict[str, str]:
     """Each source that takes webhooks, by name -> its signing secret (files read)."""
     secrets = {}
     for spec in source_specs(settings):
-        push = getattr(spec.config, "webhook", None)
+        push = spec.webhook
         if push is not None:
             secrets[spec.name] = push.read_secret()
     return secrets

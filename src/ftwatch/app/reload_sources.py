@@ -57,7 +57,7 @@ def plan_sources(
         and spec.config is not legacy
         and _pollers_part(spec.config) != _pollers_part(in_force[spec.name])
     )
-    webhooks = {spec.name: getattr(spec.config, "webhook", None) for spec in new}
+    webhooks = {spec.name: spec.webhook for spec in new}
     restart_needed = tuple(
         f"sources[{name}].webhook"
         for name in sorted(webhooks.keys() | pushes_in_force.keys())

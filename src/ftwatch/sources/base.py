@@ -190,6 +190,12 @@ class SourceSpec:
     models: list[str]
     namespace: str
 
+    @property
+    def webhook(self) -> Any:
+        """The source's ``[sources.webhook]`` table (its pushes), or ``None``: the one
+        place a source's optional webhook is looked up."""
+        return getattr(self.config, "webhook", None)
+
 
 class SourceType(Protocol):
     """The class an entry point of ``ftwatch.sources`` names."""
