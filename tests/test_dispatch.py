@@ -124,13 +124,13 @@ async def test_a_notifier_removed_by_reconfigure_keeps_its_queue_for_its_return(
         group.start_soon(dispatcher.run, [])
         await anyio.sleep(0.05)
         ids = _queue(store, loaded, 2)
-        applied = dispatcher.reconfigure(empty, [])
-        assert "delivery.retry_max_s" in applied
+        dispatcher.reconfigure(wiring.retry_policy(empty), [])
+        assert "delivery.retry_max_s" in wiring.RELOADED_KEYS
         dispatcher.wake()
         await anyio.sleep(0.3)
         assert receiver.bodies() == []
         assert store.count_deliveries() == {"hook-0": 2}
-        dispatcher.reconfigure(settings, loaded)
+        dispatcher.reconfigure(wiring.retry_policy(settings), loaded)
         dispatcher.wake()
         with anyio.fail_after(10):
             while len(receiver.bodies()) < 2:  # noqa: ASYNC110 - the receiver is a thread: poll it

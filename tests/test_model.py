@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ftwatch.model import format_timestamp, human_status, normalize_status, parse_timestamp
+from ftwatch.model import format_timestamp, human_status, parse_timestamp
+from ftwatch.statuses import normalize_status
 
 
 @given(st.integers(min_value=0, max_value=4_000_000_000 * 1_000_000_000))

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from ftwatch.cycle import CycleReport, CycleResult
 from ftwatch.model import Transition, format_timestamp, parse_timestamp
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
-from ftwatch.poller import CycleReport, CycleResult
 from ftwatch.sources.simkit import Fault
 from ftwatch.wording import text_line
 from tests.conftest import FTWATCH, Daemon, run_cli, wait_for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -11,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftwatch.app import wiring
-from ftwatch.poller import CyclePlan, Poller
+from ftwatch.plan import CyclePlan, PollMode
+from ftwatch.poller import Poller
 from ftwatch.ratelimit import TokenBucket
-from ftwatch.settings import PollMode
 from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator
 
 from .conftest import settings_for
@@ -111,7 +112,8 @@ async def test_the_reconcile_catches_what_the_list_missed(
     """A change the list hides is found by the round-robin reconcile."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(5)]
     poller = _poller(sim, http, tmp_path)
-    poller.reconcile_share = 1.0  # one list request: one model re-read per cycle
+    # One list request: one model re-read per cycle.
+    poller.reconfigure(replace(poller.config, plan=replace(poller.config.plan, reconcile_share=1.0)))
     await poller.cycle()
     sim.set_status(ids[3], "STATUS_FAILED", hide_from_list=True)
     seen = []
@@ -195,7 +197,7 @@ async def test_events_mode_reads_every_history_every_cycle(
     """poll.mode = events reads every model's events every cycle."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(3)]
     poller = _poller(sim, http, tmp_path)
-    poller.mode = PollMode.EVENTS
+    poller.reconfigure(replace(poller.config, plan=replace(poller.config.plan, mode=PollMode.EVENTS)))
     await poller.cycle()
     sim.set_status(ids[1], "STATUS_READY")
     assert await _statuses(poller) == [(ids[1], "STATUS_FINETUNING", "STATUS_READY")]

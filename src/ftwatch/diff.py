@@ -23,10 +23,11 @@ A transition is a change of status: an event whose status equals the one before 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
-from ftwatch.model import Event, Transition, format_timestamp
+from ftwatch.model import Event, ModelInfo, Transition, format_timestamp
+from ftwatch.state import EMPTY, Cursor, CycleDiff, DiffContext, EventKey, Fetched, ModelState, UndatedKey
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW_NS",
@@ -35,41 +36,13 @@ __all__ = [
     "EventKey",
     "UndatedKey",
     "diff_events",
+    "diff_histories",
     "transition_id",
     "undated_transition_id",
 ]
 
-#: What tells dated events apart: time, status, user id, and the position among events
-#: identical in all three (two identical events are still two events).
-EventKey = tuple[int, str, str, int]
-#: The same for events without a time: status, user id, position.
-UndatedKey = tuple[str, str, int]
-
 DEFAULT_LOOKBACK_NS = 300 * 1_000_000_000
 DEFAULT_CLOCK_SKEW_NS = 2 * 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """How far into one model's history ftwatch has looked.
-
-    ``at_ns`` is the newest ``created_at`` seen (``None``: no dated event seen yet).
-    ``recent`` holds every event seen at or after ``horizon_ns``: an event at or
-    after the horizon that is not in it is new, an event before it is history.
-    """
-
-    at_ns: int | None
-    recent: frozenset[EventKey]
-    last_status: str | None
-    #: A baseline taken from the model list without reading events: ``at_ns`` is the
-    #: list's ``updated_at`` and ``last_status`` the status it showed.
-    lazy: bool = False
-    #: Below this, events are history. ``None`` with ``at_ns``: nothing seen yet.
-    horizon_ns: int | None = None
-    undated: frozenset[UndatedKey] = frozenset()
-
-
-EMPTY = Cursor(None, frozenset(), None)
 
 
 def transition_id(model_id: str, created_at_ns: int, status: str, user_id: str | None, position: int) -> str:
@@ -233,3 +206,59 @@ def _remember(
 
 def _ukeys(undated: list[tuple[Event, UndatedKey]]) -> frozenset[UndatedKey]:
     return frozenset(key for _, key in undated)
+
+
+def diff_histories(state: Mapping[str, ModelState], fetched: Mapping[str, Fetched], context: DiffContext) -> CycleDiff:
+    """A history source's cycle: each model's events against its cursor."""
+    changed: dict[str, ModelState] = {}
+    transitions: list[Transition] = []
+    undated_notes: list[tuple[str, str, int]] = []
+    events_read = 0
+    for model_id, item in fetched.items():
+        old = state.get(model_id)
+        info = item.info
+        if item.lazy_baseline:
+            assert info.updated_at_ns is not None
+            cursor = Cursor(info.updated_at_ns, frozenset(), info.status, lazy=True)
+            changed[model_id] = ModelState(cursor, info.name, info.status, info.updated_at)
+            continue
+        if item.events is None:
+            if old is not None and old.name != info.name:
+                changed[model_id] = replace(old, name=info.name)
+            continue
+        events_read += len(item.events)
+        cursor, new = diff_events(
+            model_id,
+            info.name,
+            old.cursor if old else None,
+            item.events,
+            baseline=context.baseline,
+            detected_at_ns=context.detected_at_ns,
+            lookback_ns=context.lookback_ns,
+            clock_skew_ns=context.clock_skew_ns,
+            catch_up_from_ns=context.catch_up_from,
+        )
+        undated = cursor.undated - (old.cursor.undated if old else frozenset())
+        if undated and old is not None and old.cursor.lazy:
+            # A baseline from the list cannot place them in time: they were there.
+            undated_notes.append(("baseline.undated", model_id, len(undated)))
+        elif undated and not context.baseline:
+            # Reported with the time they were first seen: said once.
+            undated_notes.append(("event.undated", model_id, len(undated)))
+        changed[model_id] = _after_read(old, info, cursor, item.events)
+        transitions.extend(new)
+    return CycleDiff(changed, transitions, events_read, tuple(undated_notes))
+
+
+def _after_read(old: ModelState | None, info: ModelInfo, cursor: Cursor, events: list[Event]) -> ModelState:
+    """The row of a model whose events were read: what the list said is remembered
+    only once the events agree with it, so an event that lags behind the list is
+    read again next cycle."""
+    consistent = not events or cursor.last_status == info.status
+    return ModelState(
+        cursor=cursor,
+        name=info.name,
+        list_status=info.status if consistent else (old.list_status if old else None),
+        list_updated=info.updated_at if consistent else (old.list_updated if old else None),
+        stalled=old.stalled if old else None,  # the stay's alert, if the stay goes on
+    )

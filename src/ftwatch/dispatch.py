@@ -19,10 +19,9 @@ import structlog
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
-from ftwatch.settings import Settings
 from ftwatch.store.base import BUSY, Claim, Store, StoreError
 
-__all__ = ["DeliveryAttempt", "Dispatcher", "retry_policy"]
+__all__ = ["DeliveryAttempt", "Dispatcher"]
 
 log = structlog.get_logger("ftwatch.dispatch")
 
@@ -44,11 +43,6 @@ _IDLE_LOOK_S = 0.5
 
 def _ignore(_: object) -> None:
     pass
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    d = settings.delivery
-    return RetryPolicy(initial_s=d.retry_initial_s, max_s=d.retry_max_s, give_up_after_s=d.give_up_after_s)
 
 
 class _Worker:
@@ -91,12 +85,10 @@ class Dispatcher:
         for worker in self._workers.values():
             worker.wakeup.set()
 
-    def reconfigure(self, settings: Settings, notifiers: Sequence[LoadedNotifier]) -> set[str]:
-        """A reload: the retry policy and the notifiers, now; returns the keys applied.
-        (``shutdown_grace_s`` is read at the stop.)"""
-        self.policy = retry_policy(settings)
+    def reconfigure(self, policy: RetryPolicy, notifiers: Sequence[LoadedNotifier]) -> None:
+        """A reload: the retry policy and the notifiers, now."""
+        self.policy = policy
         self.set_notifiers(notifiers)
-        return {"notifiers"} | {f"delivery.{key}" for key in type(settings.delivery).model_fields}
 
     def set_notifiers(self, notifiers: Sequence[LoadedNotifier]) -> None:
         """Start workers for new notifiers, stop those of removed ones (a reload).

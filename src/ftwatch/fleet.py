@@ -1,6 +1,6 @@
 """Every configured source's poller, each in its own lane.
 
-Each source (Cohere, OpenAI, Bedrock, a plug-in) has its own poller, budget and
+Each source (of a built-in provider or a plug-in) has its own poller, budget and
 models, and commits its own cycle. A source whose cycle fails is that source's
 problem only: the others commit and deliver, and the cycle's result names the failed
 one under ``failed`` (as ``source:NAME``). Only when every source fails does the
@@ -17,15 +17,16 @@ it committed) and the source reported as failed, so ``ftwatch_source_up`` shows 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 
 import anyio
 import anyio.abc
 import structlog
 
+from ftwatch.cycle import CycleResult
 from ftwatch.errors import AuthRefusedError
-from ftwatch.poller import CyclePlan, CycleResult, Poller
-from ftwatch.settings import Settings
+from ftwatch.plan import CyclePlan
+from ftwatch.poller import Poller, PollerConfig
 from ftwatch.sources.base import SourceUnavailableError
 from ftwatch.store.base import Lease, LeaseLostError, ModelState
 
@@ -80,12 +81,13 @@ class Fleet:
                 return state
         return None
 
-    def reconfigure(self, settings: Settings) -> set[str]:
-        self.timeout_s = settings.poll.source_timeout_s
-        applied: set[str] = {"poll.source_timeout_s"}
+    def reconfigure(self, timeout_s: float, configs: Mapping[str, PollerConfig]) -> None:
+        """A reload: the source timeout, and each poller's new configuration (a
+        source no longer configured keeps its own until the swap removes it)."""
+        self.timeout_s = timeout_s
         for poller in self.pollers:
-            applied |= poller.reconfigure(settings)
-        return applied
+            if poller.name in configs:
+                poller.reconfigure(configs[poller.name])
 
     def swap(self, pollers: Sequence[Poller]) -> None:
         """The fleet's pollers from now on (a reload: sources added, removed or

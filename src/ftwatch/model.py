@@ -1,179 +1,35 @@
 """The plain data ftwatch moves around: statuses, events, transitions.
 
-Nothing here does I/O or imports anything else of ftwatch, so every other module
-(and every third-party notifier) can depend on it.
+Nothing here does I/O or imports more of ftwatch than the status words and the
+legacy rules, so every other module (and every third-party notifier) can depend on it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ftwatch.compat import LEGACY_PROVIDER, legacy_body
+from ftwatch.statuses import builtin_state
+
 __all__ = [
-    "KNOWN_STATUSES",
-    "PROVIDER_STATES",
+    "STALLED",
+    "STATUS_CHANGED",
     "Event",
     "ModelInfo",
     "ModelListing",
     "Transition",
     "check_model_id",
-    "filter_matches",
-    "filter_word",
     "format_timestamp",
     "human_status",
-    "normalize_status",
     "parse_timestamp",
-    "provider_word",
-    "state_of",
-    "status_filter",
 ]
-
-#: The statuses of Cohere's fine-tuning API v1. Others may appear later; they pass
-#: through as they are.
-KNOWN_STATUSES: tuple[str, ...] = (
-    "STATUS_UNSPECIFIED",
-    "STATUS_FINETUNING",
-    "STATUS_DEPLOYING_API",
-    "STATUS_READY",
-    "STATUS_FAILED",
-    "STATUS_DELETED",
-    "STATUS_TEMPORARILY_OFFLINE",
-    "STATUS_PAUSED",
-    "STATUS_QUEUED",
-)
-
 
 #: The ``type`` of a transition's body, and of a stall alert's.
 STATUS_CHANGED = "finetuned_model.status_changed"
 STALLED = "finetuned_model.stalled"
-
-#: The normalized states every provider's statuses map to (bodies' ``state``).
-STATES: tuple[str, ...] = ("queued", "running", "ready", "failed", "cancelled", "paused", "deleted", "unknown")
-
-#: The states a job does not leave by itself.
-TERMINAL_STATES: frozenset[str] = frozenset({"ready", "failed", "cancelled", "deleted"})
-
-_COHERE_STATES: dict[str, str] = {
-    "STATUS_QUEUED": "queued",
-    "STATUS_FINETUNING": "running",
-    "STATUS_DEPLOYING_API": "running",
-    "STATUS_READY": "ready",
-    "STATUS_FAILED": "failed",
-    "STATUS_DELETED": "deleted",
-    "STATUS_PAUSED": "paused",
-    "STATUS_TEMPORARILY_OFFLINE": "paused",
-    "STATUS_UNSPECIFIED": "unknown",
-}
-
-#: OpenAI's fine-tuning job statuses (API reference, ``FineTuningJob.status``).
-_OPENAI_STATES: dict[str, str] = {
-    "validating_files": "queued",
-    "queued": "queued",
-    "running": "running",
-    "succeeded": "ready",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
-
-#: Bedrock's ``ModelCustomizationJobStatus``. ``Stopping`` is still on its way (it
-#: may yet end ``Stopped``): running until it gets there.
-_BEDROCK_STATES: dict[str, str] = {
-    "InProgress": "running",
-    "Completed": "ready",
-    "Failed": "failed",
-    "Stopping": "running",
-    "Stopped": "cancelled",
-}
-
-#: Each built-in provider's words and the states they mean.
-PROVIDER_STATES: dict[str, dict[str, str]] = {
-    "cohere": _COHERE_STATES,
-    "openai": _OPENAI_STATES,
-    "bedrock": _BEDROCK_STATES,
-}
-
-
-def state_of(status: str | None, provider: str = "cohere") -> str:
-    """A provider's status as its normalized state; a word nobody knows yet is
-    ``unknown``. A plug-in's provider may use the normalized words themselves."""
-    table = PROVIDER_STATES.get(provider)
-    if table is None:
-        word = (status or "").lower()
-        return word if word in STATES else "unknown"
-    return table.get(status or "", "unknown")
-
-
-def normalize_status(name: str) -> str | None:
-    """Return the long name of a known Cohere status given as ``READY`` or ``STATUS_READY``.
-
-    Case does not matter. ``None`` when the name is no known status.
-    """
-    upper = name.strip().upper()
-    long = upper if upper.startswith("STATUS_") else f"STATUS_{upper}"
-    return long if long in KNOWN_STATUSES else None
-
-
-def provider_word(name: str) -> str | None:
-    """Another provider's status as that provider spells it (``Completed``,
-    ``succeeded``), whatever the case it is given in; ``None`` if none has it."""
-    wanted = name.strip().lower()
-    for provider, table in PROVIDER_STATES.items():
-        if provider == "cohere":
-            continue
-        for word in table:
-            if word.lower() == wanted:
-                return word
-    return None
-
-
-def filter_word(name: str) -> str | None:
-    """A notifier ``statuses`` entry in its canonical spelling, or ``None`` if it is
-    no status of any provider and no normalized state. A Cohere word first (so
-    ``paused`` keeps meaning ``STATUS_PAUSED``, as it always has), then a state
-    (``running``), then another provider's word (``Completed``)."""
-    cohere = normalize_status(name)
-    if cohere is not None:
-        return cohere
-    if name.strip().lower() in STATES:
-        return name.strip().lower()
-    return provider_word(name)
-
-
-_STATE_MARK = "state:"
-
-
-def status_filter(words: Iterable[str]) -> frozenset[str]:
-    """What a notifier's ``statuses`` match: provider words, and ``state:…`` tokens.
-
-    A Cohere word also matches the other providers' same-named words (``FAILED``:
-    OpenAI's ``failed``, Bedrock's ``Failed``), and its state when that state means
-    just this status to Cohere (``READY``: every provider's ``ready``). ``PAUSED``
-    keeps its narrow meaning: the state ``paused`` also holds Cohere's
-    ``TEMPORARILY_OFFLINE``.
-    """
-    tokens: set[str] = set()
-    for raw in words:
-        word = filter_word(raw) or raw
-        if word in _COHERE_STATES:
-            tokens.add(word)
-            short = word.removeprefix("STATUS_").lower()
-            if (other := provider_word(short)) is not None:
-                tokens.add(other)
-            state = _COHERE_STATES[word]
-            if [s for s, st in _COHERE_STATES.items() if st == state] == [word]:
-                tokens.add(_STATE_MARK + state)
-        elif word in STATES:
-            tokens.add(_STATE_MARK + word)
-        else:
-            tokens.add(word)
-    return frozenset(tokens)
-
-
-def filter_matches(tokens: frozenset[str], status: str, state: str) -> bool:
-    return status in tokens or _STATE_MARK + state in tokens
 
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
@@ -282,7 +138,7 @@ class ModelInfo:
     name: str | None
     status: str
     #: As the API wrote it: compared as text every cycle, parsed only when needed.
-    #: For a snapshot provider (OpenAI, Bedrock): when the current status began, if
+    #: For a snapshot provider: when the current status began, if
     #: the provider says (``finished_at``, ``lastModifiedTime``).
     updated_at: str | None = None
     #: What the job produced, once it has (OpenAI's ``fine_tuned_model``, Bedrock's
@@ -331,12 +187,15 @@ class Transition:
     since: str | None = None
     stalled_for_s: float | None = None
     #: Which API and which configured source it came from.
-    provider: str = "cohere"
-    source: str = "cohere"
-    #: Snapshot providers' (not in Cohere's bodies, which keep their fields): the
+    provider: str = LEGACY_PROVIDER
+    source: str = LEGACY_PROVIDER
+    #: Snapshot providers' (not in the legacy bodies, which keep their fields): the
     #: model a job produced, and why it failed.
     fine_tuned_model: str | None = None
     failure_message: str | None = None
+    #: The normalized state a plug-in source's vocabulary gave ``status``, where it
+    #: differs from a built-in table's (empty: the table says it, see :attr:`state`).
+    given_state: str = ""
 
     @property
     def stalled(self) -> bool:
@@ -345,7 +204,13 @@ class Transition:
     @property
     def state(self) -> str:
         """The normalized state of ``status`` (``ready``, ``running``, …)."""
-        return state_of(self.status, self.provider)
+        return self.given_state or builtin_state(self.status, self.provider)
+
+    def in_words_of(self, provider: str, source: str, state: str) -> Transition:
+        """This transition as the source says it: its provider, its name, and the
+        state its vocabulary gives the status."""
+        given = "" if state == builtin_state(self.status, provider) else state
+        return replace(self, provider=provider, source=source, given_state=given)
 
     def to_payload(self) -> dict[str, Any]:
         """The webhook body of the contract, field for field."""
@@ -377,7 +242,7 @@ class Transition:
             "source": self.source,
             "state": self.state,
         }
-        if self.provider != "cohere":
+        if not legacy_body(self.provider):
             body["fine_tuned_model"] = self.fine_tuned_model
             body["failure_message"] = self.failure_message
         return body
@@ -396,9 +261,13 @@ class Transition:
             type=payload.get("type", STATUS_CHANGED),
             since=payload.get("since"),
             stalled_for_s=payload.get("stalled_for_s"),
-            # Queued by an older build: Cohere's, the only provider it had.
-            provider=payload.get("provider", "cohere"),
-            source=payload.get("source", "cohere"),
+            # Queued by an older build: the only provider it had.
+            provider=payload.get("provider", LEGACY_PROVIDER),
+            source=payload.get("source", LEGACY_PROVIDER),
             fine_tuned_model=payload.get("fine_tuned_model"),
             failure_message=payload.get("failure_message"),
+        ).in_words_of(
+            payload.get("provider", LEGACY_PROVIDER),
+            payload.get("source", LEGACY_PROVIDER),
+            payload.get("state") or "",
         )

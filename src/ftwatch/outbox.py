@@ -11,7 +11,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ftwatch.model import Transition, filter_matches
+from ftwatch.model import Transition
+from ftwatch.statuses import filter_matches
 
 __all__ = [
     "Delivery",
@@ -40,7 +41,7 @@ class Route:
     models: frozenset[str] = frozenset()
 
     def wants(self, transition: Transition) -> bool:
-        """Its filters: ``statuses`` holds what :func:`~ftwatch.model.status_filter` made
+        """Its filters: ``statuses`` holds what :func:`~ftwatch.statuses.status_filter` made
         of the provider words and normalized states configured."""
         if self.statuses and not filter_matches(self.statuses, transition.status, transition.state):
             return False

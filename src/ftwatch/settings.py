@@ -8,7 +8,6 @@ are validated once, here, into their types' typed configs. Every failure becomes
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 import tomllib
@@ -27,9 +26,11 @@ from pydantic_settings import (
 from ftwatch.config_errors import describe_errors, unknown_variables
 from ftwatch.duration import parse_duration
 from ftwatch.errors import ConfigError
-from ftwatch.model import STATES, check_model_id, normalize_status, provider_word, state_of
+from ftwatch.model import check_model_id
 from ftwatch.notifiers.base import NotifierConfig
+from ftwatch.plan import PollMode
 from ftwatch.sources.base import ApiKeys, SourceSpec, http_url
+from ftwatch.statuses import STATES, normalize_status, provider_word
 
 __all__ = [
     "CohereSettings",
@@ -72,14 +73,6 @@ def _duration(value: Any) -> Any:
 
 #: A duration written as ``"30d"``, ``"2h"``, ``"90s"`` (or a number of seconds), held as seconds.
 Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class PollMode(enum.StrEnum):
-    """How changes are found (see :mod:`ftwatch.poller`)."""
-
-    AUTO = "auto"  # the cheaper of the two below
-    LIST = "list"  # read the model list, ask only the models that moved
-    EVENTS = "events"  # every model's events every cycle, as a naive loop would
 
 
 class PollSettings(BaseModel):
@@ -193,11 +186,12 @@ class StallSettings(BaseModel):
                 raise ValueError(f"{key!r} is no state: use one of {', '.join(STATES)}, or a status such as FINETUNING")
         return checked
 
-    def threshold_s(self, status: str | None, provider: str = "cohere") -> float | None:
-        """How long ``status`` may last (its own word first, then its state)."""
+    def threshold_s(self, status: str | None, state: str) -> float | None:
+        """How long ``status`` (of normalized ``state``) may last: its own word
+        first, then its state."""
         if not self.after or status is None:
             return None
-        return self.after.get(status, self.after.get(state_of(status, provider)))
+        return self.after.get(status, self.after.get(state))
 
 
 class Settings(BaseSettings):

@@ -18,13 +18,15 @@ is taken.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
-from ftwatch.diff import Cursor
-from ftwatch.model import Event, ModelInfo, Transition, format_timestamp, state_of
+from ftwatch.model import Event, ModelInfo, Transition, format_timestamp
+from ftwatch.state import Cursor, CycleDiff, DiffContext, Fetched, ModelState
+from ftwatch.statuses import BUILT_IN, Vocabulary
 from ftwatch.textsafe import failure_text
 
-__all__ = ["SnapshotChange", "baseline_cursor", "diff_snapshot", "snapshot_transition_id"]
+__all__ = ["SnapshotChange", "baseline_cursor", "diff_snapshot", "diff_snapshots", "snapshot_transition_id"]
 
 
 def snapshot_transition_id(provider: str, model_id: str, previous: str | None, status: str, at_ns: int | None) -> str:
@@ -90,6 +92,7 @@ def diff_snapshot(
     source: str,
     detected_at_ns: int,
     catch_up_from_ns: int | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> SnapshotChange:
     """The transitions from ``cursor`` (``None``: a job never seen, all new) to the
     status ``info`` shows, through the steps ``history`` tells of in between.
@@ -99,6 +102,7 @@ def diff_snapshot(
     Steps the history shows beyond the snapshot (it is fresher than the list) wait
     for the list to catch up: they are reported by a later cycle, once.
     """
+    words = vocabulary or BUILT_IN.get(provider) or Vocabulary(provider, {})
     now_status = info.status
     if cursor is not None and cursor.last_status == now_status:
         return SnapshotChange(cursor, [])
@@ -131,7 +135,7 @@ def diff_snapshot(
             continue
         when = step.created_at_ns
         is_now = step.status == now_status
-        state = state_of(step.status, provider)
+        state = words.state_of(step.status)
         # Bounded, one line, no controls: it goes into every body, Slack and the outbox.
         failure = failure_text(step.message or (reason if is_now else None)) if state == "failed" else None
         transitions.append(
@@ -148,7 +152,7 @@ def diff_snapshot(
                 source=source,
                 fine_tuned_model=info.fine_tuned_model if is_now and state == "ready" else None,
                 failure_message=failure,
-            )
+            ).in_words_of(provider, source, state)
         )
         previous = step.status
         if when is not None:
@@ -161,3 +165,46 @@ def diff_snapshot(
         # A cursor never moves back (the stores refuse it).
         since = cursor.at_ns if since is None else max(since, cursor.at_ns)
     return SnapshotChange(Cursor(since, frozenset(), now_status), transitions)
+
+
+def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetched], context: DiffContext) -> CycleDiff:
+    """A snapshot source's cycle: each job's status against the last one seen."""
+    changed: dict[str, ModelState] = {}
+    transitions: list[Transition] = []
+    history_read = 0
+    for model_id, item in fetched.items():
+        old = state.get(model_id)
+        info = item.info
+        if item.lazy_baseline:
+            noticed = context.detected_at_ns
+            changed[model_id] = ModelState(
+                baseline_cursor(info), info.name, info.status, info.updated_at, noticed_ns=noticed
+            )
+            continue
+        if item.events is None:  # unchanged, not read
+            if old is not None and old.name != info.name:
+                changed[model_id] = replace(old, name=info.name)
+            continue
+        history_read += len(item.events)
+        found = diff_snapshot(
+            model_id,
+            info,
+            old.cursor if old is not None else None,
+            item.events,
+            provider=context.identity.provider,
+            source=context.identity.name,
+            detected_at_ns=context.detected_at_ns,
+            catch_up_from_ns=context.catch_up_from if old is None and context.baseline else None,
+            vocabulary=context.vocabulary,
+        )
+        stay_goes_on = old is not None and found.cursor.last_status == old.cursor.last_status
+        changed[model_id] = ModelState(
+            found.cursor,
+            info.name,
+            info.status,
+            info.updated_at,
+            stalled=old.stalled if old is not None and stay_goes_on else None,
+            noticed_ns=old.noticed_ns if old is not None and stay_goes_on else context.detected_at_ns,
+        )
+        transitions.extend(found.transitions)
+    return CycleDiff(changed, transitions, history_read)

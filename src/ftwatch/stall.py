@@ -12,8 +12,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 
+from ftwatch.compat import LEGACY_PROVIDER, stall_subject
 from ftwatch.model import STALLED, Transition, format_timestamp
-from ftwatch.store.base import ModelState
+from ftwatch.state import ModelState
 
 __all__ = ["check_stall", "stay_key"]
 
@@ -34,12 +35,12 @@ def _same_stay(remembered: str | None, status: str, since_ns: int, slack_ns: int
 def check_stall(
     model_id: str,
     state: ModelState,
-    threshold_s: Callable[[str | None], float | None],
+    threshold_s: Callable[[str], float | None],
     now_ns: int,
     *,
     slack_ns: int = 2_000_000_000,
-    provider: str = "cohere",
-    source: str = "cohere",
+    provider: str = LEGACY_PROVIDER,
+    source: str = LEGACY_PROVIDER,
 ) -> tuple[Transition, ModelState] | None:
     """The alert and the model's state remembering it, if the model has stayed in its
     status past its threshold and no alert was sent for this stay yet."""
@@ -52,8 +53,7 @@ def check_stall(
         return None
     if _same_stay(state.stalled, status, since_ns, slack_ns):
         return None
-    # Cohere's ids as they always were; another provider's include it.
-    who = model_id if provider == "cohere" else f"{provider}\x1f{model_id}"
+    who = stall_subject(provider, model_id)
     digest = hashlib.sha256(f"stall\x1f{who}\x1f{status}\x1f{since_ns}".encode()).hexdigest()[:32]
     detected_at = format_timestamp(now_ns, digits=3)
     alert = Transition(

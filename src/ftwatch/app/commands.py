@@ -14,11 +14,12 @@ import anyio
 from ftwatch.app import wiring
 from ftwatch.app.output import emit, table
 from ftwatch.errors import ConfigError, FtwatchError
-from ftwatch.model import PROVIDER_STATES, ModelInfo, Transition, format_timestamp, human_status, state_of
+from ftwatch.model import ModelInfo, Transition, format_timestamp, human_status
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.ops.logs import configure_logging
 from ftwatch.settings import Settings, load_settings, redacted, source_specs
 from ftwatch.sources.base import ModelNotFoundError, SourceError
+from ftwatch.statuses import BUILT_IN, COHERE, builtin_state
 from ftwatch.textsafe import printable
 from ftwatch.wording import plural
 
@@ -212,9 +213,8 @@ async def _models(settings: Settings, output: str, source_name: str | None) -> i
         lines = []
         for name, m in listed:
             line = ([name] if several or wide else []) + [m.id, m.name or "-", human_status(m.status)]
-            line += (
-                [types.get(name, "?"), state_of(m.status, types.get(name, "cohere")), updated(m) or "-"] if wide else []
-            )
+            provider = types.get(name, COHERE.provider)
+            line += [types.get(name, "?"), builtin_state(m.status, provider), updated(m) or "-"] if wide else []
             lines.append(line)
         table(header, lines)
 
@@ -225,7 +225,7 @@ async def _models(settings: Settings, output: str, source_name: str | None) -> i
             "id": m.id,
             "name": m.name,
             "status": m.status,
-            "state": state_of(m.status, types.get(name, "cohere")),
+            "state": builtin_state(m.status, types.get(name, COHERE.provider)),
             "updated_at": updated(m),
         }
         for name, m in listed
@@ -238,9 +238,9 @@ def _test_transition(settings: Settings, now: str) -> Transition:
     """A synthetic step shaped like the first configured source's: its provider, its
     name, and that provider's own words for "running" and "ready"."""
     spec = source_specs(settings)[0]
-    provider = spec.type if spec.type in PROVIDER_STATES else "cohere"
-    words = PROVIDER_STATES[provider]
-    order = list(words.items())
+    vocabulary = BUILT_IN.get(spec.type, COHERE)
+    provider = vocabulary.provider
+    order = list(vocabulary.states.items())
     at = next(i for i, (_, state) in enumerate(order) if state == "ready")
     ready = order[at][0]
     running = next((word for word, state in reversed(order[:at]) if state == "running"), None)

@@ -28,6 +28,7 @@ from ftwatch.app.leadership import Leadership
 from ftwatch.app.loop import PollLoop
 from ftwatch.app.reload_sources import SourcesPlan, plan_sources
 from ftwatch.app.signals import handle_signals
+from ftwatch.cycle import CycleReport, FailedAt
 from ftwatch.dispatch import Dispatcher
 from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.fleet import SOURCE_MARK, Fleet
@@ -38,7 +39,7 @@ from ftwatch.ops.health import Health
 from ftwatch.ops.logs import set_log_level
 from ftwatch.ops.metrics import Metrics
 from ftwatch.ops.sdnotify import SystemdNotifier
-from ftwatch.poller import CycleReport, FailedAt, Poller
+from ftwatch.poller import Poller
 from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.sources.base import RequestDone, SourceSpec
 from ftwatch.store.base import PollRequests, ReplicaRegistry, Store, StoreError
@@ -483,12 +484,9 @@ class Daemon:
         self._reloaded = None
         self._swap_sources(poller, settings, plan, built)
         applied = (
-            poller.reconfigure(settings)
-            | dispatcher.reconfigure(settings, notifiers)
-            | loop.reconfigure(settings)
-            | self.health.reconfigure(settings)
-            | {"log_level"}
+            wiring.reconfigure(poller, dispatcher, settings, notifiers) | loop.reconfigure(settings) | {"log_level"}
         )
+        self.health.reconfigure(settings.poll.interval_s)
         set_log_level(settings.log_level)
         self.metrics.poll_interval.set(settings.poll.interval_s)
         changed = changed_keys(self.settings, settings)

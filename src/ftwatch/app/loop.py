@@ -16,9 +16,9 @@ import anyio
 import structlog
 
 from ftwatch.app.leadership import Leadership
+from ftwatch.cycle import CycleReport, FailedAt
 from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
-from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.settings import Settings, source_specs
 from ftwatch.sources.base import RequestDone, SourceError
 from ftwatch.store.base import LeaseLostError, StoreError

@@ -13,7 +13,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ftwatch.model import PROVIDER_STATES, Transition, format_timestamp, human_status, parse_timestamp
+from ftwatch.model import Transition, format_timestamp, human_status, parse_timestamp
+from ftwatch.statuses import BUILT_IN
 from ftwatch.textsafe import printable
 
 __all__ = ["ModelRow", "WatchState", "format_age", "render", "status_text"]
@@ -41,7 +42,7 @@ _STATE_STYLE: dict[str, tuple[str, str]] = {
     "paused": ("yellow", "‖"),
     "deleted": ("bright_black", "⌫"),
 }
-_WORD_STATE = {word: state for table in PROVIDER_STATES.values() for word, state in table.items()}
+_WORD_STATE = {word: state for vocabulary in BUILT_IN.values() for word, state in vocabulary.states.items()}
 
 
 def status_text(status: str | None) -> Text:

@@ -21,10 +21,11 @@ import anyio
 from ftwatch.app import wiring
 from ftwatch.app.output import emit
 from ftwatch.errors import AuthRefusedError, ConfigError
-from ftwatch.model import TERMINAL_STATES, Transition, check_model_id, state_of
+from ftwatch.model import Transition, check_model_id
 from ftwatch.poller import Poller
 from ftwatch.settings import Settings, load_settings, source_specs
 from ftwatch.sources.base import SourceError
+from ftwatch.statuses import COHERE, TERMINAL_STATES
 from ftwatch.wording import plural, reached, text_line
 
 __all__ = ["Until", "WaitOutcome", "run_wait", "wait_for"]
@@ -69,7 +70,7 @@ class WaitOutcome:
 
 def _judge(outcome: WaitOutcome, until: Until) -> bool:
     """Whether waiting is over (and ``outcome`` says how)."""
-    states = outcome.states or {model_id: state_of(status) for model_id, status in outcome.statuses.items()}
+    states = outcome.states or {model_id: COHERE.state_of(status) for model_id, status in outcome.statuses.items()}
     for model_id, state in states.items():
         if state in TERMINAL_STATES and not until.wants(state):
             outcome.stopped_by = model_id
@@ -143,7 +144,7 @@ async def _poll_until(
                             on_transition(transition)
                     for model_id, info in result.statuses.items():
                         outcome.statuses[model_id] = info.status
-                        outcome.states[model_id] = state_of(info.status, poller.provider)
+                        outcome.states[model_id] = poller.source.vocabulary.state_of(info.status)
                     if len(outcome.statuses) == len(ids) and _judge(outcome, until):
                         return outcome
                 await anyio.sleep(interval_s)

@@ -20,11 +20,11 @@ from ftwatch.app import wiring
 from ftwatch.app.loop import PollLoop
 from ftwatch.app.signals import handle_signals
 from ftwatch.app.view import ModelRow, WatchState, render
+from ftwatch.cycle import CycleReport, CycleResult
 from ftwatch.errors import FtwatchError
 from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
 from ftwatch.ops.logs import configure_logging
-from ftwatch.poller import CycleReport, CycleResult
 from ftwatch.settings import Settings, load_settings
 from ftwatch.wording import plural, text_line
 

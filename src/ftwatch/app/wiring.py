@@ -16,19 +16,22 @@ from typing import IO, TypeVar
 
 import httpx
 
-from ftwatch.dispatch import DeliveryAttempt, Dispatcher, retry_policy
+from ftwatch.dispatch import DeliveryAttempt, Dispatcher
 from ftwatch.errors import ConfigError
 from ftwatch.fleet import Fleet
-from ftwatch.model import status_filter
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
-from ftwatch.outbox import Route
-from ftwatch.poller import Poller
+from ftwatch.outbox import RetryPolicy, Route
+from ftwatch.plan import PlanConfig
+from ftwatch.poller import Poller, PollerConfig
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import FileSecret, SecretProvider, cohere_key
-from ftwatch.settings import Settings, cycle_budget, default_state_path, redact_url, source_specs
+from ftwatch.settings import DeliverySettings, Settings, cycle_budget, default_state_path, redact_url, source_specs
 from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps, SourceSpec
+from ftwatch.sources.protocol import ChecksCredentials
 from ftwatch.sources.registry import source_type
+from ftwatch.state import SourceIdentity
+from ftwatch.statuses import status_filter
 from ftwatch.store.base import Store
 
 __all__ = [
@@ -46,6 +49,9 @@ __all__ = [
     "notifier_context",
     "notifiers",
     "open_store",
+    "poller_config",
+    "reconfigure",
+    "retry_policy",
     "routes_of",
     "state_path",
 ]
@@ -202,9 +208,8 @@ def check_credentials(settings: Settings, environ: Mapping[str, str] = os.enviro
         return
     # Built only to read their keys: no request is made with this client.
     for _, source in build_sources(settings, httpx.AsyncClient(), environ=environ):
-        check = getattr(source, "check_credentials", None)
-        if check is not None:
-            check()
+        if isinstance(source, ChecksCredentials):
+            source.check_credentials()
 
 
 def build_source(
@@ -273,24 +278,60 @@ def build_poller(
     settings' ``[poll]`` section (``models`` overrides the source's list).
     ``daemon``: the one of ``run``, with its catch-up and stall alerts (the live view
     and ``wait`` start on empty memory every time: neither applies there)."""
-    poll = settings.poll
     spec = spec or source_specs(settings)[0]
-    return Poller(
-        source,
-        store,
-        models=spec.models if models is None else models,
-        routes=routes,
-        concurrency=poll.concurrency,
+    identity = SourceIdentity(spec.name, source.provider, spec.namespace)
+    return Poller(source, store, identity, poller_config(settings, spec, models=models, daemon=daemon), routes=routes)
+
+
+def poller_config(
+    settings: Settings, spec: SourceSpec, *, models: Sequence[str] | None = None, daemon: bool = False
+) -> PollerConfig:
+    """One source's :class:`PollerConfig` from ``[poll]`` and ``[stall]``."""
+    poll = settings.poll
+    plan = PlanConfig(
+        models=tuple(dict.fromkeys(spec.models if models is None else models)),
+        mode=poll.mode,
         reconcile_share=poll.reconcile_share,
         budget_per_cycle=budget_per_cycle(settings, spec),
-        name=spec.name,
-        namespace=spec.namespace,
-        mode=poll.mode,
         lookback_ns=int(poll.lookback_s * 1e9),
         clock_skew_ns=int(poll.clock_skew_s * 1e9),
+    )
+    return PollerConfig(
+        plan,
+        concurrency=poll.concurrency,
         catch_up_ns=int(poll.catch_up * 1e9) if daemon else 0,
         stall_after=settings.stall.threshold_s if daemon and settings.stall.after else None,
     )
+
+
+#: The keys a reload applies to running parts (:func:`reconfigure`); any other
+#: change needs a restart, and is named.
+RELOADED_KEYS = frozenset(
+    {"poll.source_timeout_s", "poll.interval_s", "stall.after", "notifiers"}
+    | {f"poll.{key}" for key in ("models", "mode", "reconcile_share", "concurrency", "lookback_s", "clock_skew_s")}
+    | {f"delivery.{key}" for key in DeliverySettings.model_fields}
+)
+
+
+def reconfigure(
+    fleet: Fleet, dispatcher: Dispatcher, settings: Settings, notifiers: Sequence[LoadedNotifier]
+) -> set[str]:
+    """Hand a reload's settings to the running pollers and the dispatcher; returns
+    the keys applied (the poll loop and the health take theirs themselves)."""
+    specs = {spec.name: spec for spec in source_specs(settings)}
+    configs = {
+        poller.name: poller_config(settings, specs[poller.name], daemon=True)
+        for poller in fleet.pollers
+        if poller.name in specs
+    }
+    fleet.reconfigure(settings.poll.source_timeout_s, configs)
+    dispatcher.reconfigure(retry_policy(settings), notifiers)
+    return set(RELOADED_KEYS)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    d = settings.delivery
+    return RetryPolicy(initial_s=d.retry_initial_s, max_s=d.retry_max_s, give_up_after_s=d.give_up_after_s)
 
 
 def notifier_context(http: httpx.AsyncClient, stdout: IO[str]) -> NotifierContext:

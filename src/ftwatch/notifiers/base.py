@@ -18,9 +18,10 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ftwatch.model import Transition, filter_word
+from ftwatch.model import Transition
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.secrets import FileSecret
+from ftwatch.statuses import filter_word
 
 if TYPE_CHECKING:
     from ftwatch.templates import Template

@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 import anyio
 
-from ftwatch.poller import CycleReport
-from ftwatch.settings import Settings
+from ftwatch.cycle import CycleReport
 from ftwatch.sources.base import ApiWait, RequestDone
 
 __all__ = ["Health"]
@@ -63,9 +62,8 @@ class Health:
         capped = f" (capped from {wait.asked_s:g}s by {key})" if wait.asked_s > wait.seconds else ""
         self.waiting(wait.seconds, f"the API asked to retry after {wait.asked_s:g}s{capped}")
 
-    def reconfigure(self, settings: Settings) -> set[str]:
-        self.interval_s = settings.poll.interval_s
-        return {"poll.interval_s"}
+    def reconfigure(self, interval_s: float) -> None:
+        self.interval_s = interval_s
 
     def succeeded(self) -> None:
         self.beat()

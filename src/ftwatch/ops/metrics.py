@@ -10,9 +10,9 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from ftwatch.cycle import CycleReport, FailedAt
 from ftwatch.dispatch import DeliveryAttempt
 from ftwatch.fleet import SOURCE_MARK
-from ftwatch.poller import CycleReport, FailedAt
 from ftwatch.sources.base import RequestDone
 
 __all__ = ["Metrics"]

@@ -2,7 +2,8 @@
 
 A source type is a class registered in the entry-point group ``ftwatch.sources``
 under its ``type`` name, with a ``from_config(config, deps)`` class method. The poller
-knows only :class:`Source`; the application builds sources through the registry.
+knows only :class:`~ftwatch.sources.protocol.Source`; the application builds sources
+through the registry.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, check_model_id
+from ftwatch.model import check_model_id
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import SecretProvider
+from ftwatch.sources.protocol import Source, SourceKind, TakesPushes
 
 __all__ = [
     "ApiKeys",
@@ -32,6 +34,7 @@ __all__ = [
     "SourceConfig",
     "SourceDeps",
     "SourceError",
+    "SourceKind",
     "SourceSpec",
     "SourceType",
     "SourceUnavailableError",
@@ -58,26 +61,6 @@ class ModelDataError(SourceError):
 
 class InvalidModelIdError(ConfigError):
     """An id that cannot be one path segment of the API (``/``, ``..``): exit 2."""
-
-
-class Source(Protocol):
-    """What the poller needs of a fine-tuning provider.
-
-    A source may also say ``provider`` (the bodies' word for its API, default
-    ``cohere``) and ``snapshot = True`` when its list shows each job's status as a
-    snapshot (then ``list_events`` gives the job's status history, as far as the
-    provider keeps one: see :mod:`ftwatch.snapshot`).
-    """
-
-    async def list_models(self) -> ModelListing:
-        """Every fine-tuned model visible to the key."""
-        ...
-
-    async def get_model(self, model_id: str) -> ModelInfo: ...
-
-    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
-        """The model's events; with ``newer_than_ns`` at least those at or after it."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +177,7 @@ class SourceSpec:
     def webhook(self) -> Any:
         """The source's ``[sources.webhook]`` table (its pushes), or ``None``: the one
         place a source's optional webhook is looked up."""
-        return getattr(self.config, "webhook", None)
+        return self.config.webhook if isinstance(self.config, TakesPushes) else None
 
 
 class SourceType(Protocol):

@@ -28,12 +28,14 @@ from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, pars
 from ftwatch.sources.base import (
     SourceConfig,
     SourceDeps,
+    SourceKind,
     SourceUnavailableError,
     http_url,
 )
 from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
+from ftwatch.statuses import BEDROCK
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials as AwsCredentials
@@ -180,7 +182,8 @@ class BedrockSource:
     """Bedrock's customization jobs, by job name, through one :class:`ApiClient`."""
 
     provider = "bedrock"
-    snapshot = True
+    kind = SourceKind.SNAPSHOT
+    vocabulary = BEDROCK
     config_model: ClassVar[type[BaseModel]] = BedrockSourceConfig
 
     def __init__(self, config: BedrockSourceConfig, deps: SourceDeps) -> None:

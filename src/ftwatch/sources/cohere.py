@@ -1,4 +1,4 @@
-"""Cohere's fine-tuning API v1, the first :class:`~ftwatch.sources.base.Source`."""
+"""Cohere's fine-tuning API v1, the first :class:`~ftwatch.sources.protocol.Source`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from ftwatch.secrets import cohere_key
 from ftwatch.sources.base import (
     SourceConfig,
     SourceDeps,
+    SourceKind,
     SourceUnavailableError,
     http_url,
 )
 from ftwatch.sources.fields import BadDataError, check_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey
 from ftwatch.sources.pages import Page, paginate, read_listing
+from ftwatch.statuses import COHERE
 
 if TYPE_CHECKING:
     from ftwatch.settings import CohereSettings
@@ -89,11 +91,12 @@ class CohereSource:
 
     provider = "cohere"
     #: The list and the events say what happened, with times: no snapshot diffing.
-    snapshot = False
+    kind = SourceKind.HISTORY
+    vocabulary = COHERE
     config_model: ClassVar[type[BaseModel]] = CohereSourceConfig
 
     def __init__(self, config: CohereSettings | CohereSourceConfig, deps: SourceDeps, *, page_size: int = 1000) -> None:
-        key = deps.key or cohere_key(getattr(config, "api_key_file", None), deps.environ)
+        key = deps.key or cohere_key(config.api_key_file, deps.environ)
         self._api = ApiClient(
             deps,
             BearerKey(key),

@@ -22,6 +22,7 @@ from ftwatch.secrets import FileSecret, openai_key
 from ftwatch.sources.base import (
     SourceConfig,
     SourceDeps,
+    SourceKind,
     SourceUnavailableError,
     http_url,
 )
@@ -29,6 +30,7 @@ from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, pa
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.standard_webhooks import secret_key
+from ftwatch.statuses import OPENAI
 from ftwatch.textsafe import FAILURE_MAX
 
 __all__ = ["OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
@@ -154,7 +156,8 @@ class OpenAISource:
     """OpenAI's fine-tuning jobs through one :class:`~ftwatch.sources.http.ApiClient`."""
 
     provider = "openai"
-    snapshot = True
+    kind = SourceKind.SNAPSHOT
+    vocabulary = OPENAI
     config_model: ClassVar[type[BaseModel]] = OpenAISourceConfig
 
     def __init__(self, config: OpenAISourceConfig, deps: SourceDeps) -> None:

@@ -10,7 +10,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 
 from ftwatch.errors import ConfigError, first_problem
-from ftwatch.sources.base import SourceType
+from ftwatch.sources.base import SourceConfig, SourceType
 
 __all__ = ["ENTRY_POINT_GROUP", "available_types", "source_type", "validate_sources"]
 
@@ -52,7 +52,7 @@ def validate_sources(raw_list: Sequence[Mapping[str, Any] | BaseModel]) -> list[
                 loc, msg, _ = first_problem(exc)
                 where = "." + ".".join(str(p) for p in loc) if loc else ""
                 raise ConfigError(f"invalid configuration: sources[{index}] ({kind}){where}: {msg}") from None
-        name = str(getattr(config, "name", None) or getattr(config, "type", "?"))
+        name = config.name or config.type if isinstance(config, SourceConfig) else "?"
         if name in names:
             raise ConfigError(
                 f"invalid configuration: sources[{index}]: a second source named {name!r}:"

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
-from ftwatch.diff import Cursor
+from ftwatch.compat import meta_key, model_key, models_in
 from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
+from ftwatch.state import Cursor, ModelState
 
 __all__ = [
     "BUSY",
@@ -82,26 +83,6 @@ class StoreError(FtwatchError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class ModelState:
-    """What the store keeps of one model: its cursor, its name, and how the list showed it."""
-
-    cursor: Cursor
-    name: str | None = None
-    list_status: str | None = None
-    list_updated: str | None = None
-    #: The stay (status and since) a stall alert was queued for: one alert per stay,
-    #: also across restarts.
-    stalled: str | None = None
-    #: When the model (job) was first missing from a full listing: gone from the
-    #: API (deleted, aged out). Kept, counted apart; cleared if it comes back.
-    gone: str | None = None
-    #: When ftwatch first saw the current stay, by its own clock: a snapshot job
-    #: whose provider dates nothing still gets stall alerts (the cursor's time is
-    #: only ever the provider's).
-    noticed_ns: int | None = None
-
-
 def encode_cursor(cursor: Cursor) -> tuple[str, str]:
     """A cursor's event keys as two JSON texts (every backend stores them alike)."""
     return json.dumps(sorted(cursor.recent)), json.dumps(sorted(cursor.undated))
@@ -130,26 +111,6 @@ MODEL_COLUMNS = (
     "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled, gone,"
     " noticed_ns"
 )
-
-
-def model_key(namespace: str, model_id: str) -> str:
-    """A model's key in a state several sources share: ``openai/ftjob-1``; the first
-    Cohere source's models keep their bare ids (their rows predate sources)."""
-    return f"{namespace}/{model_id}" if namespace else model_id
-
-
-def models_in(namespace: str, states: Mapping[str, ModelState]) -> dict[str, ModelState]:
-    """One source's models, by their own ids. No Cohere id holds a ``/`` (an id is one
-    path segment), so a bare key is always the first Cohere source's."""
-    if not namespace:
-        return {key: state for key, state in states.items() if "/" not in key}
-    prefix = namespace + "/"
-    return {key[len(prefix) :]: state for key, state in states.items() if key.startswith(prefix)}
-
-
-def meta_key(name: str, namespace: str) -> str:
-    """``baselined`` / ``scope`` of one source (the first Cohere source: as before)."""
-    return f"{name}:{namespace}" if namespace else name
 
 
 def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
