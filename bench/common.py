@@ -8,14 +8,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def seeded_simulator(models: int, *, latency_s: float, page_size: int, rate_limit: int, history: int = 4) -> Simulator:
-    sim = Simulator(max_page_size=page_size, rate_limit_per_minute=rate_limit, latency_s=latency_s)
+def seeded_simulator(
+    models: int, *, latency_s: float, page_size: int, rate_limit: int, history: int = 4
+) -> CohereSimulator:
+    sim = CohereSimulator(max_page_size=page_size, rate_limit_per_minute=rate_limit, latency_s=latency_s)
     statuses = ("STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY")
     for i in range(models):
         sim.add_model(f"model-{i:05d}", statuses[history - 1], history=statuses[: history - 1])

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftwatch.sources.cohere_sim import running_in_thread
+from ftwatch.sim.cohere import running_in_thread
 
 from .common import ROOT, base_env, log_events, seeded_simulator
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import httpx
 
-from ftwatch.sources import openai_sim
-from ftwatch.sources.openai_sim import OpenAISimulator
-from ftwatch.sources.simkit import running_in_thread
+from ftwatch.sim import openai as openai_sim
+from ftwatch.sim.kit import running_in_thread
+from ftwatch.sim.openai import OpenAISimulator
 from ftwatch.standard_webhooks import sign
 
 SECRET = "whsec_" + base64.b64encode(b"bench-push-flood-secret-32-bytes").decode()

@@ -28,7 +28,7 @@ from pathlib import Path
 import psycopg
 from tests.receiver import Answer, Receiver
 
-from ftwatch.sources.cohere_sim import Simulator, running_in_thread
+from ftwatch.sim.cohere import CohereSimulator, running_in_thread
 
 from .common import base_env
 
@@ -73,7 +73,7 @@ def schema(url: str) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {name} CASCADE".encode())
 
 
-def failover(url: str, sim: Simulator, tmp: Path, lease_s: float, interval_s: float) -> float:
+def failover(url: str, sim: CohereSimulator, tmp: Path, lease_s: float, interval_s: float) -> float:
     with schema(url) as scoped:
         env = base_env(sim.url, tmp) | {
             "FTWATCH_STATE__URL": scoped,
@@ -93,7 +93,7 @@ def failover(url: str, sim: Simulator, tmp: Path, lease_s: float, interval_s: fl
         return took
 
 
-def throughput(url: str, sim: Simulator, tmp: Path, replicas: int, transitions: int) -> float:
+def throughput(url: str, sim: CohereSimulator, tmp: Path, replicas: int, transitions: int) -> float:
     receiver = Receiver().start()
     receiver.default = Answer(200, delay_s=0.02)
     models = [sim.add_model(f"t-{replicas}-{i}", "STATUS_QUEUED") for i in range(transitions)]
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--transitions", type=int, default=200)
     args = parser.parse_args()
-    sim = Simulator(rate_limit_per_minute=1_000_000)
+    sim = CohereSimulator(rate_limit_per_minute=1_000_000)
     sim.add_model("m", "STATUS_READY")
     with running_in_thread(sim), tempfile.TemporaryDirectory() as tmp:
         times = [failover(args.url, sim, Path(tmp), args.lease, args.interval) for _ in range(args.runs)]

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 from tests.receiver import Receiver
 
-from ftwatch.sources.cohere_sim import running_in_thread
+from ftwatch.sim.cohere import running_in_thread
 
 from .common import base_env, cpu_seconds, log_events, peak_rss_mb, percentile, seeded_simulator
 from .roundtrips import RoundTripProxy

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator, running_in_thread
+from ftwatch.sim.cohere import DEFAULT_KEY, CohereSimulator, running_in_thread
 
 FTWATCH = [sys.executable, "-m", "ftwatch"]
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    sim = Simulator()
+    sim = CohereSimulator()
     model = sim.add_model("startup", "STATUS_READY", history=("STATUS_QUEUED",))
     with running_in_thread(sim), tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "CO_"))}

@@ -18,8 +18,8 @@ from hypothesis import settings
 
 from ftwatch.app import wiring
 from ftwatch.settings import Settings
+from ftwatch.sim.cohere import DEFAULT_KEY, CohereSimulator, running_in_thread
 from ftwatch.sources.base import Source
-from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator, running_in_thread
 from ftwatch.store.base import Store
 from ftwatch.store.sqlite import SqliteStore
 
@@ -51,19 +51,19 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    simulator = Simulator()
+def sim() -> Iterator[CohereSimulator]:
+    simulator = CohereSimulator()
     with running_in_thread(simulator):
         yield simulator
 
 
 @pytest.fixture
-def sim_factory() -> Iterator[Callable[..., Simulator]]:
+def sim_factory() -> Iterator[Callable[..., CohereSimulator]]:
     """Simulators with options of their own (skewed clocks, say), served until the test ends."""
     with contextlib.ExitStack() as stack:
 
-        def make(**options: Any) -> Simulator:
-            return stack.enter_context(running_in_thread(Simulator(**options)))
+        def make(**options: Any) -> CohereSimulator:
+            return stack.enter_context(running_in_thread(CohereSimulator(**options)))
 
         yield make
 
@@ -76,7 +76,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def base_env(sim: Simulator, tmp_path: Path) -> dict[str, str]:
+def base_env(sim: CohereSimulator, tmp_path: Path) -> dict[str, str]:
     """An environment that points ftwatch at the simulator with fast timings."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "CO_", "COHERE_", "NOTIFY_", "WATCHDOG_"))
@@ -226,7 +226,7 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
             daemon.kill()
 
 
-def settings_for(sim: Simulator, **sections: dict[str, Any]) -> Settings:
+def settings_for(sim: CohereSimulator, **sections: dict[str, Any]) -> Settings:
     """Settings aimed at the simulator, with fast retries; ``sections`` add to them."""
     data: dict[str, dict[str, Any]] = {
         "cohere": {"base_url": sim.url, "max_attempts": 4, "retry_initial_s": 0.01, "retry_max_s": 0.05},
@@ -238,7 +238,7 @@ def settings_for(sim: Simulator, **sections: dict[str, Any]) -> Settings:
 
 
 def source_for(
-    sim: Simulator, http: Any, *, key: str = DEFAULT_KEY, environ: dict[str, str] | None = None, **cohere: Any
+    sim: CohereSimulator, http: Any, *, key: str = DEFAULT_KEY, environ: dict[str, str] | None = None, **cohere: Any
 ) -> Source:
     """The source the application would build for the simulator, through the wiring."""
     settings = settings_for(sim, cohere=cohere)

@@ -10,21 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftwatch.sources import bedrock_sim, cohere_sim, openai_sim
-from ftwatch.sources.bedrock_sim import BedrockSimulator
-from ftwatch.sources.cohere_sim import Simulator
-from ftwatch.sources.openai_sim import OpenAISimulator
-from ftwatch.sources.simkit import SimServer, running_in_thread
+from ftwatch.sim import PROVIDERS, SimulatedProvider, simulator, simulator_type
+from ftwatch.sim import bedrock as bedrock_sim
+from ftwatch.sim.kit import SimServer, running_in_thread
 
-PROVIDERS = ("cohere", "openai", "bedrock")
+__all__ = ["FAILED", "LIFECYCLES", "PROVIDERS", "World", "aws_env", "make_sim", "world"]
 
 #: Each provider's lifecycle, first status to a good end, and its failure word.
-LIFECYCLES: dict[str, tuple[str, ...]] = {
-    "cohere": ("STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY"),
-    "openai": ("queued", "running", "succeeded"),
-    "bedrock": ("InProgress", "Stopping", "Completed"),
-}
-FAILED = {"cohere": "STATUS_FAILED", "openai": "failed", "bedrock": "Failed"}
+LIFECYCLES: dict[str, tuple[str, ...]] = {p: simulator_type(p).lifecycle for p in PROVIDERS}
+FAILED = {p: simulator_type(p).failed_status for p in PROVIDERS}
 
 
 @dataclass
@@ -39,36 +33,26 @@ class World:
     def server(self) -> SimServer:
         return self.sim  # type: ignore[no-any-return]
 
+    @property
+    def simulated(self) -> SimulatedProvider:
+        return self.sim  # type: ignore[no-any-return]
+
     def add(self, name: str, status: str | None = None) -> str:
-        status = status or LIFECYCLES[self.provider][0]
-        if self.provider == "cohere":
-            model_id = self.sim.add_model(name, status)
-        elif self.provider == "openai":
-            model_id = self.sim.add_job(name, status)
-        else:
-            model_id = self.sim.add_job(name, status)
+        model_id = self.simulated.add_job(name, status)
         self.ids[name] = model_id
-        return str(model_id)
+        return model_id
 
     def move(self, model_id: str, status: str) -> None:
-        self.sim.set_status(model_id, status)
+        self.simulated.set_status(model_id, status)
 
     def source(self, **extra: Any) -> dict[str, Any]:
         """The ``[[sources]]`` table that watches this simulator, with fast retries."""
         fast = {"retry_initial_s": 0.02, "retry_max_s": 0.2, "auth_retry_s": 0.5}
-        if self.provider == "cohere":
-            return {"type": "cohere", "base_url": self.sim.url} | fast | extra
-        if self.provider == "openai":
-            return {"type": "openai", "base_url": self.sim.url} | fast | extra
-        return {"type": "bedrock", "endpoint_url": self.sim.url, "region": bedrock_sim.REGION} | fast | extra
+        return self.simulated.source_table(**fast, **extra)
 
     def credentials(self, tmp_path: Path) -> dict[str, str]:
         """The environment a user would set for this provider's key."""
-        if self.provider == "cohere":
-            return {"CO_API_KEY": cohere_sim.DEFAULT_KEY}
-        if self.provider == "openai":
-            return {"OPENAI_API_KEY": openai_sim.DEFAULT_KEY}
-        return aws_env(tmp_path)
+        return self.simulated.credentials_env(tmp_path)
 
     def env(self, base: dict[str, str], tmp_path: Path, **extra: Any) -> dict[str, str]:
         """``base`` with this provider as the one source."""
@@ -76,23 +60,13 @@ class World:
 
 
 def aws_env(tmp_path: Path, secret: str = bedrock_sim.SECRET_KEY) -> dict[str, str]:
-    """The simulator's keys through the standard chain's environment step; no
-    profile files and no instance metadata (no network here)."""
-    return {
-        "AWS_ACCESS_KEY_ID": bedrock_sim.ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": secret,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }
+    """The Bedrock simulator's keys through the standard chain's environment step
+    (``secret``: another one, to be refused)."""
+    return bedrock_sim.BedrockSimulator().credentials_env(tmp_path) | {"AWS_SECRET_ACCESS_KEY": secret}
 
 
 def make_sim(provider: str, **options: Any) -> Any:
-    if provider == "cohere":
-        return Simulator(**options)
-    if provider == "openai":
-        return OpenAISimulator(**options)
-    return BedrockSimulator(**options)
+    return simulator(provider, **options)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 
 from .conftest import FTWATCH, run_cli
 
@@ -19,7 +19,7 @@ def test_version(base_env: dict[str, str]) -> None:
     assert done.stdout.startswith("ftwatch ")
 
 
-def test_events_prints_the_whole_history_oldest_first(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_events_prints_the_whole_history_oldest_first(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """`events` reads every page and prints oldest first, as text and JSON."""
     sim.max_page_size = 2
     model = sim.add_model("m", "STATUS_READY", history=("STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API"))
@@ -40,7 +40,7 @@ def test_events_prints_the_whole_history_oldest_first(sim: Simulator, base_env: 
     assert "STATUS_PAUSED" in text.stdout.splitlines()[-1]
 
 
-def test_events_of_an_unknown_model_is_one_line(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_events_of_an_unknown_model_is_one_line(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """An unknown model id is one line on stderr and exit 2 (an id that names nothing,
     as for wait and outbox replay), no traceback."""
     done = run_cli(["events", "ft-unknown"], base_env)
@@ -48,7 +48,7 @@ def test_events_of_an_unknown_model_is_one_line(sim: Simulator, base_env: dict[s
     assert done.stderr.strip() == "ftwatch: model ft-unknown not found: check the id with 'ftwatch models'"
 
 
-def test_models_lists_every_model_with_its_status(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_models_lists_every_model_with_its_status(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """`models` lists every model of the key with its status, as text and JSON."""
     sim.max_page_size = 2
     for i in range(5):

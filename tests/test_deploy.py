@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 
 from .conftest import Daemon, free_port, wait_for
 
@@ -167,7 +167,9 @@ def _metric_names_in(expr: str) -> set[str]:
     return set(re.findall(r"\bftwatch_[a-z_]+", expr))
 
 
-def test_rules_and_dashboard_use_only_metrics_the_daemon_exposes(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_rules_and_dashboard_use_only_metrics_the_daemon_exposes(
+    sim: CohereSimulator, base_env: dict[str, str]
+) -> None:
     """Every metric named by an alert or a dashboard panel is one the daemon serves,
     and the dashboard has the panels an operator looks for first."""
     sim.add_model("m", "STATUS_READY")

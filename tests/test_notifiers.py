@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 
 from .conftest import Daemon, notifiers_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
@@ -37,7 +37,9 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes, t
     raise ValueError("no valid signature")
 
 
-def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_signed_webhooks_verify_independently(
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
     """Signed bodies verify with an independent Standard Webhooks verifier; tampering fails."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, "secret": SECRET})}
@@ -56,7 +58,9 @@ def test_signed_webhooks_verify_independently(sim: Simulator, receiver: Receiver
         raise AssertionError("a tampered body verified")
 
 
-def test_unsigned_webhooks_carry_no_signature(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_unsigned_webhooks_carry_no_signature(
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
     """Without a secret, no webhook-* signature headers are sent."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url})}
@@ -67,7 +71,7 @@ def test_unsigned_webhooks_carry_no_signature(sim: Simulator, receiver: Receiver
 
 
 def test_slack_is_paced_and_429_is_retried_after_retry_after(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """Slack gets about one message a second, and a 429 waits its Retry-After."""
     model = sim.add_model("my-classifier", "STATUS_QUEUED")
@@ -145,7 +149,7 @@ def test_notify_test_succeeds_when_all_deliver(receiver: Receiver, base_env: dic
 
 
 def test_a_plugin_notifier_is_found_through_its_entry_point(
-    sim: Simulator, base_env: dict[str, str], tmp_path: Path
+    sim: CohereSimulator, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The example plug-in, made importable with a dist-info as pip would write it."""
     site = tmp_path / "site"

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftwatch.sources.cohere_sim import Simulator, running_in_thread
+from ftwatch.sim.cohere import CohereSimulator, running_in_thread
 
 from .conftest import Daemon, free_port, notifiers_env, wait_for
 from .receiver import Answer, Receiver
@@ -42,7 +42,10 @@ def _datagrams(sock: socket.socket, until: Callable[[list[str]], bool], timeout:
 
 
 def test_sd_notify_ready_watchdog_stopping(
-    sim: Simulator, base_env: dict[str, str], notify_socket: tuple[str, socket.socket], daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    base_env: dict[str, str],
+    notify_socket: tuple[str, socket.socket],
+    daemons: Callable[..., Daemon],
 ) -> None:
     """READY=1 once the loop runs, STATUS= after polls, WATCHDOG=1 each half interval, STOPPING=1."""
     path, sock = notify_socket
@@ -81,7 +84,7 @@ def test_ready_while_the_api_is_down_at_boot(
 
 
 def test_sd_notify_to_an_abstract_socket(
-    sim: Simulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """An @-prefixed NOTIFY_SOCKET is reached in the abstract namespace."""
     name = f"ftwatch-test-{os.getpid()}-{time.monotonic_ns()}"
@@ -97,7 +100,7 @@ def test_health_readiness_and_metrics(
     receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """/healthz, /readyz and /metrics answer as documented, with the API up and down."""
-    own = Simulator()
+    own = CohereSimulator()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with running_in_thread(own):
@@ -144,7 +147,7 @@ def _metrics_after_delivery(base: str) -> str | None:
 
 
 def test_sighup_adds_a_notifier_and_keeps_state(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path, daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path, daemons: Callable[..., Daemon]
 ) -> None:
     """SIGHUP adds a notifier without a restart and without losing state."""
     second = Receiver().start()
@@ -178,7 +181,7 @@ def test_sighup_adds_a_notifier_and_keeps_state(
 
 
 def test_shutdown_is_bounded_and_cut_deliveries_stay_queued(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """SIGTERM stops within the grace period; cut deliveries stay in the outbox."""
     model = sim.add_model("m", "STATUS_QUEUED")

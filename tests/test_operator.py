@@ -12,7 +12,7 @@ import pytest
 from ftwatch.diff import Cursor
 from ftwatch.model import Transition, format_timestamp
 from ftwatch.outbox import DeliveryState, Failure, RetryPolicy, Route, after_failure, after_success
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 from ftwatch.store.base import ModelState, OutboxSql, Store
 
 from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
@@ -36,7 +36,7 @@ def _outbox(env: dict[str, str], *args: str) -> list[dict[str, object]]:
 
 
 def test_a_dead_letter_is_listed_replayed_into_the_running_daemon_and_purged(
-    sim: Simulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """A receiver answers 400: the delivery is dead and `outbox --state dead` shows it
     with its error; `outbox replay --dead` while the daemon runs: sent within about a
@@ -136,7 +136,7 @@ def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]
 
 
 def test_retention_removes_old_delivered_rows_from_the_running_daemon(
-    sim: Simulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """`[state] retention`: delivered rows older than it are removed by the daemon
     (soon after start, then hourly); younger ones and pending ones stay."""
@@ -156,7 +156,7 @@ def test_retention_removes_old_delivered_rows_from_the_running_daemon(
 
 @pytest.mark.parametrize("models", ["all", "listed"])
 def test_catch_up_on_empty_state_reports_exactly_the_events_inside_the_window(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], models: str
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], models: str
 ) -> None:
     """`[poll] catch_up = "1h"`: a first start reports the events of the last hour
     (each once, with its previous status) and takes older ones as history; a model
@@ -182,7 +182,7 @@ def test_catch_up_on_empty_state_reports_exactly_the_events_inside_the_window(
 
 
 def test_without_catch_up_an_empty_state_is_all_baseline(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """The default (0s) keeps today's behaviour: the first start sends nothing."""
     now = time.time_ns()
@@ -193,7 +193,7 @@ def test_without_catch_up_an_empty_state_is_all_baseline(
 
 
 def test_a_stall_alert_fires_once_per_stay_across_restarts(
-    sim: Simulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, state_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """`[stall] after = {running = "2s"}`: a model fine-tuning longer than that gets one
     `finetuned_model.stalled` with the right `since`; a restart sends no second one;
@@ -230,7 +230,7 @@ def test_a_stall_alert_fires_once_per_stay_across_restarts(
     assert second.stop() == 0
 
 
-def test_a_stall_alert_reads_plainly_on_stdout(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_a_stall_alert_reads_plainly_on_stdout(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """The stdout notifier's text: "stuck in finetuning for … (since …)"."""
     sim.add_model("slow", "STATUS_FINETUNING", created_at_ns=time.time_ns() - 26 * 3_600 * 10**9)
     env = {

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from ftwatch.sources.cohere_sim import Fault, Simulator
+from ftwatch.sim.cohere import CohereSimulator, Fault
 from ftwatch.store.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 
 from .conftest import POSTGRES, Daemon, TcpProxy, free_port, hook_env, run_cli, run_once, wait_for
@@ -23,7 +23,7 @@ def _pg_env(base_env: dict[str, str], url: str) -> dict[str, str]:
 
 
 def test_run_on_postgres_baselines_delivers_and_restarts_without_duplicates(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str
 ) -> None:
     """The same story as on SQLite: a baseline, one change sent once, a rerun sends nothing."""
     model = sim.add_model("m", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
@@ -50,7 +50,7 @@ def test_a_wrong_database_url_is_exit_2_without_the_password(base_env: dict[str,
 
 
 def test_a_version_2_database_is_migrated_forward_keeping_its_rows(
-    base_env: dict[str, str], postgres_url: str, sim: Simulator, receiver: Receiver
+    base_env: dict[str, str], postgres_url: str, sim: CohereSimulator, receiver: Receiver
 ) -> None:
     """A database of the previous build (schema 2, baselined, watching one model):
     `migrate` brings it to this version; `run` goes on from it and sends nothing old."""
@@ -110,7 +110,7 @@ def _needs_postgres(request: pytest.FixtureRequest) -> None:
 
 
 def test_three_replicas_on_one_database_deliver_each_transition_once_in_order(
-    sim: Simulator,
+    sim: CohereSimulator,
     receiver: Receiver,
     base_env: dict[str, str],
     postgres_url: str,
@@ -140,7 +140,7 @@ def test_three_replicas_on_one_database_deliver_each_transition_once_in_order(
 
 
 def test_a_replica_killed_mid_send_gives_its_delivery_to_the_other(
-    sim: Simulator,
+    sim: CohereSimulator,
     receiver: Receiver,
     base_env: dict[str, str],
     postgres_url: str,
@@ -178,7 +178,11 @@ def _terms(daemon: Daemon) -> list[int]:
 
 
 def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
 ) -> None:
     """Of two replicas one polls (the API sees one watcher's requests); SIGTERM of the
     leader lets the standby lead within a cycle, with a higher term, and nothing is lost."""
@@ -199,7 +203,11 @@ def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
 
 
 def test_an_interval_longer_than_the_lease_keeps_one_leader_and_its_term(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
 ) -> None:
     """The default interval (30 s) outlasts the default lease (15 s): the leader renews
     between cycles, so the standby never takes over and the term does not grow."""
@@ -219,7 +227,11 @@ def test_an_interval_longer_than_the_lease_keeps_one_leader_and_its_term(
 
 
 def test_a_paused_leader_writes_nothing_when_it_wakes(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
 ) -> None:
     """SIGSTOP the leader past its lease: the standby leads; SIGCONT: the old leader's
     commit finds the lease gone, writes nothing, and stands by."""
@@ -240,7 +252,11 @@ def test_a_paused_leader_writes_nothing_when_it_wakes(
 
 
 def test_a_postgres_restart_under_a_running_watcher_loses_nothing(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
 ) -> None:
     """pg_ctlcluster restart while the daemon runs: it reconnects, says so once, and
     the change made meanwhile is delivered once."""
@@ -268,7 +284,11 @@ def test_a_postgres_restart_under_a_running_watcher_loses_nothing(
 
 
 def test_a_database_down_at_start_is_waited_for(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
 ) -> None:
     """The server refuses connections when the daemon starts (a port with nobody yet):
     it waits, says so once, and runs as soon as the database answers there."""
@@ -308,7 +328,7 @@ _CUTS: dict[str, tuple[bytes, ...]] = {
 
 @pytest.mark.parametrize("cut_on", _CUTS.values(), ids=_CUTS.keys())
 def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
-    sim: Simulator,
+    sim: CohereSimulator,
     receiver: Receiver,
     base_env: dict[str, str],
     postgres_url: str,
@@ -348,7 +368,11 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
 
 
 def test_a_leader_killed_between_reading_and_committing_loses_nothing(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str, daemons: Callable[..., Daemon]
+    sim: CohereSimulator,
+    receiver: Receiver,
+    base_env: dict[str, str],
+    postgres_url: str,
+    daemons: Callable[..., Daemon],
 ) -> None:
     """SIGKILL the leader while it reads new events (before its commit): a standby
     leads within lease_s + interval_s, reads them again and delivers them once."""

@@ -21,7 +21,7 @@ from ftwatch.cycle import CycleReport, CycleResult
 from ftwatch.model import Transition, format_timestamp, parse_timestamp
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
-from ftwatch.sources.simkit import Fault
+from ftwatch.sim.kit import Fault
 from ftwatch.wording import text_line
 from tests.conftest import FTWATCH, Daemon, run_cli, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftwatch.sources.cohere_sim import Fault, Simulator
+from ftwatch.sim.cohere import CohereSimulator, Fault
 from ftwatch.store.sqlite import SCHEMA_VERSION
 
 from .conftest import Daemon, baselined, free_port, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
@@ -27,7 +27,7 @@ from .receiver import Answer, Receiver
 SECOND = 1_000_000_000
 
 
-def _env_for(sim: Simulator, base_env: dict[str, str]) -> dict[str, str]:
+def _env_for(sim: CohereSimulator, base_env: dict[str, str]) -> dict[str, str]:
     return {**base_env, "CO_API_URL": sim.url}
 
 
@@ -41,7 +41,7 @@ def _env_for(sim: Simulator, base_env: dict[str, str]) -> dict[str, str]:
 )
 @pytest.mark.parametrize("clock", ["coarse", "lagging"])
 def test_baselines_hold_when_updated_at_is_coarse_or_lags(  # noqa: PLR0917 - fixtures and parameters
-    sim_factory: Callable[..., Simulator],
+    sim_factory: Callable[..., CohereSimulator],
     receiver: Receiver,
     base_env: dict[str, str],
     mode: str,
@@ -68,7 +68,7 @@ def test_baselines_hold_when_updated_at_is_coarse_or_lags(  # noqa: PLR0917 - fi
 # --- 2. late events -------------------------------------------------------------------------------
 
 
-def test_a_late_event_is_sent_once(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_a_late_event_is_sent_once(sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     """Item 2: an event stamped before the newest one (inside the look-back) is sent once."""
     model = sim.add_model("m", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
     env = baselined(base_env, receiver)
@@ -91,7 +91,7 @@ def test_a_late_event_is_sent_once(sim: Simulator, receiver: Receiver, base_env:
 
 @pytest.mark.parametrize("raw", [{"status": "STATUS_FAILED"}, {"status": "STATUS_FAILED", "created_at": ""}])
 def test_an_event_without_created_at_is_reported_once(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], raw: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], raw: dict[str, str]
 ) -> None:
     """Item 3: no (or an empty) created_at: reported once, at the time first seen."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -112,7 +112,7 @@ def test_an_event_without_created_at_is_reported_once(
 
 
 def test_watch_with_the_daemon_state_path_does_not_consume_transitions(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 4: `watch --once` on the daemon's [state] path leaves its cursors alone."""
     model = sim.add_model("m", "STATUS_FINETUNING")
@@ -128,7 +128,7 @@ def test_watch_with_the_daemon_state_path_does_not_consume_transitions(
 
 
 def test_switching_from_listed_models_to_all_sends_no_history(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 5: models that enter the watch by a config change are a baseline; models
     that appear in the API afterwards are new jobs."""
@@ -149,7 +149,7 @@ def test_switching_from_listed_models_to_all_sends_no_history(
 
 
 def test_one_failing_model_does_not_stop_the_others(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 6: a model whose events endpoint keeps failing is retried; the others deliver."""
     bad = sim.add_model("bad", "STATUS_FINETUNING")
@@ -174,7 +174,7 @@ def test_one_failing_model_does_not_stop_the_others(
     ["%Y-%m-%dT%H:%M:%S.1234567891234Z", "%Y-%m-%dT%H:%M:%S.5+0000", "%Y-%m-%dt%H:%M:%S.5z", "%Y-%m-%dT23:59:60Z"],
 )
 def test_unusual_rfc3339_timestamps_are_read(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], form: str
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], form: str
 ) -> None:
     """Item 6: 10+ fractional digits, +0000, lowercase z and a leap second are events like any."""
     odd = sim.add_model("odd", "STATUS_QUEUED")
@@ -193,7 +193,7 @@ def test_unusual_rfc3339_timestamps_are_read(
 
 
 def test_wrong_field_types_are_bad_input_for_that_model_only(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 6: a list name in the model list, a number user_id in an event: those
     models fail (logged once), the others are reported."""
@@ -216,7 +216,7 @@ def test_wrong_field_types_are_bad_input_for_that_model_only(
 
 
 def test_a_stalled_stdout_blocks_neither_the_loop_nor_other_notifiers(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """Item 7: nobody reads the daemon's stdout (the pipe fills); the webhook still gets
     every transition and /healthz still answers."""
@@ -241,7 +241,7 @@ def test_a_stalled_stdout_blocks_neither_the_loop_nor_other_notifiers(
 
 
 def test_a_locked_state_file_loses_and_repeats_nothing(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     """Item 8: another client holds the write lock for 2 s right after a delivery: the
     daemon logs, retries, stays up, and the delivery is never sent again."""
@@ -299,7 +299,7 @@ def test_a_failed_commit_rolls_back_and_the_store_goes_on(tmp_path: Path) -> Non
 
 
 def test_a_long_retry_after_is_capped_and_shown(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """Item 9: the API asks for 600 s; ftwatch waits the cap (1 s), says so in /readyz, delivers."""
     port = free_port()
@@ -340,7 +340,7 @@ def test_a_deliberate_wait_keeps_the_loop_alive() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_body_that_fails_to_decode_is_one_failed_request(sim: Simulator) -> None:
+async def test_a_body_that_fails_to_decode_is_one_failed_request(sim: CohereSimulator) -> None:
     """Item 10: httpx's DecodingError (not a transport error) is retried like any fault."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("badgzip"), times=2)
@@ -354,7 +354,7 @@ async def test_a_body_that_fails_to_decode_is_one_failed_request(sim: Simulator)
 
 
 def test_a_header_http_cannot_carry_is_a_dead_letter_at_once(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 11: a template that renders a non-ASCII header value: dead letter, the next goes out."""
     accented = sim.add_model("modèle-ü", "STATUS_QUEUED")
@@ -393,7 +393,7 @@ def test_check_config_refuses_what_can_never_be_sent(
 
 
 def test_a_redirect_is_a_dead_letter_that_names_where_it_points(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 14: 3xx is not followed (decided); the log names the new host, never its path."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -410,7 +410,7 @@ def test_a_redirect_is_a_dead_letter_that_names_where_it_points(
 # --- 12. Apprise with several URLs ----------------------------------------------------------------
 
 
-def test_apprise_retries_only_the_urls_that_failed(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_apprise_retries_only_the_urls_that_failed(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """Item 12: one failing URL of two: the healthy one gets the transition once."""
     pytest.importorskip("apprise")
     healthy, flaky = Receiver().start(), Receiver().start()
@@ -437,7 +437,7 @@ def test_apprise_retries_only_the_urls_that_failed(sim: Simulator, base_env: dic
 
 
 def test_reload_orphans_a_removed_notifiers_queue_and_names_what_needs_a_restart(
-    sim: Simulator, base_env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
+    sim: CohereSimulator, base_env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     """Item 13: a removed notifier's queue shows as orphaned (not pending); [delivery]
     and log_level apply live; a [cohere] change is named as needing a restart."""
@@ -507,7 +507,7 @@ def test_check_config_redacts_apprise_tokens_and_header_values(base_env: dict[st
 # --- 16. ids are one path segment -----------------------------------------------------------------
 
 
-def test_a_model_id_cannot_reach_another_path_of_the_api(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_a_model_id_cannot_reach_another_path_of_the_api(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """Item 16: '../../admin/x?y=' is refused (exit 2) before any request; odd characters are escaped."""
     done = run_cli(["events", "../../admin/x?y="], base_env)
     assert done.returncode == 2, done.stderr
@@ -537,7 +537,9 @@ def test_a_template_that_never_ends_fails_check_config_quickly(base_env: dict[st
 # --- 18. Slack escaping ---------------------------------------------------------------------------
 
 
-def test_slack_text_escapes_what_the_api_says(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_slack_text_escapes_what_the_api_says(
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
     """Item 18: a model named '<!channel> & <https://evil|x>' reaches Slack as plain text."""
     model = sim.add_model("<!channel> & <https://evil|x>", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "slack", "webhook_url": receiver.url})}
@@ -554,7 +556,9 @@ def test_slack_text_escapes_what_the_api_says(sim: Simulator, receiver: Receiver
 # --- 19. private files ----------------------------------------------------------------------------
 
 
-def test_the_state_file_and_its_lock_are_private(sim: Simulator, base_env: dict[str, str], tmp_path: Path) -> None:
+def test_the_state_file_and_its_lock_are_private(
+    sim: CohereSimulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
     """Item 19: created 0600, whatever the umask."""
     os.umask(0o022)
     run_once(base_env)
@@ -567,7 +571,7 @@ def test_the_state_file_and_its_lock_are_private(sim: Simulator, base_env: dict[
 
 
 def test_a_key_rotating_in_place_is_waited_for(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     """Item 20: the key file is empty for a moment and the API refuses for a second:
     ftwatch reads it again until the new key works, and goes on."""
@@ -619,7 +623,7 @@ INSERT INTO meta VALUES ('baselined', '1');
 
 
 def test_a_state_file_of_the_first_build_is_migrated_forward(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Item 21: the unnumbered first schema gains its columns; its cursors still hold."""
     model = sim.add_model("m", "STATUS_FINETUNING", history=("STATUS_QUEUED",))

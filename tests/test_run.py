@@ -7,14 +7,14 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from ftwatch.sources.cohere_sim import Fault, Simulator
+from ftwatch.sim.cohere import CohereSimulator, Fault
 
 from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
 
 
 def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """The first run sends nothing; later changes are sent oldest first with their previous status."""
     model = sim.add_model("my-classifier", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
@@ -40,7 +40,7 @@ def test_first_start_is_a_baseline_then_changes_are_sent_oldest_first(
 
 
 def test_events_at_the_same_instant_are_each_sent_once(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Events at one instant are each sent once; a twin of the same status is no transition."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -59,7 +59,7 @@ def test_events_at_the_same_instant_are_each_sent_once(
     assert len({b["id"] for b in bodies}) == 2
 
 
-def test_filters_by_status_and_model(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_filters_by_status_and_model(sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]) -> None:
     """A notifier's statuses and models filters pick what it receives."""
     wanted = sim.add_model("wanted", "STATUS_FINETUNING")
     other = sim.add_model("other", "STATUS_FINETUNING")
@@ -72,7 +72,9 @@ def test_filters_by_status_and_model(sim: Simulator, receiver: Receiver, base_en
     assert [(b["model_id"], b["status"]) for b in receiver.bodies()] == [(wanted, "STATUS_READY")]
 
 
-def test_models_that_appear_later_are_new_jobs(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_models_that_appear_later_are_new_jobs(
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
     """When watching all models, a model that appears later has all its events sent."""
     sim.add_model("old", "STATUS_READY", history=("STATUS_QUEUED",))
     env = baselined(base_env, receiver)
@@ -86,7 +88,7 @@ def test_models_that_appear_later_are_new_jobs(sim: Simulator, receiver: Receive
 
 
 def test_sigterm_then_restart_sends_no_duplicates(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """A SIGTERM and a restart send nothing twice."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -108,7 +110,7 @@ def test_sigterm_then_restart_sends_no_duplicates(
 
 
 def test_sigkill_while_the_receiver_is_down_loses_nothing(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """SIGKILL while the receiver is down loses nothing; the re-send has the same id and body."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -133,7 +135,7 @@ def test_sigkill_while_the_receiver_is_down_loses_nothing(
 
 
 def test_one_dead_receiver_does_not_delay_another(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """A receiver that is down delays no other notifier."""
     dead = Receiver().start()
@@ -158,7 +160,7 @@ def test_one_dead_receiver_does_not_delay_another(
 
 
 def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """A 4xx is a dead letter at once, with the receiver's answer logged."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -174,7 +176,7 @@ def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
 
 
 def test_api_faults_during_a_run_delay_but_lose_nothing(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """429, 5xx, malformed bodies and dropped connections delay transitions, never lose them."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -189,7 +191,7 @@ def test_api_faults_during_a_run_delay_but_lose_nothing(
 
 
 def test_a_missing_model_is_logged_and_the_others_go_on(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """A configured model that is 404 is logged once; the others are reported."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -203,7 +205,7 @@ def test_a_missing_model_is_logged_and_the_others_go_on(
     assert [b["status"] for b in receiver.bodies()] == ["STATUS_READY"]
 
 
-def test_a_refused_key_exits_3_without_echoing_it(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_a_refused_key_exits_3_without_echoing_it(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """A refused key is exit 3, with the key's source named and the key never shown."""
     env = {**base_env, "CO_API_KEY": "sk-wrong-secret-123"}
     done = run_cli(["run"], env)
@@ -213,7 +215,7 @@ def test_a_refused_key_exits_3_without_echoing_it(sim: Simulator, base_env: dict
     assert "sk-wrong-secret-123" not in done.stderr + done.stdout
 
 
-def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """The stdout json format prints one body per line and nothing else on stdout."""
     model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "stdout", "format": "json"}), "FTWATCH_LOG_LEVEL": "debug"}
@@ -227,7 +229,7 @@ def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: Simulator, bas
 
 
 def test_secrets_never_reach_any_output_at_debug(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     """At debug level no key, URL token or signing secret reaches stdout or stderr."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -269,7 +271,7 @@ def test_secrets_never_reach_any_output_at_debug(
 
 
 def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """run --once with the API down exits 1 and still delivers what earlier runs queued."""
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -286,7 +288,7 @@ def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
 
 
 def test_a_second_daemon_on_the_same_state_file_is_refused(
-    sim: Simulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
+    sim: CohereSimulator, base_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """A second process on one state file is refused with exit 2."""
     first = daemons(base_env)
@@ -299,7 +301,7 @@ def test_a_second_daemon_on_the_same_state_file_is_refused(
 
 
 def test_bodies_name_their_provider_source_and_state_and_filters_take_states(
-    sim: Simulator, base_env: dict[str, str]
+    sim: CohereSimulator, base_env: dict[str, str]
 ) -> None:
     """Every body carries `provider`, `source` and the normalized `state` beside the
     provider's own `status`; a `statuses` filter takes a state ("running": fine-tuning

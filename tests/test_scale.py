@@ -15,7 +15,7 @@ from ftwatch.app import wiring
 from ftwatch.plan import CyclePlan, PollMode
 from ftwatch.poller import Poller
 from ftwatch.ratelimit import TokenBucket
-from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator
+from ftwatch.sim.cohere import DEFAULT_KEY, CohereSimulator
 
 from .conftest import settings_for
 
@@ -29,7 +29,11 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _poller(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path, models: tuple[str, ...] = (), per_minute: int = 100_000
+    sim: CohereSimulator,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    models: tuple[str, ...] = (),
+    per_minute: int = 100_000,
 ) -> Poller:
     settings = settings_for(
         sim,
@@ -41,7 +45,7 @@ def _poller(
     return wiring.build_poller(source, wiring.open_store(settings), settings)
 
 
-async def _watching_one(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> tuple[str, Poller]:
+async def _watching_one(sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path) -> tuple[str, Poller]:
     """One finetuning model, and a poller whose baseline cycle is done."""
     model = sim.add_model("m", "STATUS_FINETUNING")
     poller = _poller(sim, http, tmp_path)
@@ -54,7 +58,7 @@ async def _statuses(poller: Poller) -> list[tuple[str, str | None, str]]:
     return [(t.model_id, t.previous_status, t.status) for t in result.transitions]
 
 
-async def test_first_cycle_reads_only_the_list(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_first_cycle_reads_only_the_list(sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
     """The first cycle takes its baseline from the list alone, without reading histories."""
     sim.max_page_size = 10
     for i in range(35):
@@ -68,7 +72,7 @@ async def test_first_cycle_reads_only_the_list(sim: Simulator, http: httpx.Async
 
 
 async def test_status_change_that_keeps_updated_at_is_seen(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """A status change that leaves updated_at alone is still detected."""
     model, poller = await _watching_one(sim, http, tmp_path)
@@ -77,7 +81,7 @@ async def test_status_change_that_keeps_updated_at_is_seen(
 
 
 async def test_two_changes_between_list_reads_are_two_transitions(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """Two changes between two list reads are two transitions, in order."""
     model, poller = await _watching_one(sim, http, tmp_path)
@@ -91,7 +95,7 @@ async def test_two_changes_between_list_reads_are_two_transitions(
 
 
 async def test_a_model_deleted_and_one_created_between_reads(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """A model deleted and another created between reads: the new one is a new job."""
     old = sim.add_model("old", "STATUS_READY")
@@ -107,7 +111,7 @@ async def test_a_model_deleted_and_one_created_between_reads(
 
 
 async def test_the_reconcile_catches_what_the_list_missed(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """A change the list hides is found by the round-robin reconcile."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(5)]
@@ -124,7 +128,7 @@ async def test_the_reconcile_catches_what_the_list_missed(
 
 
 async def test_configured_models_use_the_list_when_cheaper(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """Configured models are read through the list when that takes fewer requests."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(12)]
@@ -139,7 +143,9 @@ async def test_configured_models_use_the_list_when_cheaper(
     assert sim.count() == 3  # two list reads, one event read
 
 
-async def test_one_configured_model_is_asked_directly(sim: Simulator, http: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_one_configured_model_is_asked_directly(
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
     """A single configured model is asked directly, without the list."""
     model = sim.add_model("m", "STATUS_FINETUNING")
     poller = _poller(sim, http, tmp_path, models=(model,))
@@ -150,7 +156,7 @@ async def test_one_configured_model_is_asked_directly(sim: Simulator, http: http
 
 
 async def test_the_budget_stretches_cycles_instead_of_causing_429(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """The simulator refuses past 120 a minute; ftwatch, given the same budget, never hits it."""
     sim.rate_limit_per_minute = 120
@@ -192,7 +198,7 @@ def test_the_bucket_never_exceeds_its_budget_in_any_minute(per_minute: int, gaps
 
 
 async def test_events_mode_reads_every_history_every_cycle(
-    sim: Simulator, http: httpx.AsyncClient, tmp_path: Path
+    sim: CohereSimulator, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """poll.mode = events reads every model's events every cycle."""
     ids = [sim.add_model(f"m{i}", "STATUS_FINETUNING") for i in range(3)]

@@ -10,19 +10,19 @@ import pytest
 
 from ftwatch.errors import AuthRefusedError, ConfigError
 from ftwatch.secrets import cohere_key
+from ftwatch.sim.cohere import DEFAULT_KEY, CohereSimulator, Fault
 from ftwatch.sources.base import ModelNotFoundError, Source, SourceUnavailableError
-from ftwatch.sources.cohere_sim import DEFAULT_KEY, Fault, Simulator
 
 from .conftest import source_for
 
 pytestmark = pytest.mark.anyio
 
 
-def _source(http: httpx.AsyncClient, sim: Simulator, key: str = DEFAULT_KEY, **cohere: object) -> Source:
+def _source(http: httpx.AsyncClient, sim: CohereSimulator, key: str = DEFAULT_KEY, **cohere: object) -> Source:
     return source_for(sim, http, key=key, **cohere)
 
 
-async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
+async def test_lists_every_page_of_models_and_events(sim: CohereSimulator) -> None:
     """Every page is read, whatever page size the API caps to."""
     sim.max_page_size = 3
     ids = [sim.add_model(f"m{i}", "STATUS_READY") for i in range(8)]
@@ -39,7 +39,7 @@ async def test_lists_every_page_of_models_and_events(sim: Simulator) -> None:
     assert sim.client_names["ftwatch"] == sim.count()
 
 
-async def test_newest_first_stops_at_the_cursor(sim: Simulator) -> None:
+async def test_newest_first_stops_at_the_cursor(sim: CohereSimulator) -> None:
     """Reading newest first stops at the first page older than the cursor."""
     sim.max_page_size = 2
     model = sim.add_model("m", "STATUS_QUEUED")
@@ -51,7 +51,7 @@ async def test_newest_first_stops_at_the_cursor(sim: Simulator) -> None:
 
 
 @pytest.mark.parametrize("kind", ["429", "500", "503", "malformed", "drop"])
-async def test_faults_are_retried(sim: Simulator, kind: str) -> None:
+async def test_faults_are_retried(sim: CohereSimulator, kind: str) -> None:
     """Each kind of API fault is retried until an answer comes."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault(kind, endpoint="list_models", retry_after_s=0.05), times=2)
@@ -61,7 +61,7 @@ async def test_faults_are_retried(sim: Simulator, kind: str) -> None:
     assert sim.pending_faults() == 0
 
 
-async def test_retry_after_is_honoured(sim: Simulator) -> None:
+async def test_retry_after_is_honoured(sim: CohereSimulator) -> None:
     """A 429's Retry-After is waited out before the next try."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("429", retry_after_s=0.4))
@@ -71,7 +71,7 @@ async def test_retry_after_is_honoured(sim: Simulator) -> None:
     assert time.monotonic() - started >= 0.4
 
 
-async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
+async def test_slow_answers_time_out_and_are_retried(sim: CohereSimulator) -> None:
     """An answer slower than the timeout is retried."""
     sim.add_model("m", "STATUS_READY")
     sim.inject(Fault("slow", delay_s=1.0))
@@ -82,7 +82,7 @@ async def test_slow_answers_time_out_and_are_retried(sim: Simulator) -> None:
     assert sim.count("list_models") == 2
 
 
-async def test_gives_up_after_its_attempts(sim: Simulator) -> None:
+async def test_gives_up_after_its_attempts(sim: CohereSimulator) -> None:
     """After max_attempts a request fails with the last error."""
     sim.inject(Fault("503"), times=10)
     async with httpx.AsyncClient() as http:
@@ -91,14 +91,14 @@ async def test_gives_up_after_its_attempts(sim: Simulator) -> None:
     assert sim.count("list_models") == 3
 
 
-async def test_unknown_model_is_not_found(sim: Simulator) -> None:
+async def test_unknown_model_is_not_found(sim: CohereSimulator) -> None:
     """A 404 for a model is ModelNotFoundError."""
     async with httpx.AsyncClient() as http:
         with pytest.raises(ModelNotFoundError):
             await _source(http, sim).list_events("ft-nope")
 
 
-async def test_unknown_statuses_pass_through(sim: Simulator) -> None:
+async def test_unknown_statuses_pass_through(sim: CohereSimulator) -> None:
     """A status the contract does not list passes through unchanged."""
     model = sim.add_model("m", "STATUS_READY")
     sim.set_status(model, "STATUS_SOMETHING_NEW")
@@ -107,7 +107,7 @@ async def test_unknown_statuses_pass_through(sim: Simulator) -> None:
     assert events[-1].status == "STATUS_SOMETHING_NEW"
 
 
-async def test_refused_key_is_read_again_once(sim: Simulator, tmp_path: Path) -> None:
+async def test_refused_key_is_read_again_once(sim: CohereSimulator, tmp_path: Path) -> None:
     """A 401 re-reads the key source; a revoked key is AuthRefusedError without the key."""
     sim.add_model("m", "STATUS_READY")
     key_file = tmp_path / "key"

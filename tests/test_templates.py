@@ -8,7 +8,7 @@ import pytest
 
 from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 from ftwatch.templates import SAMPLE, compile_template
 
 from .conftest import notifiers_env, run_cli, wait_for
@@ -76,7 +76,9 @@ def test_check_config_rejects_a_broken_template(base_env: dict[str, str], tmp_pa
     )
 
 
-def test_stdout_template_and_webhook_headers(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_stdout_template_and_webhook_headers(
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
     """The stdout template words lines; webhook header templates fill headers, the body stays."""
     model = sim.add_model("classifier", "STATUS_DEPLOYING_API")
     env = {
@@ -107,7 +109,9 @@ def test_webhook_headers_cannot_replace_the_signature(base_env: dict[str, str]) 
     assert "ftwatch's own" in done.stderr
 
 
-def test_apprise_delivers_through_json_scheme(sim: Simulator, receiver: Receiver, base_env: dict[str, str]) -> None:
+def test_apprise_delivers_through_json_scheme(
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
+) -> None:
     """Apprise delivers title and body through its json:// scheme to a real receiver."""
     model = sim.add_model("summarizer", "STATUS_FINETUNING")
     url = receiver.url.replace("http://", "json://")
@@ -125,7 +129,7 @@ def test_apprise_delivers_through_json_scheme(sim: Simulator, receiver: Receiver
 
 
 def test_apprise_failure_is_retried_from_the_outbox(
-    sim: Simulator, receiver: Receiver, base_env: dict[str, str]
+    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """An Apprise failure stays in the outbox and is retried."""
     model = sim.add_model("m", "STATUS_FINETUNING")

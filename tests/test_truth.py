@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ftwatch.sources.simkit import Fault
+from ftwatch.sim.kit import Fault
 from tests.conftest import run_cli
 from tests.providers import world
 from tests.receiver import Answer, Receiver

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ftwatch
-from ftwatch.sources.cohere_sim import Simulator
+from ftwatch.sim.cohere import CohereSimulator
 
 from .conftest import DEFAULT_KEY, FTWATCH, run_cli, settings_for, wait_for
 
@@ -26,14 +26,14 @@ def _wait(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _polled_once(sim: Simulator) -> None:
+def _polled_once(sim: CohereSimulator) -> None:
     """The wait has taken its first look (what it finds then is no transition)."""
     wait_for(lambda: sim.count() > 0, timeout=10, what="the first poll")
     time.sleep(0.3)
 
 
 def test_wait_exits_0_once_every_model_is_ready_and_prints_each_transition(
-    sim: Simulator, base_env: dict[str, str]
+    sim: CohereSimulator, base_env: dict[str, str]
 ) -> None:
     """Two models, queued and fine-tuning: each step is printed as it happens (JSON
     lines), paused is waited through, and the exit is 0 once both are ready."""
@@ -58,7 +58,7 @@ def test_wait_exits_0_once_every_model_is_ready_and_prints_each_transition(
     assert not Path(base_env["FTWATCH_STATE__PATH"]).exists()  # no state file
 
 
-def test_wait_exits_1_when_a_model_fails_instead(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_wait_exits_1_when_a_model_fails_instead(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """Waiting for ready, the model fails: exit 1 with one line naming it."""
     model = sim.add_model("a", "STATUS_FINETUNING")
     waiting = _wait(base_env, model)
@@ -70,7 +70,7 @@ def test_wait_exits_1_when_a_model_fails_instead(sim: Simulator, base_env: dict[
     assert f"{model} failed, not ready" in err
 
 
-def test_wait_for_failed_or_any_terminal_state(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_wait_for_failed_or_any_terminal_state(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """--until failed is met by a failed model (0) and broken by a ready one (1);
     --until any-terminal takes either; a model already there ends the wait at once."""
     ready = sim.add_model("r", "STATUS_READY")
@@ -80,7 +80,7 @@ def test_wait_for_failed_or_any_terminal_state(sim: Simulator, base_env: dict[st
     assert run_cli(["wait", ready, failed, "--until", "any-terminal"], base_env).returncode == 0
 
 
-def test_wait_times_out_with_124_within_a_second_of_the_timeout(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_wait_times_out_with_124_within_a_second_of_the_timeout(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """A model that never finishes: exit 124 close after --timeout, not an interval later."""
     model = sim.add_model("a", "STATUS_FINETUNING")
     started = time.monotonic()
@@ -91,7 +91,7 @@ def test_wait_times_out_with_124_within_a_second_of_the_timeout(sim: Simulator, 
     assert took < 1.5 + 1.0 + 0.6  # the timeout, a second, and the interpreter's start
 
 
-def test_wait_for_an_unknown_model_or_source_is_exit_2(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_wait_for_an_unknown_model_or_source_is_exit_2(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """A wrong id, a source that does not exist: one line, exit 2."""
     unknown = run_cli(["wait", "ft-no-such-model"], base_env)
     assert unknown.returncode == 2
@@ -104,7 +104,7 @@ def test_wait_for_an_unknown_model_or_source_is_exit_2(sim: Simulator, base_env:
 
 @pytest.mark.anyio
 async def test_wait_for_as_a_library_call_returns_the_final_transitions(
-    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+    sim: CohereSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`await ftwatch.wait_for(...)` from Python: the outcome, each model's last
     transition, and TimeoutError when the time is up."""

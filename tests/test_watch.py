@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ftwatch.sources.cohere_sim import Fault, Simulator
+from ftwatch.sim.cohere import CohereSimulator, Fault
 
 from .conftest import FTWATCH, run_cli, wait_for
 
@@ -58,7 +58,7 @@ def _command(tmp_path: Path, *args: str) -> str:
 
 
 @needs_tmux
-def test_live_view_shows_a_change_and_ctrl_c_exits_0(sim: Simulator, terminal: Terminal, tmp_path: Path) -> None:
+def test_live_view_shows_a_change_and_ctrl_c_exits_0(sim: CohereSimulator, terminal: Terminal, tmp_path: Path) -> None:
     """In a terminal the table shows a change, redraws on resize, and Ctrl-C exits 0."""
     model = sim.add_model("support-classifier", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
     sim.add_model("summarizer", "STATUS_READY")
@@ -87,7 +87,7 @@ def test_live_view_shows_a_change_and_ctrl_c_exits_0(sim: Simulator, terminal: T
 
 
 @needs_tmux
-def test_api_errors_show_in_the_status_line(sim: Simulator, terminal: Terminal, tmp_path: Path) -> None:
+def test_api_errors_show_in_the_status_line(sim: CohereSimulator, terminal: Terminal, tmp_path: Path) -> None:
     """API errors appear in the live view's status line."""
     model = sim.add_model("m", "STATUS_READY")
     terminal.start(_command(tmp_path, model, "--interval", "0.2"))
@@ -99,7 +99,7 @@ def test_api_errors_show_in_the_status_line(sim: Simulator, terminal: Terminal, 
     wait_for(lambda: (tmp_path / "exit").exists() and (tmp_path / "exit").read_text().strip() == "0", what="exit 0")
 
 
-def test_in_a_pipe_it_prints_one_line_per_transition(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_in_a_pipe_it_prints_one_line_per_transition(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """Piped, watch prints one plain line per transition."""
     model = sim.add_model("m", "STATUS_QUEUED")
     proc = subprocess.Popen(
@@ -123,7 +123,7 @@ def test_in_a_pipe_it_prints_one_line_per_transition(sim: Simulator, base_env: d
     assert lines[1].rstrip().endswith("finetuning -> ready")
 
 
-def test_once_prints_the_table_and_exits(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_once_prints_the_table_and_exits(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """watch --once prints the table once and exits 0."""
     sim.add_model("alpha", "STATUS_READY")
     sim.add_model("beta", "STATUS_FAILED")
@@ -145,7 +145,7 @@ def test_watch_needs_only_a_key(base_env: dict[str, str]) -> None:
     assert "CO_API_KEY" in done.stderr
 
 
-def test_watch_refused_key_is_exit_3(sim: Simulator, base_env: dict[str, str]) -> None:
+def test_watch_refused_key_is_exit_3(sim: CohereSimulator, base_env: dict[str, str]) -> None:
     """watch with a refused key exits 3."""
     done = run_cli(["watch", "--once"], {**base_env, "CO_API_KEY": "nope"})
     assert done.returncode == 3

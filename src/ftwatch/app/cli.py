@@ -131,6 +131,21 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
 
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
     demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S", help="seconds to run (default 16)")
+
+    simulate = commands.add_parser(
+        "simulate", help="serve simulated APIs to try a config and notifiers against; move their jobs by hand"
+    )
+    simulate.add_argument(
+        "providers", nargs="*", metavar="PROVIDER", help="cohere, openai or bedrock (default: all three)"
+    )
+    simulate.add_argument("--empty", action="store_true", help="start with no jobs (default: a few of the demo's)")
+    simulate.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first serves on port N, the next on N+1 (default: free ports)",
+    )
     _with_examples(parser)
     return parser
 
@@ -165,6 +180,11 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
         "ftwatch completion fish > ~/.config/fish/completions/ftwatch.fish",
     ),
     "demo": ("ftwatch demo", "ftwatch demo --duration 60"),
+    "simulate": (
+        "ftwatch simulate",
+        "ftwatch simulate openai --empty --port 8101",
+        "echo 'move openai faq-bot failed' | ftwatch simulate",
+    ),
 }
 
 
@@ -200,7 +220,7 @@ def _duration(text: str) -> float:
 
 
 #: The commands a signal stops cleanly (exit 0); any other it ends with 128 + its number.
-_STOP_CLEANLY = ("run", "watch", "demo")
+_STOP_CLEANLY = ("run", "watch", "demo", "simulate")
 
 
 def _version(output: str) -> int:
@@ -344,4 +364,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if command == "demo":
         return commands.run_demo(args.duration)
+    if command == "simulate":
+        from ftwatch.app.simulate import run_simulate  # noqa: PLC0415
+
+        return run_simulate(args.providers, seed=not args.empty, port=args.port)
     return commands.run_command(args)

@@ -303,13 +303,9 @@ class Daemon:
 
     async def _serve_http(self, group: anyio.abc.TaskGroup) -> None:
         from ftwatch.ops.endpoints import health_app  # noqa: PLC0415 - starlette only when serving
-        from ftwatch.ops.http import (  # noqa: PLC0415 - hypercorn likewise
-            bind_socket,
-            quiet_accept_errors,
-            raise_open_files_limit,
-            serve_asgi,
-        )
+        from ftwatch.ops.http import quiet_accept_errors, raise_open_files_limit  # noqa: PLC0415
         from ftwatch.ops.push import push_routes  # noqa: PLC0415
+        from ftwatch.serving import bind_socket, serve_asgi  # noqa: PLC0415 - hypercorn likewise
 
         host, _, port = self.settings.http.listen.rpartition(":")
         raise_open_files_limit()

@@ -1,9 +1,12 @@
-"""``ftwatch demo``: the whole watcher against the built-in simulated API.
+"""``ftwatch demo`` and ``ftwatch simulate``: the simulated APIs, watched or driven.
 
-No key and no network: the simulator listens on 127.0.0.1 and a few models move through
-their statuses on a schedule. In a terminal the live view of ``ftwatch watch`` shows
-them; in a pipe the same daemon that ``ftwatch run`` starts prints each transition
-with the stdout notifier.
+No key and no network: the simulators (:mod:`ftwatch.sim`) listen on 127.0.0.1.
+``demo`` moves a few jobs through their statuses on a schedule and watches them: in
+a terminal with the live view of ``ftwatch watch``, in a pipe with the same daemon
+``ftwatch run`` starts, printing each transition. ``simulate`` only serves them and
+says how to point a configuration at each, for a user's own config and notifiers;
+the jobs move when the user says (:mod:`ftwatch.app.simulate`). This is the one
+module of the application that imports the simulators.
 """
 
 from __future__ import annotations
@@ -13,21 +16,29 @@ import importlib.util
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ftwatch.settings import Settings
-from ftwatch.sources import bedrock_sim, openai_sim
-from ftwatch.sources.bedrock_sim import BedrockSimulator
-from ftwatch.sources.cohere_sim import DEFAULT_KEY, Simulator
-from ftwatch.sources.openai_sim import OpenAISimulator
+from ftwatch.sim import PROVIDERS, SimulatedProvider, simulator
 
-__all__ = ["SCRIPT", "demo_world", "seed_demo"]
+__all__ = ["SCRIPT", "SEED", "SimWorld", "demo_world", "simulated_world"]
 
-#: (seconds after start, provider, model name, new status). New jobs appear at 9 s.
+#: The jobs that exist before the watcher starts: (provider, name, status).
+SEED: tuple[tuple[str, str, str], ...] = (
+    ("cohere", "support-classifier", "STATUS_QUEUED"),
+    ("cohere", "summarizer-v2", "STATUS_FINETUNING"),
+    ("cohere", "legal-chat", "STATUS_READY"),
+    ("openai", "faq-bot", "queued"),
+    ("openai", "intent-v3", "succeeded"),
+    ("bedrock", "titan-claims", "InProgress"),
+    ("bedrock", "titan-tickets", "InProgress"),
+)
+
+#: (seconds after start, provider, job name, new status). New jobs appear at 9 s.
 SCRIPT: tuple[tuple[float, str, str, str], ...] = (
     (1.5, "cohere", "support-classifier", "STATUS_FINETUNING"),
     (2.0, "openai", "faq-bot", "running"),
@@ -49,118 +60,91 @@ SCRIPT: tuple[tuple[float, str, str, str], ...] = (
 )
 
 
-class _World:
-    """The three simulated APIs of the demo (Bedrock's only with botocore installed)."""
+class SimWorld:
+    """Serving simulators, one per provider, and their jobs by (provider, name)."""
 
-    def __init__(self, *, with_bedrock: bool) -> None:
-        self.cohere = Simulator()
-        self.openai = OpenAISimulator()
-        self.bedrock = BedrockSimulator() if with_bedrock else None
+    def __init__(self, providers: Sequence[str]) -> None:
+        self.sims: dict[str, SimulatedProvider] = {provider: simulator(provider) for provider in providers}
         self.ids: dict[tuple[str, str], str] = {}
 
-    def seed(self) -> None:
-        """The models and jobs that exist before the watcher starts."""
-        self.ids |= {("cohere", name): model_id for name, model_id in seed_demo(self.cohere).items()}
-        self.ids[("openai", "faq-bot")] = self.openai.add_job("faq-bot", "queued")
-        self.ids[("openai", "intent-v3")] = self.openai.add_job("intent-v3", "succeeded")
-        if self.bedrock is not None:
-            self.ids[("bedrock", "titan-claims")] = self.bedrock.add_job("titan-claims")
-            self.ids[("bedrock", "titan-tickets")] = self.bedrock.add_job("titan-tickets")
-
-    def move(self, provider: str, name: str, status: str) -> None:
+    def move(self, provider: str, name: str, status: str) -> str:
+        """Move the job named ``name`` to ``status``, creating it if it is new;
+        returns its id. :class:`KeyError` for a provider not simulated here."""
+        sim = self.sims[provider]
         key = (provider, name)
-        if provider == "cohere":
-            if key not in self.ids:
-                self.ids[key] = self.cohere.add_model(name, status)
-            else:
-                self.cohere.set_status(self.ids[key], status)
-        elif provider == "openai":
-            if key not in self.ids:
-                self.ids[key] = self.openai.add_job(name, status)
-            else:
-                self.openai.set_status(self.ids[key], status)
-        elif self.bedrock is not None:
-            self.bedrock.set_status(self.ids[key], status)
+        if key not in self.ids:
+            self.ids[key] = sim.add_job(name, status)
+        else:
+            sim.set_status(self.ids[key], status)
+        return self.ids[key]
+
+    def seed(self) -> None:
+        for provider, name, status in SEED:
+            if provider in self.sims:
+                self.move(provider, name, status)
+
+    def sources(self, **extra: Any) -> list[dict[str, Any]]:
+        return [sim.source_table(**extra) for sim in self.sims.values()]
+
+    def credentials_env(self, tmp: Path) -> dict[str, str]:
+        return {name: value for sim in self.sims.values() for name, value in sim.credentials_env(tmp).items()}
 
 
-def seed_demo(sim: Simulator) -> dict[str, str]:
-    """The Cohere models that exist before the watcher starts; returns name -> id."""
-    return {
-        "support-classifier": sim.add_model("support-classifier", "STATUS_QUEUED"),
-        "summarizer-v2": sim.add_model("summarizer-v2", "STATUS_FINETUNING", history=("STATUS_QUEUED",)),
-        "legal-chat": sim.add_model(
-            "legal-chat",
-            "STATUS_READY",
-            history=("STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API"),
-        ),
-    }
+def _with_clients() -> list[str]:
+    """The providers whose client is installed (Bedrock's needs botocore)."""
+    return [p for p in PROVIDERS if p != "bedrock" or importlib.util.find_spec("botocore") is not None]
 
 
-async def _play(world: _World) -> None:
+@contextlib.asynccontextmanager
+async def simulated_world(providers: Sequence[str], *, seed: bool = True, port: int = 0) -> AsyncIterator[SimWorld]:
+    """The simulators of ``providers`` serving on 127.0.0.1 until the block ends, on
+    ``port`` and the ports after it (0: free ones)."""
+    world = SimWorld(providers)
+    async with anyio.create_task_group() as group:
+        for index, sim in enumerate(world.sims.values()):
+            await group.start(sim.serve, "127.0.0.1", port + index if port else 0)
+        if seed:
+            world.seed()
+        yield world
+        group.cancel_scope.cancel()
+
+
+async def _play(world: SimWorld) -> None:
     started = anyio.current_time()
     for at, provider, name, status in SCRIPT:
         await anyio.sleep(max(0.0, started + at - anyio.current_time()))
-        world.move(provider, name, status)
-
-
-def _sources(urls: dict[str, str], tmp: Path, *, with_bedrock: bool) -> list[dict[str, Any]]:
-    fast = {"retry_initial_s": 0.1}
-    (tmp / "cohere-key").write_text(DEFAULT_KEY)
-    (tmp / "openai-key").write_text(openai_sim.DEFAULT_KEY)
-    sources: list[dict[str, Any]] = [
-        {"type": "cohere", "base_url": urls["cohere"], "api_key_file": tmp / "cohere-key"} | fast,
-        {"type": "openai", "base_url": urls["openai"], "api_key_file": tmp / "openai-key"} | fast,
-    ]
-    if with_bedrock:
-        # The simulator's own keys, through the AWS chain as any profile would be.
-        credentials = tmp / "aws-credentials"
-        credentials.write_text(
-            f"[ftwatch-demo]\naws_access_key_id = {bedrock_sim.ACCESS_KEY}\n"
-            f"aws_secret_access_key = {bedrock_sim.SECRET_KEY}\n"
-        )
-        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials)
-        os.environ["AWS_CONFIG_FILE"] = str(tmp / "aws-config-none")
-        sources.append(
-            {
-                "type": "bedrock",
-                "endpoint_url": urls["bedrock"],
-                "region": bedrock_sim.REGION,
-                "profile": "ftwatch-demo",
-            }
-            | fast
-        )
-    return sources
+        if provider in world.sims:
+            world.move(provider, name, status)
 
 
 @contextlib.asynccontextmanager
 async def demo_world(duration_s: float) -> AsyncIterator[Settings]:
-    """The simulated APIs on 127.0.0.1 with models and jobs that move on a schedule,
-    and the settings that watch them (key files, a state file, a stdout notifier),
-    until the block ends. What watches them is the caller's choice: the live view or
-    the daemon."""
-    with_bedrock = importlib.util.find_spec("botocore") is not None
-    world = _World(with_bedrock=with_bedrock)
+    """The simulated APIs with jobs that move on a schedule, and the settings that
+    watch them (a state file, a stdout notifier), until the block ends. What watches
+    them is the caller's choice: the live view or the daemon."""
+    providers = _with_clients()
     with tempfile.TemporaryDirectory(prefix="ftwatch-demo-") as tmp:
-        async with anyio.create_task_group() as group:
-            urls = {"cohere": await group.start(world.cohere.serve), "openai": await group.start(world.openai.serve)}
-            if world.bedrock is not None:
-                urls["bedrock"] = await group.start(world.bedrock.serve)
+        async with simulated_world(providers) as world:
+            # The simulators' own keys, where a user's would be: this process talks
+            # to nothing else, so a real key in the environment is never sent.
+            os.environ.update(world.credentials_env(Path(tmp)))
             settings = Settings.model_validate(
                 {
-                    "sources": _sources(urls, Path(tmp), with_bedrock=with_bedrock),
+                    "sources": world.sources(retry_initial_s=0.1),
                     "poll": {"interval_s": 0.5},
                     "state": {"path": Path(tmp) / "state.db"},
                     "http": {"listen": ""},
                     "notifiers": [{"type": "stdout", "format": "text"}],
                 }
             )
-            world.seed()
+            with_bedrock = "bedrock" in providers
             note = "" if with_bedrock else " (Bedrock too with botocore: pip install 'ftwatch[bedrock]')"
             print(
                 f"ftwatch demo: simulated Cohere, OpenAI{' and Bedrock' if with_bedrock else ''} APIs on 127.0.0.1"
                 f" with {len(world.ids)} models and jobs; watching for {duration_s:g}s (Ctrl-C stops){note}",
                 file=sys.stderr,
             )
-            group.start_soon(_play, world)
-            yield settings
-            group.cancel_scope.cancel()
+            async with anyio.create_task_group() as group:
+                group.start_soon(_play, world)
+                yield settings
+                group.cancel_scope.cancel()

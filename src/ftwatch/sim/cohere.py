@@ -6,7 +6,8 @@ digits, a default event order opposite to the explicit one, a per-key rate limit
 are injected on demand: 429 with ``Retry-After``, 500/503, malformed JSON, a connection
 dropped mid-response, slow answers.
 
-It stands alone (it imports nothing else of ftwatch but the timestamp helpers) and
+It stands alone (it imports nothing else of ftwatch but the timestamp helpers and
+the simulators' kit) and
 serves the tests, the benchmarks and ``ftwatch demo``. Its state is guarded by a lock
 so a test thread may change it while the server runs in another.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import collections
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,9 +26,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ftwatch.model import format_timestamp
-from ftwatch.sources.simkit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimServer, running_in_thread
 
-__all__ = ["Fault", "SimEvent", "SimModel", "Simulator", "running_in_thread"]
+__all__ = ["DEFAULT_KEY", "CohereSimulator", "Fault", "SimEvent", "SimModel", "running_in_thread"]
 
 DEFAULT_KEY = "sim-key"
 
@@ -57,7 +59,7 @@ def _stamp(ns: int) -> str:
     return format_timestamp(ns, 9 if ns % 1000 else 6)
 
 
-class Simulator(SimServer):
+class CohereSimulator(SimServer):
     """The fake API: its models, keys, faults and request log."""
 
     def __init__(
@@ -90,6 +92,23 @@ class Simulator(SimServer):
         )
 
     # --- driving it ---------------------------------------------------------------
+
+    provider = "cohere"
+    lifecycle = ("STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_DEPLOYING_API", "STATUS_READY")
+    failed_status = "STATUS_FAILED"
+
+    def add_job(self, name: str, status: str | None = None) -> str:
+        return self.add_model(name, status or self.lifecycle[0])
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {model_id: (m.name, m.status) for model_id, m in self._models.items()}
+
+    def source_table(self, **extra: Any) -> dict[str, Any]:
+        return {"type": "cohere", "base_url": self.url} | extra
+
+    def credentials_env(self, tmp: Path) -> dict[str, str]:
+        return {"CO_API_KEY": DEFAULT_KEY}
 
     def add_model(
         self,

@@ -6,7 +6,7 @@ paged the same way by event id, mostly metrics, a few messages that say where th
 job went; Unix-second times; ``error`` ``{}`` rather than null on success; errors as
 ``{"error": {"message", "type", "param", "code"}}``; Bearer keys; ``x-ratelimit-*``
 headers on every answer and ``retry-after`` on 429. Faults as every simulator has
-them (:mod:`ftwatch.sources.simkit`).
+them (:mod:`ftwatch.sim.kit`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,10 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ftwatch.sources.simkit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimServer, running_in_thread
 from ftwatch.standard_webhooks import sign
 
-__all__ = ["MESSAGES", "Fault", "OpenAISimulator", "SimJob", "running_in_thread"]
+__all__ = ["DEFAULT_KEY", "MESSAGES", "Fault", "OpenAISimulator", "SimJob", "running_in_thread"]
 
 DEFAULT_KEY = "sk-sim-openai"
 
@@ -109,10 +110,25 @@ class OpenAISimulator(SimServer):
     def _event(self, job: SimJob, message: str, *, at: int | None = None, **extra: Any) -> None:
         job.events.append(SimJobEvent(f"ftevent-{next(self._event_ids):08d}", at or self._seconds(), message, **extra))
 
+    provider = "openai"
+    lifecycle = ("queued", "running", "succeeded")
+    failed_status = "failed"
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {job_id: (job.suffix or "", job.status) for job_id, job in self._jobs.items()}
+
+    def source_table(self, **extra: Any) -> dict[str, Any]:
+        return {"type": "openai", "base_url": self.url} | extra
+
+    def credentials_env(self, tmp: Path) -> dict[str, str]:
+        return {"OPENAI_API_KEY": DEFAULT_KEY}
+
     def add_job(
-        self, suffix: str | None = "sim", status: str = "validating_files", *, created_at: int | None = None
+        self, suffix: str | None = "sim", status: str | None = "validating_files", *, created_at: int | None = None
     ) -> str:
         """A job that went through the usual statuses up to ``status``."""
+        status = status or "validating_files"
         with self._lock:
             job_id = f"ftjob-{secrets.token_hex(12)}"
             at = created_at or self._seconds()

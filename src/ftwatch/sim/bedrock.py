@@ -18,6 +18,7 @@ import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ftwatch.model import format_timestamp
-from ftwatch.sources.simkit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimServer, running_in_thread
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "BedrockSimulator", "Fault", "SimCustomizationJob", "running_in_thread"]
 
@@ -124,7 +125,30 @@ class BedrockSimulator(SimServer):
 
     # --- driving it ---------------------------------------------------------------
 
-    def add_job(self, name: str, status: str = "InProgress", *, created_at_ns: int | None = None) -> str:
+    provider = "bedrock"
+    lifecycle = ("InProgress", "Stopping", "Completed")
+    failed_status = "Failed"
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {name: (name, job.status) for name, job in self._jobs.items()}
+
+    def source_table(self, **extra: Any) -> dict[str, Any]:
+        return {"type": "bedrock", "endpoint_url": self.url, "region": REGION} | extra
+
+    def credentials_env(self, tmp: Path) -> dict[str, str]:
+        """The simulator's keys through the standard chain's environment step; no
+        profile files and no instance metadata (no network here)."""
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        }
+
+    def add_job(self, name: str, status: str | None = "InProgress", *, created_at_ns: int | None = None) -> str:
+        status = status or "InProgress"
         with self._lock:
             now = created_at_ns or self._now_ns()
             job = SimCustomizationJob(name, status, now, now, f"{name}-model")

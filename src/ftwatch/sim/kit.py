@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -24,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ftwatch.ops.http import bind_socket, serve_asgi
+from ftwatch.serving import bind_socket, serve_asgi
 
 __all__ = ["Fault", "LoggedRequest", "SimServer", "running_in_thread"]
 
@@ -101,6 +102,34 @@ class SimServer:
 
     #: What a ``malformed`` fault serves: the start of a body, cut off.
     malformed_body = b'{"data": [{"id": '
+
+    # --- the SimulatedProvider interface (see ftwatch.sim) -----------------------------
+
+    provider: ClassVar[str]
+    #: Its statuses from the first to a good end, and its word for a failure.
+    lifecycle: ClassVar[tuple[str, ...]]
+    failed_status: ClassVar[str]
+
+    def add_job(self, name: str, status: str | None = None) -> str:
+        """A new job (model) named ``name``, in ``status`` (the first of the
+        lifecycle by default); returns its id."""
+        raise NotImplementedError
+
+    def set_status(self, job_id: str, status: str) -> Any:
+        raise NotImplementedError
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        """Every job: id -> (name, status)."""
+        raise NotImplementedError
+
+    def source_table(self, **extra: Any) -> dict[str, Any]:
+        """The ``[[sources]]`` table that watches this simulator (once serving)."""
+        raise NotImplementedError
+
+    def credentials_env(self, tmp: Path) -> dict[str, str]:
+        """The environment a user would set for this provider's key (``tmp``: where
+        nothing of the user's is read from, for providers that look in files)."""
+        raise NotImplementedError
 
     # --- driving it ---------------------------------------------------------------
 
