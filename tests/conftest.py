@@ -407,3 +407,32 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+# --- how many tests start a subprocess (FTWATCH_COUNT_SUBPROCESSES=1) ---------------
+# The share is a figure of the suite's shape: pure logic is tested in process, the CLI
+# and the daemon as subprocesses. Counted only when asked, by watching Popen.
+
+_STARTED: set[str] = set()
+_RAN: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _count_subprocesses(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.environ.get("FTWATCH_COUNT_SUBPROCESSES") != "1":
+        return
+    node = request.node.nodeid
+    _RAN.add(node)
+    original = subprocess.Popen.__init__
+
+    def counted(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        _STARTED.add(node)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", counted)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _RAN:
+        share = len(_STARTED) / len(_RAN)
+        terminalreporter.write_line(f"tests that start a subprocess: {len(_STARTED)} of {len(_RAN)} ({share:.0%})")

@@ -1,16 +1,11 @@
 """One poll cycle of one source: list → plan → read → diff → stall → commit.
 
-A thin shell around pure parts: :mod:`ftwatch.plan` decides what to read,
-:class:`~ftwatch.reads.Reader` reads it, the source's kind picks the differ
-(:func:`ftwatch.diff.diff_histories` or :func:`ftwatch.snapshot.diff_snapshots`),
-:mod:`ftwatch.stall` finds stalls, and the store commits the whole cycle in one
-transaction. Two ways to find what changed, whichever costs fewer requests:
-
-- **list** (all models, or many configured ones): read the model list and ask for
-  the events of only the models that moved, the new ones, and a few others each
-  cycle as a safety net (the reconcile). The first cycle takes its baseline from
-  the list alone, without reading a single history.
-- **per model** (a few configured models): ask each for its newest events.
+A thin shell around pure parts: :mod:`ftwatch.plan` decides what to read (the
+list, or each configured model; which histories), :class:`~ftwatch.reads.Reader`
+reads it, the source's kind picks the differ (:func:`ftwatch.diff.diff_histories`
+or :func:`ftwatch.snapshot.diff_snapshots`), :mod:`ftwatch.gone` and
+:mod:`ftwatch.stall` add their marks, and the store commits the whole cycle in one
+transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import anyio
 import structlog
@@ -26,13 +21,14 @@ import structlog
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleResult
 from ftwatch.diff import diff_histories
-from ftwatch.model import Transition, format_timestamp
+from ftwatch.gone import mark_gone
+from ftwatch.model import Transition
 from ftwatch.outbox import Route
 from ftwatch.plan import CyclePlan, PlanConfig, choose_route, plan_reads, unknown_are_history
 from ftwatch.reads import Reader
 from ftwatch.snapshot import diff_snapshots
 from ftwatch.sources.protocol import Source, SourceKind
-from ftwatch.stall import check_stall
+from ftwatch.stall import stall_alerts
 from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, SourceIdentity
 from ftwatch.store.base import Lease, Store, model_key, models_in
 
@@ -123,17 +119,14 @@ class Poller:
         """Poll once and commit what is new (renewing ``lease`` in the same transaction).
         Raises the source's and the store's errors."""
         state = await self._load()
-        fresh, plan_config = self._fresh, self.config.plan
-        baseline = unknown_are_history(
-            fresh=fresh, configured=bool(plan_config.models), committed_scope=self._committed_scope
-        )
-        route = choose_route(plan_config, self.reader.list_cost)
+        fresh, plan = self._fresh, self.config.plan
+        baseline = unknown_are_history(fresh=fresh, configured=bool(plan.models), committed_scope=self._committed_scope)
+        route = choose_route(plan, self.reader.list_cost)
         failed: dict[str, str] = {}
         # A start on empty state with [poll] catch_up: what happened in that window is
         # reported, not taken as baseline (a rescheduled sidecar loses nothing recent).
-        now_ns = self.clock.now_ns()
-        catch_up_from = now_ns - self.config.catch_up_ns if fresh and self.config.catch_up_ns > 0 else None
-        listed = route is CyclePlan.LIST
+        catch_up = self.config.catch_up_ns
+        catch_up_from = self.clock.now_ns() - catch_up if fresh and catch_up > 0 else None
         fetched, not_found = await self._fetch(state, route, failed, baseline=baseline, catch_up_from=catch_up_from)
         self._report(not_found, failed)
         context = DiffContext(
@@ -142,11 +135,13 @@ class Poller:
             baseline=baseline,
             detected_at_ns=self.clock.now_ns(),
             catch_up_from=catch_up_from,
-            lookback_ns=plan_config.lookback_ns,
-            clock_skew_ns=plan_config.clock_skew_ns,
+            lookback_ns=plan.lookback_ns,
+            clock_skew_ns=plan.clock_skew_ns,
         )
         found = self._differ(state, fetched, context)
-        transitions = await self._commit(state, found, fetched.keys(), context, lease, listed=listed)
+        listed = route is CyclePlan.LIST
+        changed, transitions = self._outcome(state, found, fetched.keys(), context, listed=listed)
+        await self._commit(state, changed, transitions, lease)
         return CycleResult(
             transitions=transitions,
             models=len(fetched),
@@ -188,27 +183,39 @@ class Poller:
         self._reconcile_next = plan.reconcile_next
         return await self.reader.read(listed, plan, failed), not_found
 
+    def _outcome(
+        self, state: dict[str, ModelState], found: CycleDiff, seen: Iterable[str], context: DiffContext, *, listed: bool
+    ) -> tuple[dict[str, ModelState], list[Transition]]:
+        """The rows and transitions to commit: in this source's words, oldest first,
+        the gone marked (after a full listing), the stalls found."""
+        for event, model_id, count in found.undated:
+            log.warning(event, model_id=model_id, events=count, note=_UNDATED_NOTES[event])
+        changed = found.changed
+        if listed:
+            marks = mark_gone(state, changed, self.reader.listed, self.models, context.detected_at_ns)
+            changed = marks.changed
+            for model_id in marks.gone:
+                log.info("model.gone", model_id=model_id, source=self.name, note="no longer in the list; kept")
+            for model_id in marks.back:
+                log.info("model.back", model_id=model_id, source=self.name)
+        # Oldest first across models too; the sort is stable, so per-model order holds.
+        transitions = sorted(map(self._stamped, found.transitions), key=lambda t: t.occurred_at)
+        if (threshold := self.config.stall_after) is not None:
+            now, slack, words = context.detected_at_ns, context.clock_skew_ns + 10**9, self.source.vocabulary
+            alerts = stall_alerts(state, changed, seen, threshold, words, self.identity, now, slack)
+            for alert in alerts:
+                log.warning("model.stalled", model_id=alert.model_id, status=alert.status, since=alert.since)
+            transitions += alerts
+        return changed, transitions
+
     async def _commit(
         self,
         state: dict[str, ModelState],
-        found: CycleDiff,
-        seen: Iterable[str],
-        context: DiffContext,
+        changed: dict[str, ModelState],
+        transitions: list[Transition],
         lease: Lease | None,
-        *,
-        listed: bool,
-    ) -> list[Transition]:
-        """Name, order and stall-check the cycle's transitions, then commit them
-        with the rows in one transaction; returns what was committed."""
-        for event, model_id, count in found.undated:
-            log.warning(event, model_id=model_id, events=count, note=_UNDATED_NOTES[event])
-        changed = dict(found.changed)
-        if listed:
-            self._mark_gone(state, changed, context.detected_at_ns)
-        # Oldest first across models too; the sort is stable, so per-model order holds.
-        transitions = sorted(map(self._stamped, found.transitions), key=lambda t: t.occurred_at)
-        if self.config.stall_after is not None:
-            transitions.extend(self._stalls(state, changed, seen, context))
+    ) -> None:
+        """The cycle's rows and transitions in one transaction (renewing ``lease``)."""
         scope = "all" if not self.models else json.dumps(sorted(self.models))
         namespace = self.identity.namespace
         rows = {model_key(namespace, model_id): model for model_id, model in changed.items()}
@@ -219,54 +226,11 @@ class Poller:
         state.update(changed)
         self._fresh = False
         self._committed_scope = scope
-        return transitions
 
     def _stamped(self, transition: Transition) -> Transition:
         """A transition in this source's words: its name, its provider, its state."""
         state = self.source.vocabulary.state_of(transition.status)
         return transition.in_words_of(self.identity.provider, self.name, state)
-
-    def _mark_gone(self, state: dict[str, ModelState], changed: dict[str, ModelState], now_ns: int) -> None:
-        """After a full listing: a known model it lacks is gone (marked once, kept,
-        counted apart); a gone one it shows again is back."""
-        listed, models = self.reader.listed, self.models
-        for model_id, old in state.items():
-            current = changed.get(model_id, old)
-            if model_id in listed:
-                if current.gone is not None:
-                    log.info("model.back", model_id=model_id, source=self.name)
-                    changed[model_id] = replace(current, gone=None)
-            elif old.gone is None and (not models or model_id in models):
-                log.info("model.gone", model_id=model_id, source=self.name, note="no longer in the list; kept")
-                changed[model_id] = replace(current, gone=format_timestamp(now_ns, 3))
-
-    def _stalls(
-        self, state: dict[str, ModelState], changed: dict[str, ModelState], seen: Iterable[str], context: DiffContext
-    ) -> list[Transition]:
-        """Stall alerts for the models this cycle saw (their state as it will be
-        committed); the models' rows remember each, in ``changed``."""
-        stall_after = self.config.stall_after
-        assert stall_after is not None
-        words = self.source.vocabulary
-        alerts = []
-        for model_id in seen:
-            current = changed.get(model_id) or state.get(model_id)
-            if current is None:
-                continue
-            found = check_stall(
-                model_id,
-                current,
-                lambda status: stall_after(status, words.state_of(status)),
-                context.detected_at_ns,
-                slack_ns=context.clock_skew_ns + 10**9,
-                provider=self.identity.provider,
-                source=self.name,
-            )
-            if found is not None:
-                alert, changed[model_id] = found
-                log.warning("model.stalled", model_id=model_id, status=alert.status, since=alert.since)
-                alerts.append(alert.in_words_of(alert.provider, alert.source, words.state_of(alert.status)))
-        return alerts
 
     def _report(self, not_found: list[str], failed: dict[str, str]) -> None:
         """Once per streak: a model missing, one that starts failing, one that recovers."""

@@ -9,14 +9,15 @@ transition starts a new stay, which may alert again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from ftwatch.compat import LEGACY_PROVIDER, stall_subject
 from ftwatch.model import STALLED, Transition, format_timestamp
-from ftwatch.state import ModelState
+from ftwatch.state import ModelState, SourceIdentity
+from ftwatch.statuses import Vocabulary
 
-__all__ = ["check_stall", "stay_key"]
+__all__ = ["check_stall", "stall_alerts", "stay_key"]
 
 
 def stay_key(status: str, since_ns: int) -> str:
@@ -72,3 +73,36 @@ def check_stall(
         source=source,
     )
     return alert, replace(state, stalled=stay_key(status, since_ns))
+
+
+def stall_alerts(  # noqa: PLR0917 - one cycle's inputs, in the order they are known
+    state: Mapping[str, ModelState],
+    changed: dict[str, ModelState],
+    seen: Iterable[str],
+    threshold_s: Callable[[str | None, str], float | None],
+    vocabulary: Vocabulary,
+    identity: SourceIdentity,
+    now_ns: int,
+    slack_ns: int,
+) -> list[Transition]:
+    """The stall alerts of the models a cycle saw (their state as it will be
+    committed); each model's row in ``changed`` remembers its alert.
+    ``threshold_s(status, state)``: how long a status may last."""
+    alerts = []
+    for model_id in seen:
+        current = changed.get(model_id) or state.get(model_id)
+        if current is None:
+            continue
+        found = check_stall(
+            model_id,
+            current,
+            lambda status: threshold_s(status, vocabulary.state_of(status)),
+            now_ns,
+            slack_ns=slack_ns,
+            provider=identity.provider,
+            source=identity.name,
+        )
+        if found is not None:
+            alert, changed[model_id] = found
+            alerts.append(alert.in_words_of(identity.provider, identity.name, vocabulary.state_of(alert.status)))
+    return alerts

@@ -19,7 +19,7 @@ from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.ops.logs import configure_logging
 from ftwatch.settings import Settings, load_settings, redacted, source_specs
 from ftwatch.sources.base import ModelNotFoundError, SourceError
-from ftwatch.statuses import BUILT_IN, COHERE, builtin_state
+from ftwatch.statuses import BUILT_IN, COHERE
 from ftwatch.textsafe import printable
 from ftwatch.wording import plural
 
@@ -181,6 +181,8 @@ async def _models(settings: Settings, output: str, source_name: str | None) -> i
     listed: list[tuple[str, ModelInfo]] = []
     async with wiring.api_client(settings) as http:
         sources = wiring.build_sources(settings, http)
+        # Each source says what its words mean (a plug-in's too).
+        words = {spec.name: source.vocabulary for spec, source in sources}
         names = [spec.name for spec, _ in sources]
         if source_name is not None and source_name not in names:
             raise ConfigError(f"no source named {source_name!r}; configured: {', '.join(names)}")
@@ -213,8 +215,7 @@ async def _models(settings: Settings, output: str, source_name: str | None) -> i
         lines = []
         for name, m in listed:
             line = ([name] if several or wide else []) + [m.id, m.name or "-", human_status(m.status)]
-            provider = types.get(name, COHERE.provider)
-            line += [types.get(name, "?"), builtin_state(m.status, provider), updated(m) or "-"] if wide else []
+            line += [types.get(name, "?"), words[name].state_of(m.status), updated(m) or "-"] if wide else []
             lines.append(line)
         table(header, lines)
 
@@ -225,7 +226,7 @@ async def _models(settings: Settings, output: str, source_name: str | None) -> i
             "id": m.id,
             "name": m.name,
             "status": m.status,
-            "state": builtin_state(m.status, types.get(name, COHERE.provider)),
+            "state": words[name].state_of(m.status),
             "updated_at": updated(m),
         }
         for name, m in listed

@@ -25,7 +25,7 @@ import anyio
 from ftwatch.settings import Settings
 from ftwatch.sim import PROVIDERS, SimulatedProvider, simulator
 
-__all__ = ["SCRIPT", "SEED", "SimWorld", "demo_world", "simulated_world"]
+__all__ = ["PROVIDERS", "SCRIPT", "SEED", "SimWorld", "demo_world", "simulated_world"]
 
 #: The jobs that exist before the watcher starts: (provider, name, status).
 SEED: tuple[tuple[str, str, str], ...] = (

@@ -33,7 +33,7 @@ import anyio.lowlevel
 from anyio.lowlevel import EventLoopToken
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ftwatch.app.demo import SimWorld, simulated_world
+from ftwatch.app.demo import PROVIDERS, SimWorld, simulated_world
 from ftwatch.app.signals import handle_signals
 from ftwatch.statuses import BUILT_IN
 
@@ -147,8 +147,6 @@ async def _read_commands(world: SimWorld, stop: anyio.Event) -> None:
 def run_simulate(providers: Sequence[str], *, seed: bool = True, port: int = 0) -> int:
     """Serve the simulators of ``providers`` (every one when empty) until stopped,
     on ``port`` and the ones after it (0: free ones)."""
-    from ftwatch.sim import PROVIDERS  # noqa: PLC0415 - the names only
-
     chosen = list(dict.fromkeys(p.lower() for p in providers)) or list(PROVIDERS)
     unknown = [p for p in chosen if p not in PROVIDERS]
     if unknown:

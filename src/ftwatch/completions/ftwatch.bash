@@ -6,7 +6,7 @@
 # See also: https://github.com/scop/bash-completion/blob/main/doc/configuration.md
 
 _shtab_ftwatch_outbox_subparsers=(replay purge)
-_shtab_ftwatch_subparsers=(version run watch check-config events models notify-test migrate outbox status wait completion demo)
+_shtab_ftwatch_subparsers=(version run watch check-config events models notify-test migrate outbox status wait completion demo simulate)
 
 _shtab_ftwatch_version_option_strings=(-h --help -o --output)
 _shtab_ftwatch_run_option_strings=(-h --help --config --once)
@@ -23,6 +23,7 @@ _shtab_ftwatch_status_option_strings=(-h --help --config --json -o --output)
 _shtab_ftwatch_wait_option_strings=(-h --help --config --until --timeout --source --interval --json -o --output)
 _shtab_ftwatch_completion_option_strings=(-h --help --config)
 _shtab_ftwatch_demo_option_strings=(-h --help --duration)
+_shtab_ftwatch_simulate_option_strings=(-h --help --empty --port)
 _shtab_ftwatch_option_strings=(-h --help --version --config)
 
 _shtab_ftwatch_events___source_COMPGEN=_ftwatch_sources
@@ -45,7 +46,7 @@ _shtab_ftwatch_wait___until_choices=(ready failed any-terminal)
 _shtab_ftwatch_wait__o_choices=(text wide json jsonl yaml)
 _shtab_ftwatch_wait___output_choices=(text wide json jsonl yaml)
 _shtab_ftwatch_completion_pos_0_choices=(bash zsh fish)
-_shtab_ftwatch_pos_0_choices=(version run watch check-config events models notify-test migrate outbox status wait completion demo)
+_shtab_ftwatch_pos_0_choices=(version run watch check-config events models notify-test migrate outbox status wait completion demo simulate)
 
 _shtab_ftwatch_version__h_nargs=0
 _shtab_ftwatch_version___help_nargs=0
@@ -90,6 +91,10 @@ _shtab_ftwatch_completion__h_nargs=0
 _shtab_ftwatch_completion___help_nargs=0
 _shtab_ftwatch_demo__h_nargs=0
 _shtab_ftwatch_demo___help_nargs=0
+_shtab_ftwatch_simulate_pos_0_nargs='*'
+_shtab_ftwatch_simulate__h_nargs=0
+_shtab_ftwatch_simulate___help_nargs=0
+_shtab_ftwatch_simulate___empty_nargs=0
 _shtab_ftwatch_pos_0_nargs=A...
 _shtab_ftwatch__h_nargs=0
 _shtab_ftwatch___help_nargs=0

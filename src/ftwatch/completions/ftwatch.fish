@@ -50,8 +50,8 @@ function _shtab_ftwatch_using
   test "$_shtab_ftwatch_cmdpath" = "$argv"
 end
 
-set -g _shtab_ftwatch_commands version run watch check-config events models notify-test migrate outbox 'outbox replay' 'outbox purge' status wait completion demo
-set -g _shtab_ftwatch_opts_with_value --config --duration --interval --notifier --older-than --output --source --state --timeout --until -o
+set -g _shtab_ftwatch_commands version run watch check-config events models notify-test migrate outbox 'outbox replay' 'outbox purge' status wait completion demo simulate
+set -g _shtab_ftwatch_opts_with_value --config --duration --interval --notifier --older-than --output --port --source --state --timeout --until -o
 
 complete -c ftwatch -e
 complete -c ftwatch -f
@@ -130,4 +130,8 @@ complete -c ftwatch -n '_shtab_ftwatch_using completion; and test $_shtab_ftwatc
 complete -c ftwatch -n '_shtab_ftwatch_using; and test $_shtab_ftwatch_npos -eq 0' -a demo -d 'watch a built-in simulated API: no key, no network'
 complete -c ftwatch -n '_shtab_ftwatch_using demo' -s h -l help -d 'show this help message and exit'
 complete -c ftwatch -n '_shtab_ftwatch_using demo' -l duration -x -d 'seconds to run (default 16)'
+complete -c ftwatch -n '_shtab_ftwatch_using; and test $_shtab_ftwatch_npos -eq 0' -a simulate -d 'serve simulated APIs to try a config and notifiers against; move their jobs by hand'
+complete -c ftwatch -n '_shtab_ftwatch_using simulate' -s h -l help -d 'show this help message and exit'
+complete -c ftwatch -n '_shtab_ftwatch_using simulate' -l empty -d 'start with no jobs (default: a few of the demo'"'"'s)'
+complete -c ftwatch -n '_shtab_ftwatch_using simulate' -l port -x -d 'the first serves on port N, the next on N+1 (default: free ports)'
 
