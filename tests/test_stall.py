@@ -1,14 +1,24 @@
-"""Stall alerts, the pure part: when one is due, and that each stay gets one."""
+"""Stall alerts: when one is due, that each stay gets one, and that time is the clock's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ftwatch.app import wiring
+from ftwatch.clock import FakeClock
 from ftwatch.diff import Cursor
+from ftwatch.model import STALLED
 from ftwatch.notifiers.slack import slack_message
+from ftwatch.settings import Settings
 from ftwatch.stall import check_stall
 from ftwatch.store.base import ModelState
+from ftwatch.store.sqlite import SqliteStore
+
+from .providers import world
 
 S = 10**9
 
@@ -54,3 +64,28 @@ def test_slack_words_a_stall_plainly() -> None:
     assert found is not None
     message = slack_message(found[0])
     assert "m is stuck in finetuning for 26 h" in message["text"]
+
+
+@pytest.mark.anyio
+async def test_a_stall_comes_when_the_clock_says_not_after_a_sleep(tmp_path: Path) -> None:
+    """The poller takes its time from an injected clock: a job that stays running is
+    alerted once two hours "pass", at once, and not again in the same stay."""
+    with world("openai") as w:
+        job = w.add("slow-bot", "running")
+        settings = Settings.model_validate(
+            {"sources": [w.source()], "stall": {"after": {"running": "1h"}}, "http": {"listen": ""}}
+        )
+        clock = FakeClock()
+        async with wiring.api_client(settings) as http:
+            ((spec, source),) = wiring.build_sources(settings, http, environ=w.credentials(tmp_path))
+            store = SqliteStore(tmp_path / "state.db")
+            poller = wiring.build_poller(source, store, settings, spec=spec, daemon=True, clock=clock)
+            assert (await poller.cycle()).transitions == []  # the baseline notices the stay now
+            clock.advance(1800)
+            assert (await poller.cycle()).transitions == []  # half an hour: not yet
+            clock.advance(5400)
+            (alert,) = (await poller.cycle()).transitions
+            clock.advance(3600)
+            again = (await poller.cycle()).transitions
+    assert (alert.model_id, alert.type, alert.state, alert.stalled_for_s) == (job, STALLED, "running", 7200.0)
+    assert again == []

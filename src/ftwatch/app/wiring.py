@@ -16,6 +16,7 @@ from typing import IO, TypeVar
 
 import httpx
 
+from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.dispatch import DeliveryAttempt, Dispatcher
 from ftwatch.errors import ConfigError
 from ftwatch.fleet import Fleet
@@ -273,6 +274,7 @@ def build_poller(
     models: Sequence[str] | None = None,
     routes: Callable[[], Sequence[Route]] = lambda: (),
     daemon: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Poller:
     """The poller of one source (``spec``; the first when ``None``) with the
     settings' ``[poll]`` section (``models`` overrides the source's list).
@@ -280,7 +282,8 @@ def build_poller(
     and ``wait`` start on empty memory every time: neither applies there)."""
     spec = spec or source_specs(settings)[0]
     identity = SourceIdentity(spec.name, source.provider, spec.namespace)
-    return Poller(source, store, identity, poller_config(settings, spec, models=models, daemon=daemon), routes=routes)
+    config = poller_config(settings, spec, models=models, daemon=daemon)
+    return Poller(source, store, identity, config, routes=routes, clock=clock)
 
 
 def poller_config(
