@@ -31,8 +31,6 @@ from ftwatch.settings import Settings
 
 def _seed(api: World, jobs: int) -> list[str]:
     first = LIFECYCLES[api.provider][0]
-    if api.provider == "cohere":
-        return [api.sim.add_model(f"m{i}", first, history=("STATUS_QUEUED",)) for i in range(jobs)]
     return [api.add(f"job-{i}", first) for i in range(jobs)]
 
 
@@ -53,7 +51,7 @@ async def _measure(api: World, settings: Settings, jobs: list[str], cycles: int,
             figures["steady_requests"] = [r for r, _, _ in steady]
             figures["steady_cpu_ms"] = round(1000 * min(c for _, c, _ in steady), 1)
             poller = fleet.pollers[0]
-            figures["list_pages"] = poller._list_cost
+            figures["list_pages"] = poller.reader.list_cost
             for job in random.sample(jobs, changes):
                 api.move(job, LIFECYCLES[api.provider][1])
             figures["changed_requests"], _, figures["changed_transitions"] = await one()

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 __all__ = [
     "LEGACY_PROVIDER",
+    "UNSEEN_STATUS",
     "legacy_body",
     "meta_key",
     "model_key",
@@ -25,6 +26,10 @@ __all__ = [
 #: The provider (and source name) of everything written before sources existed: an
 #: outbox row without ``provider``, a body without ``source``, ``[cohere]``.
 LEGACY_PROVIDER = "cohere"
+
+#: The status of a model read alone whose status was never seen (the first
+#: provider's word for "none yet"), until its events say one.
+UNSEEN_STATUS = "STATUS_UNSPECIFIED"
 
 _T = TypeVar("_T")
 

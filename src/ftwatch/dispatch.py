@@ -8,7 +8,6 @@ other, so a dead receiver delays nobody else. Knows no source and no poller.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +15,7 @@ from typing import Literal
 import anyio
 import structlog
 
+from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
@@ -64,13 +64,13 @@ class Dispatcher:
         *,
         observer: Callable[[DeliveryAttempt], None] = _ignore,
         on_store_error: Callable[[str], None] = _ignore,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.policy = policy
         self._observer = observer
         self._on_store_error = on_store_error
-        self._clock = wall_clock
+        self._clock = clock.now
         self._workers: dict[str, _Worker] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self._stopping = False

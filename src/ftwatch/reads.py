@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import anyio
 
+from ftwatch.compat import UNSEEN_STATUS
 from ftwatch.model import Event, ModelInfo
 from ftwatch.plan import ReadPlan, newer_than
 from ftwatch.sources.base import ModelNotFoundError, SourceError
@@ -101,7 +102,7 @@ class Reader:
             old = state.get(model_id)
             try:
                 if old is not None and old.name is not None:
-                    info = ModelInfo(model_id, old.name, old.cursor.last_status or "STATUS_UNSPECIFIED")
+                    info = ModelInfo(model_id, old.name, old.cursor.last_status or UNSEEN_STATUS)
                 else:
                     info = await self.source.get_model(model_id)
                 events = await self.source.list_events(model_id, newer_than(old))

@@ -28,6 +28,7 @@ from ftwatch.app.leadership import Leadership
 from ftwatch.app.loop import PollLoop
 from ftwatch.app.reload_sources import SourcesPlan, plan_sources
 from ftwatch.app.signals import handle_signals
+from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleReport, FailedAt
 from ftwatch.dispatch import Dispatcher
 from ftwatch.errors import ConfigError, FtwatchError
@@ -69,12 +70,15 @@ class Daemon:
         *,
         stdout: IO[str] = sys.stdout,
         environ: Mapping[str, str] = os.environ,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
         self.stdout = stdout
         self.environ = environ
-        self.metrics = Metrics(__version__)
+        #: The one wall clock of every part (a test moves it on instead of sleeping).
+        self.clock = clock
+        self.metrics = Metrics(__version__, clock=clock)
         self.metrics.poll_interval.set(settings.poll.interval_s)
         self.health = Health(settings.poll.interval_s)
         self.systemd = SystemdNotifier(environ)
@@ -145,6 +149,7 @@ class Daemon:
                     self.settings,
                     on_attempt=self.metrics.delivery_attempt,
                     on_store_error=self.metrics.store_error,
+                    clock=self.clock,
                 )
                 loop = self._loop(store, api_http, dispatcher)
                 log.info(
@@ -181,12 +186,13 @@ class Daemon:
             on_request=on_request,
             on_wait=[self.health.api_wait],
             environ=self.environ,
+            clock=self.clock,
         )
 
         def build_poller(settings: Settings, spec: SourceSpec) -> Poller:
             source = wiring.build_source_of(spec, settings, api_http, on_request, [self.health.api_wait], self.environ)
             routes = lambda: wiring.routes_of(dispatcher.notifiers)  # noqa: E731 - the same as the fleet's
-            return wiring.build_poller(source, store, settings, spec=spec, routes=routes, daemon=True)
+            return wiring.build_poller(source, store, settings, spec=spec, routes=routes, daemon=True, clock=self.clock)
 
         self._build_poller = build_poller
         # Replicas on one shared store elect one poller; a file has one process anyway.
@@ -352,7 +358,7 @@ class Daemon:
         while True:
             if self.leadership is None or self.leadership.leading:
                 try:
-                    removed = await anyio.to_thread.run_sync(store.purge, time.time() - keep_s)
+                    removed = await anyio.to_thread.run_sync(store.purge, self.clock.now() - keep_s)
                 except StoreError as exc:
                     self.metrics.store_error("purge")
                     log.warning("store.failed", operation="purge", error=str(exc), note="tried again in an hour")
@@ -368,7 +374,7 @@ class Daemon:
         while True:
             try:
                 pending = await anyio.to_thread.run_sync(dispatcher.store.count_deliveries)
-                oldest = await anyio.to_thread.run_sync(dispatcher.store.oldest_pending_age, time.time())
+                oldest = await anyio.to_thread.run_sync(dispatcher.store.oldest_pending_age, self.clock.now())
             except StoreError as exc:
                 self.metrics.store_error("count_deliveries")
                 log.warning("store.failed", operation="count_deliveries", error=str(exc))
@@ -395,7 +401,9 @@ class Daemon:
         while True:
             own = config_fingerprint(self.settings, dispatcher.notifiers)
             try:
-                view = await anyio.to_thread.run_sync(store.publish_fingerprint, leadership.holder, own, time.time())
+                view = await anyio.to_thread.run_sync(
+                    store.publish_fingerprint, leadership.holder, own, self.clock.now()
+                )
             except StoreError as exc:
                 self.metrics.store_error("publish_fingerprint")
                 log.debug("replica.publish_failed", error=str(exc))

@@ -252,13 +252,14 @@ def build_fleet(
     on_request: Sequence[Callable[[RequestDone], None]] = (),
     on_wait: Sequence[Callable[[ApiWait], None]] = (),
     environ: Mapping[str, str] = os.environ,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Fleet:
     """Every source's poller, as one (see :mod:`ftwatch.fleet`). ``models`` (the
     command line's ids) overrides each source's list."""
     sources = build_sources(settings, http, on_request=on_request, on_wait=on_wait, environ=environ)
     return Fleet(
         [
-            build_poller(source, store, settings, spec=spec, models=models, routes=routes, daemon=daemon)
+            build_poller(source, store, settings, spec=spec, models=models, routes=routes, daemon=daemon, clock=clock)
             for spec, source in sources
         ],
         timeout_s=settings.poll.source_timeout_s,
@@ -352,10 +353,12 @@ def build_dispatcher(
     *,
     on_attempt: Callable[[DeliveryAttempt], None] | None = None,
     on_store_error: Callable[[str], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Dispatcher:
     return Dispatcher(
         store,
         retry_policy(settings),
         observer=_fan_out(on_attempt),
         on_store_error=_fan_out(on_store_error),
+        clock=clock,
     )

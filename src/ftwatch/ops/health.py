@@ -1,7 +1,7 @@
 """``/healthz``, ``/readyz`` and ``/metrics`` for ``ftwatch run``.
 
 Liveness says only whether the loop makes progress, never whether the API is up:
-restarting ftwatch cannot fix Cohere. Readiness says whether polling works.
+restarting ftwatch cannot fix a provider's API. Readiness says whether polling works.
 """
 
 from __future__ import annotations

@@ -6,10 +6,9 @@ counters. No model id is ever a label: thousands of models would be thousands of
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleReport, FailedAt
 from ftwatch.dispatch import DeliveryAttempt
 from ftwatch.fleet import SOURCE_MARK
@@ -22,7 +21,8 @@ _CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 
 
 
 class Metrics:
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.polls = Counter("ftwatch_polls", "Poll cycles by outcome (ok, error).", ["outcome"], registry=r)
@@ -135,7 +135,7 @@ class Metrics:
             return
         self.polls.labels("ok").inc()
         self.cycle_seconds.observe(report.seconds)
-        self.last_success.set(time.time())
+        self.last_success.set(self._clock.now())
         for transition in report.result.transitions:
             if transition.stalled:
                 self.stall_alerts.labels(transition.status).inc()
