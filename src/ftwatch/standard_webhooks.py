@@ -16,6 +16,8 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
+from ftwatch.errors import WebhookRejectedError
+
 __all__ = ["ReplayGuard", "WebhookRejectedError", "secret_key", "sign", "verify"]
 
 #: How far a message's timestamp may be from now (the specification's advice).
@@ -41,10 +43,6 @@ def _digest(key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value for one message."""
     return "v1," + base64.b64encode(_digest(secret_key(secret), msg_id, str(timestamp), body)).decode()
-
-
-class WebhookRejectedError(Exception):
-    """Not a genuine, fresh message: the reason, for the log (never the secret)."""
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance_s: float = TOLERANCE_S) -> str:

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ftwatch.errors import DeliveryFailedError
 from ftwatch.model import Transition
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.secrets import FileSecret
@@ -89,16 +90,6 @@ class TemplatedConfig(NotifierConfig):
 
     def compiled_template(self) -> Template | None:
         return compiled(self.template) if self.template is not None else None
-
-
-class DeliveryFailedError(Exception):
-    """One attempt failed. ``permanent``: trying again cannot help (a 4xx, say)."""
-
-    def __init__(self, detail: str, *, permanent: bool = False, retry_after_s: float | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.permanent = permanent
-        self.retry_after_s = retry_after_s
 
 
 def compiled(text: str) -> Template:

@@ -17,7 +17,13 @@ from typing import Annotated, Any, ClassVar, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ftwatch.errors import ConfigError
+from ftwatch.errors import (
+    InvalidModelIdError,
+    ModelDataError,
+    ModelNotFoundError,
+    SourceError,
+    SourceUnavailableError,
+)
 from ftwatch.model import check_model_id
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import SecretProvider
@@ -40,27 +46,6 @@ __all__ = [
     "SourceUnavailableError",
     "http_url",
 ]
-
-
-class SourceError(Exception):
-    """The API answered, but not with what was asked (a 400, say)."""
-
-
-class SourceUnavailableError(SourceError):
-    """The API could not be reached or kept failing after every retry."""
-
-
-class ModelNotFoundError(SourceError):
-    """404 for one model: it was deleted or the id is wrong."""
-
-
-class ModelDataError(SourceError):
-    """The API answered for one model with something unreadable (a field of the wrong
-    type, say). Bad input for that model only: the others go on."""
-
-
-class InvalidModelIdError(ConfigError):
-    """An id that cannot be one path segment of the API (``/``, ``..``): exit 2."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ftwatch import model
+from ftwatch.errors import BadDataError
 from ftwatch.sources.base import InvalidModelIdError, ModelDataError
 
 __all__ = ["BadDataError", "check_id", "id_and_status", "item_id", "optional_str", "parsed", "path_of"]
 
 _T = TypeVar("_T")
-
-
-class BadDataError(Exception):
-    """One item of a body is unreadable."""
 
 
 def optional_str(raw: dict[str, Any], field: str) -> str | None:

@@ -20,7 +20,7 @@ import httpx
 import stamina
 import structlog
 
-from ftwatch.errors import AuthRefusedError, ConfigError
+from ftwatch.errors import AuthRefusedError, ConfigError, JobRefusedError
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.retry_after import parse_retry_after
 from ftwatch.secrets import SecretProvider
@@ -71,10 +71,6 @@ class BearerKey:
 
     def describe(self) -> str:
         return self._source.describe()
-
-
-class JobRefusedError(SourceError):
-    """The API refused one job's endpoint (403) while the key works: that job's failure."""
 
 
 class _TransientError(Exception):

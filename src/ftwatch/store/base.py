@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from ftwatch.compat import meta_key, model_key, models_in
-from ftwatch.errors import ConfigError, FtwatchError
+from ftwatch.errors import LeaseLostError, StoreError, StoreOpenError, StoreUnreachableError
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route
 from ftwatch.state import Cursor, ModelState
@@ -56,15 +56,6 @@ __all__ = [
 BUSY: Final = "busy"
 
 
-class StoreOpenError(ConfigError):
-    """The state cannot be opened, or is of a newer build: exit 2."""
-
-
-class StoreUnreachableError(FtwatchError):
-    """The state's database server did not answer in time: exit 1 (it is down, and
-    the configuration may well be right)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Polling leadership held by one process: renewed by each cycle's commit, in the
@@ -73,14 +64,6 @@ class Lease:
     holder: str
     term: int
     lease_s: float
-
-
-class StoreError(FtwatchError):
-    """Reading or writing the state failed (locked too long, disk full, I/O error).
-
-    The caller counts it as one failed cycle or delivery attempt and goes on: the
-    transaction was rolled back, so nothing half-written remains.
-    """
 
 
 def encode_cursor(cursor: Cursor) -> tuple[str, str]:
@@ -99,11 +82,6 @@ def decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
         horizon_ns=horizon_ns,
         undated=frozenset((s, u, int(p)) for s, u, p in json.loads(undated)),
     )
-
-
-class LeaseLostError(StoreError):
-    """The lease was not ours any more at commit (another process leads): the cycle
-    was rolled back, and this process steps down."""
 
 
 #: The columns of a model's row, in this order, in every backend.
