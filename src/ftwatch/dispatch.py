@@ -7,10 +7,11 @@ other, so a dead receiver delays nobody else. Knows no source and no poller.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import assert_never
 
 import anyio
 import structlog
@@ -19,11 +20,19 @@ from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
-from ftwatch.store.base import BUSY, Claim, Store, StoreError
+from ftwatch.store.base import Busy, Claim, Store, StoreError
 
-__all__ = ["DeliveryAttempt", "Dispatcher"]
+__all__ = ["DeliveryAttempt", "DeliveryOutcome", "Dispatcher", "Idle", "NotDue", "Step"]
 
 log = structlog.get_logger("ftwatch.dispatch")
+
+
+class DeliveryOutcome(enum.StrEnum):
+    """How one try ended (the ``outcome`` label of ``ftwatch_notifications``)."""
+
+    DELIVERED = "ok"
+    RETRY = "retry"  # failed; tried again after its backoff
+    DEAD = "dead"  # failed for good, or for too long: a dead letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +40,28 @@ class DeliveryAttempt:
     """One try of one notifier."""
 
     notifier: str
-    #: ``ok``, ``retry`` or ``dead``.
-    outcome: str
+    outcome: DeliveryOutcome
     seconds: float
+
+
+class Idle(enum.Enum):
+    """A step that sent nothing, and why."""
+
+    NOTHING_PENDING = "nothing pending"
+    BUSY = "another process sends for this notifier"
+    STORE_FAILED = "the state could not be read"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class NotDue:
+    """The head waits for its retry: this long."""
+
+    wait_s: float
+
+
+#: What one step of a notifier did: tried its head (and how that went), or not.
+Step = DeliveryOutcome | Idle | NotDue
 
 
 #: An idle worker looks at the outbox this often even unwoken: with several replicas,
@@ -142,25 +170,14 @@ class Dispatcher:
         async def drain(worker: _Worker) -> None:
             nonlocal failed
             while True:
-                claim = await self._claim(worker.loaded.key)
-                if claim is False:
+                step = await self._step(worker)
+                if step in (Idle.STORE_FAILED, DeliveryOutcome.RETRY):
+                    # Stays at the head, to be retried by the next run.
                     failed += 1
                     return
-                if claim is None or claim == BUSY:
+                if not isinstance(step, DeliveryOutcome):
                     return  # nothing due here, or another process is sending it
-                assert not isinstance(claim, str)
-                if claim.head[0].next_attempt_at > self._clock():
-                    await self._release(claim)
-                    return
-                pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
-                if pace > 0:
-                    await anyio.sleep(pace)
-                outcome = await self._attempt(worker, claim)
-                if outcome is DeliveryState.PENDING:
-                    # Stays at the head, to be retried by the next run. A dead letter
-                    # no longer blocks the queue: go on with the next transition.
-                    failed += 1
-                    return
+                # Delivered, or a dead letter that no longer blocks the queue: go on.
 
         async with anyio.create_task_group() as group:
             for loaded in notifiers:
@@ -175,46 +192,54 @@ class Dispatcher:
             worker.done.set()
 
     async def _work(self, worker: _Worker) -> None:
-        key = worker.loaded.key
         while not self._stopping:
             # A fresh event before looking, so a wake() during the look is not lost.
             worker.wakeup = anyio.Event()
-            claim = await self._claim(key)
-            if claim is False or claim == BUSY:
-                # The store failed (locked, say), or another process is sending for
-                # this notifier: look again soon.
-                with anyio.move_on_after(1.0):
-                    await worker.wakeup.wait()
-                continue
-            if claim is None:
-                # Another process may queue for us too (several replicas): look again
-                # now and then, besides being woken.
-                with anyio.move_on_after(_IDLE_LOOK_S):
-                    await worker.wakeup.wait()
-                continue
-            assert not isinstance(claim, str)
-            wait = claim.head[0].next_attempt_at - self._clock()
-            if wait > 0:
-                await self._release(claim)
-                with anyio.move_on_after(min(wait, _IDLE_LOOK_S)):
-                    await worker.wakeup.wait()
-                continue
-            pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
-            if pace > 0:
-                await anyio.sleep(pace)
-            if self._stopping:
-                await self._release(claim)
-                return
-            await self._attempt(worker, claim)
+            match await self._step(worker):
+                case Idle.BUSY | Idle.STORE_FAILED:
+                    # Another process is sending for this notifier, or the store
+                    # failed (locked, say): look again soon.
+                    wait_s = 1.0
+                case Idle.NOTHING_PENDING:
+                    # Another process may queue for us too (several replicas): look
+                    # again now and then, besides being woken.
+                    wait_s = _IDLE_LOOK_S
+                case NotDue(wait_s=due_in):
+                    wait_s = min(due_in, _IDLE_LOOK_S)
+                case Idle.STOPPING:
+                    return
+                case DeliveryOutcome():
+                    continue
+                case unexpected:
+                    assert_never(unexpected)
+            with anyio.move_on_after(wait_s):
+                await worker.wakeup.wait()
 
-    async def _claim(self, key: str) -> Claim | Literal["busy", False] | None:
-        """The notifier's oldest pending delivery, claimed; ``False`` if the store failed."""
+    async def _step(self, worker: _Worker) -> Step:
+        """One step of a notifier, the same for the workers and ``run --once``: claim
+        its head, give it back if it is not due, keep the notifier's pace, try it."""
+        key = worker.loaded.key
         try:
-            return await anyio.to_thread.run_sync(self.store.claim_next, key)
+            claim = await anyio.to_thread.run_sync(self.store.claim_next, key)
         except StoreError as exc:
             log.warning("store.failed", operation="claim_next", notifier=key, error=str(exc))
             self._on_store_error("claim_next")
-            return False
+            return Idle.STORE_FAILED
+        if claim is None:
+            return Idle.NOTHING_PENDING
+        if isinstance(claim, Busy):
+            return Idle.BUSY
+        wait = claim.head[0].next_attempt_at - self._clock()
+        if wait > 0:
+            await self._release(claim)
+            return NotDue(wait)
+        pace = worker.loaded.notifier.min_interval_s - (anyio.current_time() - worker.last_sent)
+        if pace > 0:
+            await anyio.sleep(pace)
+        if self._stopping:
+            await self._release(claim)
+            return Idle.STOPPING
+        return await self._attempt(worker, claim)
 
     async def _release(self, claim: Claim) -> None:
         with anyio.CancelScope(shield=True):
@@ -269,8 +294,8 @@ class Dispatcher:
                 raise
             delay = min(delay * 2, 10.0)
 
-    async def _attempt(self, worker: _Worker, claim: Claim) -> DeliveryState:
-        """One try of a claimed delivery; its state after it."""
+    async def _attempt(self, worker: _Worker, claim: Claim) -> DeliveryOutcome:
+        """One try of a claimed delivery, and how it went."""
         loaded = worker.loaded
         delivery, transition = claim.head
         started = anyio.current_time()
@@ -290,11 +315,11 @@ class Dispatcher:
         seconds = worker.last_sent - started
         if failure is None:
             updated = after_success(delivery)
-            outcome = "ok"
+            outcome = DeliveryOutcome.DELIVERED
             log.info("notify.delivered", notifier=loaded.key, transition_id=transition.id, model_id=transition.model_id)
         else:
             updated = after_failure(delivery, failure, self._clock(), self.policy)
-            outcome = "dead" if updated.state is DeliveryState.DEAD else "retry"
+            outcome = DeliveryOutcome.DEAD if updated.state is DeliveryState.DEAD else DeliveryOutcome.RETRY
             if updated.state is DeliveryState.DEAD:
                 log.error(
                     "notify.dead_letter",
@@ -316,4 +341,4 @@ class Dispatcher:
         self._observer(DeliveryAttempt(loaded.key, outcome, seconds))
         # Recorded even when cancelled now: a delivered transition must not be re-sent.
         await self._finish(claim, updated)
-        return updated.state
+        return outcome

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from ftwatch.compat import meta_key, model_key, models_in
 from ftwatch.errors import LeaseLostError, StoreError, StoreOpenError, StoreUnreachableError
@@ -23,6 +23,7 @@ from ftwatch.state import Cursor, ModelState
 
 __all__ = [
     "BUSY",
+    "Busy",
     "Claim",
     "Lease",
     "LeaseInfo",
@@ -52,8 +53,14 @@ __all__ = [
     "upsert_model_sql",
 ]
 
-#: What :meth:`Store.claim_next` says when another process is sending for that notifier.
-BUSY: Final = "busy"
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """What :meth:`Store.claim_next` says when another process is sending for that
+    notifier (one sender per notifier keeps its order and pacing)."""
+
+
+BUSY: Final = Busy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +449,7 @@ class Store(Protocol):
         """Seconds the oldest pending delivery has waited; ``None`` if none waits."""
         ...
 
-    def claim_next(self, notifier: str) -> Claim | Literal["busy"] | None:
+    def claim_next(self, notifier: str) -> Claim | Busy | None:
         """The oldest pending delivery of one notifier, claimed for this sender;
         :data:`BUSY` while another process holds that notifier (one sender per notifier
         keeps its order and pacing); ``None`` when nothing is pending."""

@@ -16,7 +16,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -28,6 +28,7 @@ from ftwatch.outbox import Delivery, DeliveryState, Route
 from ftwatch.store.base import (
     BUSY,
     MODEL_COLUMNS,
+    Busy,
     Lease,
     LeaseInfo,
     LeaseLostError,
@@ -582,7 +583,7 @@ class PostgresStore:
     def save_delivery(self, delivery: Delivery) -> None:
         self._run(lambda c: c.execute(_SAVE, delivery_params(delivery)), write=True)
 
-    def claim_next(self, notifier: str) -> _RowClaim | Literal["busy"] | None:
+    def claim_next(self, notifier: str) -> _RowClaim | Busy | None:
         try:
             conn = self._pool.getconn(timeout=10.0)
         except Exception as exc:  # noqa: BLE001 - the pool's own PoolTimeout, or psycopg's
