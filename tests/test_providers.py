@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from ftwatch.cycle import CycleReport, CycleResult
+from ftwatch.cycle import CycleFindings, Polled, Standby
 from ftwatch.model import Transition, format_timestamp, parse_timestamp
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
@@ -423,15 +423,15 @@ def test_wait_until_ready_knows_each_providers_words(api: World, clean_env: dict
 
 def test_a_failed_source_is_down_in_the_metrics_and_no_model_failure() -> None:
     metrics = Metrics("test")
-    result = CycleResult(
+    result = CycleFindings(
         [], 2, 0, False, failed={"source:openai": "HTTP 503"}, sources={"cohere": True, "openai": False}
     )
-    metrics.cycle_done(CycleReport(result, 0.1, 3))
+    metrics.cycle_done(Polled(result, 0.1, 3))
     text = generate_latest(metrics.registry).decode()
     assert 'ftwatch_source_up{source="cohere"} 1.0' in text
     assert 'ftwatch_source_up{source="openai"} 0.0' in text
     assert "ftwatch_model_failures_total{" not in text
-    metrics.cycle_done(CycleReport(None, 0.0, 0, standby=True))  # a standby shows none
+    metrics.cycle_done(Standby())  # a standby shows none
     assert "ftwatch_source_up{" not in generate_latest(metrics.registry).decode()
 
 

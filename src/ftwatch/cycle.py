@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from ftwatch.model import ModelInfo, Transition
 from ftwatch.plan import CyclePlan
 
-__all__ = ["CycleReport", "CycleResult", "FailedAt"]
+__all__ = ["CycleFindings", "CycleReport", "Failed", "FailedAt", "Polled", "Standby"]
 
 
 @dataclass(frozen=True, slots=True)
-class CycleResult:
-    """What one successful cycle found."""
+class CycleFindings:
+    """What one committed cycle found."""
 
     transitions: list[Transition]
     models: int
@@ -39,21 +39,33 @@ class FailedAt(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class CycleReport:
-    """One cycle as the poll loop saw it: what its subscribers (metrics, health,
-    sd_notify, the dispatcher, the live view) are told."""
+class Polled:
+    """The cycle ran and was committed (some models, or sources, may have failed)."""
 
-    #: ``None``: the cycle failed (nothing of it was committed), or this process is a
-    #: standby that did not poll.
-    result: CycleResult | None
+    findings: CycleFindings
     seconds: float
     #: API requests the cycle made.
     requests: int
-    error: str | None = None
-    failed_at: FailedAt | None = None
-    #: Another process leads the polling: this one waits, healthy (several replicas).
-    standby: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return self.result is not None or self.standby
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The cycle broke (``failed_at``): nothing of it was committed."""
+
+    error: str
+    failed_at: FailedAt
+    seconds: float
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class Standby:
+    """Another process leads the polling: this one waits, healthy (several replicas)."""
+
+    seconds: float = 0.0
+    requests: int = 0
+
+
+#: One cycle as the poll loop saw it: what its subscribers (metrics, health,
+#: sd_notify, the dispatcher, the live view) are told; matched with ``assert_never``.
+CycleReport = Polled | Failed | Standby

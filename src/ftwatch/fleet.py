@@ -23,7 +23,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from ftwatch.cycle import CycleResult
+from ftwatch.cycle import CycleFindings
 from ftwatch.errors import AuthRefusedError
 from ftwatch.plan import CyclePlan
 from ftwatch.poller import Poller, PollerConfig
@@ -55,7 +55,7 @@ class Fleet:
         self._group: anyio.abc.TaskGroup | None = None
         #: Sources whose cycle runs now (in a lane), and outcomes not yet reported.
         self._busy: set[str] = set()
-        self._outcomes: dict[str, CycleResult | Exception] = {}
+        self._outcomes: dict[str, CycleFindings | Exception] = {}
         self._finished = anyio.Event()
 
     @property
@@ -110,7 +110,7 @@ class Fleet:
                 group.cancel_scope.cancel()
 
     async def _one(self, poller: Poller, lease: Lease | None) -> None:
-        outcome: CycleResult | Exception
+        outcome: CycleFindings | Exception
         try:
             with anyio.fail_after(self.timeout_s):
                 outcome = await poller.cycle(lease)
@@ -125,7 +125,7 @@ class Fleet:
         self._busy.discard(poller.name)
         self._finished.set()
 
-    async def cycle(self, lease: Lease | None = None, only: Collection[str] | None = None) -> CycleResult:
+    async def cycle(self, lease: Lease | None = None, only: Collection[str] | None = None) -> CycleFindings:
         """One cycle of every source (or of those named in ``only``). Raises when all
         that reported failed (the first one's error), or when any API refuses its
         key or the lease is lost."""
@@ -137,8 +137,8 @@ class Fleet:
         else:
             await self._in_lanes(self._group, chosen, lease)
         outcomes, self._outcomes = {n: o for n, o in self._outcomes.items() if n in self.names}, {}
-        results = {name: o for name, o in outcomes.items() if isinstance(o, CycleResult)}
-        errors = {name: o for name, o in outcomes.items() if not isinstance(o, CycleResult)}
+        results = {name: o for name, o in outcomes.items() if isinstance(o, CycleFindings)}
+        errors = {name: o for name, o in outcomes.items() if not isinstance(o, CycleFindings)}
         for exc in errors.values():
             if isinstance(exc, AuthRefusedError | LeaseLostError):
                 raise exc
@@ -168,25 +168,25 @@ class Fleet:
                 log.warning("source.failed", source=name, error=str(exc), note="the other sources go on")
             self._failing[name] = str(exc)
 
-    def _recovered(self, results: dict[str, CycleResult]) -> None:
+    def _recovered(self, results: dict[str, CycleFindings]) -> None:
         for name in self._failing.keys() & results.keys():
             if len(self.pollers) > 1:
                 log.info("source.recovered", source=name)
             del self._failing[name]
 
-    def _merged(self, results: dict[str, CycleResult], errors: dict[str, Exception]) -> CycleResult:
+    def _merged(self, results: dict[str, CycleFindings], errors: dict[str, Exception]) -> CycleFindings:
         self._recovered(results)
         ordered = [results[p.name] for p in self.pollers if p.name in results]
         if len(ordered) == 1 and not errors:
             return ordered[0]
         if not ordered:  # every chosen source is still polling: nothing to report yet
-            return CycleResult(transitions=[], models=0, events_read=0, baseline=False, sources={})
+            return CycleFindings(transitions=[], models=0, events_read=0, baseline=False, sources={})
         transitions = [t for result in ordered for t in result.transitions]
         transitions.sort(key=lambda t: (t.stalled, t.occurred_at))
         failed = {f"{SOURCE_MARK}{name}": str(exc) for name, exc in errors.items()}
         for result in ordered:
             failed.update(result.failed)
-        return CycleResult(
+        return CycleFindings(
             transitions=transitions,
             models=sum(r.models for r in ordered),
             events_read=sum(r.events_read for r in ordered),

@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from ftwatch.clock import SYSTEM_CLOCK, Clock
-from ftwatch.cycle import CycleResult
+from ftwatch.cycle import CycleFindings
 from ftwatch.diff import diff_histories
 from ftwatch.gone import mark_gone
 from ftwatch.model import Transition
@@ -115,7 +115,7 @@ class Poller:
             self._committed_scope = await anyio.to_thread.run_sync(self.store.load_scope, namespace)
         return self._state
 
-    async def cycle(self, lease: Lease | None = None) -> CycleResult:
+    async def cycle(self, lease: Lease | None = None) -> CycleFindings:
         """Poll once and commit what is new (renewing ``lease`` in the same transaction).
         Raises the source's and the store's errors."""
         state = await self._load()
@@ -142,7 +142,7 @@ class Poller:
         listed = route is CyclePlan.LIST
         changed, transitions = self._outcome(state, found, fetched.keys(), context, listed=listed)
         await self._commit(state, changed, transitions, lease)
-        return CycleResult(
+        return CycleFindings(
             transitions=transitions,
             models=len(fetched),
             events_read=found.events_read,

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, assert_never
 
 import anyio
 import httpx
@@ -29,7 +29,7 @@ from ftwatch.app.loop import PollLoop
 from ftwatch.app.reload_sources import SourcesPlan, plan_sources
 from ftwatch.app.signals import handle_signals
 from ftwatch.clock import SYSTEM_CLOCK, Clock
-from ftwatch.cycle import CycleReport, FailedAt
+from ftwatch.cycle import CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.dispatch import Dispatcher
 from ftwatch.errors import ConfigError, FtwatchError
 from ftwatch.fleet import SOURCE_MARK, Fleet
@@ -221,15 +221,17 @@ class Daemon:
             if self.leadership.term is not None:
                 self.metrics.leader_term.set(self.leadership.term)
             self.health.role = "leader" if leading else "standby"
-        if report.standby:
-            self.systemd.notify("STATUS=standby: another replica polls")
-            return
-        if report.result is None:
-            what = "the state cannot be written" if report.failed_at is FailedAt.STORE else "the API cannot be polled"
-            self.systemd.notify(f"STATUS={what}: {(report.error or '')[:200]}")
-            return
-        failing = f"; {len(report.result.failed)} failing" if report.result.failed else ""
-        self.systemd.notify(f"STATUS=watching {plural(report.result.models, 'model')}{failing}; last poll ok")
+        match report:
+            case Standby():
+                self.systemd.notify("STATUS=standby: another replica polls")
+            case Failed(error=error, failed_at=failed_at):
+                what = "the state cannot be written" if failed_at is FailedAt.STORE else "the API cannot be polled"
+                self.systemd.notify(f"STATUS={what}: {error[:200]}")
+            case Polled(findings=found):
+                failing = f"; {len(found.failed)} failing" if found.failed else ""
+                self.systemd.notify(f"STATUS=watching {plural(found.models, 'model')}{failing}; last poll ok")
+            case unexpected:
+                assert_never(unexpected)
 
     async def _once(self, loop: PollLoop, dispatcher: Dispatcher, notifiers: list[LoadedNotifier]) -> None:
         dispatcher.set_notifiers(notifiers)
@@ -242,14 +244,14 @@ class Daemon:
         failed = await dispatcher.deliver_due(notifiers)
         if failed:
             log.warning("once.undelivered", notifiers_failed=failed, note="kept in the outbox for the next run")
-        if not report.ok:
+        if isinstance(report, Failed):
             # A cron job should hear that this run saw nothing: exit 1, one line.
             # Every source failed: each is named (the error is the first one's).
             names = ", ".join(loop.poller.names)
             raise FtwatchError(f"the API could not be polled: source {names}: {report.error}; nothing was lost")
         down = {
             key.removeprefix(SOURCE_MARK): why
-            for key, why in (report.result.failed if report.result else {}).items()
+            for key, why in (report.findings.failed if isinstance(report, Polled) else {}).items()
             if key.startswith(SOURCE_MARK)
         }
         if down:
@@ -539,7 +541,7 @@ def _push_secrets(settings: Settings) -> dict[str, str]:
 
 def _wake(dispatcher: Dispatcher) -> Callable[[CycleReport], None]:
     def wake(report: CycleReport) -> None:
-        if report.result is not None and report.result.transitions:
+        if isinstance(report, Polled) and report.findings.transitions:
             dispatcher.wake()
 
     return wake

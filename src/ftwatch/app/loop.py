@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from ftwatch.app.leadership import Leadership
-from ftwatch.cycle import CycleReport, FailedAt
+from ftwatch.cycle import CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
 from ftwatch.settings import Settings, source_specs
@@ -108,26 +108,23 @@ class PollLoop:
         self._by_source.clear()
         requests_before = self._requests
         if self.leadership is not None and not await self.leadership.ensure():
-            return self._report(CycleReport(None, 0.0, 0, standby=True))
+            return self._report(Standby())
+        report: CycleReport
         try:
             result = await self.poller.cycle(lease=self.leadership.lease() if self.leadership else None, only=only)
         except LeaseLostError:
             assert self.leadership is not None
             self.leadership.lost()
-            return self._report(CycleReport(None, anyio.current_time() - started, 0, standby=True))
+            return self._report(Standby(anyio.current_time() - started))
         except SourceError as exc:
             self._failed(str(exc))
-            report = CycleReport(
-                None, anyio.current_time() - started, self._requests - requests_before, str(exc), FailedAt.API
-            )
+            report = Failed(str(exc), FailedAt.API, anyio.current_time() - started, self._requests - requests_before)
         except StoreError as exc:
             # Nothing of the cycle was kept (rolled back): the next one reads it all again.
             self._failed(str(exc), note="nothing committed; the next cycle tries again")
-            report = CycleReport(
-                None, anyio.current_time() - started, self._requests - requests_before, str(exc), FailedAt.STORE
-            )
+            report = Failed(str(exc), FailedAt.STORE, anyio.current_time() - started, self._requests - requests_before)
         else:
-            report = CycleReport(result, anyio.current_time() - started, self._requests - requests_before)
+            report = Polled(result, anyio.current_time() - started, self._requests - requests_before)
             if self._failing is not None:
                 log.info("poll.recovered", after=self._failing_for, error_was=self._failing)
                 self._failing, self._failing_for = None, 0
@@ -135,7 +132,7 @@ class PollLoop:
                 self.leadership.committed()
             self._log(report)
         if self.leadership is not None:
-            await self.leadership.polled(report.result is not None)
+            await self.leadership.polled(isinstance(report, Polled))
         return self._report(report)
 
     def _failed(self, error: str, **extra: str) -> None:
@@ -153,9 +150,8 @@ class PollLoop:
             subscriber(report)
         return report
 
-    def _log(self, report: CycleReport) -> None:
-        result = report.result
-        assert result is not None
+    def _log(self, report: Polled) -> None:
+        result = report.findings
         for transition in result.transitions:
             log.info(
                 "transition.detected",

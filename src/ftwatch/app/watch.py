@@ -20,7 +20,7 @@ from ftwatch.app import wiring
 from ftwatch.app.loop import PollLoop
 from ftwatch.app.signals import handle_signals
 from ftwatch.app.view import ModelRow, WatchState, render
-from ftwatch.cycle import CycleReport, CycleResult
+from ftwatch.cycle import CycleFindings, CycleReport, Failed, Polled
 from ftwatch.errors import FtwatchError
 from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
@@ -46,7 +46,7 @@ def run_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _update(state: WatchState, poller: Fleet, result: CycleResult, interval: float) -> None:
+def _update(state: WatchState, poller: Fleet, result: CycleFindings, interval: float) -> None:
     for model_id, info in result.statuses.items():
         row = state.rows.setdefault(model_id, ModelRow(model_id, info.name, info.status))
         row.name = info.name
@@ -109,7 +109,7 @@ async def watch_models(
             loop = PollLoop(poller, interval_s=interval, health=health, subscribers=[show])
             if once:
                 report = await loop.cycle()
-                if not report.ok:
+                if isinstance(report, Failed):
                     raise FtwatchError(f"the API could not be polled: {report.error}")
                 console.print(render(state, time.time_ns(), fit=fit))
                 return
@@ -133,13 +133,15 @@ async def watch_models(
 
 
 def _show(state: WatchState, poller: Fleet, report: CycleReport, interval: float, *, print_lines: bool) -> None:
-    if report.result is None:
+    if isinstance(report, Failed):
         state.status_line = f"API error: {report.error} · retrying every {interval:g}s{state.quit_hint}"
         state.error = True
         return
-    _update(state, poller, report.result, interval)
+    if not isinstance(report, Polled):
+        return  # a live view leads no replicas: never a standby
+    _update(state, poller, report.findings, interval)
     if print_lines:
-        for transition in report.result.transitions:
+        for transition in report.findings.transitions:
             print(text_line(transition), flush=True)
 
 

@@ -7,10 +7,11 @@ restarting ftwatch cannot fix a provider's API. Readiness says whether polling w
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import assert_never
 
 import anyio
 
-from ftwatch.cycle import CycleReport
+from ftwatch.cycle import CycleReport, Failed, Polled, Standby
 from ftwatch.sources.base import ApiWait, RequestDone
 
 __all__ = ["Health"]
@@ -45,14 +46,17 @@ class Health:
     # --- what it subscribes to ------------------------------------------------------
 
     def cycle_done(self, report: CycleReport) -> None:
-        if report.standby:
-            # A hot standby is healthy and ready: it takes over within a lease.
-            self.role = "standby"
-            self.succeeded()
-        elif report.ok:
-            self.succeeded()
-        else:
-            self.failed(report.error or "unknown error")
+        match report:
+            case Standby():
+                # A hot standby is healthy and ready: it takes over within a lease.
+                self.role = "standby"
+                self.succeeded()
+            case Polled():
+                self.succeeded()
+            case Failed(error=error):
+                self.failed(error)
+            case unexpected:
+                assert_never(unexpected)
 
     def request_done(self, request: RequestDone) -> None:
         self.beat()

@@ -6,10 +6,12 @@ counters. No model id is ever a label: thousands of models would be thousands of
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from ftwatch.clock import SYSTEM_CLOCK, Clock
-from ftwatch.cycle import CycleReport, FailedAt
+from ftwatch.cycle import CycleFindings, CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.dispatch import DeliveryAttempt
 from ftwatch.fleet import SOURCE_MARK
 from ftwatch.sources.base import RequestDone
@@ -120,30 +122,32 @@ class Metrics:
     def store_error(self, operation: str) -> None:
         self.store_errors.labels(operation).inc()
 
-    def push_counted(self, source: str, outcome: str) -> None:
-        self.pushes.labels(source, outcome).inc()
-
     def cycle_done(self, report: CycleReport) -> None:
-        if report.standby:
-            self.polls.labels("standby").inc()
-            self.source_up.clear()  # a standby polls nothing: the leader's figures count
-            return
-        if report.result is None:
-            self.polls.labels("error").inc()
-            if report.failed_at is FailedAt.STORE:
-                self.store_errors.labels("commit_cycle").inc()
-            return
-        self.polls.labels("ok").inc()
-        self.cycle_seconds.observe(report.seconds)
-        self.last_success.set(self._clock.now())
-        for transition in report.result.transitions:
+        match report:
+            case Standby():
+                self.polls.labels("standby").inc()
+                self.source_up.clear()  # a standby polls nothing: the leader's figures count
+            case Failed(failed_at=failed_at):
+                self.polls.labels("error").inc()
+                if failed_at is FailedAt.STORE:
+                    self.store_errors.labels("commit_cycle").inc()
+            case Polled(findings=findings):
+                self.polls.labels("ok").inc()
+                self.cycle_seconds.observe(report.seconds)
+                self.last_success.set(self._clock.now())
+                self._found(findings)
+            case unexpected:
+                assert_never(unexpected)
+
+    def _found(self, findings: CycleFindings) -> None:
+        for transition in findings.transitions:
             if transition.stalled:
                 self.stall_alerts.labels(transition.status).inc()
             else:
                 self.transitions.labels(transition.status).inc()
-        for name, up in report.result.sources.items():
+        for name, up in findings.sources.items():
             self.source_up.labels(name).set(1 if up else 0)
-        for key, error in report.result.failed.items():
+        for key, error in findings.failed.items():
             if key.startswith(SOURCE_MARK):
                 continue  # a whole source, in ftwatch_source_up
             self.model_failures.labels("unreadable" if "unreadable" in error else "api").inc()
