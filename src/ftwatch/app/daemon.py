@@ -68,13 +68,15 @@ class Daemon:
         settings: Settings,
         config_path: Path | None,
         *,
-        stdout: IO[str] = sys.stdout,
+        stdout: IO[str] | None = None,
         environ: Mapping[str, str] = os.environ,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
-        self.stdout = stdout
+        #: The stdout notifier's stream: the process's as it is now (a caller may
+        #: have redirected it), unless one is given.
+        self.stdout = stdout if stdout is not None else sys.stdout
         self.environ = environ
         #: The one wall clock of every part (a test moves it on instead of sleeping).
         self.clock = clock
