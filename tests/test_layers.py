@@ -71,7 +71,11 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "notifiers",
         ),
     ),
-    ("engine", "one cycle of one source, all sources' lanes, delivery", ("reads", "poller", "fleet", "dispatch")),
+    (
+        "engine",
+        "one cycle of one source, all sources' lanes, delivery",
+        ("reads", "poller", "fleet", "leadership", "dispatch"),
+    ),
     ("ops", "health, metrics, endpoints, pushes, logs, sd_notify", ("ops",)),
     ("config", "the settings as data, their mistakes in ftwatch's words", ("settings", "config_errors")),
     ("app", "the composition root, the loop, the daemon and every command", ("app", "__main__")),

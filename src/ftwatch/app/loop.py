@@ -15,15 +15,15 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 import anyio
 import structlog
 
-from ftwatch.app.leadership import Leadership
 from ftwatch.cycle import CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.fleet import Fleet
+from ftwatch.leadership import Leadership
 from ftwatch.ops.health import Health
 from ftwatch.settings import Settings, source_specs
 from ftwatch.sources.base import RequestDone, SourceError
 from ftwatch.store.base import LeaseLostError, StoreError
 
-__all__ = ["PollLoop"]
+__all__ = ["PollLoop", "RequestTally"]
 
 log = structlog.get_logger("ftwatch.loop")
 
@@ -33,6 +33,20 @@ PUSH_COALESCE_S = 2.0
 
 def _nothing() -> None:
     pass
+
+
+class RequestTally:
+    """The API requests made, in all and per source: subscribed to the sources when
+    they are built (before the loop is), read by the loop for each cycle's figures
+    and the over-budget warning."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_source: collections.Counter[str] = collections.Counter()
+
+    def count(self, request: RequestDone) -> None:
+        self.total += 1
+        self.by_source[request.source] += 1
 
 
 class PollLoop:
@@ -54,6 +68,7 @@ class PollLoop:
         before_cycle: Callable[[], None] = _nothing,
         leadership: Leadership | None = None,
         asked_elsewhere: Callable[[], Awaitable[set[str]]] | None = None,
+        tally: RequestTally | None = None,
     ) -> None:
         self.poller = poller
         self.interval_s = interval_s
@@ -61,10 +76,10 @@ class PollLoop:
         self.subscribers = list(subscribers)
         #: Each source's max_requests_per_minute, for the over-budget warning.
         self.limits = dict(limits or {})
-        self._before_cycle = before_cycle
+        #: Runs between two cycles (a reload applies there, never in the middle of one).
+        self.before_cycle = before_cycle
         self.leadership = leadership
-        self._requests = 0
-        self._by_source: collections.Counter[str] = collections.Counter()
+        self.tally = tally or RequestTally()
         #: The error of the failing streak (None: the last cycle was good), its length,
         #: and whether the slow streak was told.
         self._failing: str | None = None
@@ -79,11 +94,6 @@ class PollLoop:
         #: Pushes other replicas took (a shared store): the leader looks every second.
         self._asked_elsewhere = asked_elsewhere
 
-    def request_done(self, request: RequestDone) -> None:
-        """Count requests (subscribe it to the source) for the budget warning."""
-        self._requests += 1
-        self._by_source[request.source] += 1
-
     def wake(self) -> None:
         """End the current sleep now with a full cycle (a reload is waiting)."""
         self._full_asked = True
@@ -95,18 +105,17 @@ class PollLoop:
         self._asked.add(source)
         self._wakeup.set()
 
-    def reconfigure(self, settings: Settings) -> set[str]:
+    def reconfigure(self, settings: Settings) -> None:
         self.interval_s = settings.poll.interval_s
         self.limits = {spec.name: spec.config.max_requests_per_minute for spec in source_specs(settings)}
-        return {"poll.interval_s"}
 
     async def cycle(self, only: Collection[str] | None = None) -> CycleReport:
         """One cycle (of the sources in ``only``, else all), reported. Raises only
         :class:`~ftwatch.errors.AuthRefusedError`."""
         started = anyio.current_time()
         self._last_started = started
-        self._by_source.clear()
-        requests_before = self._requests
+        self.tally.by_source.clear()
+        requests_before = self.tally.total
         if self.leadership is not None and not await self.leadership.ensure():
             return self._report(Standby())
         report: CycleReport
@@ -118,13 +127,15 @@ class PollLoop:
             return self._report(Standby(anyio.current_time() - started))
         except SourceError as exc:
             self._failed(str(exc))
-            report = Failed(str(exc), FailedAt.API, anyio.current_time() - started, self._requests - requests_before)
+            report = Failed(str(exc), FailedAt.API, anyio.current_time() - started, self.tally.total - requests_before)
         except StoreError as exc:
             # Nothing of the cycle was kept (rolled back): the next one reads it all again.
             self._failed(str(exc), note="nothing committed; the next cycle tries again")
-            report = Failed(str(exc), FailedAt.STORE, anyio.current_time() - started, self._requests - requests_before)
+            report = Failed(
+                str(exc), FailedAt.STORE, anyio.current_time() - started, self.tally.total - requests_before
+            )
         else:
-            report = Polled(result, anyio.current_time() - started, self._requests - requests_before)
+            report = Polled(result, anyio.current_time() - started, self.tally.total - requests_before)
             if self._failing is not None:
                 log.info("poll.recovered", after=self._failing_for, error_was=self._failing)
                 self._failing, self._failing_for = None, 0
@@ -134,6 +145,10 @@ class PollLoop:
         if self.leadership is not None:
             await self.leadership.polled(isinstance(report, Polled))
         return self._report(report)
+
+    def _spent(self, started: float, requests_before: int) -> tuple[float, int]:
+        """A cycle's seconds and requests so far."""
+        return anyio.current_time() - started, self.tally.total - requests_before
 
     def _failed(self, error: str, **extra: str) -> None:
         """Once per streak: the first failed cycle is a warning, the rest debug (the
@@ -180,7 +195,7 @@ class PollLoop:
             return
         for poller in self.poller.pollers:
             # Each source against its own budget, named by its own key.
-            spent, budget = self._by_source[poller.name], poller.budget_per_cycle
+            spent, budget = self.tally.by_source[poller.name], poller.budget_per_cycle
             if budget is not None and spent > budget:
                 log.warning(
                     "poll.over_budget",
@@ -203,7 +218,7 @@ class PollLoop:
     async def _run(self, cycles: float) -> None:
         done = 0
         while done < cycles:
-            self._before_cycle()
+            self.before_cycle()
             started = anyio.current_time()
             self._full_asked = False
             await self.cycle()

@@ -9,51 +9,73 @@ same way, with the same parameters.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
+import anyio
+import anyio.abc
 import httpx
 
+from ftwatch import __version__
+from ftwatch.app.loop import PollLoop, RequestTally
 from ftwatch.clock import SYSTEM_CLOCK, Clock
+from ftwatch.cycle import CycleReport, Polled
 from ftwatch.dispatch import DeliveryAttempt, Dispatcher
 from ftwatch.errors import ConfigError
 from ftwatch.fleet import Fleet
+from ftwatch.leadership import Leadership
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
+from ftwatch.ops.fingerprint import NotifierShape, SourceShape, fingerprint
+from ftwatch.ops.health import Health
+from ftwatch.ops.housekeeping import Housekeeping
+from ftwatch.ops.metrics import Metrics
+from ftwatch.ops.sdnotify import SystemdNotifier
+from ftwatch.ops.service import ServiceStatus
 from ftwatch.outbox import RetryPolicy, Route
 from ftwatch.plan import PlanConfig
 from ftwatch.poller import Poller, PollerConfig
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import FileSecret, SecretProvider, cohere_key
-from ftwatch.settings import DeliverySettings, Settings, cycle_budget, default_state_path, redact_url, source_specs
+from ftwatch.settings import Settings, cycle_budget, default_state_path, redact_url, source_specs
 from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps, SourceSpec
 from ftwatch.sources.protocol import ChecksCredentials
 from ftwatch.sources.registry import source_type
 from ftwatch.state import SourceIdentity
 from ftwatch.statuses import status_filter
-from ftwatch.store.base import Store
+from ftwatch.store.base import PollRequests, ReplicaRegistry, Store
 
 __all__ = [
+    "Observers",
+    "Runtime",
     "api_client",
     "budget_per_cycle",
     "build_dispatcher",
     "build_fleet",
     "build_poller",
+    "build_runtime",
     "build_source",
     "build_sources",
     "check_credentials",
+    "config_fingerprint",
     "hook_client",
     "key_provider",
     "memory_store",
     "notifier_context",
     "notifiers",
     "open_store",
+    "open_store_patiently",
     "poller_config",
+    "push_secrets",
+    "pushing",
     "reconfigure",
     "retry_policy",
     "routes_of",
+    "start_housekeeping",
     "state_path",
 ]
 
@@ -308,20 +330,9 @@ def poller_config(
     )
 
 
-#: The keys a reload applies to running parts (:func:`reconfigure`); any other
-#: change needs a restart, and is named.
-RELOADED_KEYS = frozenset(
-    {"poll.source_timeout_s", "poll.interval_s", "stall.after", "notifiers"}
-    | {f"poll.{key}" for key in ("models", "mode", "reconcile_share", "concurrency", "lookback_s", "clock_skew_s")}
-    | {f"delivery.{key}" for key in DeliverySettings.model_fields}
-)
-
-
-def reconfigure(
-    fleet: Fleet, dispatcher: Dispatcher, settings: Settings, notifiers: Sequence[LoadedNotifier]
-) -> set[str]:
-    """Hand a reload's settings to the running pollers and the dispatcher; returns
-    the keys applied (the poll loop and the health take theirs themselves)."""
+def reconfigure(fleet: Fleet, dispatcher: Dispatcher, settings: Settings, notifiers: Sequence[LoadedNotifier]) -> None:
+    """Hand a reload's settings to the running pollers (each its own
+    :class:`PollerConfig`) and the dispatcher (its :class:`RetryPolicy` and notifiers)."""
     specs = {spec.name: spec for spec in source_specs(settings)}
     configs = {
         poller.name: poller_config(settings, specs[poller.name], daemon=True)
@@ -330,7 +341,6 @@ def reconfigure(
     }
     fleet.reconfigure(settings.poll.source_timeout_s, configs)
     dispatcher.reconfigure(retry_policy(settings), notifiers)
-    return set(RELOADED_KEYS)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -362,3 +372,167 @@ def build_dispatcher(
         on_store_error=_fan_out(on_store_error),
         clock=clock,
     )
+
+
+# --- the daemon's parts, composed in one place -------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observers:
+    """What watches the daemon from outside, built before anything else (the health
+    server serves them while the state database is still down): the metrics, the
+    health, the service manager, and the one wall clock of every part."""
+
+    metrics: Metrics
+    health: Health
+    systemd: SystemdNotifier
+    clock: Clock
+
+    @classmethod
+    def of(cls, settings: Settings, environ: Mapping[str, str], clock: Clock = SYSTEM_CLOCK) -> Observers:
+        metrics = Metrics(__version__, clock=clock)
+        metrics.poll_interval.set(settings.poll.interval_s)
+        return cls(metrics, Health(settings.poll.interval_s), SystemdNotifier(environ), clock)
+
+
+@dataclasses.dataclass(slots=True)
+class Runtime:
+    """Every part of ``ftwatch run`` for one open state, built by :func:`build_runtime`.
+    ``settings`` is the configuration in force (a reload replaces it)."""
+
+    settings: Settings
+    observers: Observers
+    store: Store
+    context: NotifierContext
+    notifiers: list[LoadedNotifier]
+    dispatcher: Dispatcher
+    fleet: Fleet
+    loop: PollLoop
+    leadership: Leadership | None
+    status: ServiceStatus
+    #: Builds one source's poller as the daemon's own (a reload adds or restarts some).
+    build_poller: Callable[[Settings, SourceSpec], Poller]
+
+
+def build_runtime(
+    settings: Settings,
+    observers: Observers,
+    store: Store,
+    api_http: httpx.AsyncClient,
+    *,
+    context: NotifierContext,
+    notifiers: list[LoadedNotifier],
+    environ: Mapping[str, str] = os.environ,
+) -> Runtime:
+    """The daemon's parts, each built once, in the order they need each other: the
+    dispatcher, the sources (their requests counted for the loop), their pollers,
+    the leadership of a shared store, the loop. Keys are read here (blocking)."""
+    metrics, health, clock = observers.metrics, observers.health, observers.clock
+    dispatcher = build_dispatcher(
+        store, settings, on_attempt=metrics.delivery_attempt, on_store_error=metrics.store_error, clock=clock
+    )
+    tally = RequestTally()
+    on_request, on_wait = [metrics.request_done, health.request_done, tally.count], [health.api_wait]
+
+    def routes() -> list[Route]:
+        return routes_of(dispatcher.notifiers)
+
+    def build(settings: Settings, spec: SourceSpec) -> Poller:
+        source = build_source_of(spec, settings, api_http, on_request, on_wait, environ, alone=len(specs) == 1)
+        return build_poller(source, store, settings, spec=spec, routes=routes, daemon=True, clock=clock)
+
+    specs = source_specs(settings)
+    fleet = Fleet([build(settings, spec) for spec in specs], timeout_s=settings.poll.source_timeout_s)
+    # Replicas on one shared store elect one poller; a file has one process anyway.
+    leadership = Leadership(store, settings.state.lease_s) if store.shared else None
+    relay = store if isinstance(store, PollRequests) and store.shared and pushing(settings) else None
+    status = ServiceStatus(observers.systemd, metrics, health, leadership)
+    loop = PollLoop(
+        fleet,
+        interval_s=settings.poll.interval_s,
+        health=health,
+        subscribers=[metrics.cycle_done, health.cycle_done, status.cycle_done, _waking(dispatcher)],
+        limits=source_limits(settings),
+        leadership=leadership,
+        asked_elsewhere=(lambda: anyio.to_thread.run_sync(relay.take_poll_asks)) if relay is not None else None,
+        tally=tally,
+    )
+    return Runtime(settings, observers, store, context, notifiers, dispatcher, fleet, loop, leadership, status, build)
+
+
+def _waking(dispatcher: Dispatcher) -> Callable[[CycleReport], None]:
+    """A subscriber that wakes the dispatcher when a cycle queued something."""
+
+    def wake(report: CycleReport) -> None:
+        if isinstance(report, Polled) and report.findings.transitions:
+            dispatcher.wake()
+
+    return wake
+
+
+def pushing(settings: Settings) -> bool:
+    """Whether any source takes webhooks."""
+    return any(spec.webhook is not None for spec in source_specs(settings))
+
+
+def push_secrets(settings: Settings) -> dict[str, str]:
+    """Each source that takes webhooks, by name -> its signing secret (files read)."""
+    return {spec.name: spec.webhook.read_secret() for spec in source_specs(settings) if spec.webhook is not None}
+
+
+def config_fingerprint(settings: Settings, notifiers: Sequence[LoadedNotifier]) -> str:
+    """This configuration's fingerprint (see :mod:`ftwatch.ops.fingerprint`)."""
+    return fingerprint(
+        [
+            SourceShape(spec.name, spec.type, tuple(spec.models), spec.webhook is not None)
+            for spec in source_specs(settings)
+        ],
+        [NotifierShape(n.key, tuple(n.config.statuses), tuple(n.config.models)) for n in notifiers],
+    )
+
+
+async def open_store_patiently(settings: Settings, environ: Mapping[str, str], health: Health, *, once: bool) -> Store:
+    """The state, opened off the loop: a database that is only down is waited for
+    (store.unreachable, once), the heartbeat going on; a wrong URL is exit 2 at once.
+    A run --once gives up after ``[state] connect_timeout_s``, like a command."""
+    health.failed("waiting for the state database")
+    wait_s = settings.state.connect_timeout_s if once else math.inf
+    async with anyio.create_task_group() as group:
+
+        async def beat() -> None:
+            while True:
+                health.beat()
+                await anyio.sleep(1.0)
+
+        group.start_soon(beat)
+        store = await anyio.to_thread.run_sync(functools.partial(open_store, settings, environ, connect_wait_s=wait_s))
+        group.cancel_scope.cancel()
+    return store
+
+
+def start_housekeeping(group: anyio.abc.TaskGroup, runtime: Runtime) -> None:
+    """The daemon's chores beside polling, in ``group``: the outbox gauges, the
+    retention, the lease between cycles and the replicas' comparison (a shared
+    store), the watchdog (systemd)."""
+    leadership, observers, store = runtime.leadership, runtime.observers, runtime.store
+    chores = Housekeeping(
+        store,
+        observers.metrics,
+        observers.health,
+        observers.clock,
+        leading=lambda: leadership is None or leadership.leading,
+        notifiers=lambda: [n.key for n in runtime.dispatcher.notifiers],
+    )
+    group.start_soon(chores.outbox_gauges)
+    if runtime.settings.state.retention > 0:
+        group.start_soon(chores.retention, runtime.settings.state.retention)
+    if leadership is not None:
+        group.start_soon(leadership.keep)
+        if isinstance(store, ReplicaRegistry):
+
+            def own() -> str:
+                return config_fingerprint(runtime.settings, runtime.dispatcher.notifiers)
+
+            group.start_soon(chores.compare_replicas, store, leadership.holder, own)
+    if (every_s := observers.systemd.watchdog_interval_s) is not None:
+        group.start_soon(runtime.status.watchdog, every_s)

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import anyio.abc
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ftwatch.errors import ConfigError
 from ftwatch.ops.health import Health
+from ftwatch.ops.http import quiet_accept_errors, raise_open_files_limit
 from ftwatch.ops.metrics import Metrics
+from ftwatch.serving import bind_socket, serve_asgi
 
-__all__ = ["health_app"]
+__all__ = ["health_app", "serve_endpoints"]
+
+log = structlog.get_logger("ftwatch.daemon")
 
 
 def health_app(health: Health, metrics: Metrics, extra: Sequence[Route] = ()) -> Starlette:
@@ -44,3 +51,22 @@ def health_app(health: Health, metrics: Metrics, extra: Sequence[Route] = ()) ->
             *extra,
         ]
     )
+
+
+async def serve_endpoints(
+    group: anyio.abc.TaskGroup, listen: str, health: Health, metrics: Metrics, extra: Sequence[Route] = ()
+) -> None:
+    """Serve the endpoints on ``listen`` (``host:port``) in ``group`` until it ends;
+    a port that cannot be had is a :class:`~ftwatch.errors.ConfigError` naming the fix."""
+    host, _, port = listen.rpartition(":")
+    raise_open_files_limit()
+    quiet_accept_errors()
+    try:
+        sock = bind_socket(host, int(port))
+    except OSError as exc:
+        raise ConfigError(
+            f'cannot listen on {listen}: {exc.strerror}; change [http] listen (or "" to turn it off)'
+        ) from None
+    bound = sock.getsockname()[1]
+    await group.start(serve_asgi, health_app(health, metrics, extra), sock)
+    log.info("http.listening", address=f"{host}:{bound}")
