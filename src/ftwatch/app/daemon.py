@@ -19,6 +19,7 @@ from typing import IO
 
 import anyio
 import anyio.abc
+import httpx
 import structlog
 
 from ftwatch import __version__
@@ -74,41 +75,43 @@ class Daemon:
                 note="webhooks are not received: [http] listen is off; polling goes on",
                 fix='set [http] listen (e.g. "0.0.0.0:9464") to take them',
             )
-        if once or not self.settings.http.listen:
-            await self._run(once=once)
-            return
-        # The health server comes first: while the state database is still down at
-        # start, /readyz says so (503) and /healthz shows a live process.
-        async with anyio.create_task_group() as group:
-            await self._serve_http(group)
-            await self._run(once=False)
-            group.cancel_scope.cancel()
+        # The clients first: their TLS contexts need a few files, which a flood of
+        # connections to the port must not have taken yet.
+        async with wiring.api_client(self.settings) as api_http, wiring.hook_client() as hook_http:
+            if once or not self.settings.http.listen:
+                await self._run(api_http, hook_http, once=once)
+                return
+            # The health server comes next: while the state database is still down at
+            # start, /readyz says so (503) and /healthz shows a live process.
+            async with anyio.create_task_group() as group:
+                await self._serve_http(group)
+                await self._run(api_http, hook_http, once=False)
+                group.cancel_scope.cancel()
 
-    async def _run(self, *, once: bool) -> None:
+    async def _run(self, api_http: httpx.AsyncClient, hook_http: httpx.AsyncClient, *, once: bool) -> None:
         store = await wiring.open_store_patiently(self.settings, self.environ, self.observers.health, once=once)
         try:
-            async with wiring.api_client(self.settings) as api_http, wiring.hook_client() as hook_http:
-                context = wiring.notifier_context(hook_http, self.stdout or sys.stdout)
-                notifiers = await anyio.to_thread.run_sync(wiring.notifiers, self.settings, context)
-                runtime = wiring.build_runtime(
-                    self.settings,
-                    self.observers,
-                    store,
-                    api_http,
-                    context=context,
-                    notifiers=notifiers,
-                    environ=self.environ,
-                )
-                self.pushes.runtime = runtime
-                log.info(
-                    "daemon.start",
-                    version=__version__,
-                    models=len(self.settings.poll.models) or "all",
-                    notifiers=[n.key for n in notifiers],
-                    state=store.where,
-                    once=once,
-                )
-                await (self._once(runtime) if once else self._forever(runtime))
+            context = wiring.notifier_context(hook_http, self.stdout or sys.stdout)
+            notifiers = await anyio.to_thread.run_sync(wiring.notifiers, self.settings, context)
+            runtime = wiring.build_runtime(
+                self.settings,
+                self.observers,
+                store,
+                api_http,
+                context=context,
+                notifiers=notifiers,
+                environ=self.environ,
+            )
+            self.pushes.runtime = runtime
+            log.info(
+                "daemon.start",
+                version=__version__,
+                models=len(self.settings.poll.models) or "all",
+                notifiers=[n.key for n in notifiers],
+                state=store.where,
+                once=once,
+            )
+            await (self._once(runtime) if once else self._forever(runtime))
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(store.close)
