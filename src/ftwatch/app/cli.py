@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ftwatch: {message} (see '{self.prog} --help')\n")
 
 
-def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of commands and options
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ftwatch", description="Watch fine-tuned models (Cohere, OpenAI, Bedrock) and notify on status changes."
     )
@@ -42,74 +42,90 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     commands.add_parser(
         "version", help="this ftwatch's version (with -o json: Python and installed extras)"
     ).add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (default) or one JSON object")
+    _add_watching(commands)
+    _add_reading(commands)
+    _add_operating(commands)
+    _add_tools(commands)
+    _with_examples(parser)
+    return parser
 
-    def with_config(p: argparse.ArgumentParser, *, nested: bool = False) -> argparse.ArgumentParser:
-        # Nested (outbox replay): no default of its own, or it would blank the parent's.
-        default = argparse.SUPPRESS if nested else None
-        p.add_argument("--config", metavar="P", default=default, help=_CONFIG_HELP)
-        return p
 
-    def with_output(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=_FORMATS,
-            metavar="FORMAT",
-            help="text (a table, the default), wide (with source, provider, times), json, jsonl or yaml",
-        )
+def _with_config(p: argparse.ArgumentParser, *, nested: bool = False) -> argparse.ArgumentParser:
+    # Nested (outbox replay): no default of its own, or it would blank the parent's.
+    default = argparse.SUPPRESS if nested else None
+    p.add_argument("--config", metavar="P", default=default, help=_CONFIG_HELP)
+    return p
 
-    run = with_config(commands.add_parser("run", help="the daemon: poll, diff, notify until SIGTERM"))
+
+def _with_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=_FORMATS,
+        metavar="FORMAT",
+        help="text (a table, the default), wide (with source, provider, times), json, jsonl or yaml",
+    )
+
+
+def _add_watching(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """run, watch, check-config."""
+    run = _with_config(commands.add_parser("run", help="the daemon: poll, diff, notify until SIGTERM"))
     run.add_argument("--once", action="store_true", help="one cycle, deliver, exit")
 
-    watch = with_config(commands.add_parser("watch", help="live table of models and their transitions"))
+    watch = _with_config(commands.add_parser("watch", help="live table of models and their transitions"))
     watch.add_argument("model_ids", nargs="*", metavar="MODEL_ID", help="models to show (default: every model)")
     watch.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls")
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
 
-    check = with_config(
+    check = _with_config(
         commands.add_parser("check-config", help="validate; print the effective config, secrets redacted")
     )
     check.add_argument(
         "--offline", action="store_true", help="validate the file and values only: read no secret file, reach no API"
     )
 
-    events = with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
+
+def _add_reading(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """events, models, notify-test, migrate."""
+    events = _with_config(commands.add_parser("events", help="a model's whole event history, oldest first"))
     events.add_argument("model_id", metavar="MODEL_ID", help="the model or job (see 'ftwatch models')")
     events.add_argument("--json", action="store_true", help="one JSON array (as -o json)")
-    with_output(events)
+    _with_output(events)
     events.add_argument("--source", metavar="NAME", help="the source the model belongs to (default: the first)")
 
-    models = with_config(commands.add_parser("models", help="fine-tuned models visible to the key"))
+    models = _with_config(commands.add_parser("models", help="fine-tuned models visible to the key"))
     models.add_argument("--json", action="store_true", help="one JSON array (as -o json, fewer fields)")
-    with_output(models)
+    _with_output(models)
     models.add_argument("--source", metavar="NAME", help="one source only (default: every source)")
 
-    with_config(commands.add_parser("notify-test", help="send a synthetic transition to every notifier"))
+    _with_config(commands.add_parser("notify-test", help="send a synthetic transition to every notifier"))
+    _with_config(commands.add_parser("migrate", help="bring the state file's schema up to this version"))
 
-    with_config(commands.add_parser("migrate", help="bring the state file's schema up to this version"))
 
-    outbox = with_config(commands.add_parser("outbox", help="deliveries: pending, dead, delivered; replay, purge"))
+def _add_operating(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """outbox (replay, purge), status, wait."""
+    outbox = _with_config(commands.add_parser("outbox", help="deliveries: pending, dead, delivered; replay, purge"))
     outbox.add_argument("--state", choices=("pending", "dead", "delivered"), help="default: pending and dead")
     outbox.add_argument("--notifier", metavar="KEY", help="one notifier's deliveries (its key, as listed)")
     outbox.add_argument("--json", action="store_true", help="one JSON object per line (as -o jsonl)")
-    with_output(outbox)
+    _with_output(outbox)
     actions = outbox.add_subparsers(dest="outbox_action", metavar="{replay,purge}", parser_class=_Parser)
-    replay = with_config(
+    replay = _with_config(
         actions.add_parser("replay", help="dead letters back to pending; the daemon sends them"), nested=True
     )
     replay.add_argument("ids", nargs="*", metavar="ID", help="transition ids (see 'ftwatch outbox --state dead')")
     replay.add_argument("--dead", action="store_true", help="every dead letter")
     replay.add_argument("--notifier", metavar="KEY", dest="replay_notifier", help="only that notifier's dead letters")
-    purge = with_config(
+    purge = _with_config(
         actions.add_parser("purge", help="remove delivered and dead rows older than a duration"), nested=True
     )
     purge.add_argument("--older-than", type=_duration, required=True, metavar="DURATION", help="e.g. 30d, 12h")
 
-    status = with_config(commands.add_parser("status", help="last poll, models, outbox per notifier, leader"))
+    status = _with_config(commands.add_parser("status", help="last poll, models, outbox per notifier, leader"))
     status.add_argument("--json", action="store_true", help="one JSON object (as -o json)")
-    with_output(status)
+    _with_output(status)
 
-    wait = with_config(commands.add_parser("wait", help="poll until the models reach a state; exit 0, 1 or 124"))
+    wait = _with_config(commands.add_parser("wait", help="poll until the models reach a state; exit 0, 1 or 124"))
     wait.add_argument("model_ids", nargs="+", metavar="MODEL_ID", help="the models or jobs to wait for")
     wait.add_argument(
         "--until",
@@ -121,13 +137,16 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
     wait.add_argument("--source", metavar="NAME", help="the source the models belong to (default: the only one)")
     wait.add_argument("--interval", type=_positive_float, metavar="S", help="seconds between polls (default 10)")
     wait.add_argument("--json", action="store_true", help="each transition as a JSON line (as -o jsonl)")
-    with_output(wait)
+    _with_output(wait)
 
+
+def _add_tools(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """completion, demo, simulate."""
     completion = commands.add_parser("completion", help="print a shell completion script: bash, zsh or fish")
     completion.add_argument("shell", nargs="?", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     # What the scripts call to complete --source: the names in the config (no key read).
     completion.add_argument("--list-sources", action="store_true", help=argparse.SUPPRESS)
-    with_config(completion)
+    _with_config(completion)
 
     demo = commands.add_parser("demo", help="watch a built-in simulated API: no key, no network")
     demo.add_argument("--duration", type=_positive_float, default=16.0, metavar="S", help="seconds to run (default 16)")
@@ -146,8 +165,6 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of co
         metavar="N",
         help="the first serves on port N, the next on N+1 (default: free ports)",
     )
-    _with_examples(parser)
-    return parser
 
 
 #: Two or three examples at the end of each command's help.
