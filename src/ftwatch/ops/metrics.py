@@ -26,7 +26,13 @@ class Metrics:
     def __init__(self, version: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._polling(self.registry)
+        self._delivery(self.registry)
+        self._state(self.registry)
+        Info("ftwatch_build", "The running ftwatch.", registry=self.registry).info({"version": version})
+
+    def _polling(self, r: CollectorRegistry) -> None:
+        """The cycles, the API requests, what they found, and the pushes that asked for them."""
         self.polls = Counter("ftwatch_polls", "Poll cycles by outcome (ok, error).", ["outcome"], registry=r)
         self.api_requests = Counter(
             "ftwatch_api_requests", "Requests to the fine-tuning API.", ["endpoint", "code"], registry=r
@@ -37,38 +43,14 @@ class Metrics:
         self.transitions = Counter(
             "ftwatch_transitions", "Transitions detected, by new status.", ["status"], registry=r
         )
-        self.notifications = Counter(
-            "ftwatch_notifications",
-            "Delivery attempts by notifier and outcome (ok, retry, dead).",
-            ["notifier", "outcome"],
-            registry=r,
-        )
-        self.notification_seconds = Histogram(
-            "ftwatch_notification_seconds",
-            "Duration of delivery attempts.",
-            ["notifier"],
-            buckets=_API_BUCKETS,
-            registry=r,
-        )
         self.cycle_seconds = Histogram(
             "ftwatch_poll_cycle_seconds", "Duration of poll cycles.", buckets=_CYCLE_BUCKETS, registry=r
-        )
-        self.outbox_pending = Gauge(
-            "ftwatch_outbox_pending", "Deliveries waiting in the outbox, all notifiers together.", registry=r
-        )
-        self.outbox_orphaned = Gauge(
-            "ftwatch_outbox_orphaned",
-            "Deliveries waiting for a notifier no longer configured: kept until it comes back.",
-            registry=r,
         )
         self.model_failures = Counter(
             "ftwatch_model_failures",
             "Models whose read failed in a cycle (the others went on), by reason.",
             ["reason"],
             registry=r,
-        )
-        self.store_errors = Counter(
-            "ftwatch_store_errors", "Failed reads and writes of the state, by operation.", ["operation"], registry=r
         )
         self.source_up = Gauge(
             "ftwatch_source_up",
@@ -80,18 +62,6 @@ class Metrics:
             "ftwatch_webhook_pushes",
             "Webhooks received from a provider, by source and outcome (ok, rejected, replayed, ignored).",
             ["source", "outcome"],
-            registry=r,
-        )
-        self.leader = Gauge("ftwatch_leader", "1 while this process leads the polling, else 0.", registry=r)
-        self.config_differs = Gauge(
-            "ftwatch_config_differs_from_leader",
-            "1 while this replica's sources or notifiers differ from the leading replica's (shared store).",
-            registry=r,
-        )
-        self.leader_term = Gauge("ftwatch_leader_term", "The polling lease's term this process last led.", registry=r)
-        self.oldest_pending = Gauge(
-            "ftwatch_outbox_oldest_pending_seconds",
-            "How long the oldest pending delivery has waited (0 when none).",
             registry=r,
         )
         self.last_success = Gauge(
@@ -107,7 +77,48 @@ class Metrics:
         self.stall_alerts = Counter(
             "ftwatch_stall_alerts", "Stall alerts queued, by the status the model stays in.", ["status"], registry=r
         )
-        Info("ftwatch_build", "The running ftwatch.", registry=r).info({"version": version})
+
+    def _delivery(self, r: CollectorRegistry) -> None:
+        """The outbox and the delivery attempts."""
+        self.notifications = Counter(
+            "ftwatch_notifications",
+            "Delivery attempts by notifier and outcome (ok, retry, dead).",
+            ["notifier", "outcome"],
+            registry=r,
+        )
+        self.notification_seconds = Histogram(
+            "ftwatch_notification_seconds",
+            "Duration of delivery attempts.",
+            ["notifier"],
+            buckets=_API_BUCKETS,
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "ftwatch_outbox_pending", "Deliveries waiting in the outbox, all notifiers together.", registry=r
+        )
+        self.outbox_orphaned = Gauge(
+            "ftwatch_outbox_orphaned",
+            "Deliveries waiting for a notifier no longer configured: kept until it comes back.",
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "ftwatch_outbox_oldest_pending_seconds",
+            "How long the oldest pending delivery has waited (0 when none).",
+            registry=r,
+        )
+
+    def _state(self, r: CollectorRegistry) -> None:
+        """The state and the leadership of several replicas."""
+        self.store_errors = Counter(
+            "ftwatch_store_errors", "Failed reads and writes of the state, by operation.", ["operation"], registry=r
+        )
+        self.leader = Gauge("ftwatch_leader", "1 while this process leads the polling, else 0.", registry=r)
+        self.config_differs = Gauge(
+            "ftwatch_config_differs_from_leader",
+            "1 while this replica's sources or notifiers differ from the leading replica's (shared store).",
+            registry=r,
+        )
+        self.leader_term = Gauge("ftwatch_leader_term", "The polling lease's term this process last led.", registry=r)
 
     # --- what it subscribes to ------------------------------------------------------
 
