@@ -110,6 +110,20 @@ def diff_events(
 
     # Milliseconds, as in the contract's example: a watcher's clock says no more.
     detected_at = format_timestamp(detected_at_ns, digits=3)
+    transitions = _dated_transitions(model_id, model_name, start, dated, detected_at)
+    newest_read = dated[-1][1][0] if dated else None
+    if newest_read is None or (start.at_ns is not None and newest_read < start.at_ns):
+        last_status = start.last_status  # the read saw nothing as new as the cursor
+    else:
+        last_status = dated[-1][0].status
+    transitions += _undated_transitions(model_id, model_name, start, undated, last_status, detected_at_ns)
+    return _remember(start, dated, undated, last_status, lookback_ns), transitions
+
+
+def _dated_transitions(
+    model_id: str, model_name: str | None, start: Cursor, dated: list[tuple[Event, EventKey]], detected_at: str
+) -> list[Transition]:
+    """The new dated events that change the status, oldest first."""
     transitions: list[Transition] = []
     previous = start.last_status
     for event, key in dated:
@@ -130,14 +144,19 @@ def diff_events(
         # The next event's previous status is this one's, new or known: a late event
         # slots in between the two it fell between.
         previous = event.status
-    newest_read = dated[-1][1][0] if dated else None
-    if newest_read is None or (start.at_ns is not None and newest_read < start.at_ns):
-        last_status = start.last_status  # the read saw nothing as new as the cursor
-    else:
-        last_status = dated[-1][0].status
+    return transitions
 
-    # Undated events: after the dated ones, in the order first seen, each once.
-    previous = last_status
+
+def _undated_transitions(  # noqa: PLR0917 - one model's read, in the order it is known
+    model_id: str,
+    model_name: str | None,
+    start: Cursor,
+    undated: list[tuple[Event, UndatedKey]],
+    previous: str | None,
+    detected_at_ns: int,
+) -> list[Transition]:
+    """Undated events: after the dated ones, in the order first seen, each once."""
+    transitions: list[Transition] = []
     for event, ukey in undated:
         if ukey in start.undated or event.status == previous:
             continue
@@ -150,11 +169,11 @@ def diff_events(
                 previous_status=previous,
                 occurred_at=format_timestamp(detected_at_ns),
                 user_id=event.user_id,
-                detected_at=detected_at,
+                detected_at=format_timestamp(detected_at_ns, digits=3),
             )
         )
         previous = event.status
-    return _remember(start, dated, undated, last_status, lookback_ns), transitions
+    return transitions
 
 
 def _resolve_lazy(

@@ -109,24 +109,7 @@ def diff_snapshot(
     # The failure's reason wherever the history gives it for the status now (a
     # detail read without a usable time, or dated before the cursor, still says it).
     reason = next((e.message for e in reversed(history) if e.status == now_status and e.message), None) or info.failure
-    steps = _steps(history)
-    previous = cursor.last_status if cursor is not None else None
-    if cursor is not None:
-        steps = _after(steps, previous, cursor.at_ns)
-    elif catch_up_from_ns is not None:
-        before = [s for s in steps if (s.created_at_ns or 0) < catch_up_from_ns]
-        previous = before[-1].status if before else None
-        steps = steps[len(before) :]
-    # Up to the snapshot: the history may run ahead of the list.
-    if now_status in (s.status for s in steps):
-        last = max(i for i, s in enumerate(steps) if s.status == now_status)
-        steps = steps[: last + 1]
-    else:
-        at = info.updated_at_ns
-        newest = max((s.created_at_ns or 0 for s in steps), default=0)
-        dated = at is not None and at >= newest
-        steps.append(Event(now_status, at if dated else None, message=reason))
-
+    previous, steps = _steps_to_now(info, cursor, history, catch_up_from_ns, reason)
     detected_at = format_timestamp(detected_at_ns, digits=3)
     transitions: list[Transition] = []
     at_ns = cursor.at_ns if cursor is not None else None
@@ -157,14 +140,42 @@ def diff_snapshot(
         previous = step.status
         if when is not None:
             at_ns = when
-    # The newest time the provider gave: the next read compares its steps with it.
+    return SnapshotChange(_cursor_after(cursor, history, at_ns, info), transitions)
+
+
+def _steps_to_now(
+    info: ModelInfo, cursor: Cursor | None, history: list[Event], catch_up_from_ns: int | None, reason: str | None
+) -> tuple[str | None, list[Event]]:
+    """The status before the new steps, and the new steps up to the status now (the
+    history may run ahead of the list; the status now is a step of its own when the
+    history does not tell of it)."""
+    now_status = info.status
+    steps = _steps(history)
+    previous = cursor.last_status if cursor is not None else None
+    if cursor is not None:
+        steps = _after(steps, previous, cursor.at_ns)
+    elif catch_up_from_ns is not None:
+        before = [s for s in steps if (s.created_at_ns or 0) < catch_up_from_ns]
+        previous = before[-1].status if before else None
+        steps = steps[len(before) :]
+    if now_status in (s.status for s in steps):
+        last = max(i for i, s in enumerate(steps) if s.status == now_status)
+        return previous, steps[: last + 1]
+    at = info.updated_at_ns
+    newest = max((s.created_at_ns or 0 for s in steps), default=0)
+    dated = at is not None and at >= newest
+    return previous, [*steps, Event(now_status, at if dated else None, message=reason)]
+
+
+def _cursor_after(cursor: Cursor | None, history: list[Event], at_ns: int | None, info: ModelInfo) -> Cursor:
+    """The newest time the provider gave: the next read compares its steps with it."""
     times = [e.created_at_ns for e in history if e.created_at_ns is not None]
     times += [t for t in (at_ns, info.updated_at_ns) if t is not None]
     since = max(times) if times else None
     if cursor is not None and cursor.at_ns is not None:
         # A cursor never moves back (the stores refuse it).
         since = cursor.at_ns if since is None else max(since, cursor.at_ns)
-    return SnapshotChange(Cursor(since, frozenset(), now_status), transitions)
+    return Cursor(since, frozenset(), info.status)
 
 
 def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetched], context: DiffContext) -> CycleDiff:
