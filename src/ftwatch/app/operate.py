@@ -23,7 +23,7 @@ from ftwatch.errors import ConfigError
 from ftwatch.model import format_timestamp, human_status
 from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings, source_specs
-from ftwatch.store.base import ModelState, OutboxRow, ReplicaRegistry, Store, models_in
+from ftwatch.store.base import ModelState, OutboxRow, ReplicaRegistry, ReplicaView, Store, StoreFacts, models_in
 from ftwatch.wording import plural
 
 __all__ = ["outbox_list", "outbox_purge", "outbox_replay", "status"]
@@ -152,7 +152,16 @@ def _configured_keys(settings: Settings) -> list[str] | None:
 
 
 def status(settings: Settings, as_json: bool, output: str = "text") -> int:
-    now = time.time()
+    report, facts, replicas = _status_report(settings, time.time())
+    if as_json or output in ("json", "jsonl", "yaml"):
+        emit(report, "json" if as_json else output, lambda wide: None)
+        return 0
+    _print_status(report, facts, replicas)
+    return 0
+
+
+def _status_report(settings: Settings, now: float) -> tuple[dict[str, Any], StoreFacts, ReplicaView | None]:
+    """What ``ftwatch status`` says, as one document, with the facts it came from."""
     with _state(settings) as store:
         facts = store.facts()
         pending = store.count_deliveries(DeliveryState.PENDING)
@@ -191,15 +200,16 @@ def status(settings: Settings, as_json: bool, output: str = "text") -> int:
         # What each replica watches: they must agree, or the leader alone decides.
         report["replicas"] = replicas.fingerprints
         report["replicas_agree"] = len(set(replicas.fingerprints.values())) <= 1
-    if as_json or output in ("json", "jsonl", "yaml"):
-        emit(report, "json" if as_json else output, lambda wide: None)
-        return 0
+    return report, facts, replicas
+
+
+def _print_status(report: dict[str, Any], facts: StoreFacts, replicas: ReplicaView | None) -> None:
     polled = (
         f"{report['last_poll_at']} ({format_duration(report['last_poll_age_s'])} ago)"
         if facts.last_poll_at
         else "never"
     )
-    print(f"state:            {where}")
+    print(f"state:            {report['state']}")
     print(f"last good poll:   {polled}")
     gone = report["models_gone"]
     counts = ", ".join(
@@ -207,8 +217,8 @@ def status(settings: Settings, as_json: bool, output: str = "text") -> int:
         for name, count in report["models"].items()
     )
     print(f"models watched:   {counts}")
-    oldest_text = "-" if oldest is None else format_duration(oldest)
-    print(f"oldest pending:   {oldest_text}")
+    oldest = report["oldest_pending_s"]
+    print(f"oldest pending:   {'-' if oldest is None else format_duration(oldest)}")
     if facts.lease is not None:
         holder = facts.lease.holder if facts.lease.valid else "(none: the lease has expired)"
         print(f"leader:           {holder} (term {facts.lease.term})")
@@ -231,7 +241,6 @@ def status(settings: Settings, as_json: bool, output: str = "text") -> int:
             for key, v in report["notifiers"].items()
         ],
     )
-    return 0
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -113,23 +113,37 @@ async def watch_models(
                     raise FtwatchError(f"the API could not be polled: {report.error}")
                 console.print(render(state, time.time_ns(), fit=fit))
                 return
-            async with anyio.create_task_group() as group:
-
-                async def stop() -> None:
-                    group.cancel_scope.cancel()
-
-                await group.start(handle_signals, stop)
-                if duration_s is not None:
-                    group.start_soon(_stop_after, duration_s, group.cancel_scope)
-                if live:
-                    with Live(render(state, time.time_ns()), console=console, auto_refresh=False) as view:
-                        redraw.append(lambda: view.update(render(state, time.time_ns()), refresh=True))
-                        group.start_soon(_redraw, view, state, health)
-                        await loop.run()
-                else:
-                    await loop.run()
+            await _run_until_stopped(loop, state, health, console, live=live, redraw=redraw, duration_s=duration_s)
     finally:
         store.close()
+
+
+async def _run_until_stopped(
+    loop: PollLoop,
+    state: WatchState,
+    health: Health,
+    console: Console,
+    *,
+    live: bool,
+    redraw: list[Callable[[], None]],
+    duration_s: float | None,
+) -> None:
+    """The loop until Ctrl-C or ``duration_s``, redrawn live in a terminal."""
+    async with anyio.create_task_group() as group:
+
+        async def stop() -> None:
+            group.cancel_scope.cancel()
+
+        await group.start(handle_signals, stop)
+        if duration_s is not None:
+            group.start_soon(_stop_after, duration_s, group.cancel_scope)
+        if live:
+            with Live(render(state, time.time_ns()), console=console, auto_refresh=False) as view:
+                redraw.append(lambda: view.update(render(state, time.time_ns()), refresh=True))
+                group.start_soon(_redraw, view, state, health)
+                await loop.run()
+        else:
+            await loop.run()
 
 
 def _show(state: WatchState, poller: Fleet, report: CycleReport, interval: float, *, print_lines: bool) -> None:

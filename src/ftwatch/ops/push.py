@@ -71,61 +71,78 @@ def push_routes(
     """One route per source name -> secret; ``on_push(source, job_id)`` for each
     genuine message (False: the source does not watch that job), ``counted(source,
     outcome)`` for every one."""
-    guards = {name: ReplayGuard() for name in secrets}
-    slots = anyio.CapacityLimiter(MAX_IN_FLIGHT)
+    return [Route("/webhooks/{source}", _Intake(secrets, on_push, counted, clock).receive, methods=["POST"])]
 
-    async def receive(request: Request) -> JSONResponse:
+
+class _Intake:
+    """The webhook endpoint of every source that takes pushes (see the module)."""
+
+    def __init__(
+        self,
+        secrets: Mapping[str, str],
+        on_push: Callable[[str, str], Awaitable[bool]],
+        counted: Callable[[str, str], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.secrets, self.on_push, self.counted, self.clock = secrets, on_push, counted, clock
+        self.guards = {name: ReplayGuard() for name in secrets}
+        self.slots = anyio.CapacityLimiter(MAX_IN_FLIGHT)
+
+    async def receive(self, request: Request) -> JSONResponse:
         name = request.path_params["source"]
-        if name not in secrets:
+        if name not in self.secrets:
             return JSONResponse({"error": "no such source takes webhooks"}, status_code=404, headers=_CLOSE)
         try:
-            slots.acquire_nowait()
+            self.slots.acquire_nowait()
         except anyio.WouldBlock:
-            counted(name, "busy")
+            self.counted(name, "busy")
             return JSONResponse({"error": "too many pushes at once"}, status_code=503, headers=_CLOSE)
         try:
-            return await _one(name, request)
+            body = await self._body(name, request)
+            return body if isinstance(body, JSONResponse) else await self._message(name, request, body)
         finally:
-            slots.release()
+            self.slots.release()
 
-    async def _one(name: str, request: Request) -> JSONResponse:
+    async def _body(self, name: str, request: Request) -> bytes | JSONResponse:
+        """The body, or the answer to a sender that does not send one in bounds."""
         try:
             with anyio.fail_after(BODY_TIMEOUT_S):
-                body = await _bounded_body(request)
+                return await _bounded_body(request)
         except _TooLargeError:
-            counted(name, "rejected")
+            self.counted(name, "rejected")
             return JSONResponse({"error": "body too large"}, status_code=413, headers=_CLOSE)
         except TimeoutError:
-            counted(name, "rejected")
+            self.counted(name, "rejected")
             log.debug("push.rejected", source=name, reason="body too slow")
             return JSONResponse({"error": "body too slow"}, status_code=408, headers=_CLOSE)
         except ClientDisconnect:
             # The sender went away mid-body: nothing to answer, nothing to log loudly.
-            counted(name, "rejected")
+            self.counted(name, "rejected")
             log.debug("push.rejected", source=name, reason="client disconnected")
             return JSONResponse({"error": "disconnected"}, status_code=400, headers=_CLOSE)
+
+    async def _message(self, name: str, request: Request, body: bytes) -> JSONResponse:
+        """A whole body: verified, once, a job's end, of a job the source watches."""
         try:
-            msg_id = verify(secrets[name], request.headers, body, clock())
+            msg_id = verify(self.secrets[name], request.headers, body, self.clock())
         except WebhookRejectedError as exc:
             # Logged at debug only: anyone can post here, and a log is no place to flood.
             log.debug("push.rejected", source=name, reason=str(exc))
-            counted(name, "rejected")
+            self.counted(name, "rejected")
             return JSONResponse({"error": "invalid signature"}, status_code=400)
-        if not guards[name].first_time(msg_id):
-            counted(name, "replayed")
+        if not self.guards[name].first_time(msg_id):
+            self.counted(name, "replayed")
             return JSONResponse({"ok": True, "note": "already received"})
         job_id, kind = _job_of(body)
         if job_id is None or kind not in _EVENTS:
-            counted(name, "ignored")
+            self.counted(name, "ignored")
             return JSONResponse({"ok": True, "note": "not a fine-tuning job's end"})
-        if not await on_push(name, job_id):
-            counted(name, "ignored")
+        if not await self.on_push(name, job_id):
+            self.counted(name, "ignored")
             return JSONResponse({"ok": True, "note": "not a job this source watches"})
         log.info("push.received", source=name, job_id=job_id[:120], type=kind)
-        counted(name, "ok")
+        self.counted(name, "ok")
         return JSONResponse({"ok": True})
-
-    return [Route("/webhooks/{source}", receive, methods=["POST"])]
 
 
 def _job_of(body: bytes) -> tuple[str | None, str | None]:
