@@ -21,7 +21,7 @@ from typing import Any
 from ftwatch.diff import Cursor
 from ftwatch.model import Transition, format_timestamp
 from ftwatch.outbox import Route
-from ftwatch.store.base import Lease, ModelState, Store
+from ftwatch.store.base import CycleCommit, Lease, ModelState, Store
 from ftwatch.store.sqlite import SqliteStore
 
 from .roundtrips import RoundTripProxy
@@ -60,7 +60,7 @@ def measure(label: str, call: Callable[[], Any], proxy: RoundTripProxy | None) -
 
 def run(store: Store, n: int, proxy: RoundTripProxy | None) -> None:
     at = time.time_ns()
-    store.commit_cycle(models(n, at), [], ROUTES, time.time(), scope="all")
+    store.commit_cycle(CycleCommit.of(models(n, at), [], ROUTES, time.time(), scope="all"))
     holder = "bench"
     term = store.acquire_lease(holder, 15.0) or 1
     lease = Lease(holder, term, 15.0) if store.shared else None
@@ -68,13 +68,13 @@ def run(store: Store, n: int, proxy: RoundTripProxy | None) -> None:
     steady: dict[str, ModelState] = {}
     measure(
         "steady cycle: nothing changed",
-        lambda: store.commit_cycle(steady, [], ROUTES, time.time(), lease=lease),
+        lambda: store.commit_cycle(CycleCommit.of(steady, [], ROUTES, time.time(), lease=lease)),
         proxy,
     )
     moved = models(n, at + 1_000)
     measure(
         f"every cursor moved ({n} models)",
-        lambda: store.commit_cycle(moved, [], ROUTES, time.time(), lease=lease),
+        lambda: store.commit_cycle(CycleCommit.of(moved, [], ROUTES, time.time(), lease=lease)),
         proxy,
     )
     for k in (1, 10, 100):
@@ -82,7 +82,9 @@ def run(store: Store, n: int, proxy: RoundTripProxy | None) -> None:
         batch = transitions(k, f"{n}_{k}")
         measure(
             f"{k} model(s) changed, {k} transition(s) x 2 notifiers",
-            lambda changed=changed, batch=batch: store.commit_cycle(changed, batch, ROUTES, time.time(), lease=lease),
+            lambda changed=changed, batch=batch: store.commit_cycle(
+                CycleCommit.of(changed, batch, ROUTES, time.time(), lease=lease)
+            ),
             proxy,
         )
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events, transition_id
 from ftwatch.model import Event, Transition
 from ftwatch.store import ModelState
+from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SqliteStore as Store
 
 SECOND = 1_000_000_000
@@ -120,7 +121,7 @@ def _restart(cursor: Cursor, store_dir: Path) -> Cursor:
     """A stop and start: the cursor goes through the real state file and back."""
     store = Store(store_dir / "state.db")
     try:
-        store.commit_cycle({"ft-1": ModelState(cursor, "m")}, [], [], now=0.0)
+        store.commit_cycle(CycleCommit.of({"ft-1": ModelState(cursor, "m")}, [], [], now=0.0))
         return store.load_models()["ft-1"].cursor
     finally:
         store.close()

@@ -17,7 +17,7 @@ from ftwatch.model import Transition
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import DeliveryState
 from ftwatch.settings import Settings
-from ftwatch.store.base import ModelState, Store
+from ftwatch.store.base import CycleCommit, ModelState, Store
 
 from .conftest import wait_for
 from .receiver import Answer, Receiver
@@ -45,7 +45,7 @@ def _queue(store: Store, loaded: list[LoadedNotifier], count: int, start: int = 
         for n in range(start, start + count)
     ]
     state = {"ft-1": ModelState(Cursor(1, frozenset(), "STATUS_READY", horizon_ns=0), "m")}
-    store.commit_cycle(state, transitions, wiring.routes_of(loaded), now=time.time())
+    store.commit_cycle(CycleCommit.of(state, transitions, wiring.routes_of(loaded), now=time.time()))
     return [t.id for t in transitions]
 
 

@@ -13,7 +13,8 @@ from ftwatch.diff import Cursor
 from ftwatch.model import Transition, format_timestamp
 from ftwatch.outbox import DeliveryState, Failure, RetryPolicy, Route, after_failure, after_success
 from ftwatch.sim.cohere import CohereSimulator
-from ftwatch.store.base import ModelState, OutboxSql, Store
+from ftwatch.store._sql import OutboxSql
+from ftwatch.store.base import CycleCommit, ModelState, Store
 
 from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
@@ -110,7 +111,9 @@ def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]
     store = open_store()
     cursor = Cursor(1, frozenset(), "STATUS_READY")
     routes = [Route("a"), Route("b")]
-    store.commit_cycle({"m": ModelState(cursor)}, [_transition(1), _transition(2)], routes, 1000.0, scope="all")
+    store.commit_cycle(
+        CycleCommit.of({"m": ModelState(cursor)}, [_transition(1), _transition(2)], routes, 1000.0, scope="all")
+    )
     policy = RetryPolicy()
     for notifier in ("a", "b"):
         head = store.next_pending(notifier)
@@ -253,7 +256,7 @@ def test_a_purge_larger_than_one_batch_removes_every_old_row(
     count = 25
     at = "2026-11-01T12:00:00.000000000Z"
     transitions = [Transition(f"ftw_{n}", "m", None, "STATUS_READY", None, at, None, at) for n in range(count)]
-    store.commit_cycle({}, transitions, [Route("a")], 1000.0)
+    store.commit_cycle(CycleCommit.of({}, transitions, [Route("a")], 1000.0))
     while store.count_deliveries()["a"] > 1:
         head = store.next_pending("a")
         assert head is not None

@@ -23,6 +23,7 @@ from ftwatch.outbox import (
     backoff_delay,
 )
 from ftwatch.store import ModelState
+from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SqliteStore as Store
 
 NOTIFIERS = ("hook", "slack")
@@ -66,7 +67,9 @@ class OutboxMachine(RuleBasedStateMachine):
             baseline=not self.baselined,
             detected_at_ns=self.clock,
         )
-        self.store.commit_cycle({"ft-1": ModelState(cursor, "m")}, new, [Route(n) for n in NOTIFIERS], now=0.0)
+        self.store.commit_cycle(
+            CycleCommit.of({"ft-1": ModelState(cursor, "m")}, new, [Route(n) for n in NOTIFIERS], now=0.0)
+        )
         if not self.baselined:
             self.baseline_count = len(self.history)
         self.baselined = True

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from ftwatch.sim.cohere import CohereSimulator, Fault
+from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SCHEMA_VERSION
 
 from .conftest import Daemon, baselined, free_port, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
@@ -287,10 +288,10 @@ def test_a_failed_commit_rolls_back_and_the_store_goes_on(tmp_path: Path) -> Non
     ]
     state = {"ft-1": ModelState(Cursor(1, frozenset(), "STATUS_READY"), "m")}
     with pytest.raises(StoreError, match="full"):
-        store.commit_cycle(state, big, [Route("hook")], now=0.0)
+        store.commit_cycle(CycleCommit.of(state, big, [Route("hook")], now=0.0))
     assert store.load_models() == {}
     store._db.execute("PRAGMA max_page_count = 1000000")
-    assert store.commit_cycle(state, big, [Route("hook")], now=0.0) == 50
+    assert store.commit_cycle(CycleCommit.of(state, big, [Route("hook")], now=0.0)) == 50
     assert "ft-1" in store.load_models()
     store.close()
 

@@ -12,7 +12,7 @@ import pytest
 
 from ftwatch.model import Transition
 from ftwatch.outbox import DeliveryState, Route
-from ftwatch.store.base import Store
+from ftwatch.store.base import CycleCommit, Store
 
 from .conftest import _postgres_store, run_cli
 
@@ -22,7 +22,7 @@ def _transition(n: int) -> Transition:
 
 
 def _dead_letters(store: Store, url: str, count: int) -> None:
-    store.commit_cycle({}, [_transition(n) for n in range(count)], [Route("hook")], now=0.0)
+    store.commit_cycle(CycleCommit.of({}, [_transition(n) for n in range(count)], [Route("hook")], now=0.0))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE ftwatch_deliveries SET state = 'dead'")
 

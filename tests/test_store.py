@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ftwatch.diff import Cursor
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
-from ftwatch.store.base import Claim, ModelState, Store, model_key, models_in
+from ftwatch.store.base import Claim, CycleCommit, ModelState, Store, model_key, models_in
 
 from .conftest import wait_for
 
@@ -25,7 +25,7 @@ def test_a_new_store_is_fresh_until_a_cycle_is_committed(open_store: Callable[[]
     store = open_store()
     assert store.is_fresh()
     assert store.load_models() == {}
-    store.commit_cycle({}, [], [], now=0.0)
+    store.commit_cycle(CycleCommit.of({}, [], [], now=0.0))
     assert not store.is_fresh()
     store.close()
     assert not open_store().is_fresh()
@@ -43,7 +43,7 @@ def test_cursors_round_trip_whole(open_store: Callable[[], Store]) -> None:
         undated=frozenset({("STATUS_FAILED", "", 0)}),
     )
     state = {"ft-1": ModelState(cursor, "name", "STATUS_READY", "2026-01-01T00:00:00Z")}
-    store.commit_cycle(state, [], [], now=0.0, scope="all")
+    store.commit_cycle(CycleCommit.of(state, [], [], now=0.0, scope="all"))
     store.close()
     again = open_store()
     assert again.load_models() == state
@@ -54,17 +54,19 @@ def test_each_transition_is_queued_once_for_each_notifier_that_wants_it(open_sto
     """Routes filter; committing the same transition twice queues it once."""
     store = open_store()
     routes = [Route("all"), Route("ready-only", statuses=frozenset({"STATUS_READY"}))]
-    queued = store.commit_cycle(_state(), [_transition(1), _transition(2, status="STATUS_FAILED")], routes, now=0.0)
+    queued = store.commit_cycle(
+        CycleCommit.of(_state(), [_transition(1), _transition(2, status="STATUS_FAILED")], routes, now=0.0)
+    )
     assert queued == 3
-    assert store.commit_cycle(_state(), [_transition(1)], routes, now=0.0) == 0  # already queued
+    assert store.commit_cycle(CycleCommit.of(_state(), [_transition(1)], routes, now=0.0)) == 0  # already queued
     assert store.count_deliveries() == {"all": 2, "ready-only": 1}
 
 
 def test_pending_deliveries_come_oldest_first_per_notifier(open_store: Callable[[], Store]) -> None:
     """next_pending is the oldest undelivered; saving it delivered moves to the next."""
     store = open_store()
-    store.commit_cycle(_state(), [_transition(1), _transition(2)], [Route("hook")], now=10.0)
-    store.commit_cycle(_state(), [_transition(3)], [Route("hook")], now=11.0)
+    store.commit_cycle(CycleCommit.of(_state(), [_transition(1), _transition(2)], [Route("hook")], now=10.0))
+    store.commit_cycle(CycleCommit.of(_state(), [_transition(3)], [Route("hook")], now=11.0))
     seen = []
     while (head := store.next_pending("hook")) is not None:
         delivery, transition = head
@@ -79,7 +81,7 @@ def test_pending_deliveries_come_oldest_first_per_notifier(open_store: Callable[
 def test_a_dead_letter_leaves_the_queue_and_is_counted(open_store: Callable[[], Store]) -> None:
     """A delivery saved dead is no longer pending; the next one is."""
     store = open_store()
-    store.commit_cycle(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0)
+    store.commit_cycle(CycleCommit.of(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0))
     head = store.next_pending("hook")
     assert head is not None
     delivery, _ = head
@@ -96,7 +98,7 @@ def test_the_transition_comes_back_with_its_content(open_store: Callable[[], Sto
     """What is queued is what is sent after a restart: same id, same body."""
     store = open_store()
     original = _transition(4)
-    store.commit_cycle(_state(), [original], [Route("hook")], now=0.0)
+    store.commit_cycle(CycleCommit.of(_state(), [original], [Route("hook")], now=0.0))
     store.close()
     head = open_store().next_pending("hook")
     assert head is not None
@@ -115,10 +117,10 @@ def test_the_schema_version_is_set_and_kept(open_store: Callable[[], Store]) -> 
 def test_a_cursor_never_moves_back(open_store: Callable[[], Store]) -> None:
     """A slower poller committing an older cursor cannot take a model's cursor back."""
     store = open_store()
-    store.commit_cycle(_state(at_ns=10), [], [], now=0.0)
-    store.commit_cycle(_state(at_ns=5), [], [], now=0.0)
+    store.commit_cycle(CycleCommit.of(_state(at_ns=10), [], [], now=0.0))
+    store.commit_cycle(CycleCommit.of(_state(at_ns=5), [], [], now=0.0))
     assert store.load_models()["ft-1"].cursor.at_ns == 10
-    store.commit_cycle(_state(at_ns=12), [], [], now=0.0)
+    store.commit_cycle(CycleCommit.of(_state(at_ns=12), [], [], now=0.0))
     assert store.load_models()["ft-1"].cursor.at_ns == 12
 
 
@@ -136,7 +138,7 @@ def test_two_stores_racing_on_one_database_queue_each_transition_once(postgres_u
 
     def commit(store: Store) -> None:
         barrier.wait()
-        queued.append(store.commit_cycle(_state(), transitions, [Route("hook")], now=0.0))
+        queued.append(store.commit_cycle(CycleCommit.of(_state(), transitions, [Route("hook")], now=0.0)))
 
     threads = [threading.Thread(target=commit, args=(store,)) for store in stores]
     for thread in threads:
@@ -159,7 +161,7 @@ def _claimed(store: Store, notifier: str) -> Claim:
 def test_a_claim_finished_moves_on_and_one_released_comes_back(open_store: Callable[[], Store]) -> None:
     """claim_next holds the head; release gives it back unchanged; finish records it."""
     store = open_store()
-    store.commit_cycle(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0)
+    store.commit_cycle(CycleCommit.of(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0))
     claim = _claimed(store, "hook")
     assert claim.head[1].id == "t1"
     claim.release()
@@ -179,7 +181,7 @@ def test_one_sender_per_notifier_across_processes_and_a_dead_holder_gives_back(p
     from ftwatch.store.postgres import PostgresStore  # noqa: PLC0415
 
     first, second = PostgresStore(postgres_url, where="test"), PostgresStore(postgres_url, where="test")
-    first.commit_cycle(_state(), [_transition(1)], [Route("hook"), Route("other")], now=0.0)
+    first.commit_cycle(CycleCommit.of(_state(), [_transition(1)], [Route("hook"), Route("other")], now=0.0))
     held = _claimed(first, "hook")
     assert second.claim_next("hook") == BUSY
     _claimed(second, "other").release()
@@ -205,10 +207,10 @@ def test_each_source_has_its_own_baseline_scope_and_models(open_store: Callable[
     """A source's namespace: its own baseline mark and scope, its models under its name,
     while the first Cohere source's bare rows and marks are as they always were."""
     store = open_store()
-    store.commit_cycle(_state(), [], [], now=1.0, scope="all")  # the first Cohere source
+    store.commit_cycle(CycleCommit.of(_state(), [], [], now=1.0, scope="all"))  # the first Cohere source
     assert store.is_fresh("openai")  # a source added later takes its own baseline
     openai = {model_key("openai", "ftjob-1"): next(iter(_state().values()))}
-    store.commit_cycle(openai, [], [], now=2.0, scope='["ftjob-1"]', namespace="openai")
+    store.commit_cycle(CycleCommit.of(openai, [], [], now=2.0, scope='["ftjob-1"]', namespace="openai"))
     store.close()
     again = open_store()
     assert not again.is_fresh()

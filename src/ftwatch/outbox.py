@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from ftwatch.model import Transition
@@ -23,6 +23,7 @@ __all__ = [
     "after_failure",
     "after_success",
     "backoff_delay",
+    "fan_out",
 ]
 
 
@@ -46,6 +47,14 @@ class Route:
         if self.statuses and not filter_matches(self.statuses, transition.status, transition.state):
             return False
         return not (self.models and transition.model_id not in self.models)
+
+
+def fan_out(transitions: Iterable[Transition], routes: Iterable[Route]) -> list[tuple[str, str]]:
+    """Which notifier gets which transition: (transition id, notifier key) for every
+    route that wants it, transitions in their order. Decided once, here, and handed
+    to the store to queue in the cycle's transaction."""
+    route_list = list(routes)
+    return [(t.id, route.key) for t in transitions for route in route_list if route.wants(t)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ transaction.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from ftwatch.snapshot import diff_snapshots
 from ftwatch.sources.protocol import Source, SourceKind
 from ftwatch.stall import stall_alerts
 from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, SourceIdentity
-from ftwatch.store.base import Lease, Store, model_key, models_in
+from ftwatch.store.base import CycleCommit, Lease, Store, model_key, models_in
 
 __all__ = ["Poller", "PollerConfig"]
 
@@ -219,10 +218,10 @@ class Poller:
         scope = "all" if not self.models else json.dumps(sorted(self.models))
         namespace = self.identity.namespace
         rows = {model_key(namespace, model_id): model for model_id, model in changed.items()}
-        commit = functools.partial(
-            self.store.commit_cycle, rows, transitions, list(self.routes()), self.clock.now(), scope=scope
+        commit = CycleCommit.of(
+            rows, transitions, self.routes(), self.clock.now(), scope=scope, lease=lease, namespace=namespace
         )
-        await anyio.to_thread.run_sync(functools.partial(commit, lease=lease, namespace=namespace))
+        await anyio.to_thread.run_sync(self.store.commit_cycle, commit)
         state.update(changed)
         self._fresh = False
         self._committed_scope = scope

@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -24,30 +24,33 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from ftwatch.model import Transition
-from ftwatch.outbox import Delivery, DeliveryState, Route
+from ftwatch.outbox import Delivery, DeliveryState
+from ftwatch.store._sql import (
+    MODEL_COLUMNS,
+    POSTGRES,
+    CycleSql,
+    OutboxSql,
+    delivery_params,
+    model_states,
+    outbox_rows,
+    pending_delivery,
+    split_gone,
+)
 from ftwatch.store.base import (
     BUSY,
-    MODEL_COLUMNS,
     Busy,
+    CycleCommit,
     Lease,
     LeaseInfo,
     LeaseLostError,
     ModelState,
     OutboxRow,
-    OutboxSql,
     ReplicaView,
     StoreError,
     StoreFacts,
     StoreOpenError,
     StoreUnreachableError,
-    delivery_params,
     meta_key,
-    model_row,
-    model_states,
-    outbox_rows,
-    pending_delivery,
-    split_gone,
-    upsert_model_sql,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -144,8 +147,8 @@ _TAKE_LEASE = (
     " WHERE l.holder IS NULL OR l.holder = excluded.holder OR l.expires_at <= now()"
     " RETURNING l.term"
 )
-_UPSERT_MODEL = upsert_model_sql("ftwatch_models", "%s")
-_OUTBOX = OutboxSql("ftwatch_", "%s")
+_CYCLE = CycleSql(POSTGRES)
+_OUTBOX = OutboxSql(POSTGRES)
 
 
 #: ``ftwatch_meta`` keys of the sources a push asked to poll (see ``ask_poll``).
@@ -450,72 +453,24 @@ class PostgresStore:
     def load_models(self) -> dict[str, ModelState]:
         return model_states(self._run(lambda c: c.execute(_LOAD_MODELS).fetchall(), write=False))
 
-    def commit_cycle(
-        self,
-        models: Mapping[str, ModelState],
-        transitions: Sequence[Transition],
-        routes: Iterable[Route],
-        now: float,
-        *,
-        scope: str | None = None,
-        lease: Lease | None = None,
-        namespace: str = "",
-    ) -> int:
-        route_list = list(routes)
+    def commit_cycle(self, commit: CycleCommit) -> int:
+        lease = commit.lease
 
         def work(conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline) -> psycopg.Cursor[Any] | None:
             # Pipelined: the whole cycle reaches the server in one round trip, the
             # lease's answer is read in a second (before COMMIT), however many models
             # and transitions there are.
-            renewed = None
-            if lease is not None:
-                # While it holds the lease row, this transaction may not sit idle for
-                # longer than the lease: a leader cut off before its COMMIT has its
-                # session ended by the server, and another can lead within the lease.
-                conn.execute(_HOLD_FOR, (f"{max(1000, round(lease.lease_s * 1000))}ms",))
-                # First, in the same transaction: a leader paused past its lease
-                # (another has taken it) writes nothing at all.
-                renewed = conn.execute(
-                    "UPDATE ftwatch_lease SET expires_at = now() + make_interval(secs => %s)"
-                    " WHERE name = 'poller' AND holder = %s AND term = %s AND expires_at > now() RETURNING term",
-                    (lease.lease_s, lease.holder, lease.term),
-                )
+            renewed = self._renew_in(conn, lease) if lease is not None else None
             with conn.cursor() as cur:
-                if models:
-                    cur.executemany(_UPSERT_MODEL, [model_row(model_id, state) for model_id, state in models.items()])
-                if transitions:
-                    cur.executemany(
-                        "INSERT INTO ftwatch_transitions (id, payload) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                        [(t.id, json.dumps(t.to_payload())) for t in transitions],
-                    )
-                cur.execute(
-                    "INSERT INTO ftwatch_meta (key, value) VALUES (%s, '1') ON CONFLICT DO NOTHING",
-                    (meta_key("baselined", namespace),),
-                )
-                cur.execute(
-                    "INSERT INTO ftwatch_meta (key, value) VALUES ('last_poll_at', %s)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (repr(now),),
-                )
-                if scope is not None:
-                    cur.execute(
-                        "INSERT INTO ftwatch_meta (key, value) VALUES (%s, %s)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (meta_key("scope", namespace), scope),
-                    )
-            deliveries = [
-                (t.id, route.key, DeliveryState.PENDING.value, now)
-                for t in transitions
-                for route in route_list
-                if route.wants(t)
-            ]
-            queued = conn.cursor() if deliveries else None
+                if commit.models:
+                    cur.executemany(_CYCLE.upsert_model, _CYCLE.model_rows(commit))
+                if commit.transitions:
+                    cur.executemany(_CYCLE.insert_transition, _CYCLE.transition_rows(commit))
+                cur.execute(_CYCLE.mark_baselined, (meta_key("baselined", commit.namespace),))
+                cur.executemany(_CYCLE.set_meta, _CYCLE.meta_rows(commit))
+            queued = conn.cursor() if commit.deliveries else None
             if queued is not None:
-                queued.executemany(
-                    "INSERT INTO ftwatch_deliveries (transition_id, notifier, state, created_at)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    deliveries,
-                )
+                queued.executemany(_CYCLE.insert_delivery, _CYCLE.delivery_rows(commit))
             # The first round trip ends in a Sync (and nothing after it), not the
             # Flush a bare fetch would send: see _HOLD_FOR. After a Flush the server
             # would wait for the rest of the batch with no timeout at all, holding the
@@ -537,6 +492,20 @@ class PostgresStore:
             raise LeaseLostError(
                 f"the polling lease (term {lease.term if lease else '?'}) is held by another"
             ) from None
+
+    @staticmethod
+    def _renew_in(conn: psycopg.Connection[Any], lease: Lease) -> psycopg.Cursor[Any]:
+        """The lease renewed first in the cycle's transaction: a leader paused past its
+        lease (another has taken it) writes nothing at all."""
+        # While it holds the lease row, this transaction may not sit idle for longer
+        # than the lease: a leader cut off before its COMMIT has its session ended by
+        # the server, and another can lead within the lease.
+        conn.execute(_HOLD_FOR, (f"{max(1000, round(lease.lease_s * 1000))}ms",))
+        return conn.execute(
+            "UPDATE ftwatch_lease SET expires_at = now() + make_interval(secs => %s)"
+            " WHERE name = 'poller' AND holder = %s AND term = %s AND expires_at > now() RETURNING term",
+            (lease.lease_s, lease.holder, lease.term),
+        )
 
     # --- leadership ------------------------------------------------------------------
 

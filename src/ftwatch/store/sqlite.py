@@ -15,37 +15,39 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
 from ftwatch.model import Transition
-from ftwatch.outbox import Delivery, DeliveryState, Route
-from ftwatch.store.base import (
+from ftwatch.outbox import Delivery, DeliveryState
+from ftwatch.store._sql import (
     MODEL_COLUMNS,
-    Lease,
-    ModelState,
-    OutboxRow,
+    SQLITE,
+    CycleSql,
     OutboxSql,
-    StoreError,
-    StoreFacts,
-    StoreOpenError,
     delivery_params,
-    meta_key,
-    model_row,
     model_states,
     outbox_rows,
     pending_delivery,
     split_gone,
-    upsert_model_sql,
+)
+from ftwatch.store.base import (
+    CycleCommit,
+    ModelState,
+    OutboxRow,
+    StoreError,
+    StoreFacts,
+    StoreOpenError,
+    meta_key,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 #: Our own constant columns, no input: not an injection.
 _LOAD_MODELS = f"SELECT {MODEL_COLUMNS} FROM models"  # noqa: S608
-_UPSERT_MODEL = upsert_model_sql("models", "?")
-_OUTBOX = OutboxSql("", "?")
+_CYCLE = CycleSql(SQLITE)
+_OUTBOX = OutboxSql(SQLITE)
 
 
 _T = TypeVar("_T")
@@ -318,48 +320,19 @@ class SqliteStore:
     def load_models(self) -> dict[str, ModelState]:
         return model_states(self._read(lambda db: db.execute(_LOAD_MODELS).fetchall()))
 
-    def commit_cycle(
-        self,
-        models: Mapping[str, ModelState],
-        transitions: Sequence[Transition],
-        routes: Iterable[Route],
-        now: float,
-        *,
-        scope: str | None = None,
-        lease: Lease | None = None,
-        namespace: str = "",
-    ) -> int:
-        """Save the cycle's cursors and transitions, and queue each transition for
-        every notifier that wants it, all in one transaction. ``scope`` records what
-        was watched (all models, or which), so a wider watch later can tell models it
-        newly covers from new jobs. Returns how many deliveries were queued."""
-        route_list = list(routes)
+    def commit_cycle(self, commit: CycleCommit) -> int:
+        """Save the cycle's cursors and transitions, and queue each delivery, all in
+        one transaction. ``scope`` records what was watched (all models, or which), so
+        a wider watch later can tell models it newly covers from new jobs. Returns how
+        many deliveries were queued."""
 
         def work(db: sqlite3.Connection) -> int:
-            queued = 0
-            db.executemany(_UPSERT_MODEL, [model_row(model_id, state) for model_id, state in models.items()])
-            for transition in transitions:
-                db.execute(
-                    "INSERT OR IGNORE INTO transitions (id, payload) VALUES (?, ?)",
-                    (transition.id, json.dumps(transition.to_payload())),
-                )
-                rows = [
-                    (transition.id, route.key, DeliveryState.PENDING.value, now)
-                    for route in route_list
-                    if route.wants(transition)
-                ]
-                inserted = db.executemany(
-                    "INSERT OR IGNORE INTO deliveries (transition_id, notifier, state, created_at) VALUES (?, ?, ?, ?)",
-                    rows,
-                )
-                queued += max(inserted.rowcount, 0)  # what was queued, not what was asked
-            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '1')", (meta_key("baselined", namespace),))
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_poll_at', ?)", (repr(now),))
-            if scope is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (meta_key("scope", namespace), scope)
-                )
-            return queued
+            db.executemany(_CYCLE.upsert_model, _CYCLE.model_rows(commit))
+            db.executemany(_CYCLE.insert_transition, _CYCLE.transition_rows(commit))
+            queued = db.executemany(_CYCLE.insert_delivery, _CYCLE.delivery_rows(commit))
+            db.execute(_CYCLE.mark_baselined, (meta_key("baselined", commit.namespace),))
+            db.executemany(_CYCLE.set_meta, _CYCLE.meta_rows(commit))
+            return max(queued.rowcount, 0)  # what was queued, not what was asked
 
         return self._write(work)
 
