@@ -17,6 +17,7 @@ from ftwatch.store._sql import OutboxSql
 from ftwatch.store.base import CycleCommit, ModelState, Store
 
 from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
+from .heads import head_of
 from .receiver import Answer, Receiver
 
 
@@ -116,7 +117,7 @@ def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]
     )
     policy = RetryPolicy()
     for notifier in ("a", "b"):
-        head = store.next_pending(notifier)
+        head = head_of(store, notifier)
         assert head is not None
         store.save_delivery(after_failure(head[0], Failure("HTTP 400", permanent=True), 1001.0, policy))
     assert {r.transition.id for r in store.list_outbox(DeliveryState.DEAD)} == {"ftw_1"}
@@ -127,7 +128,7 @@ def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]
     assert store.list_outbox(DeliveryState.DEAD) == []
 
     for notifier in ("a", "b"):
-        while (head := store.next_pending(notifier)) is not None:
+        while (head := head_of(store, notifier)) is not None:
             store.save_delivery(after_success(head[0]))
     assert store.purge(2000.0) == 2  # ftw_2's two rows (queued at 1000); ftw_1 was re-queued at 5000
     assert {r.transition.id for r in store.list_outbox(DeliveryState.DELIVERED)} == {"ftw_1"}
@@ -258,7 +259,7 @@ def test_a_purge_larger_than_one_batch_removes_every_old_row(
     transitions = [Transition(f"ftw_{n}", "m", None, "STATUS_READY", None, at, None, at) for n in range(count)]
     store.commit_cycle(CycleCommit.of({}, transitions, [Route("a")], 1000.0))
     while store.count_deliveries()["a"] > 1:
-        head = store.next_pending("a")
+        head = head_of(store, "a")
         assert head is not None
         store.save_delivery(after_success(head[0]))
     assert store.purge(2000.0) == count - 1

@@ -26,6 +26,8 @@ from ftwatch.store import ModelState
 from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SqliteStore as Store
 
+from .heads import head_of
+
 NOTIFIERS = ("hook", "slack")
 POLICY = RetryPolicy(initial_s=1.0, max_s=60.0, give_up_after_s=1e9)
 
@@ -76,7 +78,7 @@ class OutboxMachine(RuleBasedStateMachine):
 
     @rule(notifier=st.sampled_from(NOTIFIERS), outcome=st.sampled_from(["ok", "fail", "crash_after_send"]))
     def deliver(self, notifier: str, outcome: str) -> None:
-        head = self.store.next_pending(notifier)
+        head = head_of(self.store, notifier)
         if head is None:
             return
         delivery, transition = head
@@ -104,7 +106,7 @@ class OutboxMachine(RuleBasedStateMachine):
     def drain_and_check(self) -> None:
         self.poll()
         for notifier in NOTIFIERS:
-            while (head := self.store.next_pending(notifier)) is not None:
+            while (head := head_of(self.store, notifier)) is not None:
                 self.received[notifier].append(head[1])
                 self.store.save_delivery(after_success(head[0]))
         expected = len(self.history) - self.baseline_count

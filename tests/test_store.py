@@ -10,6 +10,7 @@ from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
 from ftwatch.store.base import Claim, CycleCommit, ModelState, Store, model_key, models_in
 
 from .conftest import wait_for
+from .heads import head_of
 
 
 def _transition(n: int, model: str = "ft-1", status: str = "STATUS_READY") -> Transition:
@@ -68,27 +69,27 @@ def test_pending_deliveries_come_oldest_first_per_notifier(open_store: Callable[
     store.commit_cycle(CycleCommit.of(_state(), [_transition(1), _transition(2)], [Route("hook")], now=10.0))
     store.commit_cycle(CycleCommit.of(_state(), [_transition(3)], [Route("hook")], now=11.0))
     seen = []
-    while (head := store.next_pending("hook")) is not None:
+    while (head := head_of(store, "hook")) is not None:
         delivery, transition = head
         assert delivery == Delivery(transition.id, "hook", created_at=delivery.created_at)
         seen.append(transition.id)
         store.save_delivery(after_success(delivery))
     assert seen == ["t1", "t2", "t3"]
     assert store.count_deliveries(DeliveryState.DELIVERED) == {"hook": 3}
-    assert store.next_pending("other") is None
+    assert head_of(store, "other") is None
 
 
 def test_a_dead_letter_leaves_the_queue_and_is_counted(open_store: Callable[[], Store]) -> None:
     """A delivery saved dead is no longer pending; the next one is."""
     store = open_store()
     store.commit_cycle(CycleCommit.of(_state(), [_transition(1), _transition(2)], [Route("hook")], now=0.0))
-    head = store.next_pending("hook")
+    head = head_of(store, "hook")
     assert head is not None
     delivery, _ = head
     from dataclasses import replace  # noqa: PLC0415
 
     store.save_delivery(replace(delivery, state=DeliveryState.DEAD, attempts=1, last_error="HTTP 400"))
-    head = store.next_pending("hook")
+    head = head_of(store, "hook")
     assert head is not None
     assert head[1].id == "t2"
     assert store.count_deliveries(DeliveryState.DEAD) == {"hook": 1}
@@ -100,7 +101,7 @@ def test_the_transition_comes_back_with_its_content(open_store: Callable[[], Sto
     original = _transition(4)
     store.commit_cycle(CycleCommit.of(_state(), [original], [Route("hook")], now=0.0))
     store.close()
-    head = open_store().next_pending("hook")
+    head = head_of(open_store(), "hook")
     assert head is not None
     assert head[1] == original
 

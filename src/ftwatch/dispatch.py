@@ -20,7 +20,7 @@ from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.notifiers.base import DeliveryFailedError
 from ftwatch.notifiers.registry import LoadedNotifier
 from ftwatch.outbox import Delivery, DeliveryState, Failure, RetryPolicy, after_failure, after_success
-from ftwatch.store.base import Busy, Claim, Store, StoreError
+from ftwatch.store.base import Busy, Claim, Outbox, StoreError
 
 __all__ = ["DeliveryAttempt", "DeliveryOutcome", "Dispatcher", "Idle", "NotDue", "Step"]
 
@@ -87,7 +87,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: Outbox,
         policy: RetryPolicy,
         *,
         observer: Callable[[DeliveryAttempt], None] = _ignore,

@@ -19,7 +19,7 @@ import uuid
 import anyio
 import structlog
 
-from ftwatch.store.base import Lease, Store, StoreError
+from ftwatch.store.base import Lease, LeaseStore, StoreError
 
 __all__ = ["Leadership"]
 
@@ -32,7 +32,7 @@ STEP_DOWN_AFTER_FAILURES = 3
 class Leadership:
     """This process's view of the polling lease (of a shared store)."""
 
-    def __init__(self, store: Store, lease_s: float) -> None:
+    def __init__(self, store: LeaseStore, lease_s: float) -> None:
         self.store = store
         self.lease_s = lease_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

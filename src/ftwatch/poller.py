@@ -10,6 +10,7 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ftwatch.snapshot import diff_snapshots
 from ftwatch.sources.protocol import Source, SourceKind
 from ftwatch.stall import stall_alerts
 from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, SourceIdentity
-from ftwatch.store.base import CycleCommit, Lease, Store, model_key, models_in
+from ftwatch.store.base import CursorStore, Lease, for_source
 
 __all__ = ["Poller", "PollerConfig"]
 
@@ -62,7 +63,7 @@ class Poller:
     def __init__(
         self,
         source: Source,
-        store: Store,
+        store: CursorStore,
         identity: SourceIdentity,
         config: PollerConfig,
         *,
@@ -70,7 +71,7 @@ class Poller:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.source = source
-        self.store = store
+        self.cursors = for_source(store, identity.namespace)
         self.identity = identity
         self.config = config
         self.routes = routes
@@ -107,11 +108,9 @@ class Poller:
 
     async def _load(self) -> dict[str, ModelState]:
         if self._state is None:
-            namespace = self.identity.namespace
-            rows = await anyio.to_thread.run_sync(self.store.load_models)
-            self._state = models_in(namespace, rows)
-            self._fresh = await anyio.to_thread.run_sync(self.store.is_fresh, namespace)
-            self._committed_scope = await anyio.to_thread.run_sync(self.store.load_scope, namespace)
+            self._state = await anyio.to_thread.run_sync(self.cursors.load)
+            self._fresh = await anyio.to_thread.run_sync(self.cursors.is_fresh)
+            self._committed_scope = await anyio.to_thread.run_sync(self.cursors.scope)
         return self._state
 
     async def cycle(self, lease: Lease | None = None) -> CycleFindings:
@@ -216,12 +215,9 @@ class Poller:
     ) -> None:
         """The cycle's rows and transitions in one transaction (renewing ``lease``)."""
         scope = "all" if not self.models else json.dumps(sorted(self.models))
-        namespace = self.identity.namespace
-        rows = {model_key(namespace, model_id): model for model_id, model in changed.items()}
-        commit = CycleCommit.of(
-            rows, transitions, self.routes(), self.clock.now(), scope=scope, lease=lease, namespace=namespace
-        )
-        await anyio.to_thread.run_sync(self.store.commit_cycle, commit)
+        routes, now = list(self.routes()), self.clock.now()
+        commit = functools.partial(self.cursors.commit, scope=scope, lease=lease)
+        await anyio.to_thread.run_sync(commit, changed, transitions, routes, now)
         state.update(changed)
         self._fresh = False
         self._committed_scope = scope

@@ -9,7 +9,6 @@ is logged, counted (``ftwatch_store_errors_total``) and tried again later.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Protocol
 
 import anyio
 import structlog
@@ -18,9 +17,9 @@ from ftwatch.clock import Clock
 from ftwatch.errors import StoreError
 from ftwatch.ops.health import Health
 from ftwatch.ops.metrics import Metrics
-from ftwatch.store.base import ReplicaRegistry, ReplicaView
+from ftwatch.store.base import OutboxAdmin, ReplicaRegistry, ReplicaView
 
-__all__ = ["REPLICA_EVERY_S", "RETENTION_EVERY_S", "RETENTION_FIRST_S", "Housekeeping", "OutboxFigures"]
+__all__ = ["REPLICA_EVERY_S", "RETENTION_EVERY_S", "RETENTION_FIRST_S", "Housekeeping"]
 
 log = structlog.get_logger("ftwatch.housekeeping")
 
@@ -33,16 +32,6 @@ REPLICA_EVERY_S = 5.0
 GAUGES_EVERY_S = 2.0
 
 
-class OutboxFigures(Protocol):
-    """What housekeeping reads and removes of the outbox."""
-
-    def count_deliveries(self) -> dict[str, int]: ...
-
-    def oldest_pending_age(self, now: float) -> float | None: ...
-
-    def purge(self, before: float) -> int: ...
-
-
 class Housekeeping:
     """The daemon's background chores over one state (see the module).
 
@@ -52,7 +41,7 @@ class Housekeeping:
 
     def __init__(
         self,
-        store: OutboxFigures,
+        store: OutboxAdmin,
         metrics: Metrics,
         health: Health,
         clock: Clock,

@@ -24,20 +24,26 @@ __all__ = [
     "BUSY",
     "Busy",
     "Claim",
+    "CursorStore",
     "CycleCommit",
     "Lease",
     "LeaseInfo",
     "LeaseLostError",
+    "LeaseStore",
     "ModelState",
+    "Outbox",
+    "OutboxAdmin",
     "OutboxRow",
     "PollRequests",
     "ReplicaRegistry",
     "ReplicaView",
+    "SourceCursors",
     "Store",
     "StoreError",
     "StoreFacts",
     "StoreOpenError",
     "StoreUnreachableError",
+    "for_source",
     "meta_key",
     "model_key",
     "models_in",
@@ -176,15 +182,8 @@ class ReplicaRegistry(Protocol):
         ...
 
 
-class Store(Protocol):
-    """What the poller, the dispatcher and the commands need of the state."""
-
-    #: Where it lives, for messages (a file's path, a URL without its password).
-    where: str
-
-    def close(self) -> None: ...
-
-    def schema_version(self) -> int: ...
+class CursorStore(Protocol):
+    """What a poller needs of the state: each source's cursors, and the commit of a cycle."""
 
     def is_fresh(self, namespace: str = "") -> bool:
         """True until the first cycle (of that source) has been committed: that cycle
@@ -205,11 +204,23 @@ class Store(Protocol):
         never moves back). :class:`StoreError` (rolled back) if it fails."""
         ...
 
-    def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
-        """The oldest undelivered transition of one notifier: notifiers deliver in order."""
+
+class Outbox(Protocol):
+    """What a dispatcher needs of the state: a notifier's head, claimed, and its outcome saved."""
+
+    def claim_next(self, notifier: str) -> Claim | Busy | None:
+        """The oldest pending delivery of one notifier, claimed for this sender;
+        :data:`BUSY` while another process holds that notifier (one sender per notifier
+        keeps its order and pacing); ``None`` when nothing is pending."""
         ...
 
-    def save_delivery(self, delivery: Delivery) -> None: ...
+    def save_delivery(self, delivery: Delivery) -> None:
+        """Record an attempt's outcome (when the claim that held it could not)."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """What the leadership of several replicas needs of the state: the polling lease."""
 
     #: Whether several processes can share this store (then they elect a poller).
     shared: bool
@@ -223,18 +234,16 @@ class Store(Protocol):
         """Hand leadership over at once (a stop, a leader that cannot reach the API)."""
         ...
 
-    def oldest_pending_age(self, now: float) -> float | None:
-        """Seconds the oldest pending delivery has waited; ``None`` if none waits."""
-        ...
 
-    def claim_next(self, notifier: str) -> Claim | Busy | None:
-        """The oldest pending delivery of one notifier, claimed for this sender;
-        :data:`BUSY` while another process holds that notifier (one sender per notifier
-        keeps its order and pacing); ``None`` when nothing is pending."""
-        ...
+class OutboxAdmin(Protocol):
+    """What housekeeping and the operator's commands need of the state."""
 
     def count_deliveries(self, state: DeliveryState = DeliveryState.PENDING) -> dict[str, int]:
         """Deliveries in one state, per notifier."""
+        ...
+
+    def oldest_pending_age(self, now: float) -> float | None:
+        """Seconds the oldest pending delivery has waited; ``None`` if none waits."""
         ...
 
     def list_outbox(
@@ -255,3 +264,53 @@ class Store(Protocol):
     def facts(self) -> StoreFacts:
         """The last committed poll, the models known, and (shared stores) the lease."""
         ...
+
+
+class Store(CursorStore, Outbox, LeaseStore, OutboxAdmin, Protocol):
+    """The whole state: each role above, as anyio's ``ByteStream`` combines its two
+    halves. Each consumer is typed with the role it needs; the backends are all."""
+
+    #: Where it lives, for messages (a file's path, a URL without its password).
+    where: str
+
+    def close(self) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+
+class SourceCursors:
+    """One source's cursors in a state several sources share, by the source's own
+    ids: the keys and their legacy namespace are composed here, never by the poller."""
+
+    def __init__(self, store: CursorStore, namespace: str) -> None:
+        self.store = store
+        self.namespace = namespace
+
+    def is_fresh(self) -> bool:
+        return self.store.is_fresh(self.namespace)
+
+    def scope(self) -> str | None:
+        return self.store.load_scope(self.namespace)
+
+    def load(self) -> dict[str, ModelState]:
+        return models_in(self.namespace, self.store.load_models())
+
+    def commit(
+        self,
+        models: Mapping[str, ModelState],
+        transitions: Sequence[Transition],
+        routes: Iterable[Route],
+        now: float,
+        *,
+        scope: str | None,
+        lease: Lease | None,
+    ) -> int:
+        """The cycle of this source (``models`` by its own ids), in one transaction."""
+        rows = {model_key(self.namespace, model_id): state for model_id, state in models.items()}
+        commit = CycleCommit.of(rows, transitions, routes, now, scope=scope, lease=lease, namespace=self.namespace)
+        return self.store.commit_cycle(commit)
+
+
+def for_source(store: CursorStore, namespace: str) -> SourceCursors:
+    """The cursors of the source whose models live under ``namespace``."""
+    return SourceCursors(store, namespace)

@@ -545,10 +545,6 @@ class PostgresStore:
         )
         return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
 
-    def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
-        row = self._run(lambda c: c.execute(_HEAD, (notifier,)).fetchone(), write=False)
-        return None if row is None else pending_delivery(notifier, row)
-
     def save_delivery(self, delivery: Delivery) -> None:
         self._run(lambda c: c.execute(_SAVE, delivery_params(delivery)), write=True)
 

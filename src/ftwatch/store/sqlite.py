@@ -338,7 +338,7 @@ class SqliteStore:
 
     # --- outbox ------------------------------------------------------------------
 
-    def next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
+    def _next_pending(self, notifier: str) -> tuple[Delivery, Transition] | None:
         """The oldest undelivered transition of one notifier: notifiers deliver in order."""
         row = self._read(
             lambda db: db.execute(
@@ -369,7 +369,7 @@ class SqliteStore:
         return {str(notifier): int(count) for notifier, count in rows}
 
     def claim_next(self, notifier: str) -> _FileClaim | None:
-        head = self.next_pending(notifier)
+        head = self._next_pending(notifier)
         return None if head is None else _FileClaim(self, head)
 
     #: One process per file (the flock): nobody to elect.
