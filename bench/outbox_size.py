@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.heads import head_of
+from tests.rows import head_of
 
 from ftwatch.outbox import DeliveryState
 from ftwatch.store.base import Store

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from tests.pg import new_schema
 from tests.receiver import Answer, Receiver
 
 from ftwatch.sim.cohere import CohereSimulator, running_in_thread
@@ -63,11 +63,9 @@ class Replica:
 
 @contextmanager
 def schema(url: str) -> Iterator[str]:
-    name = f"ftw_bench_{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}".encode())
+    name, scoped = new_schema(url, "ftw_bench")
     try:
-        yield f"{url}?options=-csearch_path%3D{name}"
+        yield scoped
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE".encode())

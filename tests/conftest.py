@@ -24,6 +24,7 @@ from ftwatch.sources.base import Source
 from ftwatch.store.base import Store
 from ftwatch.store.sqlite import SqliteStore
 
+from .pg import POSTGRES, new_schema
 from .receiver import Receiver
 
 # A loaded two-core CI machine makes per-example deadlines flaky; the examples are
@@ -275,8 +276,6 @@ def source_for(
     return wiring.build_source(settings, http, environ={"CO_API_KEY": key} if environ is None else environ)
 
 
-#: The machines of this project run PostgreSQL here (trust auth); CI starts it.
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 _HOW = (
     "PostgreSQL on 127.0.0.1:5432 (database test, trust auth) and pip install 'ftwatch[postgres]';"
     " start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -301,13 +300,9 @@ def _postgres_or_skip() -> None:
 def postgres_url() -> Iterator[str]:
     """The URL of a schema of its own on the local PostgreSQL, dropped afterwards."""
     _postgres_or_skip()
-    import psycopg  # noqa: PLC0415
-
-    schema = f"ftw_test_{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    schema, url = new_schema(POSTGRES, "ftw_test")
     try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        yield url
     finally:
         _drop_schema(schema)
 

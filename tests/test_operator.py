@@ -17,8 +17,9 @@ from ftwatch.store._sql import OutboxSql
 from ftwatch.store.base import CycleCommit, ModelState, Store
 
 from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
-from .heads import head_of
 from .receiver import Answer, Receiver
+from .rows import head_of
+from .rows import transition as _transition
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -35,6 +36,10 @@ def _outbox(env: dict[str, str], *args: str) -> list[dict[str, object]]:
     done = run_cli(["outbox", *args, "--json"], env)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def _paused(n: int) -> Transition:
+    return _transition(n, model="m", previous="STATUS_PAUSED", prefix="ftw_")
 
 
 def test_a_dead_letter_is_listed_replayed_into_the_running_daemon_and_purged(
@@ -100,11 +105,6 @@ def test_outbox_commands_say_what_is_wrong_in_one_line(base_env: dict[str, str])
     assert len(neither.stderr.strip().splitlines()) == 1
 
 
-def _transition(n: int) -> Transition:
-    at = f"2026-11-01T12:00:{n:02d}.000000000Z"
-    return Transition(f"ftw_{n}", "m", "model", "STATUS_READY", "STATUS_PAUSED", at, None, at)
-
-
 def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]) -> None:
     """Replay re-queues only dead letters (of the asked notifier and ids) with their
     attempts and clock reset; purge removes only finished rows older than asked, and
@@ -113,7 +113,13 @@ def test_replay_purge_and_facts_on_every_backend(open_store: Callable[[], Store]
     cursor = Cursor(1, frozenset(), "STATUS_READY")
     routes = [Route("a"), Route("b")]
     store.commit_cycle(
-        CycleCommit.of({"m": ModelState(cursor)}, [_transition(1), _transition(2)], routes, 1000.0, scope="all")
+        CycleCommit.of(
+            {"m": ModelState(cursor)},
+            [_paused(1), _paused(2)],
+            routes,
+            1000.0,
+            scope="all",
+        )
     )
     policy = RetryPolicy()
     for notifier in ("a", "b"):

@@ -26,7 +26,7 @@ from ftwatch.store import ModelState
 from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SqliteStore as Store
 
-from .heads import head_of
+from .rows import head_of
 
 NOTIFIERS = ("hook", "slack")
 POLICY = RetryPolicy(initial_s=1.0, max_s=60.0, give_up_after_s=1e9)

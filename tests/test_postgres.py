@@ -22,12 +22,25 @@ def _pg_env(base_env: dict[str, str], url: str) -> dict[str, str]:
     return {**{k: v for k, v in base_env.items() if k != "FTWATCH_STATE__PATH"}, "FTWATCH_STATE__URL": url}
 
 
+@pytest.fixture
+def pg_env(base_env: dict[str, str], postgres_url: str) -> dict[str, str]:
+    """The simulator's environment on a PostgreSQL schema of the test's own."""
+    return _pg_env(base_env, postgres_url)
+
+
+@pytest.fixture
+def pg_hooked(base_env: dict[str, str], postgres_url: str, receiver: Receiver) -> dict[str, str]:
+    """The simulator's environment on a PostgreSQL schema of the test's own, with one
+    webhook notifier to ``receiver``."""
+    return hook_env(_pg_env(base_env, postgres_url), receiver)
+
+
 def test_run_on_postgres_baselines_delivers_and_restarts_without_duplicates(
-    sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], postgres_url: str
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str]
 ) -> None:
     """The same story as on SQLite: a baseline, one change sent once, a rerun sends nothing."""
     model = sim.add_model("m", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
-    env = hook_env(_pg_env(base_env, postgres_url), receiver)
+    env = pg_hooked
     run_once(env)
     assert receiver.bodies() == []
     sim.set_status(model, "STATUS_READY")
@@ -110,16 +123,12 @@ def _needs_postgres(request: pytest.FixtureRequest) -> None:
 
 
 def test_three_replicas_on_one_database_deliver_each_transition_once_in_order(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """Three `ftwatch run` on one database, 200 transitions: every webhook-id arrives
     exactly once, and each model's arrive in order."""
     models = [sim.add_model(f"m{i}", "STATUS_QUEUED") for i in range(50)]
-    env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
+    env = hook_env(pg_env, receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
     replicas = [daemons(env)]
     replicas[0].wait_log('"poll.cycle"')  # elected, and the baseline taken
     replicas += [daemons(env), daemons(env)]
@@ -140,15 +149,11 @@ def test_three_replicas_on_one_database_deliver_each_transition_once_in_order(
 
 
 def test_a_replica_killed_mid_send_gives_its_delivery_to_the_other(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_env: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """SIGKILL the replica whose send is under way: the other sends it, with the same id."""
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = hook_env(_pg_env(base_env, postgres_url), receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
+    env = hook_env(pg_env, receiver, secret="whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
     first = daemons(env)
     first.wait_log('"poll.cycle"')
     receiver.answer(Answer(200, delay_s=5.0))  # the first attempt hangs
@@ -178,16 +183,12 @@ def _terms(daemon: Daemon) -> list[int]:
 
 
 def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """Of two replicas one polls (the API sees one watcher's requests); SIGTERM of the
     leader lets the standby lead within a cycle, with a higher term, and nothing is lost."""
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "5"}
+    env = {**pg_hooked, "FTWATCH_STATE__LEASE_S": "5"}
     first, second = _leader_and_standby(daemons, env)
     before = sim.count("list_models")
     time.sleep(2.0)
@@ -203,17 +204,13 @@ def test_replicas_elect_one_poller_and_sigterm_hands_over_at_once(
 
 
 def test_an_interval_longer_than_the_lease_keeps_one_leader_and_its_term(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """The default interval (30 s) outlasts the default lease (15 s): the leader renews
     between cycles, so the standby never takes over and the term does not grow."""
     sim.add_model("m", "STATUS_QUEUED")
     env = {
-        **hook_env(_pg_env(base_env, postgres_url), receiver),
+        **pg_hooked,
         "FTWATCH_STATE__LEASE_S": "1",
         "FTWATCH_POLL__INTERVAL_S": "2.5",
         "FTWATCH_LOG_LEVEL": "debug",  # quiet cycles are logged at debug
@@ -227,16 +224,12 @@ def test_an_interval_longer_than_the_lease_keeps_one_leader_and_its_term(
 
 
 def test_a_paused_leader_writes_nothing_when_it_wakes(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """SIGSTOP the leader past its lease: the standby leads; SIGCONT: the old leader's
     commit finds the lease gone, writes nothing, and stands by."""
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "1"}
+    env = {**pg_hooked, "FTWATCH_STATE__LEASE_S": "1"}
     first, second = _leader_and_standby(daemons, env)
     first.send(signal.SIGSTOP)
     second.wait_log('"leader.acquired"', timeout=10)
@@ -252,18 +245,14 @@ def test_a_paused_leader_writes_nothing_when_it_wakes(
 
 
 def test_a_postgres_restart_under_a_running_watcher_loses_nothing(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """pg_ctlcluster restart while the daemon runs: it reconnects, says so once, and
     the change made meanwhile is delivered once."""
     import subprocess  # noqa: PLC0415
 
     model = sim.add_model("m", "STATUS_QUEUED")
-    daemon = daemons(hook_env(_pg_env(base_env, postgres_url), receiver))
+    daemon = daemons(pg_hooked)
     daemon.wait_log('"poll.cycle"')
     restart = subprocess.run(
         "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart",
@@ -368,16 +357,12 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
 
 
 def test_a_leader_killed_between_reading_and_committing_loses_nothing(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """SIGKILL the leader while it reads new events (before its commit): a standby
     leads within lease_s + interval_s, reads them again and delivers them once."""
     model = sim.add_model("m", "STATUS_QUEUED")
-    env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
+    env = {**pg_hooked, "FTWATCH_STATE__LEASE_S": "2"}
     leader, standby = _leader_and_standby(daemons, env)
     sim.inject(Fault("slow", endpoint="list_events", delay_s=3.0))  # the leader's read hangs
     sim.set_status(model, "STATUS_READY")

@@ -23,7 +23,7 @@ from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
 from ftwatch.sim.kit import Fault
 from ftwatch.wording import text_line
-from tests.conftest import FTWATCH, Daemon, run_cli, wait_for
+from tests.conftest import FTWATCH, Daemon, hook_env, run_cli, run_once, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
 from tests.receiver import Answer, Receiver
 
@@ -49,15 +49,6 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _hooked(env: dict[str, str], receiver: Receiver, **extra: Any) -> dict[str, str]:
-    return env | {"FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url, **extra}])}
-
-
-def _once(env: dict[str, str]) -> None:
-    done = run_cli(["run", "--once"], env)
-    assert done.returncode == 0, done.stderr
-
-
 def _bodies(receiver: Receiver) -> list[dict[str, Any]]:
     return [r.json() for r in receiver.received]
 
@@ -68,14 +59,14 @@ def test_a_first_run_is_the_baseline_and_each_change_is_sent_once_across_restart
     lifecycle = LIFECYCLES[api.provider]
     job = api.add("classifier", lifecycle[0])
     api.add("untouched", lifecycle[0])
-    env = _hooked(api.env(clean_env, tmp_path), receiver)
-    _once(env)
+    env = hook_env(api.env(clean_env, tmp_path), receiver)
+    run_once(env)
     assert receiver.received == []  # what was there at the first start is history
 
     for status in lifecycle[1:]:  # one change per run: a new process each time
         api.move(job, status)
-        _once(env)
-    _once(env)  # nothing new: nothing sent again
+        run_once(env)
+    run_once(env)  # nothing new: nothing sent again
 
     bodies = _bodies(receiver)
     assert [(b["previous_status"], b["status"]) for b in bodies] == list(itertools.pairwise(lifecycle))
@@ -92,11 +83,11 @@ def test_steps_between_two_polls_are_recovered_in_order_where_the_provider_keeps
 ) -> None:
     lifecycle = LIFECYCLES[api.provider]
     job = api.add("quick", lifecycle[0])
-    env = _hooked(api.env(clean_env, tmp_path), receiver)
-    _once(env)
+    env = hook_env(api.env(clean_env, tmp_path), receiver)
+    run_once(env)
     for status in lifecycle[1:]:
         api.move(job, status)  # every step before the next poll
-    _once(env)
+    run_once(env)
 
     steps = [(b["previous_status"], b["status"]) for b in _bodies(receiver)]
     if api.provider == "bedrock":
@@ -114,10 +105,10 @@ def test_a_job_created_after_the_baseline_is_reported_from_its_first_status(
     api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     api.add("old", LIFECYCLES[api.provider][0])
-    env = _hooked(api.env(clean_env, tmp_path), receiver)
-    _once(env)
+    env = hook_env(api.env(clean_env, tmp_path), receiver)
+    run_once(env)
     new = api.add("new", LIFECYCLES[api.provider][1])
-    _once(env)
+    run_once(env)
     bodies = [b for b in _bodies(receiver) if b["model_id"] == new]
     assert bodies, _bodies(receiver)
     assert bodies[0]["previous_status"] is None
@@ -129,12 +120,12 @@ def test_faults_are_retried_and_nothing_is_lost(
 ) -> None:
     lifecycle = LIFECYCLES[api.provider]
     job = api.add("flaky", lifecycle[0])
-    env = _hooked(api.env(clean_env, tmp_path), receiver)
-    _once(env)
+    env = hook_env(api.env(clean_env, tmp_path), receiver)
+    run_once(env)
     api.move(job, lifecycle[-1])
     for kind in ("429", "500", "drop", "malformed"):
         api.server.inject(Fault(kind, endpoint="list_models", retry_after_s=0.1))
-    _once(env)
+    run_once(env)
     assert api.server.pending_faults() == 0
     assert [b["status"] for b in _bodies(receiver)][-1] == lifecycle[-1]
 
@@ -202,8 +193,8 @@ def test_a_sigkilled_daemon_resends_what_it_had_not_delivered_with_the_same_id(
 ) -> None:
     lifecycle = LIFECYCLES[api.provider]
     job = api.add("durable", lifecycle[0])
-    env = _hooked(api.env(clean_env, tmp_path), receiver)
-    _once(env)
+    env = hook_env(api.env(clean_env, tmp_path), receiver)
+    run_once(env)
     receiver.default = Answer(status=503)  # down: the transition stays in the outbox
     daemon = Daemon(env)
     try:
@@ -217,7 +208,7 @@ def test_a_sigkilled_daemon_resends_what_it_had_not_delivered_with_the_same_id(
             daemon.kill()
     first_id = receiver.attempts[0].json()["id"]
     receiver.default = Answer()
-    _once(env)
+    run_once(env)
     assert [b["id"] for b in _bodies(receiver)] == [first_id]
 
 
@@ -229,12 +220,12 @@ def test_a_failure_carries_its_message_and_a_success_its_model(
             receiver.received.clear()
             good, bad = api.add("good"), api.add("bad")
             (tmp_path / provider).mkdir()
-            env = _hooked(api.env(clean_env, tmp_path / provider), receiver)
+            env = hook_env(api.env(clean_env, tmp_path / provider), receiver)
             env["FTWATCH_STATE__PATH"] = str(tmp_path / provider / "state.db")
-            _once(env)
+            run_once(env)
             api.move(good, "succeeded" if provider == "openai" else "Completed")
             api.move(bad, FAILED[provider])
-            _once(env)
+            run_once(env)
             by_id = {b["model_id"]: b for b in _bodies(receiver) if b["status"] != "running"}
             assert by_id[good]["state"] == "ready"
             assert by_id[good]["fine_tuned_model"], by_id[good]
@@ -253,8 +244,8 @@ def test_three_sources_at_once_and_one_that_is_down_stops_no_other(
         env = clean_env | {"FTWATCH_SOURCES": json.dumps([api.source() for api in apis])}
         for api in apis:
             env |= api.credentials(tmp_path)
-        env = _hooked(env, receiver)
-        _once(env)
+        env = hook_env(env, receiver)
+        run_once(env)
         for api in apis:
             api.move(jobs[api.provider], LIFECYCLES[api.provider][1])
         openai.sim.inject(Fault("503"), times=50)  # down for this whole run
@@ -266,7 +257,7 @@ def test_three_sources_at_once_and_one_that_is_down_stops_no_other(
         assert {b["provider"] for b in _bodies(receiver)} == {"cohere", "bedrock"}
 
         openai.sim.clear_faults()
-        _once(env)  # back: its change comes now, nothing else again
+        run_once(env)  # back: its change comes now, nothing else again
         assert sorted(b["provider"] for b in _bodies(receiver)) == ["bedrock", "cohere", "openai"]
 
         status = run_cli(["status", "--json"], env)
@@ -290,7 +281,7 @@ def test_a_filter_takes_a_provider_word_or_a_normalized_state(
         openai.move(jobs["openai"], "running")
         openai.move(jobs["openai"], "succeeded")
         bedrock.move(jobs["bedrock"], "Completed")
-        _once(env)
+        run_once(env)
         got: Callable[[str], list[str]] = lambda path: sorted(  # noqa: E731
             r.json()["status"] for r in receiver.received if r.path.endswith(path)
         )
@@ -303,15 +294,15 @@ def test_moving_cohere_into_sources_keeps_its_state(
 ) -> None:
     with world("cohere") as cohere:
         model = cohere.add("kept", "STATUS_QUEUED")
-        legacy = _hooked(clean_env | {"CO_API_KEY": "sim-key", "CO_API_URL": cohere.sim.url}, receiver)
-        _once(legacy)
+        legacy = hook_env(clean_env | {"CO_API_KEY": "sim-key", "CO_API_URL": cohere.sim.url}, receiver)
+        run_once(legacy)
         cohere.move(model, "STATUS_FINETUNING")
-        _once(legacy)
-        sourced = _hooked(clean_env | {"CO_API_KEY": "sim-key"}, receiver)
+        run_once(legacy)
+        sourced = hook_env(clean_env | {"CO_API_KEY": "sim-key"}, receiver)
         sourced["FTWATCH_SOURCES"] = json.dumps([cohere.source()])
-        _once(sourced)  # the same rows: no second baseline, nothing sent again
+        run_once(sourced)  # the same rows: no second baseline, nothing sent again
         cohere.move(model, "STATUS_READY")
-        _once(sourced)
+        run_once(sourced)
         assert [b["status"] for b in _bodies(receiver)] == ["STATUS_FINETUNING", "STATUS_READY"]
 
 
@@ -334,8 +325,8 @@ def test_one_unreadable_job_is_that_jobs_problem_only(
 ) -> None:
     with world(provider) as api:
         good, odd = api.add("good"), api.add("odd")
-        env = _hooked(api.env(clean_env, tmp_path), receiver)
-        _once(env)
+        env = hook_env(api.env(clean_env, tmp_path), receiver)
+        run_once(env)
         api.sim.override(odd, status=7)  # a number where a word belongs
         api.move(good, LIFECYCLES[provider][-1])
         done = run_cli(["run", "--once"], env)
@@ -383,11 +374,11 @@ def test_a_stall_alert_names_the_provider_and_its_state(
 ) -> None:
     running = {"cohere": "STATUS_FINETUNING", "openai": "running", "bedrock": "InProgress"}[api.provider]
     api.add("slow", running)
-    env = _hooked(api.env(clean_env, tmp_path), receiver) | {"FTWATCH_STALL__AFTER": '{"running": "1s"}'}
-    _once(env)
+    env = hook_env(api.env(clean_env, tmp_path), receiver) | {"FTWATCH_STALL__AFTER": '{"running": "1s"}'}
+    run_once(env)
     time.sleep(1.2)  # past the threshold: the stay itself must last
-    _once(env)
-    _once(env)  # once per stay
+    run_once(env)
+    run_once(env)  # once per stay
     stalls = [b for b in _bodies(receiver) if b["type"] == "finetuned_model.stalled"]
     assert [(s["provider"], s["status"], s["state"]) for s in stalls] == [(api.provider, running, "running")]
 

@@ -151,9 +151,7 @@ def test_slow_bodies_are_cut_off_turned_away_past_the_cap_and_health_and_polling
     assert '"level": "error"' not in daemon.stderr
 
 
-def test_a_connection_sending_its_headers_a_byte_at_a_time_is_closed(
-    pushed_daemon: tuple[World, Daemon, int],
-) -> None:
+def test_a_connection_sending_its_headers_a_byte_at_a_time_is_closed(pushed_daemon: tuple[World, Daemon, int]) -> None:
     _, _, port = pushed_daemon
     request = b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100
     with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
@@ -198,9 +196,7 @@ def test_non_ascii_digits_in_the_timestamp_are_a_400_not_a_500(pushed_daemon: tu
 
 
 def test_a_storm_of_pushes_makes_few_cycles_of_that_source_only_and_foreign_jobs_none(
-    push_env: dict[str, str],
-    tmp_path: Path,
-    receiver: Receiver,
+    push_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("openai") as api, world("cohere") as cohere:
         watched = api.add("watched", "running")
@@ -251,11 +247,7 @@ def _on_postgres(env: dict[str, str], url: str) -> dict[str, str]:
 
 
 def test_a_push_to_a_standby_makes_the_leader_poll_within_seconds(
-    push_env: dict[str, str],
-    tmp_path: Path,
-    receiver: Receiver,
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    push_env: dict[str, str], tmp_path: Path, receiver: Receiver, postgres_url: str, daemons: Callable[..., Daemon]
 ) -> None:
     with world("openai") as api:
         job = api.add("pushed", "running")
@@ -281,11 +273,7 @@ def test_a_push_to_a_standby_makes_the_leader_poll_within_seconds(
 
 
 def test_replicas_that_watch_differently_are_told_apart_in_logs_metrics_readyz_and_status(
-    push_env: dict[str, str],
-    tmp_path: Path,
-    receiver: Receiver,
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    push_env: dict[str, str], tmp_path: Path, receiver: Receiver, postgres_url: str, daemons: Callable[..., Daemon]
 ) -> None:
     with world("openai") as api, world("cohere") as cohere:
         api.add("job", "running")

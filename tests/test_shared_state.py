@@ -10,15 +10,11 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from ftwatch.model import Transition
 from ftwatch.outbox import DeliveryState, Route
 from ftwatch.store.base import CycleCommit, Store
 
 from .conftest import _postgres_store, run_cli
-
-
-def _transition(n: int) -> Transition:
-    return Transition(f"t{n}", "ft-1", "m", "STATUS_FAILED", None, "2026-01-01T00:00:00.000000000Z", None, "x")
+from .rows import transition as _transition
 
 
 def _dead_letters(store: Store, url: str, count: int) -> None:

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ftwatch.diff import Cursor
-from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState, Route, after_success
 from ftwatch.store.base import Claim, CycleCommit, ModelState, Store, model_key, models_in
 
 from .conftest import wait_for
-from .heads import head_of
-
-
-def _transition(n: int, model: str = "ft-1", status: str = "STATUS_READY") -> Transition:
-    return Transition(f"t{n}", model, "m", status, None, f"2026-01-01T00:00:{n:02d}.000000000Z", None, "x")
+from .rows import head_of
+from .rows import transition as _transition
 
 
 def _state(at_ns: int = 5) -> dict[str, ModelState]:

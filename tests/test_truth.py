@@ -9,21 +9,11 @@ from pathlib import Path
 import pytest
 
 from ftwatch.sim.kit import Fault
-from tests.conftest import run_cli
+from tests.conftest import hook_env, run_cli, run_once
 from tests.providers import world
 from tests.receiver import Answer, Receiver
 
 DAY_NS = 86_400 * 1_000_000_000
-
-
-def _hooked(env: dict[str, str], receiver: Receiver) -> dict[str, str]:
-    return env | {"FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}])}
-
-
-def _once(env: dict[str, str]) -> str:
-    done = run_cli(["run", "--once"], env)
-    assert done.returncode == 0, done.stderr
-    return done.stderr
 
 
 @pytest.mark.parametrize("offset_ns", [-30 * DAY_NS, 5 * 1_000_000_000], ids=["30-days-behind", "5-s-ahead"])
@@ -33,12 +23,12 @@ def test_steps_between_polls_are_kept_whatever_the_providers_clock(
     with world("openai") as api:
         api.sim.clock_offset_ns = offset_ns
         job = api.add("skewed", "queued")
-        env = _hooked(api.env(quiet_env, tmp_path), receiver)
-        _once(env)  # the baseline: queued, no time of its own
+        env = hook_env(api.env(quiet_env, tmp_path), receiver)
+        run_once(env)  # the baseline: queued, no time of its own
         api.move(job, "running")
         api.move(job, "succeeded")
-        _once(env)
-        _once(env)
+        run_once(env)
+        run_once(env)
         steps = [(b["previous_status"], b["status"]) for b in receiver.bodies()]
         assert steps == [("queued", "running"), ("running", "succeeded")]
 
@@ -49,15 +39,15 @@ def test_bedrocks_failure_message_reaches_the_body_whatever_its_times(
 ) -> None:
     with world("bedrock") as api:
         job = api.add("failing", "InProgress")
-        env = _hooked(api.env(quiet_env, tmp_path), receiver)
-        _once(env)
+        env = hook_env(api.env(quiet_env, tmp_path), receiver)
+        run_once(env)
         api.sim.set_status(job, "Failed", failure_message="Insufficient permissions on s3://bucket/train.jsonl")
         times = {"endTime": end_time, "lastModifiedTime": end_time}
         api.sim.override(job, **{k: v for k, v in times.items() if v is not None})
         if end_time is None:
             api.sim.job(job).end_ns = None
             api.sim.override(job, lastModifiedTime=None)
-        _once(env)
+        run_once(env)
         (body,) = receiver.bodies()
         assert body["status"] == "Failed"
         assert body["failure_message"] == "Insufficient permissions on s3://bucket/train.jsonl"
@@ -77,11 +67,11 @@ def test_bedrock_times_are_read_as_the_aws_sdks_read_them(
 ) -> None:
     with world("bedrock") as api:
         job = api.add("dated", "InProgress")
-        env = _hooked(api.env(quiet_env, tmp_path), receiver)
-        _once(env)
+        env = hook_env(api.env(quiet_env, tmp_path), receiver)
+        run_once(env)
         api.sim.set_status(job, "Completed")
         api.sim.override(job, endTime=written)
-        _once(env)
+        run_once(env)
         (body,) = receiver.bodies()
         assert body["occurred_at"] == expected
 
@@ -91,11 +81,11 @@ def test_an_unreadable_bedrock_time_falls_back_to_detection_and_says_so_once(
 ) -> None:
     with world("bedrock") as api:
         job = api.add("undated", "InProgress")
-        env = _hooked(api.env(quiet_env, tmp_path), receiver)
-        _once(env)
+        env = hook_env(api.env(quiet_env, tmp_path), receiver)
+        run_once(env)
         api.sim.set_status(job, "Completed")
         api.sim.override(job, endTime="the day after tomorrow", lastModifiedTime="soon")
-        stderr = _once(env)
+        stderr = run_once(env).stderr
         (body,) = receiver.bodies()
         assert body["occurred_at"] == body["detected_at"]
         told = [json.loads(line) for line in stderr.splitlines() if '"time.unreadable"' in line]
@@ -126,7 +116,7 @@ def test_outside_text_is_data_in_the_view_the_text_notifier_and_the_outbox(
                 [{"type": "stdout", "format": "text"}, {"type": "webhook", "url": receiver.url}]
             )
         }
-        _once(hooked)
+        run_once(hooked)
         receiver.default = Answer(400, body=b"bad \x1b[31mred\x1b[0m \x07 body")
         api.move(model, "STATUS_READY")
         done = run_cli(["run", "--once"], hooked)
@@ -147,11 +137,11 @@ def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
 
     with world("bedrock") as api:
         job = api.add("failing", "InProgress")
-        env = _hooked(api.env(quiet_env, tmp_path), receiver)
-        _once(env)
+        env = hook_env(api.env(quiet_env, tmp_path), receiver)
+        run_once(env)
         odd = "first line\r\n> *not quoted* `code` \x1b[2J\n" + "x" * 10_000
         api.sim.set_status(job, "Failed", failure_message=odd)
-        _once(env)
+        run_once(env)
         (body,) = receiver.bodies()
         reason = body["failure_message"]
         assert len(reason) <= 2048
@@ -257,7 +247,7 @@ def test_an_id_that_names_nothing_is_exit_2_for_events_wait_and_replay(
     with world("openai") as api:
         api.add("real", "running")
         env = api.env(quiet_env, tmp_path)
-        _once(env)
+        run_once(env)
         for command in (
             ["events", "ftjob-nothing"],
             ["wait", "ftjob-nothing", "--timeout", "20s", "--interval", "0.2"],
@@ -353,9 +343,9 @@ def test_status_shows_every_configured_notifier_and_only_the_configured_scope(
     with world("openai") as api:
         kept = api.add("kept", "running")
         api.add("dropped", "running")
-        env = _hooked(api.env(quiet_env, tmp_path), receiver)
-        _once(env)  # both known, watching everything
-        narrowed = _hooked(api.env(quiet_env, tmp_path, models=[kept]), receiver)
+        env = hook_env(api.env(quiet_env, tmp_path), receiver)
+        run_once(env)  # both known, watching everything
+        narrowed = hook_env(api.env(quiet_env, tmp_path, models=[kept]), receiver)
         narrowed["FTWATCH_NOTIFIERS"] = json.dumps(
             [
                 {"type": "webhook", "url": receiver.url},

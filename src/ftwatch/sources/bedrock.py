@@ -25,13 +25,7 @@ from pydantic import BaseModel, field_validator
 
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
-from ftwatch.sources.base import (
-    SourceConfig,
-    SourceDeps,
-    SourceKind,
-    SourceUnavailableError,
-    http_url,
-)
+from ftwatch.sources.base import SourceConfig, SourceDeps, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing

@@ -12,13 +12,7 @@ from pydantic import BaseModel, field_validator
 
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.secrets import cohere_key
-from ftwatch.sources.base import (
-    SourceConfig,
-    SourceDeps,
-    SourceKind,
-    SourceUnavailableError,
-    http_url,
-)
+from ftwatch.sources.base import SourceConfig, SourceDeps, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, check_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey
 from ftwatch.sources.pages import Page, paginate, read_listing

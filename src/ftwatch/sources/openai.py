@@ -19,13 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
 from ftwatch.secrets import FileSecret, openai_key
-from ftwatch.sources.base import (
-    SourceConfig,
-    SourceDeps,
-    SourceKind,
-    SourceUnavailableError,
-    http_url,
-)
+from ftwatch.sources.base import SourceConfig, SourceDeps, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing

@@ -25,17 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState
-from ftwatch.store._sql import (
-    MODEL_COLUMNS,
-    POSTGRES,
-    CycleSql,
-    OutboxSql,
-    delivery_params,
-    model_states,
-    outbox_rows,
-    pending_delivery,
-    split_gone,
-)
+from ftwatch.store import _sql
 from ftwatch.store.base import (
     BUSY,
     Busy,
@@ -56,7 +46,7 @@ from ftwatch.store.base import (
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 #: Our own constant columns, no input: not an injection.
-_LOAD_MODELS = f"SELECT {MODEL_COLUMNS} FROM ftwatch_models".encode()  # noqa: S608
+_LOAD_MODELS = f"SELECT {_sql.MODEL_COLUMNS} FROM ftwatch_models".encode()  # noqa: S608
 
 
 log = structlog.get_logger("ftwatch.store.postgres")
@@ -147,8 +137,8 @@ _TAKE_LEASE = (
     " WHERE l.holder IS NULL OR l.holder = excluded.holder OR l.expires_at <= now()"
     " RETURNING l.term"
 )
-_CYCLE = CycleSql(POSTGRES)
-_OUTBOX = OutboxSql(POSTGRES)
+_CYCLE = _sql.CycleSql(_sql.POSTGRES)
+_OUTBOX = _sql.OutboxSql(_sql.POSTGRES)
 
 
 #: ``ftwatch_meta`` keys of the sources a push asked to poll (see ``ask_poll``).
@@ -235,7 +225,7 @@ class _RowClaim:
         conn, self._conn = self._conn, None
         assert conn is not None, "a claim is finished once"
         try:
-            conn.execute(_SAVE, delivery_params(updated))
+            conn.execute(_SAVE, _sql.delivery_params(updated))
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             self._store._give_back(conn, broken=True)
@@ -451,7 +441,7 @@ class PostgresStore:
         return None if row is None else str(row[0])
 
     def load_models(self) -> dict[str, ModelState]:
-        return model_states(self._run(lambda c: c.execute(_LOAD_MODELS).fetchall(), write=False))
+        return _sql.model_states(self._run(lambda c: c.execute(_LOAD_MODELS).fetchall(), write=False))
 
     def commit_cycle(self, commit: CycleCommit) -> int:
         lease = commit.lease
@@ -546,7 +536,7 @@ class PostgresStore:
         return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
 
     def save_delivery(self, delivery: Delivery) -> None:
-        self._run(lambda c: c.execute(_SAVE, delivery_params(delivery)), write=True)
+        self._run(lambda c: c.execute(_SAVE, _sql.delivery_params(delivery)), write=True)
 
     def claim_next(self, notifier: str) -> _RowClaim | Busy | None:
         try:
@@ -574,7 +564,7 @@ class PostgresStore:
         except psycopg.Error as exc:
             self._give_back(conn, broken=True)
             raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
-        return _RowClaim(self, conn, pending_delivery(notifier, head))
+        return _RowClaim(self, conn, _sql.pending_delivery(notifier, head))
 
     def _give_back(self, conn: psycopg.Connection[Any], *, rollback: bool = False, broken: bool = False) -> None:
         """Return a claim's connection to the pool, its transaction ended."""
@@ -602,7 +592,7 @@ class PostgresStore:
         self, state: DeliveryState | None = None, notifier: str | None = None, limit: int = 10_000
     ) -> list[OutboxRow]:
         sql, params = _OUTBOX.listing(state, notifier, limit)
-        return outbox_rows(self._run(lambda c: c.execute(sql.encode(), params).fetchall(), write=False))
+        return _sql.outbox_rows(self._run(lambda c: c.execute(sql.encode(), params).fetchall(), write=False))
 
     def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
         def work(conn: psycopg.Connection[Any]) -> int:
@@ -701,7 +691,7 @@ class PostgresStore:
             ).fetchone()
             return StoreFacts(
                 float(polled[0]) if polled else None,
-                *split_gone(counted),
+                *_sql.split_gone(counted),
                 LeaseInfo(lease[0], int(lease[1]), bool(lease[2])) if lease else None,
             )
 

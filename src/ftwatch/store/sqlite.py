@@ -21,17 +21,7 @@ from typing import IO, TypeVar
 
 from ftwatch.model import Transition
 from ftwatch.outbox import Delivery, DeliveryState
-from ftwatch.store._sql import (
-    MODEL_COLUMNS,
-    SQLITE,
-    CycleSql,
-    OutboxSql,
-    delivery_params,
-    model_states,
-    outbox_rows,
-    pending_delivery,
-    split_gone,
-)
+from ftwatch.store import _sql
 from ftwatch.store.base import (
     CycleCommit,
     ModelState,
@@ -45,9 +35,9 @@ from ftwatch.store.base import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 #: Our own constant columns, no input: not an injection.
-_LOAD_MODELS = f"SELECT {MODEL_COLUMNS} FROM models"  # noqa: S608
-_CYCLE = CycleSql(SQLITE)
-_OUTBOX = OutboxSql(SQLITE)
+_LOAD_MODELS = f"SELECT {_sql.MODEL_COLUMNS} FROM models"  # noqa: S608
+_CYCLE = _sql.CycleSql(_sql.SQLITE)
+_OUTBOX = _sql.OutboxSql(_sql.SQLITE)
 
 
 _T = TypeVar("_T")
@@ -318,7 +308,7 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     def load_models(self) -> dict[str, ModelState]:
-        return model_states(self._read(lambda db: db.execute(_LOAD_MODELS).fetchall()))
+        return _sql.model_states(self._read(lambda db: db.execute(_LOAD_MODELS).fetchall()))
 
     def commit_cycle(self, commit: CycleCommit) -> int:
         """Save the cycle's cursors and transitions, and queue each delivery, all in
@@ -348,14 +338,14 @@ class SqliteStore:
                 (notifier,),
             ).fetchone()
         )
-        return None if row is None else pending_delivery(notifier, row)
+        return None if row is None else _sql.pending_delivery(notifier, row)
 
     def save_delivery(self, delivery: Delivery) -> None:
         self._write(
             lambda db: db.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
                 " WHERE notifier = ? AND transition_id = ?",
-                delivery_params(delivery),
+                _sql.delivery_params(delivery),
             )
         )
 
@@ -393,7 +383,7 @@ class SqliteStore:
         self, state: DeliveryState | None = None, notifier: str | None = None, limit: int = 10_000
     ) -> list[OutboxRow]:
         sql, params = _OUTBOX.listing(state, notifier, limit)
-        return outbox_rows(self._read(lambda db: db.execute(sql, params).fetchall()))
+        return _sql.outbox_rows(self._read(lambda db: db.execute(sql, params).fetchall()))
 
     def replay(self, ids: Sequence[str] | None, notifier: str | None, now: float) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -425,6 +415,6 @@ class SqliteStore:
                 "SELECT CASE WHEN instr(model_id, '/') > 0 THEN substr(model_id, 1, instr(model_id, '/') - 1)"
                 " ELSE '' END AS namespace, gone IS NOT NULL, count(*) FROM models GROUP BY namespace, gone IS NOT NULL"
             ).fetchall()
-            return StoreFacts(float(polled[0]) if polled else None, *split_gone(counted), None)
+            return StoreFacts(float(polled[0]) if polled else None, *_sql.split_gone(counted), None)
 
         return self._read(work)
