@@ -39,18 +39,18 @@ async def _measure(api: World, settings: Settings, jobs: list[str], cycles: int,
     figures: dict[str, Any] = {"provider": api.provider, "jobs": len(jobs)}
     try:
         async with wiring.api_client(settings) as http:
-            fleet = wiring.build_fleet(settings, http, store)
+            group = wiring.build_poller_group(settings, http, store)
 
             async def one() -> tuple[int, float, int]:
                 before, cpu = api.server.count(), time.process_time()
-                result = await fleet.cycle()
+                result = await group.cycle()
                 return api.server.count() - before, time.process_time() - cpu, len(result.transitions)
 
             figures["baseline_requests"], _, _ = await one()
             steady = [await one() for _ in range(cycles)]
             figures["steady_requests"] = [r for r, _, _ in steady]
             figures["steady_cpu_ms"] = round(1000 * min(c for _, c, _ in steady), 1)
-            poller = fleet.pollers[0]
+            poller = group.pollers[0]
             figures["list_pages"] = poller.reader.list_cost
             for job in random.sample(jobs, changes):
                 api.move(job, LIFECYCLES[api.provider][1])

@@ -67,7 +67,7 @@ async def test_each_notifier_gets_its_queue_oldest_first(
     attempts: list[DeliveryAttempt] = []
     settings = _settings(receiver, second_receiver)
     async with wiring.hook_client() as http:
-        loaded = wiring.notifiers(settings, wiring.notifier_context(http, io.StringIO()))
+        loaded = wiring.load_notifiers(settings, wiring.notifier_context(http, io.StringIO()))
         ids = _queue(store, loaded, 5)
         dispatcher = wiring.build_dispatcher(store, settings, on_attempt=attempts.append)
         await _running(dispatcher, loaded, lambda: len(receiver.bodies()) == 5 and len(second_receiver.bodies()) == 5)
@@ -85,7 +85,7 @@ async def test_a_failing_receiver_delays_only_its_own_notifier(
     receiver.answer(*[Answer(503)] * 4)
     settings = _settings(receiver, second_receiver)
     async with wiring.hook_client() as http:
-        loaded = wiring.notifiers(settings, wiring.notifier_context(http, io.StringIO()))
+        loaded = wiring.load_notifiers(settings, wiring.notifier_context(http, io.StringIO()))
         ids = _queue(store, loaded, 3)
         dispatcher = wiring.build_dispatcher(store, settings)
         await _running(dispatcher, loaded, lambda: len(receiver.bodies()) == 3)
@@ -102,7 +102,7 @@ async def test_run_once_delivers_past_a_dead_letter_and_stops_at_a_retry(
     receiver.answer(Answer(400, b"bad"), Answer(200), Answer(503))
     settings = _settings(receiver)
     async with wiring.hook_client() as http:
-        loaded = wiring.notifiers(settings, wiring.notifier_context(http, io.StringIO()))
+        loaded = wiring.load_notifiers(settings, wiring.notifier_context(http, io.StringIO()))
         _queue(store, loaded, 4)
         failed = await wiring.build_dispatcher(store, settings).deliver_due(loaded)
     assert failed == 1
@@ -119,7 +119,7 @@ async def test_a_notifier_removed_by_reconfigure_keeps_its_queue_for_its_return(
     settings = _settings(receiver)
     empty = Settings.model_validate({})
     async with wiring.hook_client() as http, anyio.create_task_group() as group:
-        loaded = wiring.notifiers(settings, wiring.notifier_context(http, io.StringIO()))
+        loaded = wiring.load_notifiers(settings, wiring.notifier_context(http, io.StringIO()))
         dispatcher = wiring.build_dispatcher(store, settings)
         group.start_soon(dispatcher.run, [])
         await anyio.sleep(0.05)
@@ -147,7 +147,7 @@ async def test_stop_lets_a_send_in_flight_finish_and_keeps_the_rest(
     receiver.default = Answer(200, delay_s=0.5)
     settings = _settings(receiver)
     async with wiring.hook_client() as http, anyio.create_task_group() as group:
-        loaded = wiring.notifiers(settings, wiring.notifier_context(http, io.StringIO()))
+        loaded = wiring.load_notifiers(settings, wiring.notifier_context(http, io.StringIO()))
         _queue(store, loaded, 3)
         dispatcher = wiring.build_dispatcher(store, settings)
         group.start_soon(dispatcher.run, loaded)

@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "secrets",
             "linewriter",
             "serving",
+            "plugins",
             "_version",
             "__init__",
         ),
@@ -74,7 +75,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "engine",
         "one cycle of one source, all sources' lanes, delivery",
-        ("reads", "poller", "fleet", "leadership", "dispatch"),
+        ("reads", "poller", "pollers", "leadership", "dispatch"),
     ),
     ("ops", "health, metrics, endpoints, pushes, logs, sd_notify", ("ops",)),
     ("config", "the settings as data, their mistakes in ftwatch's words", ("settings", "config_errors")),

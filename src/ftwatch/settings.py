@@ -29,7 +29,7 @@ from ftwatch.errors import ConfigError
 from ftwatch.model import check_model_id
 from ftwatch.notifiers.base import NotifierConfig
 from ftwatch.plan import PollMode
-from ftwatch.sources.base import ApiKeys, SourceSpec, http_url
+from ftwatch.sources.base import RequestPolicy, SourceSpec, http_url
 from ftwatch.statuses import STATES, normalize_status, provider_word
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class CohereSettings(ApiKeys):
+class CohereSettings(RequestPolicy):
     """``[cohere]``: the one source when there are no ``[[sources]]`` tables."""
 
     model_config = _STRICT

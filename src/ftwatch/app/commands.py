@@ -122,7 +122,7 @@ async def _check_config(settings: Settings, path: Path | None, offline: bool = F
         # Built, not only validated: a secret file, an Apprise URL, a source's key or an
         # optional package that is missing shows here rather than at the first delivery.
         async with wiring.hook_client() as http:
-            wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
+            wiring.load_notifiers(settings, wiring.notifier_context(http, sys.stdout))
             wiring.build_sources(settings, http)
         for spec in source_specs(settings):
             if (push := spec.webhook) is not None:
@@ -266,7 +266,7 @@ async def _notify_test(settings: Settings) -> int:
     transition = _test_transition(settings, now)
     results: list[tuple[str, str | None]] = []
     async with wiring.hook_client() as http:
-        loaded = wiring.notifiers(settings, wiring.notifier_context(http, sys.stdout))
+        loaded = wiring.load_notifiers(settings, wiring.notifier_context(http, sys.stdout))
 
         async def one(index: int) -> None:
             try:

@@ -30,7 +30,7 @@ from ftwatch.app.signals import handle_signals
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import Failed, Polled
 from ftwatch.errors import FtwatchError
-from ftwatch.fleet import SOURCE_MARK
+from ftwatch.pollers import SOURCE_MARK
 from ftwatch.settings import Settings, source_specs
 
 __all__ = ["Daemon"]
@@ -92,7 +92,7 @@ class Daemon:
         store = await wiring.open_store_patiently(self.settings, self.environ, self.observers.health, once=once)
         try:
             context = wiring.notifier_context(hook_http, self.stdout or sys.stdout)
-            notifiers = await anyio.to_thread.run_sync(wiring.notifiers, self.settings, context)
+            notifiers = await anyio.to_thread.run_sync(wiring.load_notifiers, self.settings, context)
             runtime = wiring.build_runtime(
                 self.settings,
                 self.observers,
@@ -130,7 +130,7 @@ class Daemon:
         if isinstance(report, Failed):
             # A cron job should hear that this run saw nothing: exit 1, one line.
             # Every source failed: each is named (the error is the first one's).
-            names = ", ".join(runtime.fleet.names)
+            names = ", ".join(runtime.group.names)
             raise FtwatchError(f"the API could not be polled: source {names}: {report.error}; nothing was lost")
         found = report.findings.failed if isinstance(report, Polled) else {}
         down = {key.removeprefix(SOURCE_MARK): why for key, why in found.items() if key.startswith(SOURCE_MARK)}

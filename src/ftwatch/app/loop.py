@@ -16,9 +16,9 @@ import anyio
 import structlog
 
 from ftwatch.cycle import CycleReport, Failed, FailedAt, Polled, Standby
-from ftwatch.fleet import Fleet
 from ftwatch.leadership import Leadership
 from ftwatch.ops.health import Health
+from ftwatch.pollers import PollerGroup
 from ftwatch.settings import Settings, source_specs
 from ftwatch.sources.base import RequestDone, SourceError
 from ftwatch.store.base import LeaseLostError, StoreError
@@ -59,7 +59,7 @@ class PollLoop:
 
     def __init__(
         self,
-        poller: Fleet,
+        poller: PollerGroup,
         *,
         interval_s: float,
         health: Health,
@@ -211,7 +211,7 @@ class PollLoop:
     async def run(self, *, cycles: float = math.inf) -> None:
         """Cycle until cancelled (or ``cycles`` times), sleeping out each interval in
         short steps so the heartbeat shows an idle loop is alive. Each source runs in
-        a lane of its own (:meth:`Fleet.lanes`): a slow one delays no other."""
+        a lane of its own (:meth:`PollerGroup.lanes`): a slow one delays no other."""
         async with self.poller.lanes():
             await self._run(cycles)
 

@@ -140,7 +140,7 @@ def _configured_keys(settings: Settings) -> list[str] | None:
     async def build() -> list[str]:
         async with wiring.hook_client() as http:
             loaded = await anyio.to_thread.run_sync(
-                wiring.notifiers, settings, wiring.notifier_context(http, sys.stdout)
+                wiring.load_notifiers, settings, wiring.notifier_context(http, sys.stdout)
             )
             return [n.key for n in loaded]
 

@@ -35,7 +35,7 @@ class PushIntake:
         runtime = self.runtime
         if runtime is None:
             return True
-        poller = runtime.fleet.poller(source)
+        poller = runtime.group.poller(source)
         if poller is not None and poller.models and job_id not in poller.models:
             return False
         leadership, store = runtime.leadership, runtime.store

@@ -106,7 +106,7 @@ class Reloader:
         path = str(self.config_path) if self.config_path else None
         try:
             settings, _ = await anyio.to_thread.run_sync(load_settings, path)
-            notifiers = await anyio.to_thread.run_sync(wiring.notifiers, settings, runtime.context)
+            notifiers = await anyio.to_thread.run_sync(wiring.load_notifiers, settings, runtime.context)
             specs = source_specs(settings)
             plan = plan_sources(self._sources_in_force, self._pushes_in_force, specs, legacy=settings.cohere)
             # The new and changed sources are built here, off the loop (their keys read).
@@ -129,7 +129,7 @@ class Reloader:
         loaded, self._loaded = self._loaded, None
         runtime, settings = self.runtime, loaded.settings
         self._swap_sources(settings, loaded.plan, loaded.built)
-        wiring.reconfigure(runtime.fleet, runtime.dispatcher, settings, loaded.notifiers)
+        wiring.reconfigure(runtime.group, runtime.dispatcher, settings, loaded.notifiers)
         runtime.loop.reconfigure(settings)
         runtime.observers.health.reconfigure(settings.poll.interval_s)
         runtime.observers.metrics.poll_interval.set(settings.poll.interval_s)
@@ -148,7 +148,7 @@ class Reloader:
         log.info(
             "reload.done",
             applied=sorted(applied),
-            models=len(runtime.fleet.models) or "all",
+            models=len(runtime.group.models) or "all",
             notifiers=[n.key for n in loaded.notifiers],
         )
         runtime.observers.systemd.notify("READY=1")
@@ -157,10 +157,10 @@ class Reloader:
         """Start, stop and restart the pollers the plan names; the others go on."""
         if not (plan.added or plan.removed or plan.restarted):
             return
-        fleet = self.runtime.fleet
-        running = {poller.name: poller for poller in fleet.pollers}
+        group = self.runtime.group
+        running = {poller.name: poller for poller in group.pollers}
         specs = source_specs(settings)
-        fleet.swap([built.get(spec.name) or running[spec.name] for spec in specs])
+        group.swap([built.get(spec.name) or running[spec.name] for spec in specs])
         self._sources_in_force = {spec.name: spec.config for spec in specs}
         self.runtime.observers.metrics.source_up.clear()  # a removed source's series goes; the next cycle sets the rest
         log.info("reload.sources", added=list(plan.added), removed=list(plan.removed), restarted=list(plan.restarted))

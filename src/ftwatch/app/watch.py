@@ -22,9 +22,9 @@ from ftwatch.app.signals import handle_signals
 from ftwatch.app.view import ModelRow, WatchState, render
 from ftwatch.cycle import CycleFindings, CycleReport, Failed, Polled
 from ftwatch.errors import FtwatchError
-from ftwatch.fleet import Fleet
 from ftwatch.ops.health import Health
 from ftwatch.ops.logs import configure_logging
+from ftwatch.pollers import PollerGroup
 from ftwatch.settings import Settings, load_settings
 from ftwatch.wording import plural, text_line
 
@@ -46,7 +46,7 @@ def run_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _update(state: WatchState, poller: Fleet, result: CycleFindings, interval: float) -> None:
+def _update(state: WatchState, poller: PollerGroup, result: CycleFindings, interval: float) -> None:
     for model_id, info in result.statuses.items():
         row = state.rows.setdefault(model_id, ModelRow(model_id, info.name, info.status))
         row.name = info.name
@@ -90,7 +90,7 @@ async def watch_models(
     health = Health(interval)
     try:
         async with wiring.api_client(settings) as http:
-            poller = wiring.build_fleet(
+            poller = wiring.build_poller_group(
                 settings,
                 http,
                 store,
@@ -146,7 +146,7 @@ async def _run_until_stopped(
             await loop.run()
 
 
-def _show(state: WatchState, poller: Fleet, report: CycleReport, interval: float, *, print_lines: bool) -> None:
+def _show(state: WatchState, poller: PollerGroup, report: CycleReport, interval: float, *, print_lines: bool) -> None:
     if isinstance(report, Failed):
         state.status_line = f"API error: {report.error} · retrying every {interval:g}s{state.quit_hint}"
         state.error = True

@@ -26,7 +26,6 @@ from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleReport, Polled
 from ftwatch.dispatch import DeliveryAttempt, Dispatcher
 from ftwatch.errors import ConfigError
-from ftwatch.fleet import Fleet
 from ftwatch.leadership import Leadership
 from ftwatch.notifiers.base import NotifierContext
 from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
@@ -39,10 +38,11 @@ from ftwatch.ops.service import ServiceStatus
 from ftwatch.outbox import RetryPolicy, Route
 from ftwatch.plan import PlanConfig
 from ftwatch.poller import Poller, PollerConfig
+from ftwatch.pollers import PollerGroup
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import FileSecret, SecretProvider, cohere_key
 from ftwatch.settings import Settings, cycle_budget, default_state_path, redact_url, source_specs
-from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceDeps, SourceSpec
+from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceContext, SourceSpec
 from ftwatch.sources.protocol import ChecksCredentials
 from ftwatch.sources.registry import source_type
 from ftwatch.state import SourceIdentity
@@ -55,8 +55,8 @@ __all__ = [
     "api_client",
     "budget_per_cycle",
     "build_dispatcher",
-    "build_fleet",
     "build_poller",
+    "build_poller_group",
     "build_runtime",
     "build_source",
     "build_sources",
@@ -64,9 +64,9 @@ __all__ = [
     "config_fingerprint",
     "hook_client",
     "key_provider",
+    "load_notifiers",
     "memory_store",
     "notifier_context",
-    "notifiers",
     "open_store",
     "open_store_patiently",
     "poller_config",
@@ -193,7 +193,7 @@ def build_source_of(  # noqa: PLR0917 - the parts build_sources hands on
     alone: bool = False,
 ) -> Source:
     """One configured source, with its API's request budget (its key read: blocking)."""
-    deps = SourceDeps(
+    deps = SourceContext(
         http=http,
         # [cohere] keeps its own key lookup; a [[sources]] table finds its own.
         key=key_provider(settings, environ) if spec.config is settings.cohere else None,
@@ -229,10 +229,15 @@ def check_credentials(settings: Settings, environ: Mapping[str, str] = os.enviro
     if not settings.sources:
         key_provider(settings, environ).read()
         return
-    # Built only to read their keys: no request is made with this client.
-    for _, source in build_sources(settings, httpx.AsyncClient(), environ=environ):
-        if isinstance(source, ChecksCredentials):
-            source.check_credentials()
+    # Built only to read their keys: no request is made with this client, and it is
+    # closed (called before any event loop runs: one is run just for that).
+    http = httpx.AsyncClient()
+    try:
+        for _, source in build_sources(settings, http, environ=environ):
+            if isinstance(source, ChecksCredentials):
+                source.check_credentials()
+    finally:
+        anyio.run(http.aclose)
 
 
 def build_source(
@@ -263,7 +268,7 @@ def routes_of(loaded: Sequence[LoadedNotifier]) -> list[Route]:
     return [Route(n.key, status_filter(n.config.statuses), frozenset(n.config.models)) for n in loaded]
 
 
-def build_fleet(
+def build_poller_group(
     settings: Settings,
     http: httpx.AsyncClient,
     store: Store,
@@ -275,11 +280,11 @@ def build_fleet(
     on_wait: Sequence[Callable[[ApiWait], None]] = (),
     environ: Mapping[str, str] = os.environ,
     clock: Clock = SYSTEM_CLOCK,
-) -> Fleet:
-    """Every source's poller, as one (see :mod:`ftwatch.fleet`). ``models`` (the
+) -> PollerGroup:
+    """Every source's poller, as one (see :mod:`ftwatch.pollers`). ``models`` (the
     command line's ids) overrides each source's list."""
     sources = build_sources(settings, http, on_request=on_request, on_wait=on_wait, environ=environ)
-    return Fleet(
+    return PollerGroup(
         [
             build_poller(source, store, settings, spec=spec, models=models, routes=routes, daemon=daemon, clock=clock)
             for spec, source in sources
@@ -330,16 +335,18 @@ def poller_config(
     )
 
 
-def reconfigure(fleet: Fleet, dispatcher: Dispatcher, settings: Settings, notifiers: Sequence[LoadedNotifier]) -> None:
+def reconfigure(
+    group: PollerGroup, dispatcher: Dispatcher, settings: Settings, notifiers: Sequence[LoadedNotifier]
+) -> None:
     """Hand a reload's settings to the running pollers (each its own
     :class:`PollerConfig`) and the dispatcher (its :class:`RetryPolicy` and notifiers)."""
     specs = {spec.name: spec for spec in source_specs(settings)}
     configs = {
         poller.name: poller_config(settings, specs[poller.name], daemon=True)
-        for poller in fleet.pollers
+        for poller in group.pollers
         if poller.name in specs
     }
-    fleet.reconfigure(settings.poll.source_timeout_s, configs)
+    group.reconfigure(settings.poll.source_timeout_s, configs)
     dispatcher.reconfigure(retry_policy(settings), notifiers)
 
 
@@ -352,7 +359,7 @@ def notifier_context(http: httpx.AsyncClient, stdout: IO[str]) -> NotifierContex
     return NotifierContext(http=http, stdout=stdout)
 
 
-def notifiers(settings: Settings, context: NotifierContext) -> list[LoadedNotifier]:
+def load_notifiers(settings: Settings, context: NotifierContext) -> list[LoadedNotifier]:
     """The configured notifiers, built (secret files read: blocking)."""
     return build_notifiers(settings.notifiers, context)
 
@@ -406,7 +413,7 @@ class Runtime:
     context: NotifierContext
     notifiers: list[LoadedNotifier]
     dispatcher: Dispatcher
-    fleet: Fleet
+    group: PollerGroup
     loop: PollLoop
     leadership: Leadership | None
     status: ServiceStatus
@@ -442,13 +449,13 @@ def build_runtime(
         return build_poller(source, store, settings, spec=spec, routes=routes, daemon=True, clock=clock)
 
     specs = source_specs(settings)
-    fleet = Fleet([build(settings, spec) for spec in specs], timeout_s=settings.poll.source_timeout_s)
+    group = PollerGroup([build(settings, spec) for spec in specs], timeout_s=settings.poll.source_timeout_s)
     # Replicas on one shared store elect one poller; a file has one process anyway.
     leadership = Leadership(store, settings.state.lease_s) if store.shared else None
     relay = store if isinstance(store, PollRequests) and store.shared and pushing(settings) else None
     status = ServiceStatus(observers.systemd, metrics, health, leadership)
     loop = PollLoop(
-        fleet,
+        group,
         interval_s=settings.poll.interval_s,
         health=health,
         subscribers=[metrics.cycle_done, health.cycle_done, status.cycle_done, _waking(dispatcher)],
@@ -457,7 +464,7 @@ def build_runtime(
         asked_elsewhere=(lambda: anyio.to_thread.run_sync(relay.take_poll_asks)) if relay is not None else None,
         tally=tally,
     )
-    return Runtime(settings, observers, store, context, notifiers, dispatcher, fleet, loop, leadership, status, build)
+    return Runtime(settings, observers, store, context, notifiers, dispatcher, group, loop, leadership, status, build)
 
 
 def _waking(dispatcher: Dispatcher) -> Callable[[CycleReport], None]:

@@ -5,15 +5,14 @@ Built-ins register in the entry-point group ``ftwatch.notifiers`` like any plug-
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
 from pydantic import ValidationError
 
+from ftwatch import plugins
 from ftwatch.errors import ConfigError, first_problem
 from ftwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext, NotifierType
 
@@ -26,7 +25,7 @@ __all__ = [
     "validate_notifiers",
 ]
 
-ENTRY_POINT_GROUP = "ftwatch.notifiers"
+ENTRY_POINT_GROUP = plugins.NOTIFIERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +37,14 @@ class LoadedNotifier:
     notifier: Notifier
 
 
-@functools.cache
-def _entries() -> dict[str, EntryPoint]:
-    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-@functools.cache
 def notifier_type(name: str) -> NotifierType:
     """One installed type, imported when first needed (a start loads only what is configured)."""
-    return cast(NotifierType, _entries()[name].load())
+    return cast(NotifierType, plugins.load(ENTRY_POINT_GROUP, name))
 
 
 def available_types() -> dict[str, NotifierType]:
     """Every notifier type installed, built-ins included, by ``type`` name."""
-    return {name: notifier_type(name) for name in _entries()}
+    return {name: notifier_type(name) for name in plugins.installed(ENTRY_POINT_GROUP)}
 
 
 def _location(index: int, kind: object) -> str:
@@ -60,7 +53,7 @@ def _location(index: int, kind: object) -> str:
 
 def validate_notifiers(raw_list: Sequence[Mapping[str, Any] | NotifierConfig]) -> list[NotifierConfig]:
     """Each ``[[notifiers]]`` table as its type's typed config; :class:`ConfigError` if not."""
-    installed = _entries()
+    installed = plugins.installed(ENTRY_POINT_GROUP)
     validated: list[NotifierConfig] = []
     for index, raw in enumerate(raw_list):
         if isinstance(raw, NotifierConfig):  # already typed (settings built in code)
@@ -70,11 +63,7 @@ def validate_notifiers(raw_list: Sequence[Mapping[str, Any] | NotifierConfig]) -
         if not isinstance(kind, str) or not kind:
             raise ConfigError(f'notifiers[{index}] has no type: add type = "webhook", "slack", "stdout" or "apprise"')
         if kind not in installed:
-            known = ", ".join(sorted(installed))
-            raise ConfigError(
-                f"notifiers[{index}]: unknown notifier type {kind!r}; known: {known}"
-                " (a plug-in must be installed to add one)"
-            )
+            raise ConfigError(f"notifiers[{index}]: {plugins.unknown(ENTRY_POINT_GROUP, kind)}")
         try:
             validated.append(notifier_type(kind).config_model.model_validate(dict(raw)))
         except ValidationError as exc:

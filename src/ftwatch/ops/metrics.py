@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleFindings, CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.dispatch import DeliveryAttempt
-from ftwatch.fleet import SOURCE_MARK
+from ftwatch.pollers import SOURCE_MARK
 from ftwatch.sources.base import RequestDone
 
 __all__ = ["Metrics"]

@@ -30,15 +30,15 @@ from ftwatch.secrets import SecretProvider
 from ftwatch.sources.protocol import Source, SourceKind, TakesPushes
 
 __all__ = [
-    "ApiKeys",
     "ApiWait",
     "InvalidModelIdError",
     "ModelDataError",
     "ModelNotFoundError",
     "RequestDone",
+    "RequestPolicy",
     "Source",
     "SourceConfig",
-    "SourceDeps",
+    "SourceContext",
     "SourceError",
     "SourceKind",
     "SourceSpec",
@@ -78,7 +78,7 @@ def _ignore(_: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class SourceDeps:
+class SourceContext:
     """What the application lends a source: the client, the key (Cohere's, from
     ``[cohere]``), the budget, the environment (for a type's own variables), and
     whom to tell about requests and deliberate waits."""
@@ -94,7 +94,7 @@ class SourceDeps:
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class ApiKeys(BaseModel):
+class RequestPolicy(BaseModel):
     """How one API is asked: the keys ``[cohere]`` and every ``[[sources]]`` table have."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -117,7 +117,7 @@ class ApiKeys(BaseModel):
     max_pages: Annotated[int, Field(ge=1, le=1_000_000)] = 1_000
 
 
-class SourceConfig(ApiKeys):
+class SourceConfig(RequestPolicy):
     """The keys every ``[[sources]]`` table has; a type adds its own."""
 
     type: str
@@ -172,4 +172,4 @@ class SourceType(Protocol):
     config_model: ClassVar[type[BaseModel]]
 
     @classmethod
-    def from_config(cls, config: Any, deps: SourceDeps) -> Source: ...
+    def from_config(cls, config: Any, deps: SourceContext) -> Source: ...

@@ -25,7 +25,7 @@ from pydantic import BaseModel, field_validator
 
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
-from ftwatch.sources.base import SourceConfig, SourceDeps, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
@@ -180,7 +180,7 @@ class BedrockSource:
     vocabulary = BEDROCK
     config_model: ClassVar[type[BaseModel]] = BedrockSourceConfig
 
-    def __init__(self, config: BedrockSourceConfig, deps: SourceDeps) -> None:
+    def __init__(self, config: BedrockSourceConfig, deps: SourceContext) -> None:
         signer = SigV4(config.region, config.profile, deps.environ)
         self._signer = signer
         self._api = ApiClient(
@@ -194,7 +194,7 @@ class BedrockSource:
         self._max_pages = config.max_pages
 
     @classmethod
-    def from_config(cls, config: BedrockSourceConfig, deps: SourceDeps) -> BedrockSource:
+    def from_config(cls, config: BedrockSourceConfig, deps: SourceContext) -> BedrockSource:
         return cls(config, deps)
 
     def check_credentials(self) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, field_validator
 
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.secrets import cohere_key
-from ftwatch.sources.base import SourceConfig, SourceDeps, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, check_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey
 from ftwatch.sources.pages import Page, paginate, read_listing
@@ -89,7 +89,9 @@ class CohereSource:
     vocabulary = COHERE
     config_model: ClassVar[type[BaseModel]] = CohereSourceConfig
 
-    def __init__(self, config: CohereSettings | CohereSourceConfig, deps: SourceDeps, *, page_size: int = 1000) -> None:
+    def __init__(
+        self, config: CohereSettings | CohereSourceConfig, deps: SourceContext, *, page_size: int = 1000
+    ) -> None:
         key = deps.key or cohere_key(config.api_key_file, deps.environ)
         self._api = ApiClient(
             deps,
@@ -103,7 +105,7 @@ class CohereSource:
         self._max_pages = config.max_pages
 
     @classmethod
-    def from_config(cls, config: CohereSettings | CohereSourceConfig, deps: SourceDeps) -> CohereSource:
+    def from_config(cls, config: CohereSettings | CohereSourceConfig, deps: SourceContext) -> CohereSource:
         """The source of the ``[cohere]`` section, as the registry builds it."""
         return cls(config, deps)
 

@@ -28,7 +28,7 @@ from ftwatch.sources.base import (
     ApiWait,
     ModelNotFoundError,
     RequestDone,
-    SourceDeps,
+    SourceContext,
     SourceError,
     SourceUnavailableError,
 )
@@ -127,7 +127,7 @@ class ApiClient:
 
     def __init__(
         self,
-        deps: SourceDeps,
+        deps: SourceContext,
         credentials: Credentials,
         *,
         base_url: str,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
 from ftwatch.secrets import FileSecret, openai_key
-from ftwatch.sources.base import SourceConfig, SourceDeps, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
@@ -154,7 +154,7 @@ class OpenAISource:
     vocabulary = OPENAI
     config_model: ClassVar[type[BaseModel]] = OpenAISourceConfig
 
-    def __init__(self, config: OpenAISourceConfig, deps: SourceDeps) -> None:
+    def __init__(self, config: OpenAISourceConfig, deps: SourceContext) -> None:
         headers = {}
         if config.organization:
             headers["openai-organization"] = config.organization
@@ -173,7 +173,7 @@ class OpenAISource:
         self._max_pages = config.max_pages
 
     @classmethod
-    def from_config(cls, config: OpenAISourceConfig, deps: SourceDeps) -> OpenAISource:
+    def from_config(cls, config: OpenAISourceConfig, deps: SourceContext) -> OpenAISource:
         return cls(config, deps)
 
     async def _list(

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
+from ftwatch import plugins
 from ftwatch.errors import ConfigError, first_problem
 from ftwatch.sources.base import SourceConfig, SourceType
 
 __all__ = ["ENTRY_POINT_GROUP", "available_types", "source_type", "validate_sources"]
 
-ENTRY_POINT_GROUP = "ftwatch.sources"
+ENTRY_POINT_GROUP = plugins.SOURCES
 
 
-@functools.cache
 def available_types() -> dict[str, SourceType]:
-    """Every source type installed, Cohere included, by ``type`` name."""
-    return {entry.name: cast(SourceType, entry.load()) for entry in entry_points(group=ENTRY_POINT_GROUP)}
+    """Every source type installed, the built-ins included, by ``type`` name."""
+    return {name: source_type(name) for name in plugins.installed(ENTRY_POINT_GROUP)}
 
 
 def source_type(name: str) -> SourceType:
-    types = available_types()
-    if name not in types:
-        raise ConfigError(f"unknown source type {name!r}; known: {', '.join(sorted(types))} (a plug-in adds one)")
-    return types[name]
+    """One installed type, imported when first needed (a start loads only what is configured)."""
+    return cast(SourceType, plugins.load(ENTRY_POINT_GROUP, name))
 
 
 def validate_sources(raw_list: Sequence[Mapping[str, Any] | BaseModel]) -> list[BaseModel]:

@@ -6,10 +6,10 @@ problem only: the others commit and deliver, and the cycle's result names the fa
 one under ``failed`` (as ``source:NAME``). Only when every source fails does the
 cycle fail as a whole; a key an API refuses, or a lost lease, ends it as before.
 
-A slow or stuck source holds up nobody else: inside the daemon (:meth:`Fleet.lanes`)
-each source's cycle runs in a task of its own, a fleet cycle waits for it only a
+A slow or stuck source holds up nobody else: inside the daemon (:meth:`PollerGroup.lanes`)
+each source's cycle runs in a task of its own, a group's cycle waits for it only a
 short while (``patience_s``), and a cycle still running then goes on alone, its
-outcome reported with a later fleet cycle; a source is never polled twice at once.
+outcome reported with a later cycle of the group; a source is never polled twice at once.
 Every source cycle is bounded by ``timeout_s``: past it, it is abandoned (nothing of
 it committed) and the source reported as failed, so ``ftwatch_source_up`` shows it.
 """
@@ -30,24 +30,24 @@ from ftwatch.poller import Poller, PollerConfig
 from ftwatch.sources.base import SourceUnavailableError
 from ftwatch.store.base import Lease, LeaseLostError, ModelState
 
-__all__ = ["Fleet"]
+__all__ = ["PollerGroup"]
 
-log = structlog.get_logger("ftwatch.fleet")
+log = structlog.get_logger("ftwatch.pollers")
 
 #: How a whole source shows in a cycle's ``failed``.
 SOURCE_MARK = "source:"
 
-#: How long a fleet cycle waits for its sources inside the daemon before it reports
+#: How long a group's cycle waits for its sources inside the daemon before it reports
 #: those that finished (the others report with a later cycle).
 PATIENCE_S = 5.0
 
 
-class Fleet:
+class PollerGroup:
     """The pollers of all sources, in config order (see the module)."""
 
     def __init__(self, pollers: Sequence[Poller], *, timeout_s: float = 300.0, patience_s: float = PATIENCE_S) -> None:
         if not pollers:
-            raise ValueError("a fleet needs at least one poller")
+            raise ValueError("a poller group needs at least one poller")
         self.pollers = list(pollers)
         self.timeout_s = timeout_s
         self.patience_s = patience_s
@@ -90,7 +90,7 @@ class Fleet:
                 poller.reconfigure(configs[poller.name])
 
     def swap(self, pollers: Sequence[Poller]) -> None:
-        """The fleet's pollers from now on (a reload: sources added, removed or
+        """The pollers from now on (a reload: sources added, removed or
         restarted). A lane still running for a name goes on to its end; its
         outcome is reported if the name is still configured, and a new poller of
         that name starts only after it."""
@@ -119,7 +119,7 @@ class Fleet:
                 f"its cycle took longer than {self.timeout_s:g}s and was abandoned (nothing of it committed);"
                 " raise [poll] source_timeout_s if the API is only slow"
             )
-        except Exception as exc:  # noqa: BLE001 - judged by the fleet, per source
+        except Exception as exc:  # noqa: BLE001 - judged by the group, per source
             outcome = exc
         self._outcomes[poller.name] = outcome
         self._busy.discard(poller.name)
