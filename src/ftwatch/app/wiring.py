@@ -444,12 +444,15 @@ def build_runtime(
     def routes() -> list[Route]:
         return routes_of(dispatcher.notifiers)
 
-    def build(settings: Settings, spec: SourceSpec) -> Poller:
-        source = build_source_of(spec, settings, api_http, on_request, on_wait, environ, alone=len(specs) == 1)
+    def build(settings: Settings, spec: SourceSpec, *, alone: bool = False) -> Poller:
+        # alone: the one source of the configuration, whose errors need no name; a
+        # reload's (added or restarted) is always named.
+        source = build_source_of(spec, settings, api_http, on_request, on_wait, environ, alone=alone)
         return build_poller(source, store, settings, spec=spec, routes=routes, daemon=True, clock=clock)
 
     specs = source_specs(settings)
-    group = PollerGroup([build(settings, spec) for spec in specs], timeout_s=settings.poll.source_timeout_s)
+    pollers = [build(settings, spec, alone=len(specs) == 1) for spec in specs]
+    group = PollerGroup(pollers, timeout_s=settings.poll.source_timeout_s)
     # Replicas on one shared store elect one poller; a file has one process anyway.
     leadership = Leadership(store, settings.state.lease_s) if store.shared else None
     relay = store if isinstance(store, PollRequests) and store.shared and pushing(settings) else None
