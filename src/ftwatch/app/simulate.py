@@ -72,7 +72,7 @@ def _words(provider: str) -> str:
     return ", ".join(vocabulary.states) if vocabulary is not None else "any"
 
 
-def _job_id(world: SimWorld, provider: str, name: str) -> str:
+def _job_name(world: SimWorld, provider: str, name: str) -> str:
     """A job's name as the world knows it: ``name`` itself, or the name of the job
     whose id it is."""
     if (provider, name) in world.ids:
@@ -116,7 +116,7 @@ def command(world: SimWorld, line: str) -> str | None:
         return f"error: {status!r} is no {provider} status; its statuses: {_words(provider)}"
     if verb == "add" and (provider, name) in world.ids:
         return f"error: {provider} already has a job named {name!r}; move it instead"
-    job_id = world.move(provider, _job_id(world, provider, name), status)
+    job_id = world.move(provider, _job_name(world, provider, name), status)
     return f"{provider} {job_id} {name}: {status}"
 
 
