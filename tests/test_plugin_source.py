@@ -1,6 +1,6 @@
 """A third party's source, with its own status words, found by its entry point.
 
-The plug-in (written below into a directory of its own, as an installed distribution
+The plug-in (in tests/plugins.py, written into a directory of its own as an installed distribution
 would be) knows nothing of ftwatch's provider tables: its ``vocabulary`` alone says
 that ``SHIPPED`` is ``ready`` and ``BROKEN`` is ``failed``, and every body says so,
 without a line of ``model.py`` or ``statuses.py`` touched.
@@ -23,73 +23,8 @@ from ftwatch.statuses import Vocabulary
 from ftwatch.store.sqlite import SqliteStore
 
 from .conftest import notifiers_env, run_cli
+from .plugins import ACME_WORDS, install_plugin
 from .receiver import Receiver
-
-ACME_WORDS = {"WAITING": "queued", "TRAINING": "running", "SHIPPED": "ready", "BROKEN": "failed"}
-
-PLUGIN = '''
-"""Acme's fine-tuning jobs, read from a JSON file (id -> [name, status])."""
-
-import json
-from pathlib import Path
-from typing import ClassVar
-
-from pydantic import BaseModel
-
-from ftwatch.model import ModelInfo, ModelListing
-from ftwatch.sources.base import ModelNotFoundError, SourceConfig
-from ftwatch.sources.protocol import SourceKind
-from ftwatch.statuses import Vocabulary
-
-
-class AcmeConfig(SourceConfig):
-    jobs_file: Path
-
-
-class AcmeSource:
-    provider = "acme"
-    kind = SourceKind.SNAPSHOT
-    vocabulary = Vocabulary("acme", WORDS)
-    config_model: ClassVar[type[BaseModel]] = AcmeConfig
-
-    def __init__(self, config):
-        self._file = config.jobs_file
-
-    @classmethod
-    def from_config(cls, config, deps):
-        return cls(config)
-
-    def _jobs(self):
-        return {job_id: ModelInfo(job_id, name, status) for job_id, (name, status) in json.loads(
-            self._file.read_text()).items()}
-
-    async def list_models(self):
-        jobs = self._jobs()
-        return ModelListing(list(jobs.values()), 1)
-
-    async def get_model(self, model_id):
-        try:
-            return self._jobs()[model_id]
-        except KeyError:
-            raise ModelNotFoundError(model_id) from None
-
-    async def list_events(self, model_id, newer_than_ns=None):
-        return []
-'''
-
-
-def _install_plugin(root: Path) -> Path:
-    """The plug-in as an installed distribution: its module and its entry point."""
-    site = root / "site"
-    (site / "acme_source-1.0.dist-info").mkdir(parents=True)
-    (site / "acme_ftwatch.py").write_text(PLUGIN.replace("WORDS", repr(ACME_WORDS)))
-    (site / "acme_source-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: acme-source\nVersion: 1.0\n"
-    )
-    (site / "acme_source-1.0.dist-info" / "entry_points.txt").write_text(
-        "[ftwatch.sources]\nacme = acme_ftwatch:AcmeSource\n"
-    )
-    return site
 
 
 def test_a_plugin_source_says_its_own_states_in_every_body(
@@ -97,7 +32,7 @@ def test_a_plugin_source_says_its_own_states_in_every_body(
 ) -> None:
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps({"j1": ["bot", "TRAINING"], "j2": ["tagger", "TRAINING"]}))
-    site = _install_plugin(tmp_path)
+    site = install_plugin(tmp_path)
     env = quiet_env | notifiers_env({"type": "webhook", "url": receiver.url})
     env |= {
         "PYTHONPATH": str(site),

@@ -10,6 +10,7 @@ import pytest
 
 from ftwatch.sim.kit import Fault
 from tests.conftest import hook_env, run_cli, run_once
+from tests.plugins import install_plugin
 from tests.providers import world
 from tests.receiver import Answer, Receiver
 
@@ -221,6 +222,27 @@ def test_a_signal_ends_wait_with_128_plus_its_number_never_0(
         _, stderr = proc.communicate(timeout=15)
         assert proc.returncode == code, stderr
         assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["wait", "j1", "--until", "ready", "--interval", "0.2"], ["models"]], ids=["wait", "models"]
+)
+def test_a_sigterm_that_lands_inside_a_read_ends_the_command_as_ctrl_c_would(
+    command: list[str], quiet_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The SIGTERM arrives while a task's own code runs (the source sends it to its
+    process mid-read), not while the loop waits: the command still unwinds as from
+    Ctrl-C, ends 143 and says nothing of an exception left in a task."""
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"j1": ["bot", "TRAINING"]}))
+    env = quiet_env | {
+        "PYTHONPATH": str(install_plugin(tmp_path)),
+        "FTWATCH_SOURCES": json.dumps([{"type": "acme-interrupted", "name": "acme", "jobs_file": str(jobs)}]),
+    }
+    done = run_cli(command, env)
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "unhandled" not in done.stderr
 
 
 def test_an_unreachable_database_waits_connect_timeout_s_says_so_and_is_exit_1(

@@ -337,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         def interrupted(signum: int, frame: object) -> None:
             # SIGTERM ends a command the way Ctrl-C does, and says which it was.
             received[0] = signal.Signals(signum)
+            # Exactly what Ctrl-C would do now. Inside asyncio.run that is its runner's
+            # handler: it cancels the main task, the tasks unwind, then KeyboardInterrupt
+            # is raised from run(). Raised here instead, it would land in whichever task
+            # was running and be reported as that task's unhandled error.
+            on_ctrl_c = signal.getsignal(signal.SIGINT)
+            if callable(on_ctrl_c) and on_ctrl_c is not signal.default_int_handler:
+                on_ctrl_c(signal.SIGINT, frame)
+                return
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupted)
