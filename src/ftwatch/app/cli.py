@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 from ftwatch import __version__
@@ -334,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     received = [signal.SIGINT]
     if args.command not in _STOP_CLEANLY:
 
-        def interrupted(signum: int, frame: object) -> None:
+        def interrupted(signum: int, frame: FrameType | None) -> None:
             # SIGTERM ends a command the way Ctrl-C does, and says which it was.
             received[0] = signal.Signals(signum)
             # Exactly what Ctrl-C would do now. Inside asyncio.run that is its runner's
