@@ -128,11 +128,17 @@ def run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     start), for the tests whose subject is what a cycle finds and delivers. The
     command line's own behaviour (exit codes, signals, output) is tested as a
     subprocess, with :func:`run_cli`."""
-    # A plug-in installed for the child only (PYTHONPATH) needs a child to find it.
-    same_path = env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
-    done = run_in_process(["run", "--once"], env) if same_path else run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def run_here(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ftwatch ARGS`` for a test whose subject is what the configuration or a cycle
+    does, not the command line: in this process (:func:`run_in_process`), unless the
+    environment puts a plug-in on ``PYTHONPATH``, which only a child can find."""
+    same_path = env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+    return run_in_process(args, env) if same_path else run_cli(args, env)
 
 
 def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -142,6 +148,7 @@ def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.Completed
     from ftwatch.ops.logs import flush_logs  # noqa: PLC0415
 
     saved = dict(os.environ)
+    on_sigterm = signal.getsignal(signal.SIGTERM)  # main() sets its own for one-shot commands
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(env)
@@ -155,6 +162,7 @@ def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.Completed
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        signal.signal(signal.SIGTERM, on_sigterm)
     return subprocess.CompletedProcess([*FTWATCH, *args], code, out.getvalue(), err.getvalue())
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from ftwatch.settings import default_state_path, load_settings
 
-from .conftest import notifiers_env, run_cli
+from .conftest import notifiers_env, run_cli, run_here
 
 BAD_FILES = {
     "not TOML": ("[poll\ninterval_s = 1", "is not valid TOML"),
@@ -82,7 +82,7 @@ def test_bad_environment_is_one_line_and_exit_2(env: dict[str, str], expected: s
 def test_missing_key_names_co_api_key_and_api_key_file(base_env: dict[str, str]) -> None:
     """No key anywhere: the message names CO_API_KEY and api_key_file."""
     env = {k: v for k, v in base_env.items() if k != "CO_API_KEY"}
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 2
     assert "CO_API_KEY" in done.stderr
     assert "api_key_file" in done.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Daemon, free_port, run_cli, wait_for
+from tests.conftest import Daemon, free_port, run_cli, run_here, wait_for
 from tests.providers import world
 from tests.receiver import Receiver
 
@@ -60,7 +60,7 @@ def test_a_listing_past_its_page_cap_fails_that_source_in_one_line(quiet_env: di
         api.add("real", "running")
         api.sim.endless_pages = True
         env = api.env(quiet_env, tmp_path, max_pages=5)
-        done = run_cli(["run", "--once"], env, timeout=30)
+        done = run_here(["run", "--once"], env)
         assert done.returncode == 1, done.stderr
         assert "still more pages after 5" in done.stderr
         assert api.sim.count("list_models") == 5
@@ -76,20 +76,20 @@ def test_a_refusal_of_one_jobs_detail_is_that_jobs_failure_not_the_keys(
         env = api.env(quiet_env, tmp_path) | {
             "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}])
         }
-        assert run_cli(["run", "--once"], env).returncode == 0  # the baseline
+        assert run_here(["run", "--once"], env).returncode == 0  # the baseline
         api.sim.denied.add(denied)
         ended = "Completed" if provider == "bedrock" else "succeeded"
         api.move(denied, ended)
         api.move(other, ended)
         for _ in range(2):
-            done = run_cli(["run", "--once"], env)
+            done = run_here(["run", "--once"], env)
             assert done.returncode == 0, done.stderr  # not exit 3: the key is fine
             assert done.stderr.count('"model.failed"') == 1
             assert "may not read this job" in done.stderr
         assert [r.json()["model_id"] for r in receiver.received] == [other]
         # The list itself refused is still the key's: exit 3.
         wrong = {"AWS_SECRET_ACCESS_KEY": "wrong"} if provider == "bedrock" else {"OPENAI_API_KEY": "sk-wrong"}
-        refused = run_cli(["run", "--once"], env | wrong)
+        refused = run_here(["run", "--once"], env | wrong)
         assert refused.returncode == 3, refused.stderr
 
 
@@ -106,13 +106,13 @@ def test_a_job_listed_twice_is_read_once_and_a_vanished_one_is_counted_as_gone(
         listed = run_cli(["models", "--json"], env)
         assert listed.returncode == 0, listed.stderr
         assert [m["id"] for m in json.loads(listed.stdout)].count(twice) == 1
-        assert run_cli(["run", "--once"], env).returncode == 0  # the baseline
+        assert run_here(["run", "--once"], env).returncode == 0  # the baseline
         reads = api.sim.count("list_events")
         for _ in range(3):
-            assert run_cli(["run", "--once"], env).returncode == 0
+            assert run_here(["run", "--once"], env).returncode == 0
         assert api.sim.count("list_events") == reads  # nothing moved: nothing read
         api.sim.remove_job(leaving)
-        done = run_cli(["run", "--once"], env)
+        done = run_here(["run", "--once"], env)
         assert done.returncode == 0, done.stderr
         assert done.stderr.count('"model.gone"') == 1
         status = run_cli(["status", "--json"], env)
@@ -120,5 +120,5 @@ def test_a_job_listed_twice_is_read_once_and_a_vanished_one_is_counted_as_gone(
         assert report["models"] == {"openai": 2}
         assert report["models_gone"] == {"openai": 1}
         assert "openai 2 (1 gone)" in run_cli(["status"], env).stdout
-        again = run_cli(["run", "--once"], env)
+        again = run_here(["run", "--once"], env)
         assert '"model.gone"' not in again.stderr  # marked once

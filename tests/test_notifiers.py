@@ -15,7 +15,7 @@ from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.sim.cohere import CohereSimulator
 
-from .conftest import Daemon, notifiers_env, run_cli, run_once, wait_for
+from .conftest import Daemon, notifiers_env, run_here, run_once, wait_for
 from .receiver import Answer, Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(
             {"type": "slack", "webhook_url": dead_url},
         ),
     }
-    done = run_cli(["notify-test"], env)
+    done = run_here(["notify-test"], env)
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert lines[0].startswith("ok      webhook 127.0.0.1 [webhook-")
@@ -142,7 +142,7 @@ def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(
 def test_notify_test_succeeds_when_all_deliver(receiver: Receiver, base_env: dict[str, str]) -> None:
     """notify-test exits 0 when every notifier delivered."""
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url}, {"type": "stdout"})}
-    done = run_cli(["notify-test"], env)
+    done = run_here(["notify-test"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ftwatch-notify-test" in done.stdout  # the stdout notifier's own line
     assert len(receiver.received) == 1
@@ -167,6 +167,6 @@ def test_a_plugin_notifier_is_found_through_its_entry_point(
     run_once(env)
     assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["STATUS_READY"]
 
-    bad = run_cli(["check-config"], {**base_env, **notifiers_env({"type": "file"})})
+    bad = run_here(["check-config"], {**base_env, **notifiers_env({"type": "file"})})
     assert bad.returncode == 2
     assert "unknown notifier type 'file'" in bad.stderr  # without the plug-in on the path

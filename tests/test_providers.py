@@ -23,7 +23,7 @@ from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
 from ftwatch.sim.kit import Fault
 from ftwatch.wording import text_line
-from tests.conftest import FTWATCH, Daemon, hook_env, run_cli, run_once, wait_for
+from tests.conftest import FTWATCH, Daemon, hook_env, run_cli, run_here, run_once, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
 from tests.receiver import Answer, Receiver
 
@@ -141,7 +141,7 @@ def test_a_refused_key_exits_3_naming_where_the_key_comes_from(
         env["OPENAI_API_KEY"] = "sk-wrong"
     else:
         env |= aws_env(tmp_path, secret="not-the-secret")
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 3, done.stderr
     assert "refused the key" in done.stderr
     assert "Traceback" not in done.stderr
@@ -155,13 +155,13 @@ def test_a_missing_key_is_a_one_line_error_naming_the_variable(
     api: World, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = clean_env | {"FTWATCH_SOURCES": json.dumps([api.source()])}
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 2, done.stderr
     expected = {"cohere": "CO_API_KEY", "openai": "OPENAI_API_KEY", "bedrock": "AWS_REGION"}[api.provider]
     if api.provider == "bedrock":  # a region is given: the credentials are what is missing
         env |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none")}
         env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
-        done = run_cli(["run", "--once"], env)
+        done = run_here(["run", "--once"], env)
         assert done.returncode == 2, done.stderr
         expected = "AWS_ACCESS_KEY_ID"
     assert expected in done.stderr
@@ -249,7 +249,7 @@ def test_three_sources_at_once_and_one_that_is_down_stops_no_other(
         for api in apis:
             api.move(jobs[api.provider], LIFECYCLES[api.provider][1])
         openai.sim.inject(Fault("503"), times=50)  # down for this whole run
-        done = run_cli(["run", "--once"], env)
+        done = run_here(["run", "--once"], env)
         # The others delivered; a cron job still hears that one source was not polled.
         assert done.returncode == 1, done.stderr
         assert "could not poll 1 of the sources (openai:" in done.stderr
@@ -277,7 +277,7 @@ def test_a_filter_takes_a_provider_word_or_a_normalized_state(
             {"type": "webhook", "url": receiver.url + "/word", "name": "word", "statuses": ["succeeded"]},
         ]
         env["FTWATCH_NOTIFIERS"] = json.dumps(notifiers)
-        run_cli(["run", "--once"], env)
+        run_here(["run", "--once"], env)
         openai.move(jobs["openai"], "running")
         openai.move(jobs["openai"], "succeeded")
         bedrock.move(jobs["bedrock"], "Completed")
@@ -329,7 +329,7 @@ def test_one_unreadable_job_is_that_jobs_problem_only(
         run_once(env)
         api.sim.override(odd, status=7)  # a number where a word belongs
         api.move(good, LIFECYCLES[provider][-1])
-        done = run_cli(["run", "--once"], env)
+        done = run_here(["run", "--once"], env)
         assert done.returncode == 0, done.stderr
         assert "model.failed" in done.stderr
         assert [b["model_id"] for b in _bodies(receiver)] == [good]
@@ -352,7 +352,7 @@ def test_check_config_shows_each_source_with_its_secrets_hidden(clean_env: dict[
     secret = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
     with world("openai") as api:
         env = api.env(clean_env, tmp_path, webhook={"secret": secret}, organization="org-1")
-        done = run_cli(["check-config"], env)
+        done = run_here(["check-config"], env)
         assert done.returncode == 0, done.stderr
         shown = json.loads(done.stdout)
         assert shown["sources"][0]["type"] == "openai"
@@ -363,7 +363,7 @@ def test_check_config_shows_each_source_with_its_secrets_hidden(clean_env: dict[
 
 def test_two_sources_of_one_name_are_refused_in_one_line(clean_env: dict[str, str]) -> None:
     env = clean_env | {"FTWATCH_SOURCES": json.dumps([{"type": "openai"}, {"type": "openai"}])}
-    done = run_cli(["check-config"], env)
+    done = run_here(["check-config"], env)
     assert done.returncode == 2
     assert "a second source named 'openai'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -22,7 +22,18 @@ from ftwatch.sim.cohere import CohereSimulator, Fault
 from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SCHEMA_VERSION
 
-from .conftest import Daemon, baselined, free_port, hook_env, notifiers_env, run_cli, run_once, source_for, wait_for
+from .conftest import (
+    Daemon,
+    baselined,
+    free_port,
+    hook_env,
+    notifiers_env,
+    run_cli,
+    run_here,
+    run_once,
+    source_for,
+    wait_for,
+)
 from .receiver import Answer, Receiver
 
 SECOND = 1_000_000_000
@@ -386,7 +397,7 @@ def test_check_config_refuses_what_can_never_be_sent(
     url_file = tmp_path / "url"
     url_file.write_text("ftp://example.com/hook\n")
     notifier = {k: (str(url_file) if v == "URL_FILE" else v) for k, v in notifier.items()}
-    done = run_cli(["check-config"], {**base_env, **notifiers_env(notifier)})
+    done = run_here(["check-config"], {**base_env, **notifiers_env(notifier)})
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -495,7 +506,7 @@ def test_check_config_redacts_apprise_tokens_and_header_values(base_env: dict[st
         {"type": "apprise", "urls": ["tgram://123456789:BOTTOKENabcdef/12345", "json://user:pw@hooks.example/x"]},
         {"type": "webhook", "url": "https://user:pa55@hooks.example/p?k=v", "headers": {"Authorization": "Bearer sek"}},
     )
-    done = run_cli(["check-config"], {**base_env, **notifiers})
+    done = run_here(["check-config"], {**base_env, **notifiers})
     assert done.returncode == 0, done.stderr
     for secret in ("BOTTOKEN", "123456789", "pw@", "pa55", "Bearer", "sek", "k=v"):
         assert secret not in done.stdout
@@ -517,7 +528,7 @@ def test_a_model_id_cannot_reach_another_path_of_the_api(sim: CohereSimulator, b
     assert escaped.returncode == 2  # an id that names nothing: 2, as for wait and outbox replay
     assert "not found" in escaped.stderr
     assert sim.stray_paths == []
-    configured = run_cli(["check-config"], {**base_env, "FTWATCH_POLL__MODELS": '["../x"]'})
+    configured = run_here(["check-config"], {**base_env, "FTWATCH_POLL__MODELS": '["../x"]'})
     assert configured.returncode == 2
 
 
@@ -529,7 +540,7 @@ def test_a_template_that_never_ends_fails_check_config_quickly(base_env: dict[st
     loop = "{% for i in range(999) %}"
     loops = loop * 3 + "{% endfor %}" * 3
     started = time.monotonic()
-    done = run_cli(["check-config"], {**base_env, **notifiers_env({"type": "stdout", "template": loops})})
+    done = run_here(["check-config"], {**base_env, **notifiers_env({"type": "stdout", "template": loops})})
     assert done.returncode == 2
     assert "template" in done.stderr
     assert time.monotonic() - started < 15
@@ -603,7 +614,7 @@ def test_a_key_with_a_bom_or_non_ascii_bytes_is_a_config_error(
     key_file = tmp_path / "key"
     key_file.write_text(content, encoding="utf-8")
     env = {k: v for k, v in base_env.items() if k != "CO_API_KEY"}
-    done = run_cli(["run", "--once"], {**env, "FTWATCH_COHERE__API_KEY_FILE": str(key_file)})
+    done = run_here(["run", "--once"], {**env, "FTWATCH_COHERE__API_KEY_FILE": str(key_file)})
     assert done.returncode == 2
     assert "plain ASCII" in done.stderr
     assert content.lstrip("\ufeff") not in done.stderr
@@ -651,7 +662,7 @@ def test_a_state_file_of_a_newer_build_is_refused(base_env: dict[str, str], tmp_
     db = sqlite3.connect(tmp_path / "state.db")
     db.executescript("CREATE TABLE models (model_id TEXT PRIMARY KEY, renamed TEXT); PRAGMA user_version = 99;")
     db.close()
-    done = run_cli(["run", "--once"], base_env)
+    done = run_here(["run", "--once"], base_env)
     assert done.returncode == 2, done.stderr
     assert "schema version 99" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

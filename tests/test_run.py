@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftwatch.sim.cohere import CohereSimulator, Fault
 
-from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_once, wait_for
+from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_here, run_once, wait_for
 from .receiver import Answer, Receiver
 
 
@@ -167,7 +167,7 @@ def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
     env = baselined(base_env, receiver)
     sim.set_status(model, "STATUS_READY")
     receiver.answer(Answer(422, b"schema mismatch"))
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 0
     assert "notify.dead_letter" in done.stderr
     assert "schema mismatch" in done.stderr
@@ -198,7 +198,7 @@ def test_a_missing_model_is_logged_and_the_others_go_on(
     env = {**hook_env(base_env, receiver), "FTWATCH_POLL__MODELS": json.dumps(["ft-missing", model])}
     run_once(env)
     sim.set_status(model, "STATUS_READY")
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 0
     assert "model.not_found" in done.stderr
     assert "ft-missing" in done.stderr
@@ -222,7 +222,7 @@ def test_stdout_json_is_one_object_per_line_and_nothing_else(sim: CohereSimulato
     run_once(env)
     sim.set_status(model, "STATUS_FINETUNING")
     sim.set_status(model, "STATUS_FAILED")
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     lines = done.stdout.splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["STATUS_FINETUNING", "STATUS_FAILED"]
     assert "poll.cycle" in done.stderr
@@ -282,7 +282,7 @@ def test_run_once_with_the_api_down_exits_1_and_still_delivers_what_waited(
     run_once(env)  # detected; its delivery failed and waits in the outbox
     sim.inject(Fault("503"), times=10)
     # Run until the failed delivery's backoff is due (tens of milliseconds here).
-    done = wait_for(lambda: (d := run_cli(["run", "--once"], env)).returncode == 1 and receiver.received and d)
+    done = wait_for(lambda: (d := run_here(["run", "--once"], env)).returncode == 1 and receiver.received and d)
     assert done.stderr.strip().splitlines()[-1].startswith("ftwatch: the API could not be polled: ")
     assert [b["status"] for b in receiver.bodies()] == ["STATUS_READY"]
 
@@ -342,6 +342,6 @@ def test_bodies_name_their_provider_source_and_state_and_filters_take_states(
 def test_a_filter_word_that_is_neither_status_nor_state_is_exit_2(base_env: dict[str, str]) -> None:
     """A typo in `statuses` names itself and the accepted kinds, in one line."""
     env = {**base_env, **notifiers_env({"type": "stdout", "statuses": ["runing"]})}
-    done = run_cli(["check-config"], env)
+    done = run_here(["check-config"], env)
     assert done.returncode == 2
     assert "'runing' is no known status or state" in done.stderr

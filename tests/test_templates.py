@@ -11,7 +11,7 @@ from ftwatch.notifiers.slack import slack_message
 from ftwatch.sim.cohere import CohereSimulator
 from ftwatch.templates import SAMPLE, compile_template
 
-from .conftest import notifiers_env, run_cli, wait_for
+from .conftest import notifiers_env, run_here, wait_for
 from .receiver import Answer, Receiver
 
 
@@ -68,7 +68,7 @@ def test_check_config_rejects_a_broken_template(base_env: dict[str, str], tmp_pa
     config.write_text(
         '[[notifiers]]\ntype = "slack"\nwebhook_url = "https://hooks.example.com/x"\ntemplate = "{{ nmae }}"\n'
     )
-    done = run_cli(["check-config", "--config", str(config)], base_env)
+    done = run_here(["check-config", "--config", str(config)], base_env)
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "ftwatch: invalid configuration: notifiers[0] (slack).template: "
@@ -88,9 +88,9 @@ def test_stdout_template_and_webhook_headers(
             {"type": "webhook", "url": receiver.url, "headers": {"X-Model": "{{ model_id }}", "X-Team": "ml-platform"}},
         ),
     }
-    assert run_cli(["run", "--once"], env).returncode == 0
+    assert run_here(["run", "--once"], env).returncode == 0
     sim.set_status(model, "STATUS_READY")
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.stdout == "classifier: READY\n"
     [got] = receiver.received
     assert got.headers["x-model"] == model
@@ -104,7 +104,7 @@ def test_webhook_headers_cannot_replace_the_signature(base_env: dict[str, str]) 
         **base_env,
         **notifiers_env({"type": "webhook", "url": "https://example.com/h", "headers": {"Webhook-Signature": "v1,x"}}),
     }
-    done = run_cli(["check-config"], env)
+    done = run_here(["check-config"], env)
     assert done.returncode == 2
     assert "ftwatch's own" in done.stderr
 
@@ -119,9 +119,9 @@ def test_apprise_delivers_through_json_scheme(
         **base_env,
         **notifiers_env({"type": "apprise", "urls": [url], "template": "{{ model }} -> {{ status_human }}"}),
     }
-    assert run_cli(["run", "--once"], env).returncode == 0
+    assert run_here(["run", "--once"], env).returncode == 0
     sim.set_status(model, "STATUS_FAILED")
-    done = run_cli(["run", "--once"], env)
+    done = run_here(["run", "--once"], env)
     assert done.returncode == 0, done.stderr
     [got] = receiver.bodies()
     assert got["title"] == "summarizer failed"
@@ -134,14 +134,14 @@ def test_apprise_failure_is_retried_from_the_outbox(
     """An Apprise failure stays in the outbox and is retried."""
     model = sim.add_model("m", "STATUS_FINETUNING")
     env = {**base_env, **notifiers_env({"type": "apprise", "urls": [receiver.url.replace("http://", "json://")]})}
-    assert run_cli(["run", "--once"], env).returncode == 0
+    assert run_here(["run", "--once"], env).returncode == 0
     sim.set_status(model, "STATUS_READY")
     receiver.answer(Answer(500))
-    failed = run_cli(["run", "--once"], env)
+    failed = run_here(["run", "--once"], env)
     assert "notify.failed" in failed.stderr
     assert receiver.received == []
     # The retry is due after its backoff (tens of milliseconds here): run again until then.
-    wait_for(lambda: run_cli(["run", "--once"], env).returncode == 0 and receiver.received, what="the retry")
+    wait_for(lambda: run_here(["run", "--once"], env).returncode == 0 and receiver.received, what="the retry")
     assert [b["title"] for b in receiver.bodies()] == ["m is ready"]
 
 
@@ -151,6 +151,6 @@ def test_apprise_without_the_extra_says_how_to_install(base_env: dict[str, str],
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
     env = {**base_env, "PYTHONPATH": str(tmp_path), **notifiers_env({"type": "apprise", "urls": ["json://x"]})}
-    done = run_cli(["check-config"], env)
+    done = run_here(["check-config"], env)
     assert done.returncode == 2
     assert "pip install 'ftwatch[apprise]'" in done.stderr
