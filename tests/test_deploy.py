@@ -15,11 +15,16 @@ import httpx
 import pytest
 import yaml
 
+from ftwatch.sim import bedrock as bedrock_sim
+from ftwatch.sim import cohere as cohere_sim
+from ftwatch.sim import openai as openai_sim
 from ftwatch.sim.cohere import CohereSimulator
 
-from .conftest import Daemon, free_port, wait_for
+from .conftest import Daemon, free_port, run_cli, wait_for
+from .providers import world
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+CONFIG = DEPLOY.parent / "config"
 
 
 def _docs(name: str) -> list[dict[str, Any]]:
@@ -91,20 +96,120 @@ def test_the_sidecar_is_native() -> None:
 
 
 def test_systemd_unit_has_what_the_contract_asks() -> None:
-    """The unit is Type=notify with a watchdog, a credential, and no restart on exit 2 or 3."""
+    """The unit is Type=notify with a watchdog and no restart on exit 2 or 3; it asks
+    for no provider's credential itself (each provider's drop-in does)."""
     unit = (DEPLOY / "systemd" / "ftwatch.service").read_text()
     for line in (
         "Type=notify",
         "NotifyAccess=main",
         "DynamicUser=yes",
         "StateDirectory=ftwatch",
-        "LoadCredential=cohere-api-key:",
         "Restart=on-failure",
         "RestartPreventExitStatus=2 3",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "WatchdogSec=",
+        "LimitNOFILE=65536",
+        "ExecStart=/usr/local/bin/ftwatch run --config /etc/ftwatch/ftwatch.toml",
     ):
         assert line in unit, line
+    assert "LoadCredential" not in dict(_directives(unit))
+
+
+def _directives(text: str) -> list[tuple[str, str]]:
+    return [
+        (key, value)
+        for key, _, value in (line.partition("=") for line in text.splitlines())
+        if value and not key.startswith(("#", "["))
+    ]
+
+
+#: What a user puts in each provider's credential file, for the simulator's account.
+_CREDENTIAL_FILES = {
+    "cohere": f"{cohere_sim.DEFAULT_KEY}\n",
+    "openai": f"{openai_sim.DEFAULT_KEY}\n",
+    "bedrock": f"[default]\naws_access_key_id = {bedrock_sim.ACCESS_KEY}\n"
+    f"aws_secret_access_key = {bedrock_sim.SECRET_KEY}\n",
+}
+
+
+@pytest.mark.parametrize("provider", sorted(_CREDENTIAL_FILES))
+def test_each_providers_drop_in_hands_ftwatch_the_credential_it_reads(
+    provider: str, quiet_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under the unit with a provider's drop-in, that provider's key reaches ftwatch
+    from the credential alone: the files are laid out as systemd lays them out
+    (``$CREDENTIALS_DIRECTORY/NAME``, ``%d`` for that directory), and `ftwatch models`
+    lists the simulator's job; without the credential it is exit 2, no key."""
+    drop_in = (DEPLOY / "systemd" / "ftwatch.service.d" / f"{provider}.conf").read_text()
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    unit_env: dict[str, str] = {}
+    for key, value in _directives(drop_in):
+        if key == "LoadCredential":
+            name, _, host_path = value.partition(":")
+            assert host_path.startswith("/etc/ftwatch/"), value
+            (credentials / name).write_text(_CREDENTIAL_FILES[provider])
+        elif key == "Environment":
+            variable, _, setting = value.partition("=")
+            unit_env[variable] = setting.replace("%d", str(credentials))
+        else:
+            pytest.fail(f"{provider}.conf: unexpected {key}=")
+    with world(provider) as api:
+        api.add("tuned", None)
+        # The simulator's source, with no key in the environment: only the credential.
+        base = {k: v for k, v in api.env(quiet_env, tmp_path).items() if k not in api.credentials(tmp_path)}
+        base["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance role to fall back on here
+        listed = run_cli(["models", "-o", "json"], base | unit_env | {"CREDENTIALS_DIRECTORY": str(credentials)})
+        assert listed.returncode == 0, listed.stderr
+        assert [row["id"] for row in json.loads(listed.stdout)] == list(api.simulated.jobs())
+        keyless = run_cli(["models"], base | {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+        assert keyless.returncode == 2, keyless.stderr
+
+
+def test_the_units_config_puts_the_state_where_the_unit_and_the_host_find_it(quiet_env: dict[str, str]) -> None:
+    """deploy/systemd/ftwatch.toml names its state inside the unit's StateDirectory,
+    so `sudo ftwatch status` on the host opens the service's own file; it passes
+    check-config as shipped."""
+    unit = dict(_directives((DEPLOY / "systemd" / "ftwatch.service").read_text()))
+    config_path = DEPLOY / "systemd" / "ftwatch.toml"
+    config = tomllib.loads(config_path.read_text())
+    assert Path(config["state"]["path"]).parent == Path("/var/lib") / unit["StateDirectory"]
+    done = run_cli(["check-config", "--offline", "--config", str(config_path)], quiet_env)
+    assert done.returncode == 0, done.stderr
+
+
+def _configmap_configs() -> dict[str, dict[str, Any]]:
+    found = {}
+    for manifest in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if doc and doc.get("kind") == "ConfigMap" and "ftwatch.toml" in doc.get("data", {}):
+                found[f"{manifest.name}:{doc['metadata']['name']}"] = tomllib.loads(doc["data"]["ftwatch.toml"])
+    return found
+
+
+def test_the_image_installs_every_extra_a_shipped_config_needs() -> None:
+    """The Dockerfile's default EXTRAS cover what each shipped manifest and example
+    config asks for: PostgreSQL for a state URL (in a ConfigMap or the container's
+    environment), botocore for a bedrock source."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    [extras] = re.findall(r"^ARG EXTRAS=(\S*)$", dockerfile, flags=re.MULTILINE)
+    assert '".${EXTRAS:+[$EXTRAS]}"' in dockerfile  # and the install uses them
+    assert 'org.opencontainers.image.version="${VERSION}"' in dockerfile
+    examples = {path.name: tomllib.loads(path.read_text()) for path in sorted(CONFIG.glob("*.toml"))}
+    needed = set()
+    for config in (_configmap_configs() | examples).values():
+        if config.get("state", {}).get("url") or "postgres" in json.dumps(config.get("state", {})):
+            needed.add("postgres")
+        if any(source.get("type") == "bedrock" for source in config.get("sources", [])):
+            needed.add("bedrock")
+    if any(
+        env["name"] == "FTWATCH_STATE__URL"
+        for manifest in ("replicas-postgres.yaml", "sidecar-postgres.yaml")
+        for env in _ftwatch_container(manifest)[1].get("env", [])
+    ):
+        needed.add("postgres")
+    assert needed == {"postgres", "bedrock"}  # what the shipped files do ask for today
+    assert needed <= set(extras.split(","))
 
 
 @pytest.mark.parametrize("manifest", ["replicas-postgres.yaml", "sidecar-postgres.yaml"])
