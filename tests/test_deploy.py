@@ -86,6 +86,34 @@ def test_restricted_pod_security(manifest: str) -> None:
     assert container["resources"]["limits"]["memory"]
 
 
+def _secrets_referenced(node: Any) -> set[str]:
+    """The Secret names a manifest's documents refer to, wherever they do."""
+    if isinstance(node, list):
+        return set().union(*(_secrets_referenced(item) for item in node))
+    if not isinstance(node, dict):
+        return set()
+    found = {node["secretName"]} if "secretName" in node else set()
+    for key in ("secretKeyRef", "secretRef"):
+        if isinstance(node.get(key), dict):
+            found.add(node[key]["name"])
+    return found.union(*(_secrets_referenced(value) for value in node.values()))
+
+
+@pytest.mark.parametrize("manifest", sorted(p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")))
+def test_no_manifest_ships_a_secret_and_each_one_it_uses_says_how_to_create_it(manifest: str) -> None:
+    """A shipped Secret with a placeholder would be written over the user's own by
+    `kubectl apply`: none is shipped, and every Secret a manifest mounts or reads is
+    named with its `kubectl create secret` command in that manifest or the one it points to."""
+    text = (DEPLOY / "kubernetes" / manifest).read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert not [d for d in docs if d.get("kind") == "Secret"]
+    told = text + "".join(
+        (DEPLOY / "kubernetes" / other).read_text() for other in re.findall(r"see ([\w-]+\.yaml)", text)
+    )
+    for name in _secrets_referenced(docs):
+        assert f"kubectl create secret generic {name}" in told, name
+
+
 def test_the_sidecar_is_native() -> None:
     """The sidecar is an init container with restartPolicy: Always."""
     pod, container = _ftwatch_container("sidecar.yaml")
