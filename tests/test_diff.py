@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ftwatch.diff import DEFAULT_CLOCK_SKEW_NS, DEFAULT_LOOKBACK_NS, Cursor, diff_events, transition_id
 from ftwatch.model import Event, Transition
+from ftwatch.state import ReadWindow
 from ftwatch.store import ModelState
 from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SqliteStore as Store
@@ -45,7 +46,7 @@ def _poll_all(
     for snapshot in snapshots:
         shuffled = list(snapshot)
         shuffle.shuffle(shuffled)  # the API's order is not to be trusted
-        cursor, new = diff_events("ft-1", "m", cursor, shuffled, baseline=baseline, detected_at_ns=0)
+        cursor, new = diff_events("ft-1", "m", cursor, shuffled, ReadWindow(baseline=baseline, detected_at_ns=0))
         sent.extend(new)
         baseline = False
     return cursor, sent
@@ -67,7 +68,7 @@ def test_every_event_is_sent_once_oldest_first(steps: list[list[tuple[int, str |
     assert len({t.id for t in sent}) == len(sent)
     assert [t.occurred_at for t in sent] == sorted(t.occurred_at for t in sent)
     # Polling all at once gives the same transitions: ids depend on events, not on polls.
-    _, at_once = diff_events("ft-1", "m", None, everything, baseline=False, detected_at_ns=0)
+    _, at_once = diff_events("ft-1", "m", None, everything, ReadWindow(baseline=False, detected_at_ns=0))
     assert {t.id for t in at_once} == {t.id for t in sent}
 
 
@@ -76,7 +77,7 @@ def test_every_event_is_sent_once_oldest_first(steps: list[list[tuple[int, str |
 def test_baseline_sends_nothing_then_only_what_is_new(steps: list[list[tuple[int, str | None]]], seed: int) -> None:
     """The first read is history; afterwards exactly the events added since are sent."""
     snapshots = _grow(steps)
-    cursor, first = diff_events("ft-1", "m", None, snapshots[0], baseline=True, detected_at_ns=0)
+    cursor, first = diff_events("ft-1", "m", None, snapshots[0], ReadWindow(baseline=True, detected_at_ns=0))
     assert first == []
     _, sent = _poll_all(snapshots[1:], baseline=False, seed=seed, cursor=cursor)
     assert {t.id for t in sent} == {_id(e) for e in snapshots[-1][len(snapshots[0]) :]}
@@ -97,11 +98,11 @@ def test_previous_status_chains_transitions(steps: list[list[tuple[int, str | No
 def test_reading_only_the_pages_after_the_horizon_is_enough(steps: list[list[tuple[int, str | None]]]) -> None:
     """Newest first, stopping at the cursor's horizon, gives what the whole history gives."""
     snapshots = _grow(steps)
-    cursor, _ = diff_events("ft-1", "m", None, snapshots[0], baseline=True, detected_at_ns=0)
-    _, full = diff_events("ft-1", "m", cursor, snapshots[-1], baseline=False, detected_at_ns=0)
+    cursor, _ = diff_events("ft-1", "m", None, snapshots[0], ReadWindow(baseline=True, detected_at_ns=0))
+    _, full = diff_events("ft-1", "m", cursor, snapshots[-1], ReadWindow(baseline=False, detected_at_ns=0))
     horizon = cursor.horizon_ns
     recent = [e for e in snapshots[-1] if horizon is None or (e.created_at_ns or 0) >= horizon]
-    _, partial = diff_events("ft-1", "m", cursor, recent, baseline=False, detected_at_ns=0)
+    _, partial = diff_events("ft-1", "m", cursor, recent, ReadWindow(baseline=False, detected_at_ns=0))
     assert [t.id for t in partial] == [t.id for t in full]
 
 
@@ -112,7 +113,7 @@ def test_a_transition_never_repeats_its_previous_status(events: list[tuple[int, 
     for gap, status in events:
         at += gap
         history.append(Event(status, at))
-    _, sent = diff_events("ft-1", "m", None, history, baseline=False, detected_at_ns=0)
+    _, sent = diff_events("ft-1", "m", None, history, ReadWindow(baseline=False, detected_at_ns=0))
     assert all(t.status != t.previous_status for t in sent)
     assert len({t.id for t in sent}) == len(sent)
 
@@ -168,7 +169,7 @@ def test_skewed_clocks_late_events_and_restarts_report_each_event_once(  # noqa:
     if lazy:
         cursor: Cursor = Cursor(updated_at, frozenset(), last.status, lazy=True)
     else:
-        cursor, first = diff_events("ft-1", "m", None, history, baseline=True, detected_at_ns=0)
+        cursor, first = diff_events("ft-1", "m", None, history, ReadWindow(baseline=True, detected_at_ns=0))
         assert first == []
     # What happens after the baseline is stamped later than anything it can be confused with.
     earliest_new = max(updated_at, last.created_at_ns) + DEFAULT_CLOCK_SKEW_NS + 1
@@ -191,7 +192,7 @@ def test_skewed_clocks_late_events_and_restarts_report_each_event_once(  # noqa:
                 horizon = None if cursor.lazy else cursor.horizon_ns
                 read = [e for e in history if number or horizon is None or (e.created_at_ns or 0) >= horizon]
                 shuffle.shuffle(read)
-                cursor, new = diff_events("ft-1", "m", cursor, read, baseline=False, detected_at_ns=0)
+                cursor, new = diff_events("ft-1", "m", cursor, read, ReadWindow(baseline=False, detected_at_ns=0))
                 sent.extend(new)
     assert len({t.id for t in sent}) == len(sent), "an event was reported twice"
     assert {t.id for t in sent} == expected
@@ -200,17 +201,19 @@ def test_skewed_clocks_late_events_and_restarts_report_each_event_once(  # noqa:
 def test_a_repeated_status_is_remembered_not_sent() -> None:
     """Twins (same status, same instant) and repeats are not status changes."""
     twins = [Event("STATUS_READY", 5_000), Event("STATUS_READY", 5_000), Event("STATUS_READY", 6_000)]
-    cursor, sent = diff_events("ft-1", "m", None, twins, baseline=False, detected_at_ns=0)
+    cursor, sent = diff_events("ft-1", "m", None, twins, ReadWindow(baseline=False, detected_at_ns=0))
     assert [(t.status, t.previous_status) for t in sent] == [("STATUS_READY", None)]
-    _, again = diff_events("ft-1", "m", cursor, twins, baseline=False, detected_at_ns=0)
+    _, again = diff_events("ft-1", "m", cursor, twins, ReadWindow(baseline=False, detected_at_ns=0))
     assert again == []
 
 
 def test_a_late_event_at_the_cursor_instant_is_new() -> None:
     """An event arriving late at exactly the newest instant is still reported."""
-    cursor, _ = diff_events("ft-1", "m", None, [Event("STATUS_FINETUNING", 7_000)], baseline=True, detected_at_ns=0)
+    cursor, _ = diff_events(
+        "ft-1", "m", None, [Event("STATUS_FINETUNING", 7_000)], ReadWindow(baseline=True, detected_at_ns=0)
+    )
     late = [Event("STATUS_FINETUNING", 7_000), Event("STATUS_READY", 7_000, "u9")]
-    _, sent = diff_events("ft-1", "m", cursor, late, baseline=False, detected_at_ns=0)
+    _, sent = diff_events("ft-1", "m", cursor, late, ReadWindow(baseline=False, detected_at_ns=0))
     assert [(t.status, t.user_id, t.previous_status) for t in sent] == [("STATUS_READY", "u9", "STATUS_FINETUNING")]
 
 
@@ -218,27 +221,29 @@ def test_a_late_event_inside_the_lookback_is_sent_once_and_an_old_one_never() ->
     """Stamped before the newest event but inside the window: sent once; past it: history."""
     t0 = 1_800_000_000 * SECOND
     history = [Event("STATUS_QUEUED", t0), Event("STATUS_FINETUNING", t0 + 100 * SECOND)]
-    cursor, _ = diff_events("ft-1", "m", None, history, baseline=True, detected_at_ns=0)
+    cursor, _ = diff_events("ft-1", "m", None, history, ReadWindow(baseline=True, detected_at_ns=0))
     late = Event("STATUS_PAUSED", t0 + 60 * SECOND)
-    cursor, sent = diff_events("ft-1", "m", cursor, [*history, late], baseline=False, detected_at_ns=0)
+    cursor, sent = diff_events("ft-1", "m", cursor, [*history, late], ReadWindow(baseline=False, detected_at_ns=0))
     assert [(t.status, t.previous_status) for t in sent] == [("STATUS_PAUSED", "STATUS_QUEUED")]
-    _, again = diff_events("ft-1", "m", cursor, [*history, late], baseline=False, detected_at_ns=0)
+    _, again = diff_events("ft-1", "m", cursor, [*history, late], ReadWindow(baseline=False, detected_at_ns=0))
     assert again == []
     too_old = Event("STATUS_FAILED", t0 + 100 * SECOND - DEFAULT_LOOKBACK_NS - 1)
-    _, old = diff_events("ft-1", "m", cursor, [*history, late, too_old], baseline=False, detected_at_ns=0)
+    _, old = diff_events("ft-1", "m", cursor, [*history, late, too_old], ReadWindow(baseline=False, detected_at_ns=0))
     assert old == []
 
 
 def test_undated_events_are_reported_once_after_the_dated_ones() -> None:
     """No created_at: reported at the time first seen, once, never dropped."""
-    cursor, _ = diff_events("ft-1", "m", None, [Event("STATUS_QUEUED", 1_000)], baseline=True, detected_at_ns=0)
+    cursor, _ = diff_events(
+        "ft-1", "m", None, [Event("STATUS_QUEUED", 1_000)], ReadWindow(baseline=True, detected_at_ns=0)
+    )
     events = [Event("STATUS_FAILED", None), Event("STATUS_FINETUNING", 2_000), Event("STATUS_QUEUED", 1_000)]
-    cursor, sent = diff_events("ft-1", "m", cursor, events, baseline=False, detected_at_ns=5 * SECOND)
+    cursor, sent = diff_events("ft-1", "m", cursor, events, ReadWindow(baseline=False, detected_at_ns=5 * SECOND))
     assert [(t.status, t.previous_status, t.occurred_at) for t in sent] == [
         ("STATUS_FINETUNING", "STATUS_QUEUED", "1970-01-01T00:00:00.000002000Z"),
         ("STATUS_FAILED", "STATUS_FINETUNING", "1970-01-01T00:00:05.000000000Z"),
     ]
-    _, again = diff_events("ft-1", "m", cursor, events, baseline=False, detected_at_ns=9 * SECOND)
+    _, again = diff_events("ft-1", "m", cursor, events, ReadWindow(baseline=False, detected_at_ns=9 * SECOND))
     assert again == []
 
 
@@ -249,10 +254,10 @@ def test_a_lazy_baseline_survives_coarse_and_skewed_updated_at() -> None:
     history = [Event("STATUS_QUEUED", t - SECOND), Event("STATUS_READY", t)]
     for updated_at in (t - t % 1_000, t - SECOND + 1):
         cursor = Cursor(updated_at, frozenset(), "STATUS_READY", lazy=True)
-        _, sent = diff_events("ft-1", "m", cursor, history, baseline=False, detected_at_ns=0)
+        _, sent = diff_events("ft-1", "m", cursor, history, ReadWindow(baseline=False, detected_at_ns=0))
         assert sent == []
         moved = [*history, Event("STATUS_DELETED", t + 1_000)]
-        _, sent = diff_events("ft-1", "m", cursor, moved, baseline=False, detected_at_ns=0)
+        _, sent = diff_events("ft-1", "m", cursor, moved, ReadWindow(baseline=False, detected_at_ns=0))
         assert [(s.status, s.previous_status) for s in sent] == [("STATUS_DELETED", "STATUS_READY")]
 
 
@@ -264,8 +269,7 @@ def test_transition_carries_the_contract_fields() -> None:
         "my-classifier",
         None,
         [Event("STATUS_READY", 1_793_534_404_000_000_417, "u1")],
-        baseline=False,
-        detected_at_ns=1_793_534_405_120_000_000,
+        ReadWindow(baseline=False, detected_at_ns=1_793_534_405_120_000_000),
     )
     assert t.to_payload() == {
         "id": t.id,
@@ -291,7 +295,7 @@ def test_a_lazy_baseline_from_updated_at_equals_a_read_one(
     same transitions as one taken from the events (for events after that instant)."""
     later = [[(gap + DEFAULT_CLOCK_SKEW_NS + 1, user) for gap, user in step] for step in steps[1:]]
     snapshots = _grow([steps[0], *later])
-    read, _ = diff_events("ft-1", "m", None, snapshots[0], baseline=True, detected_at_ns=0)
+    read, _ = diff_events("ft-1", "m", None, snapshots[0], ReadWindow(baseline=True, detected_at_ns=0))
     newest = max((e.created_at_ns or 0 for e in snapshots[0]), default=0)
     lazy = Cursor(newest, frozenset(), snapshots[0][-1].status if snapshots[0] else None, lazy=True)
     _, from_read = _poll_all(snapshots[1:], baseline=False, seed=seed, cursor=read)
@@ -313,7 +317,9 @@ def test_catch_up_reports_the_events_from_the_cutoff_on_and_nothing_before(
     after the cutoff and its status differs from the event before it (known or new);
     a second look at the same history reports nothing."""
     events = [Event(statuses[i], ns) for i, ns in enumerate(sorted(stamps))]
-    cursor, new = diff_events("m", None, None, events, baseline=True, detected_at_ns=20_000, catch_up_from_ns=cutoff)
+    cursor, new = diff_events(
+        "m", None, None, events, ReadWindow(baseline=True, detected_at_ns=20_000, catch_up_from=cutoff)
+    )
     expected, previous = [], None
     for event in events:
         assert event.created_at_ns is not None
@@ -321,5 +327,5 @@ def test_catch_up_reports_the_events_from_the_cutoff_on_and_nothing_before(
             expected.append((previous, event.status))
         previous = event.status
     assert [(t.previous_status, t.status) for t in new] == expected
-    _, again = diff_events("m", None, cursor, events, baseline=False, detected_at_ns=30_000)
+    _, again = diff_events("m", None, cursor, events, ReadWindow(baseline=False, detected_at_ns=30_000))
     assert again == []

@@ -22,6 +22,7 @@ from ftwatch.outbox import (
     after_success,
     backoff_delay,
 )
+from ftwatch.state import ReadWindow
 from ftwatch.store import ModelState
 from ftwatch.store.base import CycleCommit
 from ftwatch.store.sqlite import SqliteStore as Store
@@ -66,8 +67,7 @@ class OutboxMachine(RuleBasedStateMachine):
             "m",
             old.cursor if old else None,
             list(self.history),
-            baseline=not self.baselined,
-            detected_at_ns=self.clock,
+            ReadWindow(baseline=not self.baselined, detected_at_ns=self.clock),
         )
         self.store.commit_cycle(
             CycleCommit.of({"ft-1": ModelState(cursor, "m")}, new, [Route(n) for n in NOTIFIERS], now=0.0)

@@ -18,7 +18,7 @@ from ftwatch.plan import (
     unknown_are_history,
 )
 from ftwatch.snapshot import diff_snapshots
-from ftwatch.state import Cursor, DiffContext, Fetched, ModelState, SourceIdentity
+from ftwatch.state import Cursor, DiffContext, Fetched, ModelState, ReadWindow, SourceIdentity
 from ftwatch.statuses import OPENAI
 
 S = 1_000_000_000
@@ -179,7 +179,9 @@ def test_an_empty_idle_list_keeps_the_reconcile_where_it_was() -> None:
 def test_the_snapshot_differ_reports_a_change_once(steps: list[str], gaps: list[int]) -> None:
     """Whatever the steps, the same snapshot read twice reports nothing the second time,
     and the committed state always ends at the snapshot's status."""
-    context = DiffContext(SourceIdentity("o", "openai", "o"), OPENAI, baseline=False, detected_at_ns=T0 + 99 * S)
+    context = DiffContext(
+        SourceIdentity("o", "openai", "o"), OPENAI, ReadWindow(baseline=False, detected_at_ns=T0 + 99 * S)
+    )
     state: dict[str, ModelState] = {"j": ModelState(Cursor(T0, frozenset(), "queued"), "j", "queued")}
     at = T0
     history = []

@@ -10,9 +10,17 @@ from hypothesis import strategies as st
 from ftwatch.diff import Cursor
 from ftwatch.model import Event, ModelInfo, format_timestamp
 from ftwatch.snapshot import baseline_cursor, diff_snapshot, snapshot_transition_id
+from ftwatch.state import DiffContext, ReadWindow, SourceIdentity
+from ftwatch.statuses import BUILT_IN, Vocabulary
 
 S = 1_000_000_000
 WORDS = ("validating_files", "queued", "running", "paused", "succeeded")
+
+
+def _context(provider: str, source: str, detected_at_ns: int, *, baseline: bool = False) -> DiffContext:
+    """A cycle of ``provider``'s source ``source`` that saw its reads at ``detected_at_ns``."""
+    words = BUILT_IN.get(provider) or Vocabulary(provider, {})
+    return DiffContext(SourceIdentity(source, provider, source), words, ReadWindow(baseline, detected_at_ns))
 
 
 @st.composite
@@ -46,10 +54,8 @@ def _run(steps: list[Event], polls: list[int], *, full_history: bool, provider: 
         info = ModelInfo("job", "j", now.status, None if full_history else format_timestamp(now.created_at_ns or 0))
         history = steps[: index + 1] if full_history else [now]
         detected = (now.created_at_ns or 0) + S // 2
-        change = diff_snapshot("job", info, cursor, history, provider=provider, source="s", detected_at_ns=detected)
-        again = diff_snapshot(
-            "job", info, change.cursor, history, provider=provider, source="s", detected_at_ns=detected
-        )
+        change = diff_snapshot("job", info, cursor, history, _context(provider, "s", detected))
+        again = diff_snapshot("job", info, change.cursor, history, _context(provider, "s", detected))
         assert again.transitions == []  # the same snapshot twice: nothing twice
         assert change.cursor.last_status == now.status
         assert change.cursor.at_ns is not None
@@ -97,11 +103,11 @@ def test_ids_are_stable_and_differ_between_providers_and_steps() -> None:
 def test_a_failure_and_a_success_carry_what_the_provider_said() -> None:
     cursor = Cursor(1, frozenset(), "running")
     failed = ModelInfo("j", None, "failed", format_timestamp(9 * S), failure="bad file")
-    change = diff_snapshot("j", failed, cursor, [], provider="openai", source="o", detected_at_ns=10 * S)
+    change = diff_snapshot("j", failed, cursor, [], _context("openai", "o", 10 * S))
     (t,) = change.transitions
     assert (t.failure_message, t.fine_tuned_model, t.occurred_at) == ("bad file", None, format_timestamp(9 * S))
     done = ModelInfo("j", None, "succeeded", None, fine_tuned_model="ft:gpt:x")
-    (t,) = diff_snapshot("j", done, cursor, [], provider="openai", source="o", detected_at_ns=10 * S).transitions
+    (t,) = diff_snapshot("j", done, cursor, [], _context("openai", "o", 10 * S)).transitions
     assert (t.fine_tuned_model, t.failure_message, t.state) == ("ft:gpt:x", None, "ready")
     assert t.occurred_at == format_timestamp(10 * S, 3)  # no time from the provider: when it was noticed
 
@@ -114,7 +120,7 @@ def test_steps_stamped_in_the_second_a_baseline_was_taken_in_are_not_lost() -> N
     history = [Event("validating_files", second), Event("queued", second), Event("running", second)]
     history.append(Event("succeeded", second))
     info = ModelInfo("j", None, "succeeded", format_timestamp(second))
-    change = diff_snapshot("j", info, cursor, history, provider="openai", source="o", detected_at_ns=second + 2 * S)
+    change = diff_snapshot("j", info, cursor, history, _context("openai", "o", second + 2 * S))
     assert [(t.previous_status, t.status) for t in change.transitions] == [
         ("queued", "running"),
         ("running", "succeeded"),

@@ -27,7 +27,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from ftwatch.model import Event, ModelInfo, Transition, format_timestamp
-from ftwatch.state import EMPTY, Cursor, CycleDiff, DiffContext, EventKey, Fetched, ModelState, UndatedKey
+from ftwatch.state import (
+    DEFAULT_CLOCK_SKEW_NS,
+    DEFAULT_LOOKBACK_NS,
+    EMPTY,
+    Cursor,
+    CycleDiff,
+    DiffContext,
+    EventKey,
+    Fetched,
+    ModelState,
+    ReadWindow,
+    UndatedKey,
+)
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW_NS",
@@ -40,9 +52,6 @@ __all__ = [
     "transition_id",
     "undated_transition_id",
 ]
-
-DEFAULT_LOOKBACK_NS = 300 * 1_000_000_000
-DEFAULT_CLOCK_SKEW_NS = 2 * 1_000_000_000
 
 
 def transition_id(model_id: str, created_at_ns: int, status: str, user_id: str | None, position: int) -> str:
@@ -80,22 +89,19 @@ def diff_events(
     model_name: str | None,
     cursor: Cursor | None,
     events: Iterable[Event],
-    *,
-    baseline: bool,
-    detected_at_ns: int,
-    lookback_ns: int = DEFAULT_LOOKBACK_NS,
-    clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS,
-    catch_up_from_ns: int | None = None,
+    window: ReadWindow,
 ) -> tuple[Cursor, list[Transition]]:
     """Compare a model's events with its cursor.
 
-    ``cursor`` is ``None`` for a model never seen before. Then, with ``baseline``,
-    its whole history is taken as known and nothing is reported (first start), or,
-    with ``catch_up_from_ns``, the history before that instant only (a start on empty
-    state that catches up); without ``baseline``, it is a new job and every event is
-    a transition. Transitions come oldest first, each with the status of the event
-    before it; undated ones come last (and are history in a baseline).
+    ``cursor`` is ``None`` for a model never seen before. Then, with the window's
+    ``baseline``, its whole history is taken as known and nothing is reported (first
+    start), or, with ``catch_up_from``, the history before that instant only (a start
+    on empty state that catches up); without ``baseline``, it is a new job and every
+    event is a transition. Transitions come oldest first, each with the status of the
+    event before it; undated ones come last (and are history in a baseline).
     """
+    baseline, detected_at_ns, catch_up_from_ns = window.baseline, window.detected_at_ns, window.catch_up_from
+    lookback_ns, clock_skew_ns = window.lookback_ns, window.clock_skew_ns
     events = list(events)
     dated, undated = _keyed(events)
     if cursor is None and baseline:
@@ -246,22 +252,12 @@ def diff_histories(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
                 changed[model_id] = replace(old, name=info.name)
             continue
         events_read += len(item.events)
-        cursor, new = diff_events(
-            model_id,
-            info.name,
-            old.cursor if old else None,
-            item.events,
-            baseline=context.baseline,
-            detected_at_ns=context.detected_at_ns,
-            lookback_ns=context.lookback_ns,
-            clock_skew_ns=context.clock_skew_ns,
-            catch_up_from_ns=context.catch_up_from,
-        )
+        cursor, new = diff_events(model_id, info.name, old.cursor if old else None, item.events, context.window)
         undated = cursor.undated - (old.cursor.undated if old else frozenset())
         if undated and old is not None and old.cursor.lazy:
             # A baseline from the list cannot place them in time: they were there.
             undated_notes.append(("baseline.undated", model_id, len(undated)))
-        elif undated and not context.baseline:
+        elif undated and not context.window.baseline:
             # Reported with the time they were first seen: said once.
             undated_notes.append(("event.undated", model_id, len(undated)))
         changed[model_id] = _after_read(old, info, cursor, item.events)

@@ -29,7 +29,7 @@ from ftwatch.reads import Reader
 from ftwatch.snapshot import diff_snapshots
 from ftwatch.sources.protocol import Source, SourceKind
 from ftwatch.stall import stall_alerts
-from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, SourceIdentity
+from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, ReadWindow, SourceIdentity
 from ftwatch.store.base import CursorStore, Lease, for_source
 
 __all__ = ["Poller", "PollerConfig"]
@@ -127,15 +127,8 @@ class Poller:
         catch_up_from = self.clock.now_ns() - catch_up if fresh and catch_up > 0 else None
         fetched, not_found = await self._fetch(state, route, failed, baseline=baseline, catch_up_from=catch_up_from)
         self._report(not_found, failed)
-        context = DiffContext(
-            self.identity,
-            self.source.vocabulary,
-            baseline=baseline,
-            detected_at_ns=self.clock.now_ns(),
-            catch_up_from=catch_up_from,
-            lookback_ns=plan.lookback_ns,
-            clock_skew_ns=plan.clock_skew_ns,
-        )
+        window = ReadWindow(baseline, self.clock.now_ns(), catch_up_from, plan.lookback_ns, plan.clock_skew_ns)
+        context = DiffContext(self.identity, self.source.vocabulary, window)
         found = self._differ(state, fetched, context)
         listed = route is CyclePlan.LIST
         changed, transitions = self._outcome(state, found, fetched.keys(), context, listed=listed)
@@ -190,7 +183,7 @@ class Poller:
             log.warning(event, model_id=model_id, events=count, note=_UNDATED_NOTES[event])
         changed = found.changed
         if listed:
-            marks = mark_gone(state, changed, self.reader.listed, self.models, context.detected_at_ns)
+            marks = mark_gone(state, changed, self.reader.listed, self.models, context.window.detected_at_ns)
             changed = marks.changed
             for model_id in marks.gone:
                 log.info("model.gone", model_id=model_id, source=self.name, note="no longer in the list; kept")
@@ -199,8 +192,7 @@ class Poller:
         # Oldest first across models too; the sort is stable, so per-model order holds.
         transitions = sorted(map(self._stamped, found.transitions), key=lambda t: t.occurred_at)
         if (threshold := self.config.stall_after) is not None:
-            now, slack, words = context.detected_at_ns, context.clock_skew_ns + 10**9, self.source.vocabulary
-            alerts = stall_alerts(state, changed, seen, threshold, words, self.identity, now, slack)
+            alerts = stall_alerts(state, changed, seen, threshold, context)
             for alert in alerts:
                 log.warning("model.stalled", model_id=alert.model_id, status=alert.status, since=alert.since)
             transitions += alerts

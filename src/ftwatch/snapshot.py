@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 
 from ftwatch.model import Event, ModelInfo, Transition, format_timestamp
 from ftwatch.state import Cursor, CycleDiff, DiffContext, Fetched, ModelState
-from ftwatch.statuses import BUILT_IN, Vocabulary
 from ftwatch.textsafe import failure_text
 
 __all__ = ["SnapshotChange", "baseline_cursor", "diff_snapshot", "diff_snapshots", "snapshot_transition_id"]
@@ -87,22 +86,20 @@ def diff_snapshot(
     info: ModelInfo,
     cursor: Cursor | None,
     history: list[Event],
-    *,
-    provider: str,
-    source: str,
-    detected_at_ns: int,
-    catch_up_from_ns: int | None = None,
-    vocabulary: Vocabulary | None = None,
+    context: DiffContext,
 ) -> SnapshotChange:
     """The transitions from ``cursor`` (``None``: a job never seen, all new) to the
     status ``info`` shows, through the steps ``history`` tells of in between.
 
-    ``catch_up_from_ns`` with no cursor: only the steps from then on are new (a start
-    on empty state that catches up); the one before is their previous status.
+    The window's ``catch_up_from`` for a job never seen, in a baseline: only the
+    steps from then on are new (a start on empty state that catches up); the one
+    before is their previous status.
     Steps the history shows beyond the snapshot (it is fresher than the list) wait
     for the list to catch up: they are reported by a later cycle, once.
     """
-    words = vocabulary or BUILT_IN.get(provider) or Vocabulary(provider, {})
+    provider, source, words = context.identity.provider, context.identity.name, context.vocabulary
+    detected_at_ns = context.window.detected_at_ns
+    catch_up_from_ns = context.window.catch_up_from if cursor is None and context.window.baseline else None
     now_status = info.status
     if cursor is not None and cursor.last_status == now_status:
         return SnapshotChange(cursor, [])
@@ -187,7 +184,7 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
         old = state.get(model_id)
         info = item.info
         if item.lazy_baseline:
-            noticed = context.detected_at_ns
+            noticed = context.window.detected_at_ns
             changed[model_id] = ModelState(
                 baseline_cursor(info), info.name, info.status, info.updated_at, noticed_ns=noticed
             )
@@ -197,17 +194,7 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
                 changed[model_id] = replace(old, name=info.name)
             continue
         history_read += len(item.events)
-        found = diff_snapshot(
-            model_id,
-            info,
-            old.cursor if old is not None else None,
-            item.events,
-            provider=context.identity.provider,
-            source=context.identity.name,
-            detected_at_ns=context.detected_at_ns,
-            catch_up_from_ns=context.catch_up_from if old is None and context.baseline else None,
-            vocabulary=context.vocabulary,
-        )
+        found = diff_snapshot(model_id, info, old.cursor if old is not None else None, item.events, context)
         stay_goes_on = old is not None and found.cursor.last_status == old.cursor.last_status
         changed[model_id] = ModelState(
             found.cursor,
@@ -215,7 +202,7 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
             info.status,
             info.updated_at,
             stalled=old.stalled if old is not None and stay_goes_on else None,
-            noticed_ns=old.noticed_ns if old is not None and stay_goes_on else context.detected_at_ns,
+            noticed_ns=old.noticed_ns if old is not None and stay_goes_on else context.window.detected_at_ns,
         )
         transitions.extend(found.transitions)
     return CycleDiff(changed, transitions, history_read)

@@ -14,8 +14,7 @@ from dataclasses import replace
 
 from ftwatch.compat import LEGACY_PROVIDER, stall_subject
 from ftwatch.model import STALLED, Transition, format_timestamp
-from ftwatch.state import ModelState, SourceIdentity
-from ftwatch.statuses import Vocabulary
+from ftwatch.state import DiffContext, ModelState
 
 __all__ = ["check_stall", "stall_alerts", "stay_key"]
 
@@ -75,19 +74,20 @@ def check_stall(
     return alert, replace(state, stalled=stay_key(status, since_ns))
 
 
-def stall_alerts(  # noqa: PLR0917 - one cycle's inputs, in the order they are known
+def stall_alerts(
     state: Mapping[str, ModelState],
     changed: dict[str, ModelState],
     seen: Iterable[str],
     threshold_s: Callable[[str | None, str], float | None],
-    vocabulary: Vocabulary,
-    identity: SourceIdentity,
-    now_ns: int,
-    slack_ns: int,
+    context: DiffContext,
 ) -> list[Transition]:
     """The stall alerts of the models a cycle saw (their state as it will be
     committed); each model's row in ``changed`` remembers its alert.
     ``threshold_s(status, state)``: how long a status may last."""
+    vocabulary, identity, now_ns = context.vocabulary, context.identity, context.window.detected_at_ns
+    # A stay's start read again may move by the clock skew (and a second of rounding):
+    # still the same stay, not a new one to alert on.
+    slack_ns = context.window.clock_skew_ns + 10**9
     alerts = []
     for model_id in seen:
         current = changed.get(model_id) or state.get(model_id)

@@ -34,6 +34,8 @@ from ftwatch.model import Event, ModelInfo, Transition
 from ftwatch.statuses import Vocabulary
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW_NS",
+    "DEFAULT_LOOKBACK_NS",
     "EMPTY",
     "Cursor",
     "CycleDiff",
@@ -41,9 +43,14 @@ __all__ = [
     "EventKey",
     "Fetched",
     "ModelState",
+    "ReadWindow",
     "SourceIdentity",
     "UndatedKey",
 ]
+
+#: The ``[poll]`` defaults of the look-back (``lookback_s``) and the clock skew (``clock_skew_s``).
+DEFAULT_LOOKBACK_NS = 300 * 1_000_000_000
+DEFAULT_CLOCK_SKEW_NS = 2 * 1_000_000_000
 
 #: What tells dated events apart: time, status, user id, and the position among events
 #: identical in all three (two identical events are still two events).
@@ -117,18 +124,29 @@ class Fetched:
 
 
 @dataclass(frozen=True, slots=True)
-class DiffContext:
-    """What a differ is told of the cycle besides the state and what was read."""
+class ReadWindow:
+    """How a cycle's reads are judged: whether models never seen are history, when
+    the cycle saw what it read, and how late an event or how far behind a clock may
+    be and still count."""
 
-    identity: SourceIdentity
-    vocabulary: Vocabulary
     #: Models never seen are history (a first start, a widened scope).
     baseline: bool
     detected_at_ns: int
     #: A start on empty state that catches up: from when its news counts.
     catch_up_from: int | None = None
-    lookback_ns: int = 300 * 10**9
-    clock_skew_ns: int = 2 * 10**9
+    #: Late events this far below the newest are still news, once (the horizon).
+    lookback_ns: int = DEFAULT_LOOKBACK_NS
+    #: How far a list's ``updated_at`` may lag the event behind it.
+    clock_skew_ns: int = DEFAULT_CLOCK_SKEW_NS
+
+
+@dataclass(frozen=True, slots=True)
+class DiffContext:
+    """What a differ is told of the cycle besides the state and what was read."""
+
+    identity: SourceIdentity
+    vocabulary: Vocabulary
+    window: ReadWindow
 
 
 @dataclass(frozen=True, slots=True)
