@@ -20,7 +20,7 @@ from ftwatch.sim import cohere as cohere_sim
 from ftwatch.sim import openai as openai_sim
 from ftwatch.sim.cohere import CohereSimulator
 
-from .conftest import Daemon, free_port, run_cli, wait_for
+from .conftest import Daemon, free_port, run_cli, run_here, wait_for
 from .providers import world
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -105,7 +105,7 @@ def test_no_manifest_ships_a_secret_and_each_one_it_uses_says_how_to_create_it(m
     `kubectl apply`: none is shipped, and every Secret a manifest mounts or reads is
     named with its `kubectl create secret` command in that manifest or the one it points to."""
     text = (DEPLOY / "kubernetes" / manifest).read_text()
-    docs = [d for d in yaml.safe_load_all(text) if d]
+    docs = _docs(manifest)
     assert not [d for d in docs if d.get("kind") == "Secret"]
     told = text + "".join(
         (DEPLOY / "kubernetes" / other).read_text() for other in re.findall(r"see ([\w-]+\.yaml)", text)
@@ -186,7 +186,8 @@ def test_each_providers_drop_in_hands_ftwatch_the_credential_it_reads(
         api.add("tuned", None)
         # The simulator's source, with no key in the environment: only the credential.
         base = {k: v for k, v in api.env(quiet_env, tmp_path).items() if k not in api.credentials(tmp_path)}
-        base["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance role to fall back on here
+        # No instance role and no AWS file of this machine's to fall back on.
+        base |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull}
         listed = run_cli(["models", "-o", "json"], base | unit_env | {"CREDENTIALS_DIRECTORY": str(credentials)})
         assert listed.returncode == 0, listed.stderr
         assert [row["id"] for row in json.loads(listed.stdout)] == list(api.simulated.jobs())
@@ -202,15 +203,15 @@ def test_the_units_config_puts_the_state_where_the_unit_and_the_host_find_it(qui
     config_path = DEPLOY / "systemd" / "ftwatch.toml"
     config = tomllib.loads(config_path.read_text())
     assert Path(config["state"]["path"]).parent == Path("/var/lib") / unit["StateDirectory"]
-    done = run_cli(["check-config", "--offline", "--config", str(config_path)], quiet_env)
+    done = run_here(["check-config", "--offline", "--config", str(config_path)], quiet_env)
     assert done.returncode == 0, done.stderr
 
 
 def _configmap_configs() -> dict[str, dict[str, Any]]:
     found = {}
     for manifest in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
-        for doc in yaml.safe_load_all(manifest.read_text()):
-            if doc and doc.get("kind") == "ConfigMap" and "ftwatch.toml" in doc.get("data", {}):
+        for doc in _docs(manifest.name):
+            if doc.get("kind") == "ConfigMap" and "ftwatch.toml" in doc.get("data", {}):
                 found[f"{manifest.name}:{doc['metadata']['name']}"] = tomllib.loads(doc["data"]["ftwatch.toml"])
     return found
 

@@ -127,7 +127,13 @@ class Poller:
         catch_up_from = self.clock.now_ns() - catch_up if fresh and catch_up > 0 else None
         fetched, not_found = await self._fetch(state, route, failed, baseline=baseline, catch_up_from=catch_up_from)
         self._report(not_found, failed)
-        window = ReadWindow(baseline, self.clock.now_ns(), catch_up_from, plan.lookback_ns, plan.clock_skew_ns)
+        window = ReadWindow(
+            baseline=baseline,
+            detected_at_ns=self.clock.now_ns(),
+            catch_up_from=catch_up_from,
+            lookback_ns=plan.lookback_ns,
+            clock_skew_ns=plan.clock_skew_ns,
+        )
         context = DiffContext(self.identity, self.source.vocabulary, window)
         found = self._differ(state, fetched, context)
         listed = route is CyclePlan.LIST
