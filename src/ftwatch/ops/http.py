@@ -33,7 +33,8 @@ def raise_open_files_limit() -> int:
 
 def quiet_accept_errors() -> None:
     """asyncio logs a failed ``accept()`` (out of file descriptors) every time it
-    retries, with a traceback: one warning a minute instead, with the count."""
+    retries, with a traceback: one warning a minute instead, with the count. A retry
+    that fires after the port was closed at shutdown is said at debug level only."""
     loop = asyncio.get_running_loop()
     previous = loop.get_exception_handler()
     last_logged = -math.inf
@@ -41,7 +42,13 @@ def quiet_accept_errors() -> None:
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         nonlocal last_logged, failed
-        if "accept" not in str(context.get("message", "")):
+        message = str(context.get("message", ""))
+        if "_start_serving" in message and isinstance(context.get("exception"), ValueError):
+            # The retry asyncio schedules after a failed accept, firing once the port
+            # was closed (a shutdown inside the back-off): nothing is left to serve.
+            log.debug("http.accept_retry_after_close")
+            return
+        if "accept" not in message:
             if previous is not None:
                 previous(loop, context)
             else:
