@@ -4,6 +4,8 @@ the command, `ftwatch version`, bare `ftwatch`, an unknown option's pointer."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import run_cli
@@ -279,3 +281,22 @@ def test_the_config_is_found_in_xdg_config_home_when_no_other_is_given(
     report = json.loads(done.stdout)
     assert report["config_file"] == str(xdg / "ftwatch" / "ftwatch.toml")
     assert report["poll"]["interval_s"] == 11.0
+
+
+def test_the_daemon_starts_without_the_extras_httpx_and_structlog_would_load_for_nothing() -> None:
+    # A clean interpreter: what the command line loads before its first request. The
+    # extras (httpx's own command line, httpcore's HTTP/2, structlog's rich tracebacks)
+    # are a fifth of a start (bench/startup.py); once past, they import as usual.
+    probe = (
+        "import sys\n"
+        "from ftwatch.ops.lean_imports import import_core_libraries\n"
+        "import_core_libraries()\n"
+        "import httpx, structlog\n"
+        "httpx.Client().close()\n"
+        "print(sorted(n for n in ('click', 'rich', 'pygments', 'h2') if n in sys.modules))\n"
+        "import rich.console, h2.connection\n"
+        "print(rich.console.Console.__name__, h2.connection.H2Connection.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "Console H2Connection"]

@@ -329,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _version(args.output)
     if args.command == "completion":
         return _completion(args)
+    from ftwatch.ops.lean_imports import import_core_libraries  # noqa: PLC0415 - after --help
+
+    import_core_libraries()
     from ftwatch.ops.logs import configure_logging, flush_logs  # noqa: PLC0415 - structlog after --help
 
     configure_logging(os.environ.get("FTWATCH_LOG_LEVEL", "info"))
