@@ -148,7 +148,7 @@ ACTIONS = st.lists(
     actions=ACTIONS,
     seed=st.integers(),
 )
-def test_skewed_clocks_late_events_and_restarts_report_each_event_once(  # noqa: PLR0917 - Hypothesis passes by name
+def test_skewed_clocks_late_events_and_restarts_report_each_event_once(
     baseline_gaps: list[int], skew: int, coarse: bool, lazy: bool, actions: list[tuple[str, object, object]], seed: int
 ) -> None:
     """With updated_at up to a second off the last event (and coarser), late events

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ftwatch.model import Event, ModelInfo, format_timestamp
 from ftwatch.plan import (
     CyclePlan,
+    Listing,
     PlanConfig,
     PollMode,
     choose_route,
@@ -65,11 +66,9 @@ def test_the_reconcile_revisits_every_idle_model_in_time_and_keeps_to_the_budget
         plan = plan_reads(
             config,
             state,
-            listed,
-            snapshot=False,
+            Listing(listed, requests=list_requests),
             baseline=False,
             catch_up_from=None,
-            list_requests=list_requests,
             reconcile_next=position,
         )
         position = plan.reconcile_next
@@ -86,7 +85,7 @@ def test_a_first_cycle_reads_no_history(models: list[str], snapshot: bool, dated
     """On empty state, every listed model is a baseline from the list: nothing is read
     (a history source needs the list's time for that; a snapshot source does not)."""
     listed = [_info(m, at_ns=T0 if dated else None) for m in models]
-    plan = plan_reads(PlanConfig(), {}, listed, snapshot=snapshot, baseline=True, catch_up_from=None, list_requests=1)
+    plan = plan_reads(PlanConfig(), {}, Listing(listed, snapshot=snapshot), baseline=True, catch_up_from=None)
     if snapshot or dated:
         assert plan.reads == ()
         assert plan.lazy == frozenset(models)
@@ -100,13 +99,7 @@ def test_a_catch_up_reads_what_moved_inside_its_window_only(models: list[str], s
     recent, old = models[:half], models[half:]
     listed = [_info(m, at_ns=T0 + 3600 * S) for m in recent] + [_info(m, at_ns=T0) for m in old]
     plan = plan_reads(
-        PlanConfig(clock_skew_ns=0),
-        {},
-        listed,
-        snapshot=snapshot,
-        baseline=True,
-        catch_up_from=T0 + 60 * S,
-        list_requests=1,
+        PlanConfig(clock_skew_ns=0), {}, Listing(listed, snapshot=snapshot), baseline=True, catch_up_from=T0 + 60 * S
     )
     assert {m for m, _ in plan.reads} == set(recent)
     assert plan.lazy == frozenset(old)
@@ -115,24 +108,14 @@ def test_a_catch_up_reads_what_moved_inside_its_window_only(models: list[str], s
 def test_what_moved_is_read_from_its_horizon_and_the_rest_waits() -> None:
     listed = [_info("a"), _info("b"), _info("c", status="STATUS_READY")]
     state = _idle([_info("a"), _info("b"), _info("c")])
-    plan = plan_reads(
-        PlanConfig(reconcile_share=0),
-        state,
-        listed,
-        snapshot=False,
-        baseline=False,
-        catch_up_from=None,
-        list_requests=1,
-    )
+    plan = plan_reads(PlanConfig(reconcile_share=0), state, Listing(listed), baseline=False, catch_up_from=None)
     assert plan.reads == (("c", T0),)
 
 
 def test_events_mode_reads_every_history_every_cycle() -> None:
     listed = [_info("a"), _info("b")]
     config = PlanConfig(mode=PollMode.EVENTS)
-    plan = plan_reads(
-        config, _idle(listed), listed, snapshot=False, baseline=False, catch_up_from=None, list_requests=1
-    )
+    plan = plan_reads(config, _idle(listed), Listing(listed), baseline=False, catch_up_from=None)
     assert [m for m, _ in plan.reads] == ["a", "b"]
 
 
@@ -140,10 +123,10 @@ def test_a_snapshot_job_is_read_when_its_status_moved_back_to_its_cursor_less_th
     state = {"j": ModelState(Cursor(T0, frozenset(), "running"), "j", "running")}
     config = PlanConfig(lookback_ns=300 * S)
     moved = plan_reads(
-        config, state, [_info("j", "succeeded")], snapshot=True, baseline=False, catch_up_from=None, list_requests=1
+        config, state, Listing([_info("j", "succeeded")], snapshot=True), baseline=False, catch_up_from=None
     )
     same = plan_reads(
-        config, state, [_info("j", "running")], snapshot=True, baseline=False, catch_up_from=None, list_requests=1
+        config, state, Listing([_info("j", "running")], snapshot=True), baseline=False, catch_up_from=None
     )
     assert moved.reads == (("j", T0 - 300 * S),)
     assert same.reads == ()

@@ -52,7 +52,7 @@ def _env_for(sim: CohereSimulator, base_env: dict[str, str]) -> dict[str, str]:
     ids=["all-models", "list-configured", "events-mode", "per-model"],
 )
 @pytest.mark.parametrize("clock", ["coarse", "lagging"])
-def test_baselines_hold_when_updated_at_is_coarse_or_lags(  # noqa: PLR0917 - fixtures and parameters
+def test_baselines_hold_when_updated_at_is_coarse_or_lags(
     sim_factory: Callable[..., CohereSimulator],
     receiver: Receiver,
     base_env: dict[str, str],

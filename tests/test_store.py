@@ -207,7 +207,7 @@ def test_each_source_has_its_own_baseline_scope_and_models(open_store: Callable[
     store.commit_cycle(CycleCommit.of(_state(), [], [], now=1.0, scope="all"))  # the first Cohere source
     assert store.is_fresh("openai")  # a source added later takes its own baseline
     openai = {model_key("openai", "ftjob-1"): next(iter(_state().values()))}
-    store.commit_cycle(CycleCommit.of(openai, [], [], now=2.0, scope='["ftjob-1"]', namespace="openai"))
+    store.commit_cycle(CycleCommit(openai, [], [], now=2.0, scope='["ftjob-1"]', namespace="openai"))
     store.close()
     again = open_store()
     assert not again.is_fresh()

@@ -153,7 +153,7 @@ def _dated_transitions(
     return transitions
 
 
-def _undated_transitions(  # noqa: PLR0917 - one model's read, in the order it is known
+def _undated_transitions(
     model_id: str,
     model_name: str | None,
     start: Cursor,

@@ -31,6 +31,7 @@ from ftwatch.state import ModelState
 
 __all__ = [
     "CyclePlan",
+    "Listing",
     "PlanConfig",
     "PollMode",
     "ReadPlan",
@@ -70,6 +71,16 @@ class PlanConfig:
     budget_per_cycle: int | None = None
     lookback_ns: int = 300 * 10**9
     clock_skew_ns: int = 2 * 10**9
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a cycle's list said: its models, the requests it took, and whether their
+    statuses are the jobs' own (a snapshot source) or a hint that a history moved."""
+
+    models: Sequence[ModelInfo]
+    requests: int = 1
+    snapshot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,21 +151,19 @@ def _recent(info: ModelInfo, catch_up_from: int | None, clock_skew_ns: int) -> b
 def plan_reads(
     config: PlanConfig,
     state: Mapping[str, ModelState],
-    listed: Sequence[ModelInfo],
+    listing: Listing,
     *,
-    snapshot: bool,
     baseline: bool,
     catch_up_from: int | None,
-    list_requests: int,
     reconcile_next: int = 0,
 ) -> ReadPlan:
-    """Which of ``listed`` to read this cycle (see the module's rules)."""
-    if snapshot:
-        return _plan_snapshot(config, state, listed, baseline=baseline, catch_up_from=catch_up_from)
+    """Which of the listed models to read this cycle (see the module's rules)."""
+    if listing.snapshot:
+        return _plan_snapshot(config, state, listing.models, baseline=baseline, catch_up_from=catch_up_from)
     reads: list[tuple[str, int | None]] = []
     lazy: set[str] = set()
     idle: list[str] = []
-    for info in listed:
+    for info in listing.models:
         old = state.get(info.id)
         if config.mode is PollMode.EVENTS:  # the naive way, on request: every history
             reads.append((info.id, newer_than(old)))
@@ -167,7 +176,7 @@ def plan_reads(
             reads.append((info.id, newer_than(old)))
         else:
             idle.append(info.id)
-    window, after = reconcile_window(sorted(idle), config, list_requests, len(reads), reconcile_next)
+    window, after = reconcile_window(sorted(idle), config, listing.requests, len(reads), reconcile_next)
     reads.extend((model_id, newer_than(state[model_id])) for model_id in sorted(window))
     return ReadPlan(tuple(reads), frozenset(lazy), after if idle else reconcile_next)
 

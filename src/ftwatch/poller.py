@@ -24,7 +24,7 @@ from ftwatch.diff import diff_histories
 from ftwatch.gone import mark_gone
 from ftwatch.model import Transition
 from ftwatch.outbox import Route
-from ftwatch.plan import CyclePlan, PlanConfig, choose_route, plan_reads, unknown_are_history
+from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, unknown_are_history
 from ftwatch.reads import Reader
 from ftwatch.snapshot import diff_snapshots
 from ftwatch.sources.protocol import Source, SourceKind
@@ -167,14 +167,13 @@ class Poller:
             return await self.reader.read_each(models, state, failed)
         read_list = route is CyclePlan.LIST
         listed, not_found = await (self.reader.list_wanted if read_list else self.reader.get_each)(models, failed)
+        listing = Listing(listed, requests=self.reader.list_cost or 0, snapshot=snapshot)
         plan = plan_reads(
             self.config.plan,
             state,
-            listed,
-            snapshot=snapshot,
+            listing,
             baseline=baseline,
             catch_up_from=catch_up_from,
-            list_requests=self.reader.list_cost or 0,
             reconcile_next=self._reconcile_next,
         )
         self._reconcile_next = plan.reconcile_next

@@ -19,10 +19,14 @@ from pydantic import SecretStr
 from ftwatch.errors import ConfigError
 
 __all__ = [
+    "COHERE_KEY",
+    "OPENAI_KEY",
     "EnvSecret",
     "FileSecret",
     "FirstOf",
+    "KeyPlaces",
     "SecretProvider",
+    "api_key",
     "cohere_key",
     "openai_key",
     "read_secret",
@@ -141,60 +145,49 @@ def _plain_key(key: SecretStr, where: str) -> SecretStr:
     return key
 
 
-def _api_key(
-    provider: str,
-    api_key_file: Path | None,
-    environ: Mapping[str, str],
-    *,
-    variables: Sequence[str],
-    credential: str,
-    where: str,
-    file_label: str,
+@dataclass(frozen=True, slots=True)
+class KeyPlaces:
+    """Where a provider's key may be, besides an ``api_key_file``: its environment
+    variables (the first set wins) and its systemd credential."""
+
+    provider: str
+    variables: tuple[str, ...]
+    credential: str
+
+
+COHERE_KEY = KeyPlaces("Cohere", ("CO_API_KEY", "COHERE_API_KEY"), "cohere-api-key")
+OPENAI_KEY = KeyPlaces("OpenAI", ("OPENAI_API_KEY",), "openai-api-key")
+
+
+def api_key(
+    places: KeyPlaces, api_key_file: Path | None, environ: Mapping[str, str], *, where: str, file_label: str
 ) -> FirstOf:
     """A provider's key: its ``api_key_file`` (alone, when given), else the first of
-    its ``variables`` that is set, else its systemd credential."""
+    its variables that is set, else its systemd credential."""
     candidates: list[SecretProvider] = []
     if api_key_file is not None:
         candidates.append(FileSecret(api_key_file, f"the API key ({file_label})"))
     else:
-        candidates += [EnvSecret(name, environ) for name in variables]
+        candidates += [EnvSecret(name, environ) for name in places.variables]
         if directory := environ.get("CREDENTIALS_DIRECTORY"):
-            path = Path(directory) / credential
+            path = Path(directory) / places.credential
             candidates.append(
                 FileSecret(path, "the API key (systemd credential)", optional=True, kind="systemd credential")
             )
     return FirstOf(
         candidates,
-        missing=f"no {provider} API key: set {variables[0]}, or api_key_file in {where},"
-        f" or the systemd credential {credential}",
+        missing=f"no {places.provider} API key: set {places.variables[0]}, or api_key_file in {where},"
+        f" or the systemd credential {places.credential}",
     )
 
 
 def cohere_key(api_key_file: Path | None, environ: Mapping[str, str], where: str = "[cohere]") -> FirstOf:
     """Cohere's key: ``api_key_file``, else ``CO_API_KEY``, else ``COHERE_API_KEY``,
     else the systemd credential ``cohere-api-key``."""
-    variables = ("CO_API_KEY", "COHERE_API_KEY")
-    return _api_key(
-        "Cohere",
-        api_key_file,
-        environ,
-        variables=variables,
-        credential="cohere-api-key",
-        where=where,
-        file_label="cohere.api_key_file",
-    )
+    return api_key(COHERE_KEY, api_key_file, environ, where=where, file_label="cohere.api_key_file")
 
 
 def openai_key(api_key_file: Path | None, environ: Mapping[str, str], where: str = "[[sources]]") -> FirstOf:
     """OpenAI's key: ``api_key_file``, else ``OPENAI_API_KEY``, else the systemd
     credential ``openai-api-key``."""
-    variables = ("OPENAI_API_KEY",)
-    return _api_key(
-        "OpenAI",
-        api_key_file,
-        environ,
-        variables=variables,
-        credential="openai-api-key",
-        where=where,
-        file_label=f"{where} api_key_file",
-    )
+    return api_key(OPENAI_KEY, api_key_file, environ, where=where, file_label=f"{where} api_key_file")

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from ftwatch.compat import LEGACY_PROVIDER, stall_subject
 from ftwatch.model import STALLED, Transition, format_timestamp
-from ftwatch.state import DiffContext, ModelState
+from ftwatch.state import DiffContext, ModelState, SourceIdentity
 
 __all__ = ["check_stall", "stall_alerts", "stay_key"]
 
@@ -32,6 +32,10 @@ def _same_stay(remembered: str | None, status: str, since_ns: int, slack_ns: int
     return old_status == status and old_since.isdigit() and abs(int(old_since) - since_ns) <= slack_ns
 
 
+#: The one source of a state from before sources had names (the legacy ``[cohere]``).
+_LEGACY_SOURCE = SourceIdentity(LEGACY_PROVIDER, LEGACY_PROVIDER, "")
+
+
 def check_stall(
     model_id: str,
     state: ModelState,
@@ -39,8 +43,7 @@ def check_stall(
     now_ns: int,
     *,
     slack_ns: int = 2_000_000_000,
-    provider: str = LEGACY_PROVIDER,
-    source: str = LEGACY_PROVIDER,
+    identity: SourceIdentity = _LEGACY_SOURCE,
 ) -> tuple[Transition, ModelState] | None:
     """The alert and the model's state remembering it, if the model has stayed in its
     status past its threshold and no alert was sent for this stay yet."""
@@ -53,7 +56,7 @@ def check_stall(
         return None
     if _same_stay(state.stalled, status, since_ns, slack_ns):
         return None
-    who = stall_subject(provider, model_id)
+    who = stall_subject(identity.provider, model_id)
     digest = hashlib.sha256(f"stall\x1f{who}\x1f{status}\x1f{since_ns}".encode()).hexdigest()[:32]
     detected_at = format_timestamp(now_ns, digits=3)
     alert = Transition(
@@ -68,8 +71,8 @@ def check_stall(
         type=STALLED,
         since=format_timestamp(since_ns),
         stalled_for_s=round((now_ns - since_ns) / 1e9, 3),
-        provider=provider,
-        source=source,
+        provider=identity.provider,
+        source=identity.name,
     )
     return alert, replace(state, stalled=stay_key(status, since_ns))
 
@@ -99,8 +102,7 @@ def stall_alerts(
             lambda status: threshold_s(status, vocabulary.state_of(status)),
             now_ns,
             slack_ns=slack_ns,
-            provider=identity.provider,
-            source=identity.name,
+            identity=identity,
         )
         if found is not None:
             alert, changed[model_id] = found

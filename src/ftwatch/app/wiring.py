@@ -182,7 +182,7 @@ def build_sources(
     ]
 
 
-def build_source_of(  # noqa: PLR0917 - the parts build_sources hands on
+def build_source_of(
     spec: SourceSpec,
     settings: Settings,
     http: httpx.AsyncClient,

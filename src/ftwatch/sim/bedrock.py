@@ -46,28 +46,37 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def sigv4_signature(
-    secret: str,
-    *,
-    method: str,
-    raw_path: str,
-    raw_query: str,
-    headers: dict[str, str],
-    signed: list[str],
-    amz_date: str,
-    region: str,
-    service: str,
-) -> str:
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """What SigV4 signs of a request: as it came on the wire, and the headers it
+    says it signed (``SignedHeaders``), with the date, region and service of the key."""
+
+    method: str
+    raw_path: str
+    raw_query: str
+    headers: dict[str, str]
+    signed: list[str]
+    amz_date: str
+    region: str
+    service: str
+
+
+def sigv4_signature(secret: str, request: SignedRequest) -> str:
     """The SigV4 signature of a request, from AWS's description of the algorithm."""
     # Non-S3 services sign the path URI-encoded once more.
-    canonical_uri = urllib.parse.quote(raw_path or "/", safe="/~")
-    pairs = sorted(tuple(pair.partition("=")[::2]) for pair in raw_query.split("&") if pair) if raw_query else []
+    canonical_uri = urllib.parse.quote(request.raw_path or "/", safe="/~")
+    query = request.raw_query
+    pairs = sorted(tuple(pair.partition("=")[::2]) for pair in query.split("&") if pair) if query else []
     canonical_query = "&".join(f"{k}={v}" for k, v in pairs)
-    canonical_headers = "".join(f"{name}:{' '.join(headers.get(name, '').split())}\n" for name in signed)
-    canonical = "\n".join([method, canonical_uri, canonical_query, canonical_headers, ";".join(signed), _EMPTY_SHA256])
-    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), amz_date[:8]), region), service), "aws4_request")
+    signed = request.signed
+    canonical_headers = "".join(f"{name}:{' '.join(request.headers.get(name, '').split())}\n" for name in signed)
+    canonical = "\n".join(
+        [request.method, canonical_uri, canonical_query, canonical_headers, ";".join(signed), _EMPTY_SHA256]
+    )
+    day, region, service = request.amz_date[:8], request.region, request.service
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", request.amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), day), region), service), "aws4_request")
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
@@ -220,14 +229,16 @@ class BedrockSimulator(SimServer):
             return self._refuse("SignedHeaders must include host and x-amz-date")
         expected = sigv4_signature(
             self.credentials[match["key"]],
-            method=request.method,
-            raw_path=request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
-            raw_query=request.scope.get("query_string", b"").decode("latin-1"),
-            headers={name: request.headers.get(name, "") for name in signed},
-            signed=signed,
-            amz_date=amz_date,
-            region=match["region"],
-            service=match["service"],
+            SignedRequest(
+                method=request.method,
+                raw_path=request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
+                raw_query=request.scope.get("query_string", b"").decode("latin-1"),
+                headers={name: request.headers.get(name, "") for name in signed},
+                signed=signed,
+                amz_date=amz_date,
+                region=match["region"],
+                service=match["service"],
+            ),
         )
         if not hmac.compare_digest(expected, match["signature"]):
             # AWS's own words, with the canonical request it expected after a blank line.

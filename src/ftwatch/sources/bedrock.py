@@ -27,12 +27,16 @@ from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
 from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
-from ftwatch.sources.http import ApiClient, json_message
+from ftwatch.sources.http import ApiClient, ApiDialect, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.statuses import BEDROCK
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials as AwsCredentials
+
+#: AWS services spell the error text "message" or "Message".
+_DIALECT = ApiDialect("Bedrock", json_message(("message",), ("Message",)))
+
 
 __all__ = ["BedrockSource", "BedrockSourceConfig", "SigV4"]
 
@@ -183,14 +187,8 @@ class BedrockSource:
     def __init__(self, config: BedrockSourceConfig, deps: SourceContext) -> None:
         signer = SigV4(config.region, config.profile, deps.environ)
         self._signer = signer
-        self._api = ApiClient(
-            deps,
-            signer,
-            base_url=config.endpoint_url or f"https://bedrock.{signer.region}.amazonaws.com",
-            provider="Bedrock",
-            retry=config,
-            message_of=json_message(("message",), ("Message",)),
-        )
+        base_url = config.endpoint_url or f"https://bedrock.{signer.region}.amazonaws.com"
+        self._api = ApiClient(deps, signer, _DIALECT, base_url=base_url, retry=config)
         self._max_pages = config.max_pages
 
     @classmethod

@@ -14,7 +14,7 @@ from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.secrets import cohere_key
 from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, check_id, optional_str, parsed, path_of
-from ftwatch.sources.http import ApiClient, BearerKey
+from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.statuses import COHERE
 
@@ -93,14 +93,8 @@ class CohereSource:
         self, config: CohereSettings | CohereSourceConfig, deps: SourceContext, *, page_size: int = 1000
     ) -> None:
         key = deps.key or cohere_key(config.api_key_file, deps.environ)
-        self._api = ApiClient(
-            deps,
-            BearerKey(key),
-            base_url=config.base_url,
-            provider="Cohere",
-            retry=config,
-            headers={"x-client-name": config.client_name},
-        )
+        dialect = ApiDialect("Cohere", headers={"x-client-name": config.client_name})
+        self._api = ApiClient(deps, BearerKey(key), dialect, base_url=config.base_url, retry=config)
         self._page_size = page_size
         self._max_pages = config.max_pages
 

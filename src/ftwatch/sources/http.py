@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -34,7 +35,7 @@ from ftwatch.sources.base import (
 )
 from ftwatch.textsafe import one_line
 
-__all__ = ["ApiClient", "BearerKey", "Credentials", "JobRefusedError", "RetryConfig", "json_message"]
+__all__ = ["ApiClient", "ApiDialect", "BearerKey", "Credentials", "JobRefusedError", "RetryConfig", "json_message"]
 
 log = structlog.get_logger("ftwatch.sources")
 
@@ -122,28 +123,30 @@ class RetryConfig(Protocol):
     def auth_retry_s(self) -> float: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ApiDialect:
+    """How one provider's API speaks, beyond JSON over HTTPS: its name in messages,
+    where its error bodies keep the message, and the headers every request carries."""
+
+    provider: str
+    message_of: Callable[[httpx.Response], str] = _MESSAGE
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class ApiClient:
     """GET JSON objects from one API, with everything around it (see the module)."""
 
     def __init__(
-        self,
-        deps: SourceContext,
-        credentials: Credentials,
-        *,
-        base_url: str,
-        provider: str,
-        retry: RetryConfig,
-        message_of: Callable[[httpx.Response], str] | None = None,
-        headers: dict[str, str] | None = None,
+        self, deps: SourceContext, credentials: Credentials, dialect: ApiDialect, *, base_url: str, retry: RetryConfig
     ) -> None:
         self._http = deps.http
         self._base_url = base_url.rstrip("/")
         self.credentials = credentials
-        self._provider = provider
+        self._provider = dialect.provider
         self._limiter: RateLimiter | None = deps.limiter
         self._retry = retry
-        self._message_of = message_of or _MESSAGE
-        self._headers = {"accept": "application/json"} | (headers or {})
+        self._message_of = dialect.message_of
+        self._headers = {"accept": "application/json", **dialect.headers}
         self._on_request = deps.on_request
         self._on_wait = deps.on_wait
 

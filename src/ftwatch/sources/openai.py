@@ -21,11 +21,15 @@ from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
 from ftwatch.secrets import FileSecret, openai_key
 from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
-from ftwatch.sources.http import ApiClient, BearerKey, json_message
+from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.standard_webhooks import secret_key
 from ftwatch.statuses import OPENAI
 from ftwatch.textsafe import FAILURE_MAX
+
+#: OpenAI nests its error text under "error" (a proxy before it may not).
+_ERROR_MESSAGE = json_message(("error", "message"), ("message",))
+
 
 __all__ = ["OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
 
@@ -161,15 +165,8 @@ class OpenAISource:
         if config.project:
             headers["openai-project"] = config.project
         key = openai_key(config.api_key_file, deps.environ, where=f"[[sources]] {config.name or config.type}")
-        self._api = ApiClient(
-            deps,
-            BearerKey(key),
-            base_url=config.base_url,
-            provider="OpenAI",
-            retry=config,
-            message_of=json_message(("error", "message"), ("message",)),
-            headers=headers,
-        )
+        dialect = ApiDialect("OpenAI", _ERROR_MESSAGE, headers)
+        self._api = ApiClient(deps, BearerKey(key), dialect, base_url=config.base_url, retry=config)
         self._max_pages = config.max_pages
 
     @classmethod

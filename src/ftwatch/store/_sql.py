@@ -41,7 +41,7 @@ def encode_cursor(cursor: Cursor) -> tuple[str, str]:
     return json.dumps(sorted(cursor.recent)), json.dumps(sorted(cursor.undated))
 
 
-def decode_cursor(  # noqa: PLR0917 - the columns of one row, in their order
+def decode_cursor(
     at_ns: int | None, seen: str, last_status: str | None, lazy: int, horizon_ns: int | None, undated: str
 ) -> Cursor:
     return Cursor(

@@ -94,10 +94,9 @@ class CycleCommit:
         *,
         scope: str | None = None,
         lease: Lease | None = None,
-        namespace: str = "",
     ) -> CycleCommit:
         """The commit of a cycle, its deliveries fanned out to ``routes``."""
-        return cls(models, transitions, fan_out(transitions, routes), now, scope, lease, namespace)
+        return cls(models, transitions, fan_out(transitions, routes), now, scope, lease)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +306,8 @@ class SourceCursors:
     ) -> int:
         """The cycle of this source (``models`` by its own ids), in one transaction."""
         rows = {model_key(self.namespace, model_id): state for model_id, state in models.items()}
-        commit = CycleCommit.of(rows, transitions, routes, now, scope=scope, lease=lease, namespace=self.namespace)
-        return self.store.commit_cycle(commit)
+        deliveries = fan_out(transitions, routes)
+        return self.store.commit_cycle(CycleCommit(rows, transitions, deliveries, now, scope, lease, self.namespace))
 
 
 def for_source(store: CursorStore, namespace: str) -> SourceCursors:
