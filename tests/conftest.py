@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
@@ -26,6 +26,9 @@ from ftwatch.store.sqlite import SqliteStore
 
 from .pg import POSTGRES, new_schema
 from .receiver import Receiver
+
+if TYPE_CHECKING:
+    from .providers import World
 
 # A loaded two-core CI machine makes per-example deadlines flaky; the examples are
 # bounded by their sizes instead.
@@ -122,6 +125,39 @@ def hook_env(base_env: dict[str, str], receiver: Receiver, **extra: object) -> d
     return {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, **extra})}
 
 
+def baselined_job(
+    api: World, name: str, env: dict[str, str], tmp_path: Path, receiver: Receiver, status: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """A job of ``api`` in ``status`` (its simulator's default if none), and the
+    environment of a watcher posting to ``receiver`` whose first run took it as history."""
+    job = api.add(name, status)
+    hooked = hook_env(api.env(env, tmp_path), receiver)
+    run_once(hooked)
+    return job, hooked
+
+
+def ready_after_baseline(sim: CohereSimulator, name: str, env: dict[str, str], start: str = "STATUS_QUEUED") -> str:
+    """A model in ``start``, taken as history by a first ``run --once`` with ``env``;
+    then READY, and a second run that tells of it. Returns the model's id."""
+    model = sim.add_model(name, start)
+    run_once(env)
+    sim.set_status(model, "STATUS_READY")
+    run_once(env)
+    return model
+
+
+def finetuned_once(sim: CohereSimulator, model: str, env: dict[str, str], receiver: Receiver) -> None:
+    """The story every state and mode must tell of ``model`` (in STATUS_FINETUNING): the
+    first run is the baseline and sends nothing, READY is then sent once, a rerun sends
+    nothing more."""
+    run_once(env)
+    assert receiver.bodies() == []
+    sim.set_status(model, "STATUS_READY")
+    run_once(env)
+    run_once(env)
+    assert receiver.steps() == [("STATUS_FINETUNING", "STATUS_READY")]
+
+
 def run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``ftwatch run --once``, which must exit 0: the command line's own ``main`` in
     this process (the same path as the ``ftwatch`` script, but for the interpreter's
@@ -171,6 +207,17 @@ def baselined(base_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
     env = hook_env(base_env, receiver)
     run_once(env)
     return env
+
+
+def moved_after_baseline(
+    sim: CohereSimulator, base_env: dict[str, str], receiver: Receiver, start: str, to: str
+) -> tuple[str, dict[str, str]]:
+    """A model in ``start`` taken as history by a first run with a webhook to
+    ``receiver``, then moved to ``to`` (not polled yet); its id and the environment."""
+    model = sim.add_model("m", start)
+    env = baselined(base_env, receiver)
+    sim.set_status(model, to)
+    return model, env
 
 
 def run_cli(

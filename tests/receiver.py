@@ -89,6 +89,10 @@ class Receiver:
         with self._lock:
             return [item.json() for item in self.received]
 
+    def steps(self) -> list[tuple[str | None, str]]:
+        """(previous status, status) of each body received, in order."""
+        return [(body["previous_status"], body["status"]) for body in self.bodies()]
+
     def answer(self, *answers: Answer) -> None:
         with self._lock:
             self.script.extend(answers)

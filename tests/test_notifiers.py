@@ -15,7 +15,7 @@ from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.sim.cohere import CohereSimulator
 
-from .conftest import Daemon, notifiers_env, run_here, run_once, wait_for
+from .conftest import Daemon, notifiers_env, ready_after_baseline, run_here, run_once, wait_for
 from .receiver import Answer, Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +41,8 @@ def test_signed_webhooks_verify_independently(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Signed bodies verify with an independent Standard Webhooks verifier; tampering fails."""
-    model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url, "secret": SECRET})}
-    run_once(env)
-    sim.set_status(model, "STATUS_READY")
-    run_once(env)
+    ready_after_baseline(sim, "m", env)
     [got] = receiver.received
     verify_standard_webhook(SECRET, got.headers, got.body)
     assert got.headers["webhook-id"] == got.json()["id"]
@@ -62,11 +59,8 @@ def test_unsigned_webhooks_carry_no_signature(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Without a secret, no webhook-* signature headers are sent."""
-    model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "webhook", "url": receiver.url})}
-    run_once(env)
-    sim.set_status(model, "STATUS_READY")
-    run_once(env)
+    ready_after_baseline(sim, "m", env)
     assert "webhook-signature" not in receiver.received[0].headers
 
 
@@ -160,11 +154,8 @@ def test_a_plugin_notifier_is_found_through_its_entry_point(
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ftwatch-file-notifier\nVersion: 0.1.0\n")
     (dist / "entry_points.txt").write_text("[ftwatch.notifiers]\nfile = ftwatch_file_notifier:FileNotifier\n")
     out = tmp_path / "transitions.jsonl"
-    model = sim.add_model("m", "STATUS_QUEUED")
     env = {**base_env, "PYTHONPATH": str(site), **notifiers_env({"type": "file", "path": str(out)})}
-    run_once(env)
-    sim.set_status(model, "STATUS_READY")
-    run_once(env)
+    ready_after_baseline(sim, "m", env)
     assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["STATUS_READY"]
 
     bad = run_here(["check-config"], {**base_env, **notifiers_env({"type": "file"})})

@@ -16,7 +16,7 @@ from ftwatch.sim.cohere import CohereSimulator
 from ftwatch.store._sql import OutboxSql
 from ftwatch.store.base import CycleCommit, ModelState, Store
 
-from .conftest import Daemon, hook_env, run_cli, run_once, wait_for
+from .conftest import Daemon, hook_env, ready_after_baseline, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
 from .rows import head_of
 from .rows import transition as _transition
@@ -150,11 +150,8 @@ def test_retention_removes_old_delivered_rows_from_the_running_daemon(
 ) -> None:
     """`[state] retention`: delivered rows older than it are removed by the daemon
     (soon after start, then hourly); younger ones and pending ones stay."""
-    model = sim.add_model("m", "STATUS_FINETUNING")
     env = {**hook_env(state_env, receiver), "FTWATCH_STATE__RETENTION": "2s"}
-    run_once(env)
-    sim.set_status(model, "STATUS_READY")
-    run_once(env)
+    ready_after_baseline(sim, "m", env, "STATUS_FINETUNING")
     assert len(_outbox(env, "--state", "delivered")) == 1
     time.sleep(2.2)
     daemon = daemons(env)

@@ -14,7 +14,7 @@ import pytest
 from ftwatch.sim.cohere import CohereSimulator, Fault
 from ftwatch.store.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 
-from .conftest import POSTGRES, Daemon, TcpProxy, free_port, hook_env, run_cli, run_once, wait_for
+from .conftest import POSTGRES, Daemon, TcpProxy, finetuned_once, free_port, hook_env, run_cli, run_once, wait_for
 from .receiver import Answer, Receiver
 
 
@@ -41,12 +41,7 @@ def test_run_on_postgres_baselines_delivers_and_restarts_without_duplicates(
     """The same story as on SQLite: a baseline, one change sent once, a rerun sends nothing."""
     model = sim.add_model("m", "STATUS_FINETUNING", history=("STATUS_QUEUED",))
     env = pg_hooked
-    run_once(env)
-    assert receiver.bodies() == []
-    sim.set_status(model, "STATUS_READY")
-    run_once(env)
-    run_once(env)
-    assert [(b["previous_status"], b["status"]) for b in receiver.bodies()] == [("STATUS_FINETUNING", "STATUS_READY")]
+    finetuned_once(sim, model, env, receiver)
     migrated = run_cli(["migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
     assert f"schema version {PG_SCHEMA_VERSION}" in migrated.stderr

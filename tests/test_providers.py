@@ -23,7 +23,7 @@ from ftwatch.notifiers.slack import slack_message
 from ftwatch.ops.metrics import Metrics
 from ftwatch.sim.kit import Fault
 from ftwatch.wording import text_line
-from tests.conftest import FTWATCH, Daemon, hook_env, run_cli, run_here, run_once, wait_for
+from tests.conftest import FTWATCH, Daemon, baselined_job, hook_env, run_cli, run_here, run_once, wait_for
 from tests.providers import FAILED, LIFECYCLES, PROVIDERS, World, aws_env, world
 from tests.receiver import Answer, Receiver
 
@@ -82,9 +82,7 @@ def test_steps_between_two_polls_are_recovered_in_order_where_the_provider_keeps
     api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     lifecycle = LIFECYCLES[api.provider]
-    job = api.add("quick", lifecycle[0])
-    env = hook_env(api.env(clean_env, tmp_path), receiver)
-    run_once(env)
+    job, env = baselined_job(api, "quick", clean_env, tmp_path, receiver, lifecycle[0])
     for status in lifecycle[1:]:
         api.move(job, status)  # every step before the next poll
     run_once(env)
@@ -119,9 +117,7 @@ def test_faults_are_retried_and_nothing_is_lost(
     api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     lifecycle = LIFECYCLES[api.provider]
-    job = api.add("flaky", lifecycle[0])
-    env = hook_env(api.env(clean_env, tmp_path), receiver)
-    run_once(env)
+    job, env = baselined_job(api, "flaky", clean_env, tmp_path, receiver, lifecycle[0])
     api.move(job, lifecycle[-1])
     for kind in ("429", "500", "drop", "malformed"):
         api.server.inject(Fault(kind, endpoint="list_models", retry_after_s=0.1))
@@ -192,9 +188,7 @@ def test_a_sigkilled_daemon_resends_what_it_had_not_delivered_with_the_same_id(
     api: World, clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     lifecycle = LIFECYCLES[api.provider]
-    job = api.add("durable", lifecycle[0])
-    env = hook_env(api.env(clean_env, tmp_path), receiver)
-    run_once(env)
+    job, env = baselined_job(api, "durable", clean_env, tmp_path, receiver, lifecycle[0])
     receiver.default = Answer(status=503)  # down: the transition stays in the outbox
     daemon = Daemon(env)
     try:

@@ -25,9 +25,12 @@ from ftwatch.store.sqlite import SCHEMA_VERSION
 from .conftest import (
     Daemon,
     baselined,
+    finetuned_once,
     free_port,
     hook_env,
+    moved_after_baseline,
     notifiers_env,
+    ready_after_baseline,
     run_cli,
     run_here,
     run_once,
@@ -69,12 +72,7 @@ def test_baselines_hold_when_updated_at_is_coarse_or_lags(
     env["FTWATCH_POLL__MODE"] = mode
     if configured:
         env["FTWATCH_POLL__MODELS"] = json.dumps([a] if mode == "auto" else [a, b])
-    run_once(env)
-    assert receiver.bodies() == []
-    sim.set_status(a, "STATUS_READY")
-    run_once(env)
-    run_once(env)
-    assert [(x["previous_status"], x["status"]) for x in receiver.bodies()] == [("STATUS_FINETUNING", "STATUS_READY")]
+    finetuned_once(sim, a, env, receiver)
 
 
 # --- 2. late events -------------------------------------------------------------------------------
@@ -91,8 +89,7 @@ def test_a_late_event_is_sent_once(sim: CohereSimulator, receiver: Receiver, bas
     sim.set_status(model, "STATUS_PAUSED", at_ns=later - 10 * SECOND)
     run_once(env)
     run_once(env)
-    bodies = receiver.bodies()
-    assert [(b["previous_status"], b["status"]) for b in bodies] == [
+    assert receiver.steps() == [
         ("STATUS_FINETUNING", "STATUS_DEPLOYING_API"),
         ("STATUS_FINETUNING", "STATUS_PAUSED"),
     ]
@@ -106,9 +103,7 @@ def test_an_event_without_created_at_is_reported_once(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str], raw: dict[str, str]
 ) -> None:
     """Item 3: no (or an empty) created_at: reported once, at the time first seen."""
-    model = sim.add_model("m", "STATUS_QUEUED")
-    env = baselined(base_env, receiver)
-    sim.set_status(model, "STATUS_FINETUNING")
+    model, env = moved_after_baseline(sim, base_env, receiver, "STATUS_QUEUED", "STATUS_FINETUNING")
     run_once(env)
     before = time.time()
     sim.add_raw_event(model, raw, status="STATUS_FAILED")
@@ -127,9 +122,7 @@ def test_watch_with_the_daemon_state_path_does_not_consume_transitions(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 4: `watch --once` on the daemon's [state] path leaves its cursors alone."""
-    model = sim.add_model("m", "STATUS_FINETUNING")
-    env = baselined(base_env, receiver)
-    sim.set_status(model, "STATUS_READY")
+    _, env = moved_after_baseline(sim, base_env, receiver, "STATUS_FINETUNING", "STATUS_READY")
     watched = run_cli(["watch", "--once"], env)
     assert watched.returncode == 0, watched.stderr
     run_once(env)
@@ -408,10 +401,8 @@ def test_a_redirect_is_a_dead_letter_that_names_where_it_points(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 14: 3xx is not followed (decided); the log names the new host, never its path."""
-    model = sim.add_model("m", "STATUS_QUEUED")
-    env = baselined(base_env, receiver)
+    _, env = moved_after_baseline(sim, base_env, receiver, "STATUS_QUEUED", "STATUS_READY")
     receiver.default = Answer(302, headers={"location": "https://moved.example/hook?token=s3cret"})
-    sim.set_status(model, "STATUS_READY")
     done = run_once(env)
     dead = [json.loads(line) for line in done.stderr.splitlines() if '"notify.dead_letter"' in line]
     assert len(dead) == 1
@@ -553,11 +544,8 @@ def test_slack_text_escapes_what_the_api_says(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """Item 18: a model named '<!channel> & <https://evil|x>' reaches Slack as plain text."""
-    model = sim.add_model("<!channel> & <https://evil|x>", "STATUS_QUEUED")
     env = {**base_env, **notifiers_env({"type": "slack", "webhook_url": receiver.url})}
-    run_once(env)
-    sim.set_status(model, "STATUS_READY")
-    run_once(env)
+    ready_after_baseline(sim, "<!channel> & <https://evil|x>", env)
     [body] = receiver.bodies()
     text = json.dumps(body)
     assert "<!channel>" not in text

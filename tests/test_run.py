@@ -9,7 +9,17 @@ from pathlib import Path
 
 from ftwatch.sim.cohere import CohereSimulator, Fault
 
-from .conftest import Daemon, baselined, hook_env, notifiers_env, run_cli, run_here, run_once, wait_for
+from .conftest import (
+    Daemon,
+    baselined,
+    hook_env,
+    moved_after_baseline,
+    notifiers_env,
+    run_cli,
+    run_here,
+    run_once,
+    wait_for,
+)
 from .receiver import Answer, Receiver
 
 
@@ -163,9 +173,7 @@ def test_a_permanent_rejection_is_a_dead_letter_with_the_answer(
     sim: CohereSimulator, receiver: Receiver, base_env: dict[str, str]
 ) -> None:
     """A 4xx is a dead letter at once, with the receiver's answer logged."""
-    model = sim.add_model("m", "STATUS_QUEUED")
-    env = baselined(base_env, receiver)
-    sim.set_status(model, "STATUS_READY")
+    _, env = moved_after_baseline(sim, base_env, receiver, "STATUS_QUEUED", "STATUS_READY")
     receiver.answer(Answer(422, b"schema mismatch"))
     done = run_here(["run", "--once"], env)
     assert done.returncode == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ftwatch.sim.kit import Fault
-from tests.conftest import hook_env, run_cli, run_once
+from tests.conftest import baselined_job, hook_env, run_cli, run_once
 from tests.plugins import install_plugin
 from tests.providers import world
 from tests.receiver import Answer, Receiver
@@ -23,14 +23,13 @@ def test_steps_between_polls_are_kept_whatever_the_providers_clock(
 ) -> None:
     with world("openai") as api:
         api.sim.clock_offset_ns = offset_ns
-        job = api.add("skewed", "queued")
-        env = hook_env(api.env(quiet_env, tmp_path), receiver)
-        run_once(env)  # the baseline: queued, no time of its own
+        # The baseline: queued, no time of its own.
+        job, env = baselined_job(api, "skewed", quiet_env, tmp_path, receiver, "queued")
         api.move(job, "running")
         api.move(job, "succeeded")
         run_once(env)
         run_once(env)
-        steps = [(b["previous_status"], b["status"]) for b in receiver.bodies()]
+        steps = receiver.steps()
         assert steps == [("queued", "running"), ("running", "succeeded")]
 
 
@@ -39,9 +38,7 @@ def test_bedrocks_failure_message_reaches_the_body_whatever_its_times(
     end_time: str | None, quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("bedrock") as api:
-        job = api.add("failing", "InProgress")
-        env = hook_env(api.env(quiet_env, tmp_path), receiver)
-        run_once(env)
+        job, env = baselined_job(api, "failing", quiet_env, tmp_path, receiver, "InProgress")
         api.sim.set_status(job, "Failed", failure_message="Insufficient permissions on s3://bucket/train.jsonl")
         times = {"endTime": end_time, "lastModifiedTime": end_time}
         api.sim.override(job, **{k: v for k, v in times.items() if v is not None})
@@ -67,9 +64,7 @@ def test_bedrock_times_are_read_as_the_aws_sdks_read_them(
     written: object, expected: str, quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("bedrock") as api:
-        job = api.add("dated", "InProgress")
-        env = hook_env(api.env(quiet_env, tmp_path), receiver)
-        run_once(env)
+        job, env = baselined_job(api, "dated", quiet_env, tmp_path, receiver, "InProgress")
         api.sim.set_status(job, "Completed")
         api.sim.override(job, endTime=written)
         run_once(env)
@@ -81,9 +76,7 @@ def test_an_unreadable_bedrock_time_falls_back_to_detection_and_says_so_once(
     quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
     with world("bedrock") as api:
-        job = api.add("undated", "InProgress")
-        env = hook_env(api.env(quiet_env, tmp_path), receiver)
-        run_once(env)
+        job, env = baselined_job(api, "undated", quiet_env, tmp_path, receiver, "InProgress")
         api.sim.set_status(job, "Completed")
         api.sim.override(job, endTime="the day after tomorrow", lastModifiedTime="soon")
         stderr = run_once(env).stderr
@@ -137,9 +130,7 @@ def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
     from ftwatch.notifiers.slack import slack_message  # noqa: PLC0415
 
     with world("bedrock") as api:
-        job = api.add("failing", "InProgress")
-        env = hook_env(api.env(quiet_env, tmp_path), receiver)
-        run_once(env)
+        job, env = baselined_job(api, "failing", quiet_env, tmp_path, receiver, "InProgress")
         odd = "first line\r\n> *not quoted* `code` \x1b[2J\n" + "x" * 10_000
         api.sim.set_status(job, "Failed", failure_message=odd)
         run_once(env)

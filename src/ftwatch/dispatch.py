@@ -313,31 +313,19 @@ class Dispatcher:
             failure = None
         worker.last_sent = anyio.current_time()
         seconds = worker.last_sent - started
+        told = log.bind(notifier=loaded.key, transition_id=transition.id, model_id=transition.model_id)
         if failure is None:
             updated = after_success(delivery)
             outcome = DeliveryOutcome.DELIVERED
-            log.info("notify.delivered", notifier=loaded.key, transition_id=transition.id, model_id=transition.model_id)
+            told.info("notify.delivered")
         else:
             updated = after_failure(delivery, failure, self._clock(), self.policy)
             outcome = DeliveryOutcome.DEAD if updated.state is DeliveryState.DEAD else DeliveryOutcome.RETRY
             if updated.state is DeliveryState.DEAD:
-                log.error(
-                    "notify.dead_letter",
-                    notifier=loaded.key,
-                    transition_id=transition.id,
-                    model_id=transition.model_id,
-                    attempts=updated.attempts,
-                    error=failure.detail,
-                )
+                told.error("notify.dead_letter", attempts=updated.attempts, error=failure.detail)
             else:
-                log.warning(
-                    "notify.failed",
-                    notifier=loaded.key,
-                    transition_id=transition.id,
-                    attempts=updated.attempts,
-                    retry_in_s=round(updated.next_attempt_at - self._clock(), 3),
-                    error=failure.detail,
-                )
+                retry_in_s = round(updated.next_attempt_at - self._clock(), 3)
+                told.warning("notify.failed", attempts=updated.attempts, retry_in_s=retry_in_s, error=failure.detail)
         self._observer(DeliveryAttempt(loaded.key, outcome, seconds))
         # Recorded even when cancelled now: a delivered transition must not be re-sent.
         await self._finish(claim, updated)

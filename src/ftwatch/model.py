@@ -206,6 +206,15 @@ class Transition:
         """The normalized state of ``status`` (``ready``, ``running``, …)."""
         return self.given_state or builtin_state(self.status, self.provider)
 
+    @classmethod
+    def of_ftwatch(
+        cls, id: str, model_id: str, model_name: str | None, status: str, at: str, **fields: Any
+    ) -> Transition:
+        """A transition ftwatch says itself (a stall alert, a test notification), not
+        an API's event: it occurs when detected, and no user made it."""
+        fields.setdefault("previous_status", None)
+        return cls(id, model_id, model_name, status, occurred_at=at, user_id=None, detected_at=at, **fields)
+
     def in_words_of(self, provider: str, source: str, state: str) -> Transition:
         """This transition as the source says it: its provider, its name, and the
         state its vocabulary gives the status."""

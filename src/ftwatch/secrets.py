@@ -28,6 +28,7 @@ __all__ = [
     "SecretProvider",
     "api_key",
     "cohere_key",
+    "inline_or_file",
     "openai_key",
     "read_secret",
 ]
@@ -47,6 +48,15 @@ class SecretProvider(Protocol):
     def read(self) -> SecretStr:
         """The value; :class:`ConfigError` naming the place and the fix if it cannot be."""
         ...
+
+
+def inline_or_file(key: str, value: SecretStr | None, path: Path | None) -> str | None:
+    """A config's secret ``key``, given inline or as ``{key}_file`` (exactly one): the
+    inline text, or ``None`` when it is the file (read later, by the application);
+    :class:`ValueError` naming both keys when neither or both are given."""
+    if (value is None) == (path is None):
+        raise ValueError(f"needs {key} or {key}_file (one of them)")
+    return None if value is None else value.get_secret_value()
 
 
 def read_secret(path: Path) -> SecretStr:

@@ -11,11 +11,20 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -222,29 +231,23 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("notifiers", mode="before")
+    @field_validator("notifiers", "sources", mode="before")
     @classmethod
-    def _typed_notifiers(cls, value: object) -> object:
+    def _typed_plugins(cls, value: object, info: ValidationInfo) -> object:
+        """Each table validated by its type's own model (the registry of that kind)."""
         if not isinstance(value, list) or not value:
             return value
-        from ftwatch.notifiers.registry import validate_notifiers  # noqa: PLC0415 - only when some are configured
+        # Only when some are configured: each registry loads its entry points.
+        from ftwatch.notifiers.registry import validate_notifiers  # noqa: PLC0415
+        from ftwatch.sources.registry import validate_sources  # noqa: PLC0415
 
+        validate: Callable[[list[Any]], list[Any]] = (
+            validate_notifiers if info.field_name == "notifiers" else validate_sources
+        )
         try:
-            return validate_notifiers(value)
+            return validate(value)
         except ConfigError as exc:
             # Carried out of pydantic as one value error, worded already.
-            raise ValueError(str(exc)) from None
-
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _typed_sources(cls, value: object) -> object:
-        if not isinstance(value, list) or not value:
-            return value
-        from ftwatch.sources.registry import validate_sources  # noqa: PLC0415 - only when some are configured
-
-        try:
-            return validate_sources(value)
-        except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
 

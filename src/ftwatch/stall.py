@@ -59,15 +59,12 @@ def check_stall(
     who = stall_subject(identity.provider, model_id)
     digest = hashlib.sha256(f"stall\x1f{who}\x1f{status}\x1f{since_ns}".encode()).hexdigest()[:32]
     detected_at = format_timestamp(now_ns, digits=3)
-    alert = Transition(
-        id="ftw_stall_" + digest,
-        model_id=model_id,
-        model_name=state.name,
-        status=status,
-        previous_status=None,
-        occurred_at=detected_at,
-        user_id=None,
-        detected_at=detected_at,
+    alert = Transition.of_ftwatch(
+        "ftw_stall_" + digest,
+        model_id,
+        state.name,
+        status,
+        detected_at,
         type=STALLED,
         since=format_timestamp(since_ns),
         stalled_for_s=round((now_ns - since_ns) / 1e9, 3),

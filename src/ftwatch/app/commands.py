@@ -245,15 +245,14 @@ def _test_transition(settings: Settings, now: str) -> Transition:
     at = next(i for i, (_, state) in enumerate(order) if state == "ready")
     ready = order[at][0]
     running = next((word for word, state in reversed(order[:at]) if state == "running"), None)
-    return Transition(
-        id="ftw_test_" + now.replace(":", "").replace("-", "").replace(".", ""),
-        model_id="ft-test-0000",
-        model_name="ftwatch-notify-test",
-        status=ready,
+    test_id = "ftw_test_" + now.replace(":", "").replace("-", "").replace(".", "")
+    return Transition.of_ftwatch(
+        test_id,
+        "ft-test-0000",
+        "ftwatch-notify-test",
+        ready,
+        now,
         previous_status=running,
-        occurred_at=now,
-        user_id=None,
-        detected_at=now,
         provider=provider,
         source=spec.name,
     )

@@ -19,20 +19,8 @@ from ftwatch.textsafe import printable
 
 __all__ = ["ModelRow", "WatchState", "format_age", "render", "status_text"]
 
-#: Colour and symbol per status; anything else (a status added later) is plain.
-_STYLE: dict[str, tuple[str, str]] = {
-    "STATUS_QUEUED": ("bright_black", "…"),
-    "STATUS_FINETUNING": ("cyan", "◐"),
-    "STATUS_DEPLOYING_API": ("blue", "↑"),
-    "STATUS_READY": ("green", "✓"),
-    "STATUS_FAILED": ("bold red", "✗"),
-    "STATUS_PAUSED": ("yellow", "‖"),
-    "STATUS_TEMPORARILY_OFFLINE": ("magenta", "!"),
-    "STATUS_DELETED": ("bright_black", "⌫"),
-}
-
-
-#: The same by normalized state, for every other provider's words.
+#: Colour and symbol per normalized state, for every provider's words alike; a word
+#: no vocabulary knows (a status added later) is plain.
 _STATE_STYLE: dict[str, tuple[str, str]] = {
     "queued": ("bright_black", "…"),
     "running": ("cyan", "◐"),
@@ -42,12 +30,14 @@ _STATE_STYLE: dict[str, tuple[str, str]] = {
     "paused": ("yellow", "‖"),
     "deleted": ("bright_black", "⌫"),
 }
+#: Two of Cohere's steps that people watch for are told apart from their state's.
+_WORD_STYLE = {"STATUS_DEPLOYING_API": ("blue", "↑"), "STATUS_TEMPORARILY_OFFLINE": ("magenta", "!")}
 _WORD_STATE = {word: state for vocabulary in BUILT_IN.values() for word, state in vocabulary.states.items()}
 
 
 def status_text(status: str | None) -> Text:
     fallback = _STATE_STYLE.get(_WORD_STATE.get(status or "", "unknown"), ("", "·"))
-    style, symbol = _STYLE.get(status or "", fallback)
+    style, symbol = _WORD_STYLE.get(status or "", fallback)
     return Text(f"{symbol} {printable(human_status(status))}", style=style)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "NotifierContext",
     "NotifierType",
     "TemplatedConfig",
+    "UrlNotifier",
     "check_header_name",
     "check_header_value",
     "check_http_url",
@@ -146,6 +147,20 @@ def host_of(url: str) -> str:
         return "?"
 
 
+class UrlNotifier:
+    """The part of a notifier that POSTs to one URL: the URL is a secret (it often
+    carries a token), so it is the notifier's identity but only its host is shown."""
+
+    #: The type's name in its description (``slack hooks.slack.com``).
+    kind: ClassVar[str]
+
+    def __init__(self, url: str, context: NotifierContext) -> None:
+        self._url = url
+        self._http = context.http
+        self.identity = url
+        self.description = f"{self.kind} {host_of(url)}"
+
+
 #: RFC 9110 field names: a token.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -163,14 +178,16 @@ def check_header_value(value: str, name: str) -> str:
     return value
 
 
-def check_http_url(url: str) -> str:
-    """``url`` if it is an absolute http(s) URL, else :class:`ValueError`."""
+def check_http_url(url: str, key: str = "") -> str:
+    """``url`` if it is an absolute http(s) URL, else :class:`ValueError` (its text
+    after ``key``, the config key, when one is named)."""
+    named = f"{key} " if key else ""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
-        raise ValueError("is not a valid URL") from None
+        raise ValueError(f"{named}is not a valid URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError("must be an http:// or https:// URL with a host")
+        raise ValueError(f"{named}must be an http:// or https:// URL with a host")
     return url
 
 

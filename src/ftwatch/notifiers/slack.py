@@ -14,11 +14,12 @@ from ftwatch.notifiers.base import (
     NotifierConfig,
     NotifierContext,
     TemplatedConfig,
+    UrlNotifier,
     check_http_url,
-    host_of,
     post_json,
     resolve_url,
 )
+from ftwatch.secrets import inline_or_file
 from ftwatch.textsafe import failure_text
 from ftwatch.wording import reached, stuck
 
@@ -99,28 +100,21 @@ class SlackConfig(TemplatedConfig):
     @model_validator(mode="after")
     def _complete(self) -> SlackConfig:
         # webhook_url_file is read when the notifier is built, by the application.
-        if (self.webhook_url is None) == (self.webhook_url_file is None):
-            raise ValueError("needs webhook_url or webhook_url_file (one of them)")
-        if self.webhook_url is not None:
-            try:
-                check_http_url(self.webhook_url.get_secret_value())
-            except ValueError as exc:
-                raise ValueError(f"webhook_url {exc}") from None
+        if (url := inline_or_file("webhook_url", self.webhook_url, self.webhook_url_file)) is not None:
+            check_http_url(url, "webhook_url")
         return self
 
 
-class SlackNotifier:
+class SlackNotifier(UrlNotifier):
     """Posts to a Slack incoming webhook, about one message a second as Slack allows."""
 
+    kind = "slack"
     config_model: ClassVar[type[NotifierConfig]] = SlackConfig
     min_interval_s = 1.0
 
     def __init__(self, url: str, context: NotifierContext, template: Template | None = None) -> None:
-        self._url = url
+        super().__init__(url, context)
         self._template = template
-        self._http = context.http
-        self.identity = url
-        self.description = f"slack {host_of(url)}"
 
     @classmethod
     def from_config(cls, config: SlackConfig, context: NotifierContext) -> SlackNotifier:

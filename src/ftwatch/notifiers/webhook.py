@@ -14,14 +14,15 @@ from ftwatch.notifiers.base import (
     DeliveryFailedError,
     NotifierConfig,
     NotifierContext,
+    UrlNotifier,
     check_header_name,
     check_header_value,
     check_http_url,
     compiled,
-    host_of,
     post_json,
     resolve_url,
 )
+from ftwatch.secrets import inline_or_file
 from ftwatch.standard_webhooks import secret_key, sign
 
 if TYPE_CHECKING:
@@ -62,10 +63,8 @@ class WebhookConfig(NotifierConfig):
     def _complete(self) -> WebhookConfig:
         # Files are read when the notifier is built (by the application's secret
         # reader); here, only what the table itself says is checked.
-        if (self.url is None) == (self.url_file is None):
-            raise ValueError("needs url or url_file (one of them)")
-        if self.url is not None:
-            check_http_url(self.url.get_secret_value())
+        if (url := inline_or_file("url", self.url, self.url_file)) is not None:
+            check_http_url(url)
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("give secret or secret_file, not both")
         if self.secret is not None:
@@ -76,21 +75,19 @@ class WebhookConfig(NotifierConfig):
         return {name: compiled(source) for name, source in self.headers.items()}
 
 
-class WebhookNotifier:
+class WebhookNotifier(UrlNotifier):
     """POSTs each transition as JSON to one URL."""
 
+    kind = "webhook"
     config_model: ClassVar[type[NotifierConfig]] = WebhookConfig
     min_interval_s = 0.0
 
     def __init__(
         self, url: str, secret: str | None, context: NotifierContext, headers: dict[str, Template] | None = None
     ) -> None:
-        self._url = url
+        super().__init__(url, context)
         self._secret = secret
         self._headers = headers or {}
-        self._http = context.http
-        self.identity = url
-        self.description = f"webhook {host_of(url)}"
 
     @classmethod
     def from_config(cls, config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:

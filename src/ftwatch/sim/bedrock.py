@@ -106,7 +106,7 @@ def _iso(ns: int | None) -> str | None:
     return None if ns is None else format_timestamp(ns, 3)
 
 
-class BedrockSimulator(SimServer):
+class BedrockSimulator(SimServer[SimCustomizationJob]):
     """The fake control plane: its jobs, credentials, faults and request log."""
 
     def __init__(
@@ -123,7 +123,6 @@ class BedrockSimulator(SimServer):
         self.max_page_size = max_page_size
         #: Why the last refused request was refused (for tests).
         self.refusals: list[str] = []
-        self._jobs: dict[str, SimCustomizationJob] = {}
         self.app = Starlette(
             routes=[
                 Route("/model-customization-jobs", self._list_jobs),
@@ -182,14 +181,6 @@ class BedrockSimulator(SimServer):
         """A change that is no status change (progress details): ``lastModifiedTime`` moves."""
         with self._lock:
             self._jobs[name].last_modified_ns = self._now_ns()
-
-    def override(self, name: str, **fields: Any) -> None:
-        with self._lock:
-            self._jobs[name].overrides.update(fields)
-
-    def job(self, name: str) -> SimCustomizationJob:
-        with self._lock:
-            return self._jobs[name]
 
     # --- serving ------------------------------------------------------------------
 

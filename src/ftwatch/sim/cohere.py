@@ -59,7 +59,7 @@ def _stamp(ns: int) -> str:
     return format_timestamp(ns, 9 if ns % 1000 else 6)
 
 
-class CohereSimulator(SimServer):
+class CohereSimulator(SimServer[SimModel]):
     """The fake API: its models, keys, faults and request log."""
 
     def __init__(
@@ -80,7 +80,6 @@ class CohereSimulator(SimServer):
         self.updated_at_lag_ns = int(updated_at_lag_s * 1e9)
         self.coarse_updated_at = coarse_updated_at
         self.client_names: collections.Counter[str] = collections.Counter()
-        self._models: dict[str, SimModel] = {}
         self._ids = itertools.count(1)
         self.app = Starlette(
             routes=[
@@ -102,7 +101,7 @@ class CohereSimulator(SimServer):
 
     def jobs(self) -> dict[str, tuple[str, str]]:
         with self._lock:
-            return {model_id: (m.name, m.status) for model_id, m in self._models.items()}
+            return {model_id: (m.name, m.status) for model_id, m in self._jobs.items()}
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "cohere", "base_url": self.url} | extra
@@ -130,7 +129,7 @@ class CohereSimulator(SimServer):
                 at = self._now_ns() if created_at_ns is None else created_at_ns + n * 1_000
                 model.events.append(SimEvent(earlier, at, user_id if not model.events else None))
             model.updated_at_ns = model.events[-1].created_at_ns
-            self._models[model_id] = model
+            self._jobs[model_id] = model
             return model_id
 
     def set_status(
@@ -150,7 +149,7 @@ class CohereSimulator(SimServer):
         (as an eventually consistent list might, for a while).
         """
         with self._lock:
-            model = self._models[model_id]
+            model = self._jobs[model_id]
             at = self._now_ns() if at_ns is None else at_ns
             model.events.append(SimEvent(status, at, user_id))
             if not hide_from_list:
@@ -162,25 +161,18 @@ class CohereSimulator(SimServer):
     def add_raw_event(self, model_id: str, raw: dict[str, Any], *, status: str | None = None) -> None:
         """Append an event served exactly as ``raw``; ``status`` also sets the model's."""
         with self._lock:
-            model = self._models[model_id]
+            model = self._jobs[model_id]
             model.events.append(SimEvent(str(raw.get("status", "")), self._now_ns(), raw=raw))
             if status is not None:
                 model.status = status
                 model.updated_at_ns = self._now_ns()
 
-    def override(self, model_id: str, **fields: Any) -> None:
-        """Serve these fields of the model as given (wrong types included)."""
-        with self._lock:
-            self._models[model_id].overrides.update(fields)
+    # Cohere calls its jobs models.
+    def model(self, model_id: str) -> SimModel:
+        return self.job(model_id)
 
     def remove_model(self, model_id: str) -> None:
-        """Make the model vanish entirely (404 from then on)."""
-        with self._lock:
-            del self._models[model_id]
-
-    def model(self, model_id: str) -> SimModel:
-        with self._lock:
-            return self._models[model_id]
+        self.remove_job(model_id)
 
     # --- serving ------------------------------------------------------------------
 
@@ -233,14 +225,14 @@ class CohereSimulator(SimServer):
 
     async def _list_models(self, request: Request) -> Response:
         with self._lock:
-            models = sorted(self._models.values(), key=lambda m: (m.created_at_ns, m.id))
+            models = sorted(self._jobs.values(), key=lambda m: (m.created_at_ns, m.id))
             items = [self._model_json(m) for m in models]
         return await self.handle(request, "list_models", None, self._page(request, items, "finetuned_models", True))
 
     async def _get_model(self, request: Request) -> Response:
         model_id = request.path_params["model_id"]
         with self._lock:
-            model = self._models.get(model_id)
+            model = self._jobs.get(model_id)
             body: Any = {"finetuned_model": self._model_json(model)} if model else 404
         return await self.handle(request, "get_model", model_id, body)
 
@@ -248,7 +240,7 @@ class CohereSimulator(SimServer):
         model_id = request.path_params["model_id"]
         order = request.query_params.get("order_by", "").strip().lower()
         with self._lock:
-            model = self._models.get(model_id)
+            model = self._jobs.get(model_id)
             body: Any = 404
             if model is not None:
                 # Explicit "created_at" is ascending; anything else (even none) newest first.

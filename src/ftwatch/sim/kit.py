@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -68,8 +68,17 @@ class _DroppingResponse(Response):
         raise _DroppedError
 
 
-class SimServer:
-    """The plumbing of one simulated API (see the module)."""
+class _Job(Protocol):
+    #: Fields served as given instead of the job's own (wrong types included).
+    overrides: dict[str, Any]
+
+
+_JobT = TypeVar("_JobT", bound=_Job)
+
+
+class SimServer(Generic[_JobT]):
+    """The plumbing of one simulated API (see the module), its jobs of type ``_JobT``
+    by id under the lock."""
 
     app: Starlette
 
@@ -84,6 +93,7 @@ class SimServer:
         self.denied: set[str] = set()
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._jobs: dict[str, _JobT] = {}
         self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         #: How far the provider's clock is from ours (a skewed API, for tests).
         self.clock_offset_ns = 0
@@ -132,6 +142,20 @@ class SimServer:
         raise NotImplementedError
 
     # --- driving it ---------------------------------------------------------------
+
+    def job(self, job_id: str) -> _JobT:
+        with self._lock:
+            return self._jobs[job_id]
+
+    def override(self, job_id: str, **fields: Any) -> None:
+        """Serve these fields of the job as given (wrong types included)."""
+        with self._lock:
+            self._jobs[job_id].overrides.update(fields)
+
+    def remove_job(self, job_id: str) -> None:
+        """Make the job vanish entirely (404 from then on)."""
+        with self._lock:
+            del self._jobs[job_id]
 
     def _now_ns(self) -> int:
         # Strictly increasing, so two changes in a row never share a timestamp by accident.
@@ -246,7 +270,7 @@ class SimServer:
         return self.error(404, "no such endpoint")
 
 
-_S = TypeVar("_S", bound=SimServer)
+_S = TypeVar("_S", bound=SimServer[Any])
 
 
 @contextlib.contextmanager

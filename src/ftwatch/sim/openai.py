@@ -66,7 +66,7 @@ class SimJob:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-class OpenAISimulator(SimServer):
+class OpenAISimulator(SimServer[SimJob]):
     """The fake API: its jobs, keys, faults and request log."""
 
     def __init__(
@@ -91,7 +91,6 @@ class OpenAISimulator(SimServer):
         self.webhook_secret = ""
         #: What each push was answered (status code, or the error's name).
         self.pushes: list[str] = []
-        self._jobs: dict[str, SimJob] = {}
         self._event_ids = itertools.count(1)
         self.app = Starlette(
             routes=[
@@ -200,18 +199,6 @@ class OpenAISimulator(SimServer):
             job = self._jobs[job_id]
             for step in range(1, steps + 1):
                 self._event(job, f"Step {step}/{steps}: training loss=0.{step:04d}", type="metrics")
-
-    def override(self, job_id: str, **fields: Any) -> None:
-        with self._lock:
-            self._jobs[job_id].overrides.update(fields)
-
-    def job(self, job_id: str) -> SimJob:
-        with self._lock:
-            return self._jobs[job_id]
-
-    def remove_job(self, job_id: str) -> None:
-        with self._lock:
-            del self._jobs[job_id]
 
     # --- serving ------------------------------------------------------------------
 

@@ -29,13 +29,14 @@ from ftwatch.sources.base import (
     ApiWait,
     ModelNotFoundError,
     RequestDone,
+    RequestPolicy,
     SourceContext,
     SourceError,
     SourceUnavailableError,
 )
 from ftwatch.textsafe import one_line
 
-__all__ = ["ApiClient", "ApiDialect", "BearerKey", "Credentials", "JobRefusedError", "RetryConfig", "json_message"]
+__all__ = ["ApiClient", "ApiDialect", "BearerKey", "Credentials", "JobRefusedError", "json_message"]
 
 log = structlog.get_logger("ftwatch.sources")
 
@@ -106,23 +107,6 @@ def json_message(*paths: tuple[str, ...]) -> Callable[[httpx.Response], str]:
 _MESSAGE = json_message(("message",))
 
 
-class RetryConfig(Protocol):
-    """The retry keys every source type's section has."""
-
-    @property
-    def timeout_s(self) -> float: ...
-    @property
-    def max_attempts(self) -> int: ...
-    @property
-    def retry_initial_s(self) -> float: ...
-    @property
-    def retry_max_s(self) -> float: ...
-    @property
-    def max_retry_after_s(self) -> float: ...
-    @property
-    def auth_retry_s(self) -> float: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ApiDialect:
     """How one provider's API speaks, beyond JSON over HTTPS: its name in messages,
@@ -137,7 +121,7 @@ class ApiClient:
     """GET JSON objects from one API, with everything around it (see the module)."""
 
     def __init__(
-        self, deps: SourceContext, credentials: Credentials, dialect: ApiDialect, *, base_url: str, retry: RetryConfig
+        self, deps: SourceContext, credentials: Credentials, dialect: ApiDialect, *, base_url: str, retry: RequestPolicy
     ) -> None:
         self._http = deps.http
         self._base_url = base_url.rstrip("/")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
-from ftwatch.secrets import FileSecret, openai_key
+from ftwatch.secrets import FileSecret, inline_or_file, openai_key
 from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
@@ -52,10 +52,8 @@ class PushConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_secret(self) -> PushConfig:
-        if (self.secret is None) == (self.secret_file is None):
-            raise ValueError("give the signing secret as secret or secret_file (one of them)")
-        if self.secret is not None:
-            secret_key(self.secret.get_secret_value())
+        if (secret := inline_or_file("secret", self.secret, self.secret_file)) is not None:
+            secret_key(secret)
         return self
 
     def read_secret(self) -> str:

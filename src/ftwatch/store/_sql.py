@@ -80,15 +80,9 @@ def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
             gone,
             noticed,
         ) = row
-        states[model_id] = ModelState(
-            cursor=decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated),
-            name=name,
-            list_status=list_status,
-            list_updated=list_updated,
-            stalled=stalled,
-            gone=gone,
-            noticed_ns=noticed,
-        )
+        cursor = decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated)
+        # ModelState's fields after the cursor are the row's columns, in their order.
+        states[model_id] = ModelState(cursor, name, list_status, list_updated, stalled, gone, noticed)
     return states
 
 
@@ -265,12 +259,7 @@ def pending_delivery(notifier: str, row: Sequence[Any]) -> tuple[Delivery, Trans
     last_error, payload) as the delivery and its transition."""
     transition_id, created_at, attempts, next_attempt_at, last_error, payload = row
     delivery = Delivery(
-        transition_id=transition_id,
-        notifier=notifier,
-        created_at=created_at,
-        attempts=attempts,
-        next_attempt_at=next_attempt_at,
-        last_error=last_error,
+        transition_id, notifier, created_at, DeliveryState.PENDING, attempts, next_attempt_at, last_error
     )
     return delivery, Transition.from_payload(json.loads(payload))
 
