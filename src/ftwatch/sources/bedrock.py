@@ -187,7 +187,13 @@ class BedrockSource:
     def __init__(self, config: BedrockSourceConfig, deps: SourceContext) -> None:
         signer = SigV4(config.region, config.profile, deps.environ)
         self._signer = signer
-        base_url = config.endpoint_url or f"https://bedrock.{signer.region}.amazonaws.com"
+        # As AWS's own tools: the service's endpoint variable, then the global one.
+        base_url = (
+            config.endpoint_url
+            or deps.environ.get("AWS_ENDPOINT_URL_BEDROCK")
+            or deps.environ.get("AWS_ENDPOINT_URL")
+            or f"https://bedrock.{signer.region}.amazonaws.com"
+        )
         self._api = ApiClient(deps, signer, _DIALECT, base_url=base_url, retry=config)
         self._max_pages = config.max_pages
 

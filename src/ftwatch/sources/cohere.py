@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import structlog
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from ftwatch.model import Event, ModelInfo, ModelListing, parse_timestamp
 from ftwatch.secrets import cohere_key
@@ -72,7 +73,8 @@ def _event(raw: Any) -> Event:
 class CohereSourceConfig(SourceConfig):
     """A ``[[sources]]`` table of type ``cohere`` (the ``[cohere]`` section's keys)."""
 
-    base_url: str = "https://api.cohere.com"
+    #: Cohere's SDK's own ``CO_API_URL`` when the table names none.
+    base_url: str = Field(default_factory=lambda: os.environ.get("CO_API_URL") or "https://api.cohere.com")
     api_key_file: Path | None = None
     client_name: str = "ftwatch"
 
