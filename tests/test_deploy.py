@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -27,62 +30,105 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 CONFIG = DEPLOY.parent / "config"
 
 
-def _docs(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / name).read_text()) if d]
+KUSTOMIZE = DEPLOY / "kustomize"
+_KUBECTL = shutil.which("kubectl")
+_NO_KUBECTL = "kubectl is not installed: apt-get install kubectl (its Kustomize renders the variants), as .ci/run does"
+needs_kubectl = pytest.mark.skipif(_KUBECTL is None and not os.environ.get("CI"), reason=_NO_KUBECTL)
+
+#: Every variant a user can build from deploy/kustomize: each overlay, with each
+#: provider's ConfigMap (OpenAI's is the default), and monitoring where there is a
+#: Service to scrape.
+VARIANTS = [
+    (overlay, provider, overlay in ("sqlite", "postgres"))
+    for overlay in ("sqlite", "postgres", "sidecar", "sidecar-postgres")
+    for provider in ("openai", "cohere", "bedrock")
+]
+_IDS = [f"{overlay}-{provider}" for overlay, provider, _ in VARIANTS]
+#: The Prometheus Operator's kinds: no schema of Kubernetes' own to validate them by.
+_CRDS = {"ServiceMonitor", "PrometheusRule"}
 
 
-def _config() -> dict[str, Any]:
-    [configmap] = _docs("configmap.yaml")
+@functools.cache
+def _rendered(overlay: str, provider: str = "openai", monitoring: bool = False) -> tuple[dict[str, Any], ...]:
+    """What `kubectl kustomize` makes of the user's kustomization for this variant: the
+    overlay, plus the provider's component and monitoring, as a user would list them."""
+    assert _KUBECTL is not None, _NO_KUBECTL
+    components = [f"components/{provider}"] * (provider != "openai") + ["components/monitoring"] * monitoring
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def relative(path: str) -> str:
+            return os.path.relpath(KUSTOMIZE / path, tmp)
+
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [relative(f"overlays/{overlay}")],
+            "components": [relative(c) for c in components],
+        }
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        done = subprocess.run([_KUBECTL, "kustomize", tmp], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
+
+
+def _config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    [configmap] = [d for d in docs if d["kind"] == "ConfigMap"]
     return tomllib.loads(configmap["data"]["ftwatch.toml"])
 
 
-def _ftwatch_container(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    deployment = next(d for d in _docs(name) if d["kind"] == "Deployment")
+def _ftwatch_container(docs: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     containers = pod.get("initContainers", []) + pod["containers"]
     return pod, next(c for c in containers if c["name"] == "ftwatch")
 
 
-@pytest.mark.parametrize(
-    "manifest", ["sidecar.yaml", "deployment.yaml", "replicas-postgres.yaml", "sidecar-postgres.yaml"]
-)
-def test_probes_match_the_configured_listen_address(manifest: str) -> None:
-    """Probe ports and paths in the manifests match the ConfigMap's listen address."""
-    _, container = _ftwatch_container(manifest)
-    port = int(_config()["http"]["listen"].rpartition(":")[2])
+@needs_kubectl
+@pytest.mark.parametrize(("overlay", "provider", "monitoring"), VARIANTS, ids=_IDS)
+def test_every_variant_renders_and_is_valid_kubernetes(overlay: str, provider: str, monitoring: bool) -> None:
+    """Each variant renders with kubectl's Kustomize, and every object of it passes
+    kubernetes-validate (strict: no unknown field) but the operator's CRDs."""
+    docs = _rendered(overlay, provider, monitoring)
+    assert {d["kind"] for d in docs} >= {"ConfigMap", "Deployment"}
+    for doc in docs:
+        if doc["kind"] not in _CRDS:
+            kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    assert _config(docs)["sources"][0]["type"] == provider
+
+
+@needs_kubectl
+@pytest.mark.parametrize(("overlay", "provider", "monitoring"), VARIANTS, ids=_IDS)
+def test_probes_mounts_and_security_match_the_config(overlay: str, provider: str, monitoring: bool) -> None:
+    """The probes use the ConfigMap's listen port; the config, the key files (a
+    mounted Secret, never env) and the state path are mounted; the container runs
+    non-root, read-only, without capabilities, with RuntimeDefault seccomp."""
+    docs = _rendered(overlay, provider, monitoring)
+    pod, container = _ftwatch_container(docs)
+    config = _config(docs)
+    port = int(config["http"]["listen"].rpartition(":")[2])
     [declared] = container["ports"]
     assert declared["containerPort"] == port
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": declared["name"]}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": declared["name"]}
-
-
-@pytest.mark.parametrize("manifest", ["sidecar.yaml", "deployment.yaml"])
-def test_key_state_and_config_paths_are_mounted(manifest: str) -> None:
-    """The key, state and config paths the ConfigMap names are mounted in the pod."""
-    pod, container = _ftwatch_container(manifest)
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": declared["name"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    config = _config()
-    key_dir = str(Path(config["cohere"]["api_key_file"]).parent)
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert "secret" in volumes[mounts[key_dir]]  # the key is a mounted Secret, not env
-    assert str(Path(config["state"]["path"]).parent) in mounts
-    assert "/tmp" in mounts
     assert container["args"][-1] in {f"{p}/ftwatch.toml" for p in mounts}
-    assert not any(e["name"].startswith(("CO_", "COHERE_")) for e in container.get("env", []))
-
-
-@pytest.mark.parametrize("manifest", ["sidecar.yaml", "deployment.yaml"])
-def test_restricted_pod_security(manifest: str) -> None:
-    """Containers run non-root, read-only, without capabilities, with RuntimeDefault seccomp."""
-    pod, container = _ftwatch_container(manifest)
-    assert pod["securityContext"]["runAsNonRoot"] is True
+    key_files = [
+        v for table in [*config["sources"], *config["notifiers"]] for k, v in table.items() if k.endswith("_file")
+    ]
+    assert key_files
+    for key_file in key_files:
+        assert "secret" in volumes[mounts[str(Path(key_file).parent)]], key_file
+    on_postgres = overlay.endswith("postgres")
+    assert (str(Path(config["state"]["path"]).parent) in mounts) is not on_postgres
+    assert "/tmp" in mounts
+    assert not any(e["name"].endswith(("API_KEY", "SECRET_ACCESS_KEY")) for e in container.get("env", []))
+    assert (pod["securityContext"].get("runAsNonRoot") or container["securityContext"].get("runAsNonRoot")) is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     security = container["securityContext"]
-    assert security == {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["limits"]["memory"]
 
 
@@ -99,28 +145,36 @@ def _secrets_referenced(node: Any) -> set[str]:
     return found.union(*(_secrets_referenced(value) for value in node.values()))
 
 
-@pytest.mark.parametrize("manifest", sorted(p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")))
-def test_no_manifest_ships_a_secret_and_each_one_it_uses_says_how_to_create_it(manifest: str) -> None:
+@needs_kubectl
+@pytest.mark.parametrize(("overlay", "provider", "monitoring"), VARIANTS, ids=_IDS)
+def test_no_variant_ships_a_secret_and_each_one_it_uses_says_how_to_create_it(
+    overlay: str, provider: str, monitoring: bool
+) -> None:
     """A shipped Secret with a placeholder would be written over the user's own by
-    `kubectl apply`: none is shipped, and every Secret a manifest mounts or reads is
-    named with its `kubectl create secret` command in that manifest or the one it points to."""
-    text = (DEPLOY / "kubernetes" / manifest).read_text()
-    docs = _docs(manifest)
-    assert not [d for d in docs if d.get("kind") == "Secret"]
-    told = text + "".join(
-        (DEPLOY / "kubernetes" / other).read_text() for other in re.findall(r"see ([\w-]+\.yaml)", text)
-    )
+    `kubectl apply`: none is shipped. Each Secret a variant mounts or reads is named
+    with its `kubectl create secret` command in the files the variant is built from,
+    and every key file its config reads is one `--from-file` of that command."""
+    docs = _rendered(overlay, provider, monitoring)
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    told = "".join(p.read_text() for p in sorted(KUSTOMIZE.rglob("*")) if p.is_file())
     for name in _secrets_referenced(docs):
         assert f"kubectl create secret generic {name}" in told, name
+    config_text = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["ftwatch.toml"]
+    for key_file in re.findall(r'_file = "/var/run/secrets/ftwatch/([^"]+)"', config_text):
+        assert f"--from-file={key_file}=" in config_text, key_file
 
 
-def test_the_sidecar_is_native() -> None:
-    """The sidecar is an init container with restartPolicy: Always."""
-    pod, container = _ftwatch_container("sidecar.yaml")
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["sidecar", "sidecar-postgres"])
+def test_the_sidecar_is_a_native_one_patched_into_the_workload(overlay: str) -> None:
+    """The sidecar is an init container with restartPolicy: Always, added to the
+    workload's own pod (its container kept), with a shutdown that fits its grace."""
+    docs = _rendered(overlay)
+    pod, container = _ftwatch_container(docs)
     assert container in pod["initContainers"]
     assert container["restartPolicy"] == "Always"
-    # Bounded shutdown: ftwatch's grace fits well inside the pod's.
-    assert _config()["delivery"]["shutdown_grace_s"] < pod["terminationGracePeriodSeconds"]
+    assert [c["name"] for c in pod["containers"]] == ["trainer"]
+    assert _config(docs)["delivery"]["shutdown_grace_s"] < pod["terminationGracePeriodSeconds"]
 
 
 def test_systemd_unit_has_what_the_contract_asks() -> None:
@@ -207,52 +261,50 @@ def test_the_units_config_puts_the_state_where_the_unit_and_the_host_find_it(qui
     assert done.returncode == 0, done.stderr
 
 
-def _configmap_configs() -> dict[str, dict[str, Any]]:
-    found = {}
-    for manifest in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
-        for doc in _docs(manifest.name):
-            if doc.get("kind") == "ConfigMap" and "ftwatch.toml" in doc.get("data", {}):
-                found[f"{manifest.name}:{doc['metadata']['name']}"] = tomllib.loads(doc["data"]["ftwatch.toml"])
-    return found
-
-
+@needs_kubectl
 def test_the_image_installs_every_extra_a_shipped_config_needs() -> None:
-    """The Dockerfile's default EXTRAS cover what each shipped manifest and example
+    """The Dockerfile's default EXTRAS cover what each Kustomize variant and example
     config asks for: PostgreSQL for a state URL (in a ConfigMap or the container's
     environment), botocore for a bedrock source."""
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     [extras] = re.findall(r"^ARG EXTRAS=(\S*)$", dockerfile, flags=re.MULTILINE)
     assert '".${EXTRAS:+[$EXTRAS]}"' in dockerfile  # and the install uses them
     assert 'org.opencontainers.image.version="${VERSION}"' in dockerfile
-    examples = {path.name: tomllib.loads(path.read_text()) for path in sorted(CONFIG.glob("*.toml"))}
+    configs = [tomllib.loads(path.read_text()) for path in sorted(CONFIG.glob("*.toml"))]
     needed = set()
-    for config in (_configmap_configs() | examples).values():
+    for variant in VARIANTS:
+        docs = _rendered(*variant)
+        configs.append(_config(docs))
+        if any(env["name"] == "FTWATCH_STATE__URL" for env in _ftwatch_container(docs)[1].get("env", [])):
+            needed.add("postgres")
+    for config in configs:
         if config.get("state", {}).get("url") or "postgres" in json.dumps(config.get("state", {})):
             needed.add("postgres")
         if any(source.get("type") == "bedrock" for source in config.get("sources", [])):
             needed.add("bedrock")
-    if any(
-        env["name"] == "FTWATCH_STATE__URL"
-        for manifest in ("replicas-postgres.yaml", "sidecar-postgres.yaml")
-        for env in _ftwatch_container(manifest)[1].get("env", [])
-    ):
-        needed.add("postgres")
     assert needed == {"postgres", "bedrock"}  # what the shipped files do ask for today
     assert needed <= set(extras.split(","))
 
 
-@pytest.mark.parametrize("manifest", ["replicas-postgres.yaml", "sidecar-postgres.yaml"])
-def test_the_postgres_variants_are_safe_to_scale(manifest: str) -> None:
-    """Three replicas, the URL from a Secret (not the ConfigMap), a disruption budget, no volume for state."""
-    docs = _docs(manifest)
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    assert deployment["spec"]["replicas"] == 3
-    _, container = _ftwatch_container(manifest)
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["postgres", "sidecar-postgres"])
+def test_the_postgres_variants_are_safe_to_scale(overlay: str) -> None:
+    """The URL from a Secret (not the ConfigMap), no volume for state; the replicas
+    of overlays/postgres are three, with a disruption budget keeping two."""
+    docs = _rendered(overlay)
+    pod, container = _ftwatch_container(docs)
     [url] = [e for e in container["env"] if e["name"] == "FTWATCH_STATE__URL"]
     assert url["valueFrom"]["secretKeyRef"] == {"name": "ftwatch-postgres", "key": "url"}
     assert not any(m["name"] == "ftwatch-state" for m in container["volumeMounts"])
-    budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
-    assert budget["spec"]["minAvailable"] == 2
+    assert not any(v["name"] == "ftwatch-state" for v in pod["volumes"])
+    if overlay == "postgres":
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        assert deployment["spec"]["replicas"] == 3
+        assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+        budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+        assert budget["spec"]["minAvailable"] == 2
+    else:
+        assert next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"] >= 1
 
 
 PROMETHEUS = DEPLOY / "prometheus"
@@ -329,9 +381,11 @@ def test_rules_and_dashboard_use_only_metrics_the_daemon_exposes(
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
 
 
+@needs_kubectl
 def test_the_prometheus_rule_manifest_carries_the_same_rules() -> None:
-    """The PrometheusRule (Kubernetes) and the rules file (promtool-tested) are one."""
-    docs = _docs("monitoring.yaml")
+    """The PrometheusRule (Kubernetes) and the rules file (promtool-tested) are one;
+    the ServiceMonitor scrapes the Service's port, which is the container's."""
+    docs = _rendered("sqlite", "openai", monitoring=True)
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     assert rule["spec"] == yaml.safe_load((PROMETHEUS / "ftwatch-rules.yaml").read_text())
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
@@ -339,5 +393,6 @@ def test_the_prometheus_rule_manifest_carries_the_same_rules() -> None:
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
-    _, container = _ftwatch_container("deployment.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    _, container = _ftwatch_container(docs)
     assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
