@@ -74,6 +74,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             "FTWATCH_POLL__INTERVAL_S": str(args.interval),
             "FTWATCH_COHERE__MAX_REQUESTS_PER_MINUTE": str(args.rpm),
             "FTWATCH_NOTIFIERS": json.dumps([{"type": "webhook", "url": receiver.url}]),
+            # A cycle that finds nothing logs its poll.cycle line at debug, and the
+            # bench reads every cycle's line (few others are at debug).
+            "FTWATCH_LOG_LEVEL": "debug",
         }
         if args.state_url:
             from .replicas import schema  # noqa: PLC0415 - psycopg only when asked
