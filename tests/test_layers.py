@@ -3,7 +3,7 @@
 Data flows one way: source → plan → read → diff → stall → commit → dispatcher →
 notifiers. A module may import its own layer and those below, never one above; the
 adapter packages (sources, store, notifiers) do not import each other; the
-simulators stand apart, and only ``app.demo`` imports them. The README's "Layout"
+simulators stand apart, and only ``app.demo`` imports them. The design page's "Layout"
 section is drawn from :data:`LAYERS`: ``python tests/test_layers.py`` prints it.
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "src" / "ftwatch"
-README = Path(__file__).resolve().parent.parent / "README.md"
+DESIGN = Path(__file__).resolve().parent.parent / "docs" / "design.md"
 
 #: Bottom to top: (layer, what it holds, its modules or packages).
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -183,7 +183,7 @@ def test_a_module_above_its_layer_is_caught() -> None:
 
 
 def render() -> str:
-    """The README's table of layers, top first."""
+    """The design page's table of layers, top first."""
     rows = ["| layer | what | modules |", "|---|---|---|"]
     for name, what, members in reversed(LAYERS):
         shown = ", ".join(f"`{m}/`" if (ROOT / m).is_dir() else f"`{m}`" for m in members if not m.startswith("_"))
@@ -193,12 +193,12 @@ def render() -> str:
 
 
 def test_the_readme_draws_its_layout_from_the_layers() -> None:
-    text = README.read_text()
+    text = DESIGN.read_text()
     start, end = "<!-- layers:start -->\n", "\n<!-- layers:end -->"
-    assert start in text, "README.md: mark the layers table with <!-- layers:start -->"
-    assert end in text, "README.md: mark the layers table's end with <!-- layers:end -->"
+    assert start in text, "docs/design.md: mark the layers table with <!-- layers:start -->"
+    assert end in text, "docs/design.md: mark the layers table's end with <!-- layers:end -->"
     drawn = text.split(start, 1)[1].split(end, 1)[0]
-    assert drawn == render(), "README.md's layers table is stale: python tests/test_layers.py prints it"
+    assert drawn == render(), "docs/design.md's layers table is stale: python tests/test_layers.py prints it"
 
 
 if __name__ == "__main__":
