@@ -147,3 +147,24 @@ def test_key_sources_in_order() -> None:
     assert cohere_key(None, {"COHERE_API_KEY": "from-cohere"}).read().get_secret_value() == "from-cohere"
     assert cohere_key(None, both).describe() == "environment CO_API_KEY"
     assert "from-co" not in repr(cohere_key(None, both).read())  # a SecretStr from the start
+
+
+@pytest.mark.parametrize(
+    ("source_type", "variable"),
+    [("openai", "OPENAI_BASE_URL"), ("cohere", "CO_API_URL")],
+)
+def test_a_base_url_variable_is_read_as_the_providers_sdk_writes_it(
+    source_type: str, variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's variable ends in /v1 (OpenAI's) and may end in a slash;
+    ftwatch's paths carry /v1 themselves. A default from the environment is checked as a
+    value in the table is: before, it was taken unchecked, and OPENAI_BASE_URL as its
+    SDK documents it sent every request to /v1/v1/..."""
+    from ftwatch.sources.registry import source_type as type_of  # noqa: PLC0415
+
+    model = type_of(source_type).config_model
+    monkeypatch.setenv(variable, "https://proxy.example/v1/" if source_type != "cohere" else "https://proxy.example/")
+    assert model.model_validate({"type": source_type}).base_url == "https://proxy.example"  # type: ignore[attr-defined]
+    monkeypatch.setenv(variable, "ftp://proxy.example")
+    with pytest.raises(ValueError, match="http"):
+        model.model_validate({"type": source_type})

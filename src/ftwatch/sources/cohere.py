@@ -74,7 +74,9 @@ class CohereSourceConfig(SourceConfig):
     """A ``[[sources]]`` table of type ``cohere`` (the ``[cohere]`` section's keys)."""
 
     #: Cohere's SDK's own ``CO_API_URL`` when the table names none.
-    base_url: str = Field(default_factory=lambda: os.environ.get("CO_API_URL") or "https://api.cohere.com")
+    base_url: str = Field(
+        default_factory=lambda: os.environ.get("CO_API_URL") or "https://api.cohere.com", validate_default=True
+    )
     api_key_file: Path | None = None
     client_name: str = "ftwatch"
 

@@ -72,7 +72,7 @@ class PushConfig(BaseModel):
 class OpenAISourceConfig(SourceConfig):
     """A ``[[sources]]`` table of type ``openai``."""
 
-    base_url: str = Field(default_factory=_default_base_url)
+    base_url: str = Field(default_factory=_default_base_url, validate_default=True)
     api_key_file: Path | None = None
     organization: str | None = None
     project: str | None = None
