@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from tests.providers import LIFECYCLES, PROVIDERS, World, aws_env, world
+from tests.providers import LIFECYCLES, PROVIDERS, World, world
 
 from ftwatch.app import wiring
 from ftwatch.settings import Settings
@@ -72,11 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ |= aws_env(Path(tmp))
-        os.environ.update({"CO_API_KEY": "sim-key", "OPENAI_API_KEY": "sk-sim-openai"})
         for provider in args.providers.split(","):
             with contextlib.ExitStack() as stack:
                 api = stack.enter_context(world(provider, rate_limit_per_minute=1_000_000))
+                os.environ.update(api.credentials(Path(tmp)))  # the simulator's keys, as a user sets theirs
                 jobs = _seed(api, args.jobs)
                 source = api.source(max_requests_per_minute=1_000_000)
                 settings = Settings.model_validate({"sources": [source], "http": {"listen": ""}})

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ftwatch.model import format_timestamp, human_status, parse_timestamp
-from ftwatch.statuses import normalize_status
+from ftwatch.statuses import BUILT_IN, normalize_status
 
 
 @given(st.integers(min_value=0, max_value=4_000_000_000 * 1_000_000_000))
@@ -58,4 +58,72 @@ def test_status_names_short_long_and_unknown() -> None:
     assert normalize_status("done") is None
     assert human_status("STATUS_DEPLOYING_API") == "deploying api"
     assert human_status("STATUS_SOMETHING_NEW") == "something new"
+    assert human_status("JOB_STATE_WRITING_RESULTS") == "writing results"
     assert human_status(None) == "unknown"
+
+
+#: Each newer provider's whole status enum, as its API reference and SDK list it.
+FULL_ENUMS = {
+    "together": [
+        "pending",
+        "queued",
+        "running",
+        "compressing",
+        "uploading",
+        "cancel_requested",
+        "cancelled",
+        "error",
+        "user_error",
+        "completed",
+    ],
+    "fireworks": [
+        f"JOB_STATE_{word}"
+        for word in [
+            "UNSPECIFIED",
+            "CREATING",
+            "RUNNING",
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+            "DELETING",
+            "WRITING_RESULTS",
+            "VALIDATING",
+            "DELETING_CLEANING_UP",
+            "PENDING",
+            "EXPIRED",
+            "RE_QUEUEING",
+            "CREATING_INPUT_DATASET",
+            "IDLE",
+            "CANCELLING",
+            "EARLY_STOPPED",
+            "PAUSED",
+            "DELETED",
+            "ARCHIVED",
+        ]
+    ],
+}
+
+
+@pytest.mark.parametrize("provider", sorted(FULL_ENUMS))
+def test_every_word_of_a_providers_enum_has_its_state_and_a_new_word_never_ends_a_job(provider: str) -> None:
+    """The table covers the whole enum (success is ready, a failure failed, a cancel
+    on its way still running); a word it does not know is unknown, never terminal."""
+    vocabulary = BUILT_IN[provider]
+    assert sorted(vocabulary.states) == sorted(FULL_ENUMS[provider])
+    ready = {w for w in vocabulary.states if vocabulary.state_of(w) == "ready"}
+    assert (
+        ready == {"together": {"completed"}, "fireworks": {"JOB_STATE_COMPLETED", "JOB_STATE_EARLY_STOPPED"}}[provider]
+    )
+    on_its_way = {"together": "cancel_requested", "fireworks": "JOB_STATE_CANCELLING"}[provider]
+    assert vocabulary.state_of(on_its_way) == "running"
+    assert not vocabulary.is_terminal(on_its_way)
+    assert vocabulary.state_of("JOB_STATE_SOMETHING_NEW") == "unknown"
+    assert not vocabulary.is_terminal("something_new")
+
+
+def test_openais_paused_is_a_known_state_that_ends_no_job() -> None:
+    """OpenAI's answers say ``paused`` for a paused job (its status list does not name
+    it): before, that was ``unknown``; a ``wait`` must go on through it."""
+    openai = BUILT_IN["openai"]
+    assert openai.state_of("paused") == "paused"
+    assert not openai.is_terminal("paused")

@@ -125,5 +125,8 @@ def test_a_wrong_command_is_one_line_and_the_simulator_goes_on(simulate: type[Si
 def test_an_unknown_provider_is_exit_2_in_one_line(quiet_env: dict[str, str]) -> None:
     done = run_cli(["simulate", "vertex"], quiet_env)
     assert done.returncode == 2
-    assert done.stderr.strip() == "ftwatch: no simulator of vertex; simulated: cohere, openai, bedrock"
+    assert (
+        done.stderr.strip()
+        == "ftwatch: no simulator of vertex; simulated: cohere, openai, bedrock, together, fireworks"
+    )
     assert run_cli(["simulate", "--port", "65535", "openai", "cohere"], quiet_env).returncode == 2

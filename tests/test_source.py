@@ -151,12 +151,12 @@ def test_key_sources_in_order() -> None:
 
 @pytest.mark.parametrize(
     ("source_type", "variable"),
-    [("openai", "OPENAI_BASE_URL"), ("cohere", "CO_API_URL")],
+    [("openai", "OPENAI_BASE_URL"), ("together", "TOGETHER_BASE_URL"), ("cohere", "CO_API_URL")],
 )
 def test_a_base_url_variable_is_read_as_the_providers_sdk_writes_it(
     source_type: str, variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SDK's variable ends in /v1 (OpenAI's) and may end in a slash;
+    """The SDKs' variables end in /v1 (OpenAI's, Together's) and may end in a slash;
     ftwatch's paths carry /v1 themselves. A default from the environment is checked as a
     value in the table is: before, it was taken unchecked, and OPENAI_BASE_URL as its
     SDK documents it sent every request to /v1/v1/..."""

@@ -37,10 +37,11 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 def human_status(status: str | None) -> str:
     """``STATUS_DEPLOYING_API`` -> ``deploying api``, ``validating_files`` ->
-    ``validating files``, ``InProgress`` -> ``in progress``; ``None`` -> ``unknown``."""
+    ``validating files``, ``InProgress`` -> ``in progress``, ``JOB_STATE_RUNNING`` ->
+    ``running``; ``None`` -> ``unknown``."""
     if not status:
         return "unknown"
-    short = _CAMEL.sub(" ", status.removeprefix("STATUS_"))
+    short = _CAMEL.sub(" ", status.removeprefix("STATUS_").removeprefix("JOB_STATE_"))
     return short.replace("_", " ").lower()
 
 

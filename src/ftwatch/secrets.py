@@ -20,7 +20,9 @@ from ftwatch.errors import ConfigError
 
 __all__ = [
     "COHERE_KEY",
+    "FIREWORKS_KEY",
     "OPENAI_KEY",
+    "TOGETHER_KEY",
     "EnvSecret",
     "FileSecret",
     "FirstOf",
@@ -167,6 +169,8 @@ class KeyPlaces:
 
 COHERE_KEY = KeyPlaces("Cohere", ("CO_API_KEY", "COHERE_API_KEY"), "cohere-api-key")
 OPENAI_KEY = KeyPlaces("OpenAI", ("OPENAI_API_KEY",), "openai-api-key")
+TOGETHER_KEY = KeyPlaces("Together", ("TOGETHER_API_KEY",), "together-api-key")
+FIREWORKS_KEY = KeyPlaces("Fireworks", ("FIREWORKS_API_KEY",), "fireworks-api-key")
 
 
 def api_key(

@@ -36,6 +36,8 @@ SEED: tuple[tuple[str, str, str], ...] = (
     ("openai", "intent-v3", "succeeded"),
     ("bedrock", "titan-claims", "InProgress"),
     ("bedrock", "titan-tickets", "InProgress"),
+    ("together", "llama-support", "pending"),
+    ("fireworks", "mixtral-routing", "JOB_STATE_PENDING"),
 )
 
 #: (seconds after start, provider, job name, new status). New jobs appear at 9 s.
@@ -44,14 +46,18 @@ SCRIPT: tuple[tuple[float, str, str, str], ...] = (
     (2.0, "openai", "faq-bot", "running"),
     (2.5, "bedrock", "titan-claims", "Completed"),
     (3.0, "cohere", "summarizer-v2", "STATUS_FAILED"),
+    (3.5, "together", "llama-support", "running"),
+    (4.0, "fireworks", "mixtral-routing", "JOB_STATE_RUNNING"),
     (4.5, "cohere", "support-classifier", "STATUS_DEPLOYING_API"),
     (5.0, "openai", "faq-bot", "succeeded"),
     (6.0, "cohere", "support-classifier", "STATUS_READY"),
     (7.0, "bedrock", "titan-tickets", "Stopping"),
     (7.5, "cohere", "legal-chat", "STATUS_PAUSED"),
+    (8.0, "together", "llama-support", "completed"),
     (8.5, "bedrock", "titan-tickets", "Stopped"),
     (9.0, "cohere", "ner-tagger", "STATUS_QUEUED"),
     (9.5, "openai", "triage", "validating_files"),
+    (10.0, "fireworks", "mixtral-routing", "JOB_STATE_COMPLETED"),
     (10.5, "cohere", "ner-tagger", "STATUS_FINETUNING"),
     (11.0, "openai", "triage", "running"),
     (12.0, "cohere", "legal-chat", "STATUS_READY"),

@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["PROVIDERS", "SimulatedProvider", "simulator", "simulator_type"]
 
 #: Each simulated provider, by the ``type`` of the source that watches it, and its class.
-_CLASSES = {"cohere": "CohereSimulator", "openai": "OpenAISimulator", "bedrock": "BedrockSimulator"}
+_CLASSES = {
+    "cohere": "CohereSimulator",
+    "openai": "OpenAISimulator",
+    "bedrock": "BedrockSimulator",
+    "together": "TogetherSimulator",
+    "fireworks": "FireworksSimulator",
+}
 PROVIDERS: tuple[str, ...] = tuple(_CLASSES)
 
 

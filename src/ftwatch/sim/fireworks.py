@@ -1,0 +1,182 @@
+"""A simulated Fireworks supervised fine-tuning API, over real HTTP on 127.0.0.1.
+
+As the real one is: ``/v1/accounts/{account}/supervisedFineTuningJobs`` with
+``pageSize`` and an opaque ``pageToken`` (``nextPageToken``, left out on the last
+page, as proto3 JSON leaves out empty fields: an account with no jobs answers
+``{}``); ``JOB_STATE_*`` states; ``status{code, message}`` with a gRPC code *name*;
+RFC 3339 times with 0, 3, 6 or 9 fractional digits; ``jobProgress{percent, epoch}``;
+Google-style errors; Bearer keys. No events, no webhooks. Faults as every simulator
+has them (:mod:`ftwatch.sim.kit`).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ftwatch.sim.kit import Fault, SimServer, running_in_thread
+
+__all__ = ["ACCOUNT", "DEFAULT_KEY", "Fault", "FireworksSimulator", "SimSftJob", "running_in_thread"]
+
+DEFAULT_KEY = "fw-sim-key"
+ACCOUNT = "sim-account"
+_ENDED = {"JOB_STATE_COMPLETED", "JOB_STATE_EARLY_STOPPED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"}
+_FAILURE = "training dataset row 17: messages[2].content is not a string"
+
+
+@dataclass(slots=True)
+class SimSftJob:
+    id: str
+    display_name: str
+    state: str
+    create_ns: int
+    update_ns: int
+    completed_ns: int | None = None
+    percent: float = 0.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _stamp(ns: int, digits: int) -> str:
+    """RFC 3339 as proto3 JSON writes it: 0, 3, 6 or 9 fractional digits."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return base + (f".{rest:09d}"[: digits + 1] if digits else "") + "Z"
+
+
+class FireworksSimulator(SimServer[SimSftJob]):
+    """The fake API: one account's jobs, its keys, faults and request log."""
+
+    provider = "fireworks"
+    lifecycle = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_COMPLETED")
+    failed_status = "JOB_STATE_FAILED"
+
+    def __init__(
+        self,
+        *,
+        keys: tuple[str, ...] = (DEFAULT_KEY,),
+        rate_limit_per_minute: int = 600,
+        latency_s: float = 0.0,
+        page_size: int = 50,
+    ) -> None:
+        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+        self.page_size = page_size
+        self._digits = itertools.cycle((0, 3, 6, 9))
+        base = "/v1/accounts/{account}/supervisedFineTuningJobs"
+        self.app = Starlette(
+            routes=[
+                Route(base, self._list_jobs),
+                Route(base + "/{job_id}", self._get_job),
+                Route("/{path:path}", self.stray),
+            ]
+        )
+
+    # --- the SimulatedProvider interface ---------------------------------------------
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {job_id: (job.display_name, job.state) for job_id, job in self._jobs.items()}
+
+    def source_table(self, **extra: Any) -> dict[str, Any]:
+        return {"type": "fireworks", "base_url": self.url, "account": ACCOUNT} | extra
+
+    def credentials_env(self, tmp: Path) -> dict[str, str]:
+        return {"FIREWORKS_API_KEY": DEFAULT_KEY}
+
+    def add_job(self, name: str, status: str | None = None) -> str:
+        with self._lock:
+            job_id = secrets.token_hex(6)
+            now = self._now_ns()
+            self._jobs[job_id] = SimSftJob(job_id, name, "JOB_STATE_CREATING", now, now)
+        self.set_status(job_id, status or "JOB_STATE_PENDING")
+        return job_id
+
+    def set_status(self, job_id: str, status: str) -> None:
+        with self._lock:
+            job = self._jobs[job_id]
+            job.state = status
+            job.update_ns = self._now_ns()
+            if status == "JOB_STATE_RUNNING":
+                job.percent = max(job.percent, 5.0)
+            if status in _ENDED:
+                job.completed_ns = job.update_ns
+                job.percent = 100.0 if status == "JOB_STATE_COMPLETED" else job.percent
+
+    # --- serving ------------------------------------------------------------------
+
+    malformed_body = b'{"supervisedFineTuningJobs": [{"name": '
+
+    def caller_key(self, request: Request, body: bytes) -> str | None:
+        auth = request.headers.get("authorization", "")
+        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        return key if key in self.keys else None
+
+    def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}.get(
+            code, "RESOURCE_EXHAUSTED" if code == 429 else "INTERNAL"
+        )
+        return JSONResponse({"error": {"code": code, "message": message, "status": status}}, code, headers)
+
+    def refused(self) -> Response:
+        return self.error(401, "unauthorized: invalid API key")
+
+    def _job_json(self, job: SimSftJob) -> dict[str, Any]:
+        digits = next(self._digits)
+        out: dict[str, Any] = {
+            "name": f"accounts/{ACCOUNT}/supervisedFineTuningJobs/{job.id}",
+            "displayName": job.display_name,
+            "createTime": _stamp(job.create_ns, digits),
+            "updateTime": _stamp(job.update_ns, digits),
+            "state": job.state,
+            "dataset": f"accounts/{ACCOUNT}/datasets/sim-dataset",
+            "baseModel": "accounts/fireworks/models/llama-v3p1-8b-instruct",
+            "jobProgress": {"percent": job.percent, "epoch": 1},
+        }
+        if job.completed_ns is not None:
+            out["completedTime"] = _stamp(job.completed_ns, digits)
+        if job.state == "JOB_STATE_COMPLETED":
+            out["outputModel"] = f"accounts/{ACCOUNT}/models/{job.display_name}"
+        if job.state == "JOB_STATE_FAILED":
+            out["status"] = {"code": "INVALID_ARGUMENT", "message": _FAILURE}
+        return out | job.overrides
+
+    def _account_ok(self, request: Request) -> bool:
+        return bool(request.path_params["account"] == ACCOUNT)
+
+    async def _list_jobs(self, request: Request) -> Response:
+        if not self._account_ok(request):
+            return await self.handle(request, "list_models", None, 404)
+        try:
+            size = max(1, min(int(request.query_params.get("pageSize") or self.page_size), self.page_size))
+        except ValueError:
+            size = self.page_size
+        try:
+            start = int(base64.urlsafe_b64decode(request.query_params.get("pageToken") or "MA=="))
+        except ValueError:
+            return await self.handle(request, "list_models", None, 400)
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: (j.create_ns, j.id), reverse=True)
+            page = [self._job_json(job) for job in jobs[start : start + size]]
+            body: dict[str, Any] = {}
+            if page:  # proto3 JSON leaves an empty list out
+                body["supervisedFineTuningJobs"] = page
+                body["totalSize"] = len(jobs)
+            if start + size < len(jobs):
+                body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return await self.handle(request, "list_models", None, body)
+
+    async def _get_job(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        with self._lock:
+            job = self._jobs.get(job_id) if self._account_ok(request) else None
+            body: Any = self._job_json(job) if job else 404
+        return await self.handle(request, "get_model", job_id, body)
