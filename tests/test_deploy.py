@@ -20,7 +20,9 @@ import yaml
 
 from ftwatch.sim import bedrock as bedrock_sim
 from ftwatch.sim import cohere as cohere_sim
+from ftwatch.sim import fireworks as fireworks_sim
 from ftwatch.sim import openai as openai_sim
+from ftwatch.sim import together as together_sim
 from ftwatch.sim.cohere import CohereSimulator
 
 from .conftest import Daemon, free_port, run_cli, run_here, wait_for
@@ -41,7 +43,7 @@ needs_kubectl = pytest.mark.skipif(_KUBECTL is None and not os.environ.get("CI")
 VARIANTS = [
     (overlay, provider, overlay in ("sqlite", "postgres"))
     for overlay in ("sqlite", "postgres", "sidecar", "sidecar-postgres")
-    for provider in ("openai", "cohere", "bedrock")
+    for provider in ("openai", "cohere", "bedrock", "together", "fireworks")
 ]
 _IDS = [f"{overlay}-{provider}" for overlay, provider, _ in VARIANTS]
 #: The Prometheus Operator's kinds: no schema of Kubernetes' own to validate them by.
@@ -209,6 +211,8 @@ def _directives(text: str) -> list[tuple[str, str]]:
 _CREDENTIAL_FILES = {
     "cohere": f"{cohere_sim.DEFAULT_KEY}\n",
     "openai": f"{openai_sim.DEFAULT_KEY}\n",
+    "together": f"{together_sim.DEFAULT_KEY}\n",
+    "fireworks": f"{fireworks_sim.DEFAULT_KEY}\n",
     "bedrock": f"[default]\naws_access_key_id = {bedrock_sim.ACCESS_KEY}\n"
     f"aws_secret_access_key = {bedrock_sim.SECRET_KEY}\n",
 }

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from ftwatch.sim import fireworks as fireworks_sim
+
 from .conftest import run_cli
 from .providers import LIFECYCLES, world
 from .receiver import Receiver
@@ -27,6 +29,8 @@ CONFIGMAPS = {
     "openai": KUSTOMIZE / "config" / "ftwatch.toml",
     "cohere": KUSTOMIZE / "components" / "cohere" / "ftwatch.toml",
     "bedrock": KUSTOMIZE / "components" / "bedrock" / "ftwatch.toml",
+    "together": KUSTOMIZE / "components" / "together" / "ftwatch.toml",
+    "fireworks": KUSTOMIZE / "components" / "fireworks" / "ftwatch.toml",
 }
 
 
@@ -69,6 +73,8 @@ def _configmap_here(provider: str, url: str, secrets: Path, state: Path) -> str:
     text = CONFIGMAPS[provider].read_text()
     text = text.replace("/var/run/secrets/ftwatch/", f"{secrets}/").replace("/var/lib/ftwatch/", f"{state}/")
     url_key = "endpoint_url" if provider == "bedrock" else "base_url"
+    # The account is the user's to name (Fireworks'): here the simulator's.
+    text = text.replace('account = "my-account"', f'account = "{fireworks_sim.ACCOUNT}"')
     return text.replace(f'type = "{provider}"\n', f'type = "{provider}"\n{url_key} = "{url}"\n', 1)
 
 
