@@ -18,11 +18,22 @@ from pathlib import Path
 
 import pytest
 
+from ftwatch.sim import fireworks as fireworks_sim
+
 from .providers import LIFECYCLES, world
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _BLOCK = re.compile(r"<!-- quickstart: (\w+) (\S+) -->\n```sh\n(.*?)\n```", re.DOTALL)
-_URL_VARIABLE = {"openai": "OPENAI_BASE_URL", "cohere": "CO_API_URL", "bedrock": "AWS_ENDPOINT_URL_BEDROCK"}
+#: How each quickstart's text tells the user to reach another address of the API: its
+#: variable, written as the provider's own SDK writes it (OpenAI's and Together's
+#: with /v1), or the ``base_url`` line the block itself has.
+_URL_VARIABLE = {
+    "openai": ("OPENAI_BASE_URL", "/v1"),
+    "cohere": ("CO_API_URL", ""),
+    "bedrock": ("AWS_ENDPOINT_URL_BEDROCK", ""),
+    "together": ("TOGETHER_BASE_URL", "/v1"),
+    "fireworks": ("", ""),
+}
 QUICKSTARTS = {provider: (job, block) for provider, job, block in _BLOCK.findall(README.read_text())}
 
 
@@ -36,7 +47,14 @@ def test_the_quickstart_runs_as_written(provider: str, quiet_env: dict[str, str]
     with world(provider) as api:
         job = api.add(example_job, LIFECYCLES[provider][-1])
         api.add("another", LIFECYCLES[provider][0])
-        env = quiet_env | api.credentials(tmp_path) | {_URL_VARIABLE[provider]: api.server.url}
+        variable, tail = _URL_VARIABLE[provider]
+        env = quiet_env | api.credentials(tmp_path)
+        if variable:
+            env[variable] = api.server.url + tail
+        else:
+            block = block.replace('base_url = "https://api.fireworks.ai"', f'base_url = "{api.server.url}"')
+        if provider == "fireworks":
+            env["FIREWORKS_ACCOUNT_ID"] = fireworks_sim.ACCOUNT
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", block.replace(example_job, job)],
