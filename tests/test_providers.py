@@ -371,6 +371,7 @@ def test_a_stall_alert_names_the_provider_and_its_state(
     running = {
         "cohere": "STATUS_FINETUNING",
         "openai": "running",
+        "azure_openai": "running",
         "bedrock": "InProgress",
         "together": "running",
         "fireworks": "JOB_STATE_RUNNING",

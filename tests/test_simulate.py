@@ -127,6 +127,6 @@ def test_an_unknown_provider_is_exit_2_in_one_line(quiet_env: dict[str, str]) ->
     assert done.returncode == 2
     assert (
         done.stderr.strip()
-        == "ftwatch: no simulator of vertex; simulated: cohere, openai, bedrock, together, fireworks"
+        == "ftwatch: no simulator of vertex; simulated: cohere, openai, azure_openai, bedrock, together, fireworks"
     )
     assert run_cli(["simulate", "--port", "65535", "openai", "cohere"], quiet_env).returncode == 2

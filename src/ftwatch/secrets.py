@@ -19,6 +19,8 @@ from pydantic import SecretStr
 from ftwatch.errors import ConfigError
 
 __all__ = [
+    "AZURE_OPENAI_KEY",
+    "AZURE_OPENAI_TOKEN",
     "COHERE_KEY",
     "FIREWORKS_KEY",
     "OPENAI_KEY",
@@ -170,6 +172,9 @@ class KeyPlaces:
 COHERE_KEY = KeyPlaces("Cohere", ("CO_API_KEY", "COHERE_API_KEY"), "cohere-api-key")
 OPENAI_KEY = KeyPlaces("OpenAI", ("OPENAI_API_KEY",), "openai-api-key")
 TOGETHER_KEY = KeyPlaces("Together", ("TOGETHER_API_KEY",), "together-api-key")
+AZURE_OPENAI_KEY = KeyPlaces("Azure OpenAI", ("AZURE_OPENAI_API_KEY",), "azure-openai-api-key")
+#: An Entra ID token instead of a key (sent as a Bearer).
+AZURE_OPENAI_TOKEN = KeyPlaces("Azure OpenAI Entra token", ("AZURE_OPENAI_AD_TOKEN",), "azure-openai-ad-token")
 FIREWORKS_KEY = KeyPlaces("Fireworks", ("FIREWORKS_API_KEY",), "fireworks-api-key")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
+    "AZURE_OPENAI",
     "BEDROCK",
     "BUILT_IN",
     "COHERE",
@@ -105,6 +106,24 @@ OPENAI = Vocabulary(
     },
 )
 
+#: Azure OpenAI's fine-tuning job statuses (authoring specs 2024-10-21, and the
+#: 2025-04-01-preview's pause and resume). ``created`` is never returned; ``pending``
+#: is "not yet queued"; pausing and resuming are on their way.
+AZURE_OPENAI = Vocabulary(
+    "azure_openai",
+    {
+        "created": "queued",
+        "pending": "queued",
+        "running": "running",
+        "pausing": "running",
+        "paused": "paused",
+        "resuming": "running",
+        "succeeded": "ready",
+        "failed": "failed",
+        "cancelled": "cancelled",
+    },
+)
+
 #: Bedrock's ``ModelCustomizationJobStatus``. ``Stopping`` is still on its way (it
 #: may yet end ``Stopped``): running until it gets there.
 BEDROCK = Vocabulary(
@@ -168,7 +187,7 @@ FIREWORKS = Vocabulary(
 
 #: The built-in providers' vocabularies, by provider.
 BUILT_IN: Mapping[str, Vocabulary] = MappingProxyType(
-    {v.provider: v for v in (COHERE, OPENAI, BEDROCK, TOGETHER, FIREWORKS)}
+    {v.provider: v for v in (COHERE, OPENAI, AZURE_OPENAI, BEDROCK, TOGETHER, FIREWORKS)}
 )
 
 #: The long names of the first provider's statuses, which filters have always taken

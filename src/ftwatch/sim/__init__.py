@@ -26,6 +26,7 @@ __all__ = ["PROVIDERS", "SimulatedProvider", "simulator", "simulator_type"]
 _CLASSES = {
     "cohere": "CohereSimulator",
     "openai": "OpenAISimulator",
+    "azure_openai": "AzureOpenAISimulator",
     "bedrock": "BedrockSimulator",
     "together": "TogetherSimulator",
     "fireworks": "FireworksSimulator",

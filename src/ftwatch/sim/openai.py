@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from starlette.applications import Starlette
@@ -112,6 +112,10 @@ class OpenAISimulator(SimServer[SimJob]):
     provider = "openai"
     lifecycle = ("queued", "running", "succeeded")
     failed_status = "failed"
+    #: Each status's event message, in the order a job goes through them, from its first.
+    messages: ClassVar[dict[str, str]] = MESSAGES
+    #: Events are served newest first (OpenAI's order).
+    events_newest_first: ClassVar[bool] = True
 
     def jobs(self) -> dict[str, tuple[str, str]]:
         with self._lock:
@@ -123,19 +127,17 @@ class OpenAISimulator(SimServer[SimJob]):
     def credentials_env(self, tmp: Path) -> dict[str, str]:
         return {"OPENAI_API_KEY": DEFAULT_KEY}
 
-    def add_job(
-        self, suffix: str | None = "sim", status: str | None = "validating_files", *, created_at: int | None = None
-    ) -> str:
+    def add_job(self, suffix: str | None = "sim", status: str | None = None, *, created_at: int | None = None) -> str:
         """A job that went through the usual statuses up to ``status``."""
-        status = status or "validating_files"
+        order = list(self.messages)
+        status = status or order[0]
         with self._lock:
             job_id = f"ftjob-{secrets.token_hex(12)}"
             at = created_at or self._seconds()
-            job = SimJob(job_id, suffix, "validating_files", at)
+            job = SimJob(job_id, suffix, order[0], at)
             self._jobs[job_id] = job
             self._event(job, f"Created fine-tuning job: {job_id}", at=at)
-            self._event(job, MESSAGES["validating_files"], at=at)
-        order = list(MESSAGES)
+            self._event(job, self.messages[order[0]], at=at)
         if status in order:
             for step in order[1 : order.index(status) + 1]:
                 if step in ("succeeded", "failed", "cancelled") and step != status:
@@ -157,11 +159,15 @@ class OpenAISimulator(SimServer[SimJob]):
                 if write:
                     self._event(job, f"New fine-tuned model created: {job.fine_tuned_model}", at=when)
             if status == "failed":
-                job.error = {"code": "invalid_training_file", "message": MESSAGES["failed"], "param": "training_file"}
+                job.error = {
+                    "code": "invalid_training_file",
+                    "message": self.messages["failed"],
+                    "param": "training_file",
+                }
             if status in ("succeeded", "failed"):
                 job.finished_at = when
-            if write and status in MESSAGES:
-                self._event(job, MESSAGES[status], at=when, level="error" if status == "failed" else "info")
+            if write and status in self.messages:
+                self._event(job, self.messages[status], at=when, level="error" if status == "failed" else "info")
         if status in ("succeeded", "failed", "cancelled") and self.webhook_url:
             threading.Thread(target=self._push, args=(job_id, status), daemon=True).start()
 
@@ -288,7 +294,7 @@ class OpenAISimulator(SimServer[SimJob]):
                         "data": {},
                         "type": e.type,
                     }
-                    for e in reversed(job.events)
+                    for e in (reversed(job.events) if self.events_newest_first else job.events)
                 ]
                 body = self._page(request, events)
         return await self.handle(request, "list_events", job_id, body)

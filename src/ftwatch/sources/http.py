@@ -36,7 +36,7 @@ from ftwatch.sources.base import (
 )
 from ftwatch.textsafe import one_line
 
-__all__ = ["ApiClient", "ApiDialect", "BearerKey", "Credentials", "JobRefusedError", "json_message"]
+__all__ = ["ApiClient", "ApiDialect", "BearerKey", "Credentials", "HeaderKey", "JobRefusedError", "json_message"]
 
 log = structlog.get_logger("ftwatch.sources")
 
@@ -73,6 +73,17 @@ class BearerKey:
 
     def describe(self) -> str:
         return self._source.describe()
+
+
+class HeaderKey(BearerKey):
+    """A key sent in a header of its own (Azure's ``api-key``), not as a Bearer."""
+
+    def __init__(self, key: SecretProvider, header: str) -> None:
+        super().__init__(key)
+        self._header = header
+
+    async def headers(self, method: str, url: httpx.URL, headers: dict[str, str]) -> dict[str, str]:
+        return headers | {self._header: self._key.get_secret_value()}
 
 
 class _TransientError(Exception):

@@ -11,6 +11,8 @@ job's ``error.message``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +33,7 @@ from ftwatch.textsafe import FAILURE_MAX
 _ERROR_MESSAGE = json_message(("error", "message"), ("message",))
 
 
-__all__ = ["OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
+__all__ = ["JobsApi", "OpenAIShaped", "OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
 
 _JOBS = "/v1/fine_tuning/jobs"
 _PAGE = 100  # the most the API gives per page
@@ -101,10 +103,11 @@ _MESSAGE_STATUS: tuple[tuple[str, str], ...] = (
 )
 
 
-def status_of_message(message: str) -> str | None:
-    """The status an event's message says the job entered, if it says one."""
+def status_of_message(message: str, table: tuple[tuple[str, str], ...] = _MESSAGE_STATUS) -> str | None:
+    """The status an event's message says the job entered, if it says one (``table``:
+    the API's wordings, lower case, by prefix)."""
     text = message.strip().lower()
-    for prefix, status in _MESSAGE_STATUS:
+    for prefix, status in table:
         if text.startswith(prefix):
             return status
     return None
@@ -135,41 +138,47 @@ def _job(raw: Any) -> ModelInfo:
     )
 
 
-def _event(raw: Any) -> Event | None:
+def _event(raw: Any, table: tuple[tuple[str, str], ...] = _MESSAGE_STATUS) -> Event | None:
     """A status step, if this event is one; other events (metrics, checkpoints) are not."""
     if not isinstance(raw, dict):
         raise BadDataError("an event that is not an object")
     message = raw.get("message")
     if not isinstance(message, str):
         return None
-    status = status_of_message(message)
+    status = status_of_message(message, table)
     if status is None:
         return None
     return Event(status, _seconds(raw, "created_at"), message=message[:FAILURE_MAX] if status == "failed" else None)
 
 
-class OpenAISource:
-    """OpenAI's fine-tuning jobs through one :class:`~ftwatch.sources.http.ApiClient`."""
+@dataclass(frozen=True, slots=True)
+class JobsApi:
+    """Where an OpenAI-shaped API keeps its fine-tuning jobs, and how its events speak:
+    OpenAI's own, and Azure OpenAI's (another path, a query on every request, other
+    wordings, an event order it does not promise)."""
 
-    provider = "openai"
+    jobs: str = _JOBS
+    #: Sent with every request (Azure's ``api-version``).
+    query: Mapping[str, str] = field(default_factory=dict)
+    #: The messages that say a job moved (lower case, by prefix).
+    messages: tuple[tuple[str, str], ...] = _MESSAGE_STATUS
+    #: ``True``: events come newest first, so older pages need not be read past the
+    #: horizon. ``False``: no order is promised: every page is read, and the differ
+    #: orders them by time.
+    events_newest_first: bool = True
+
+
+class OpenAIShaped:
+    """The jobs, one job and its events of an OpenAI-shaped API, through one
+    :class:`~ftwatch.sources.http.ApiClient`; each provider's class brings its own
+    configuration, credentials and words."""
+
     kind = SourceKind.SNAPSHOT
-    vocabulary = OPENAI
-    config_model: ClassVar[type[BaseModel]] = OpenAISourceConfig
 
-    def __init__(self, config: OpenAISourceConfig, deps: SourceContext) -> None:
-        headers = {}
-        if config.organization:
-            headers["openai-organization"] = config.organization
-        if config.project:
-            headers["openai-project"] = config.project
-        key = openai_key(config.api_key_file, deps.environ, where=f"[[sources]] {config.name or config.type}")
-        dialect = ApiDialect("OpenAI", _ERROR_MESSAGE, headers)
-        self._api = ApiClient(deps, BearerKey(key), dialect, base_url=config.base_url, retry=config)
-        self._max_pages = config.max_pages
-
-    @classmethod
-    def from_config(cls, config: OpenAISourceConfig, deps: SourceContext) -> OpenAISource:
-        return cls(config, deps)
+    def __init__(self, api: ApiClient, shape: JobsApi, max_pages: int) -> None:
+        self._api = api
+        self._shape = shape
+        self._max_pages = max_pages
 
     async def _list(
         self, endpoint: str, path: str, stop_before_ns: int | None = None, *, one_job: bool = False
@@ -178,7 +187,7 @@ class OpenAISource:
         took; newest first, so with ``stop_before_ns`` older pages are not read."""
 
         async def fetch(after: str | None) -> Page:
-            params: dict[str, Any] = {"limit": _PAGE}
+            params: dict[str, Any] = {"limit": _PAGE, **self._shape.query}
             if after:
                 params["after"] = after
             body = await self._api.get(endpoint, path, params, one_job=one_job)
@@ -205,22 +214,56 @@ class OpenAISource:
         return items, pages
 
     async def list_models(self) -> ModelListing:
-        raw_jobs, pages = await self._list("list_jobs", _JOBS)
+        raw_jobs, pages = await self._list("list_jobs", self._shape.jobs)
         return read_listing(raw_jobs, _job, "id", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:
-        body = await self._api.get("get_job", path_of(_JOBS, model_id), one_job=True)
+        body = await self._api.get(
+            "get_job", path_of(self._shape.jobs, model_id), dict(self._shape.query), one_job=True
+        )
         return parsed(model_id, _job, body, "job")
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         """The job's status steps its events tell of, oldest first (newest pages only,
-        with a horizon)."""
-        raw_events, _ = await self._list(
-            "list_job_events", path_of(_JOBS, model_id, "/events"), newer_than_ns, one_job=True
-        )
+        with a horizon, where the API gives them newest first)."""
+        shape = self._shape
+        horizon = newer_than_ns if shape.events_newest_first else None
+        path = path_of(shape.jobs, model_id, "/events")
+        raw_events, _ = await self._list("list_job_events", path, horizon, one_job=True)
+        if shape.events_newest_first or _newest_first(raw_events):
+            raw_events.reverse()
         steps = []
-        for raw in reversed(raw_events):  # the API's order is newest first
-            step = parsed(model_id, _event, raw, "job")
+        for raw in raw_events:
+            step = parsed(model_id, lambda item: _event(item, shape.messages), raw, "job")
             if step is not None:
                 steps.append(step)
         return steps
+
+
+def _newest_first(raw_events: list[Any]) -> bool:
+    """Whether a list of events, whatever order it promised, runs newest first."""
+    stamps = [e["created_at"] for e in raw_events if isinstance(e, dict) and isinstance(e.get("created_at"), int)]
+    return len(stamps) > 1 and stamps[0] > stamps[-1]
+
+
+class OpenAISource(OpenAIShaped):
+    """OpenAI's fine-tuning jobs."""
+
+    provider = "openai"
+    vocabulary = OPENAI
+    config_model: ClassVar[type[BaseModel]] = OpenAISourceConfig
+
+    def __init__(self, config: OpenAISourceConfig, deps: SourceContext) -> None:
+        headers = {}
+        if config.organization:
+            headers["openai-organization"] = config.organization
+        if config.project:
+            headers["openai-project"] = config.project
+        key = openai_key(config.api_key_file, deps.environ, where=f"[[sources]] {config.name or config.type}")
+        dialect = ApiDialect("OpenAI", _ERROR_MESSAGE, headers)
+        api = ApiClient(deps, BearerKey(key), dialect, base_url=config.base_url, retry=config)
+        super().__init__(api, JobsApi(), config.max_pages)
+
+    @classmethod
+    def from_config(cls, config: OpenAISourceConfig, deps: SourceContext) -> OpenAISource:
+        return cls(config, deps)
