@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ftwatch.sim import azure_openai as azure_sim
 from ftwatch.sim import bedrock as bedrock_sim
 from ftwatch.sim import cohere as cohere_sim
 from ftwatch.sim import fireworks as fireworks_sim
@@ -43,7 +44,7 @@ needs_kubectl = pytest.mark.skipif(_KUBECTL is None and not os.environ.get("CI")
 VARIANTS = [
     (overlay, provider, overlay in ("sqlite", "postgres"))
     for overlay in ("sqlite", "postgres", "sidecar", "sidecar-postgres")
-    for provider in ("openai", "cohere", "bedrock", "together", "fireworks")
+    for provider in ("openai", "cohere", "bedrock", "together", "fireworks", "azure_openai")
 ]
 _IDS = [f"{overlay}-{provider}" for overlay, provider, _ in VARIANTS]
 #: The Prometheus Operator's kinds: no schema of Kubernetes' own to validate them by.
@@ -211,6 +212,7 @@ def _directives(text: str) -> list[tuple[str, str]]:
 _CREDENTIAL_FILES = {
     "cohere": f"{cohere_sim.DEFAULT_KEY}\n",
     "openai": f"{openai_sim.DEFAULT_KEY}\n",
+    "azure_openai": f"{azure_sim.DEFAULT_KEY}\n",
     "together": f"{together_sim.DEFAULT_KEY}\n",
     "fireworks": f"{fireworks_sim.DEFAULT_KEY}\n",
     "bedrock": f"[default]\naws_access_key_id = {bedrock_sim.ACCESS_KEY}\n"

@@ -31,6 +31,7 @@ CONFIGMAPS = {
     "bedrock": KUSTOMIZE / "components" / "bedrock" / "ftwatch.toml",
     "together": KUSTOMIZE / "components" / "together" / "ftwatch.toml",
     "fireworks": KUSTOMIZE / "components" / "fireworks" / "ftwatch.toml",
+    "azure_openai": KUSTOMIZE / "components" / "azure_openai" / "ftwatch.toml",
 }
 
 
@@ -72,9 +73,12 @@ def _configmap_here(provider: str, url: str, secrets: Path, state: Path) -> str:
     pointed at the simulator (the one key a real cluster does not need)."""
     text = CONFIGMAPS[provider].read_text()
     text = text.replace("/var/run/secrets/ftwatch/", f"{secrets}/").replace("/var/lib/ftwatch/", f"{state}/")
-    url_key = "endpoint_url" if provider == "bedrock" else "base_url"
-    # The account is the user's to name (Fireworks'): here the simulator's.
+    # The account and the resource are the user's to name: here the simulator's.
     text = text.replace('account = "my-account"', f'account = "{fireworks_sim.ACCOUNT}"')
+    text = text.replace('endpoint = "https://my-resource.openai.azure.com"', f'endpoint = "{url}"')
+    if provider == "azure_openai":
+        return text
+    url_key = "endpoint_url" if provider == "bedrock" else "base_url"
     return text.replace(f'type = "{provider}"\n', f'type = "{provider}"\n{url_key} = "{url}"\n', 1)
 
 
@@ -107,7 +111,7 @@ def test_the_images_entrypoint_runs_each_shipped_configmap(
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
         else:
-            (secrets / f"{provider}-api-key").write_text(next(iter(keys.values())) + "\n")
+            (secrets / f"{provider.replace('_', '-')}-api-key").write_text(next(iter(keys.values())) + "\n")
         config = tmp_path / "ftwatch.toml"
         config.write_text(_configmap_here(provider, api.server.url, secrets, state))
         entrypoint = [str(image / "bin" / "ftwatch"), "run", "--once", "--config", str(config)]
