@@ -29,6 +29,7 @@ _BLOCK = re.compile(r"<!-- quickstart: (\w+) (\S+) -->\n```sh\n(.*?)\n```", re.D
 #: with /v1), or the ``base_url`` line the block itself has.
 _URL_VARIABLE = {
     "openai": ("OPENAI_BASE_URL", "/v1"),
+    "azure_openai": ("AZURE_OPENAI_ENDPOINT", ""),
     "cohere": ("CO_API_URL", ""),
     "bedrock": ("AWS_ENDPOINT_URL_BEDROCK", ""),
     "together": ("TOGETHER_BASE_URL", "/v1"),
