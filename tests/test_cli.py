@@ -63,10 +63,10 @@ def test_models_lists_every_model_with_its_status(sim: CohereSimulator, base_env
     assert table[1].split()[1:] == ["model-0", "failed"]
 
 
-def test_the_demo_needs_no_key_and_shows_all_three_providers_moving() -> None:
-    """The demo runs with no key and no network and prints transitions of Cohere's
-    models, OpenAI's jobs and Bedrock's jobs, ready and failed ones among them."""
-    prefixes = ("CO_", "COHERE_", "FTWATCH_", "OPENAI_", "AWS_")
+def test_the_demo_needs_no_key_and_shows_every_provider_moving() -> None:
+    """The demo runs with no key and no network and prints transitions of every
+    provider's jobs, ready and failed ones among them."""
+    prefixes = ("CO_", "COHERE_", "FTWATCH_", "OPENAI_", "AWS_", "AZURE_", "GOOGLE_", "TOGETHER_", "FIREWORKS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     done = subprocess.run(
         [*FTWATCH, "demo", "--duration", "7"], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -76,7 +76,9 @@ def test_the_demo_needs_no_key_and_shows_all_three_providers_moving() -> None:
     assert "deploying api -> ready" in done.stdout  # Cohere
     assert "running -> succeeded" in done.stdout  # OpenAI
     assert "in progress -> completed" in done.stdout  # Bedrock, signed SigV4
-    assert "simulated Cohere, OpenAI and Bedrock APIs" in done.stderr
+    for job in ("contoso-support", "gemini-claims", "llama-support", "mixtral-routing"):  # Azure, Vertex, …
+        assert f"{job} (" in done.stdout, job
+    assert "simulated Cohere, OpenAI, Azure OpenAI, Bedrock, Vertex AI, Together and Fireworks APIs" in done.stderr
 
 
 def test_the_module_runs_like_the_script() -> None:

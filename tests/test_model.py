@@ -64,6 +64,23 @@ def test_status_names_short_long_and_unknown() -> None:
 
 #: Each newer provider's whole status enum, as its API reference and SDK list it.
 FULL_ENUMS = {
+    "vertex": [
+        f"JOB_STATE_{word}"
+        for word in [
+            "UNSPECIFIED",
+            "QUEUED",
+            "PENDING",
+            "RUNNING",
+            "SUCCEEDED",
+            "FAILED",
+            "CANCELLING",
+            "CANCELLED",
+            "PAUSED",
+            "EXPIRED",
+            "UPDATING",
+            "PARTIALLY_SUCCEEDED",
+        ]
+    ],
     "together": [
         "pending",
         "queued",
@@ -111,12 +128,15 @@ def test_every_word_of_a_providers_enum_has_its_state_and_a_new_word_never_ends_
     vocabulary = BUILT_IN[provider]
     assert sorted(vocabulary.states) == sorted(FULL_ENUMS[provider])
     ready = {w for w in vocabulary.states if vocabulary.state_of(w) == "ready"}
-    assert (
-        ready == {"together": {"completed"}, "fireworks": {"JOB_STATE_COMPLETED", "JOB_STATE_EARLY_STOPPED"}}[provider]
-    )
-    on_its_way = {"together": "cancel_requested", "fireworks": "JOB_STATE_CANCELLING"}[provider]
-    assert vocabulary.state_of(on_its_way) == "running"
-    assert not vocabulary.is_terminal(on_its_way)
+    expected_ready = {
+        "together": {"completed"},
+        "fireworks": {"JOB_STATE_COMPLETED", "JOB_STATE_EARLY_STOPPED"},
+        "vertex": {"JOB_STATE_SUCCEEDED"},  # not PARTIALLY_SUCCEEDED: no promise of a usable model
+    }
+    assert ready == expected_ready[provider]
+    on_its_way = {"together": "cancel_requested", "fireworks": "JOB_STATE_CANCELLING", "vertex": "JOB_STATE_CANCELLING"}
+    assert vocabulary.state_of(on_its_way[provider]) == "running"
+    assert not vocabulary.is_terminal(on_its_way[provider])
     assert vocabulary.state_of("JOB_STATE_SOMETHING_NEW") == "unknown"
     assert not vocabulary.is_terminal("something_new")
 
@@ -127,3 +147,11 @@ def test_openais_paused_is_a_known_state_that_ends_no_job() -> None:
     openai = BUILT_IN["openai"]
     assert openai.state_of("paused") == "paused"
     assert not openai.is_terminal("paused")
+
+
+def test_vertexs_expired_ends_a_job_and_paused_does_not() -> None:
+    """The SDK's has_ended counts PAUSED and forgets EXPIRED; ftwatch the other way."""
+    vertex = BUILT_IN["vertex"]
+    assert vertex.is_terminal("JOB_STATE_EXPIRED")
+    assert vertex.state_of("JOB_STATE_EXPIRED") == "failed"
+    assert not vertex.is_terminal("JOB_STATE_PAUSED")

@@ -88,15 +88,17 @@ def test_steps_between_two_polls_are_recovered_in_order_where_the_provider_keeps
     run_once(env)
 
     steps = [(b["previous_status"], b["status"]) for b in _bodies(receiver)]
-    if api.provider in ("bedrock", "fireworks"):
+    if api.provider in ("bedrock", "fireworks", "vertex"):
         # No status history to read: the snapshot's jump, once, timed by the job.
         assert steps == [(lifecycle[0], lifecycle[-1])]
         if api.provider == "bedrock":
             end_ns = api.sim.job(job).end_ns
             assert _bodies(receiver)[0]["occurred_at"] == format_timestamp(parse_timestamp(format_timestamp(end_ns, 3)))
-        else:  # its completedTime, at the 0 to 9 digits the API wrote
+        else:  # its completedTime (endTime), at the 0 to 9 digits the API wrote
             occurred_ns = parse_timestamp(_bodies(receiver)[0]["occurred_at"])
-            assert 0 <= api.sim.job(job).completed_ns - occurred_ns < 1_000_000_000
+            sim_job = api.sim.job(job)
+            ended_ns = sim_job.end_ns if api.provider == "vertex" else sim_job.completed_ns
+            assert 0 <= ended_ns - occurred_ns < 1_000_000_000
     else:
         assert steps == list(itertools.pairwise(lifecycle))
         times = [b["occurred_at"] for b in _bodies(receiver)]
@@ -137,6 +139,10 @@ def test_a_refused_key_exits_3_naming_where_the_key_comes_from(
     env = api.env(clean_env, tmp_path)
     if api.provider == "bedrock":
         env |= aws_env(tmp_path, secret="not-the-secret")
+    elif api.provider == "vertex":  # a service account whose key Google does not know
+        unknown = tmp_path / "unknown-account.json"
+        unknown.write_text(api.sim.service_account_json(registered=False))
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(unknown)
     else:  # the provider's key variable, with a key it does not know
         env |= dict.fromkeys(api.credentials(tmp_path), "sk-wrong" if api.provider == "openai" else "wrong-key")
     done = run_here(["run", "--once"], env)
@@ -156,6 +162,9 @@ def test_a_missing_key_is_a_one_line_error_naming_the_variable(
     done = run_here(["run", "--once"], env)
     assert done.returncode == 2, done.stderr
     expected = "AWS_REGION" if api.provider == "bedrock" else next(iter(api.credentials(tmp_path)))
+    if api.provider == "vertex":  # a credentials file that is not there (no metadata server is asked)
+        env |= {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"), "NO_GCE_CHECK": "true"}
+        done = run_here(["run", "--once"], env)
     if api.provider == "bedrock":  # a region is given: the credentials are what is missing
         env |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none")}
         env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
@@ -375,6 +384,7 @@ def test_a_stall_alert_names_the_provider_and_its_state(
         "bedrock": "InProgress",
         "together": "running",
         "fireworks": "JOB_STATE_RUNNING",
+        "vertex": "JOB_STATE_RUNNING",
     }[api.provider]
     api.add("slow", running)
     env = hook_env(api.env(clean_env, tmp_path), receiver) | {"FTWATCH_STALL__AFTER": '{"running": "1s"}'}

@@ -123,10 +123,10 @@ def test_a_wrong_command_is_one_line_and_the_simulator_goes_on(simulate: type[Si
 
 
 def test_an_unknown_provider_is_exit_2_in_one_line(quiet_env: dict[str, str]) -> None:
-    done = run_cli(["simulate", "vertex"], quiet_env)
+    done = run_cli(["simulate", "mistral"], quiet_env)  # retired its fine-tuning like Cohere: not watched
     assert done.returncode == 2
-    assert (
-        done.stderr.strip()
-        == "ftwatch: no simulator of vertex; simulated: cohere, openai, azure_openai, bedrock, together, fireworks"
+    assert done.stderr.strip() == (
+        "ftwatch: no simulator of mistral;"
+        " simulated: cohere, openai, azure_openai, bedrock, vertex, together, fireworks"
     )
     assert run_cli(["simulate", "--port", "65535", "openai", "cohere"], quiet_env).returncode == 2

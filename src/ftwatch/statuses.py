@@ -25,6 +25,7 @@ __all__ = [
     "STATES",
     "TERMINAL_STATES",
     "TOGETHER",
+    "VERTEX",
     "Vocabulary",
     "builtin_state",
     "filter_matches",
@@ -185,9 +186,31 @@ FIREWORKS = Vocabulary(
     },
 )
 
+#: Vertex AI's ``JobState`` (aiplatform v1 ``job_state.proto``). ``EXPIRED`` ended
+#: without a model (the SDK's ``has_ended`` forgets it); ``PARTIALLY_SUCCEEDED`` is no
+#: promise of a usable model, so a ``wait --until ready`` is not told it is; ``PAUSED``
+#: is not an end, whatever the SDK counts; ``UPDATING`` and ``CANCELLING`` go on.
+VERTEX = Vocabulary(
+    "vertex",
+    {
+        "JOB_STATE_UNSPECIFIED": "unknown",
+        "JOB_STATE_QUEUED": "queued",
+        "JOB_STATE_PENDING": "queued",
+        "JOB_STATE_RUNNING": "running",
+        "JOB_STATE_UPDATING": "running",
+        "JOB_STATE_CANCELLING": "running",
+        "JOB_STATE_PAUSED": "paused",
+        "JOB_STATE_SUCCEEDED": "ready",
+        "JOB_STATE_PARTIALLY_SUCCEEDED": "failed",
+        "JOB_STATE_FAILED": "failed",
+        "JOB_STATE_EXPIRED": "failed",
+        "JOB_STATE_CANCELLED": "cancelled",
+    },
+)
+
 #: The built-in providers' vocabularies, by provider.
 BUILT_IN: Mapping[str, Vocabulary] = MappingProxyType(
-    {v.provider: v for v in (COHERE, OPENAI, AZURE_OPENAI, BEDROCK, TOGETHER, FIREWORKS)}
+    {v.provider: v for v in (COHERE, OPENAI, AZURE_OPENAI, BEDROCK, VERTEX, TOGETHER, FIREWORKS)}
 )
 
 #: The long names of the first provider's statuses, which filters have always taken

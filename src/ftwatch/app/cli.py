@@ -249,8 +249,15 @@ def _version(output: str) -> int:
     if output == "text":
         print(f"ftwatch {__version__}")
         return 0
-    modules = {"postgres": "psycopg", "bedrock": "botocore", "apprise": "apprise"}
-    extras = sorted(extra for extra, module in modules.items() if importlib.util.find_spec(module) is not None)
+    modules = {"postgres": "psycopg", "bedrock": "botocore", "vertex": "google.auth", "apprise": "apprise"}
+
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # google.auth without google
+            return False
+
+    extras = sorted(extra for extra, module in modules.items() if installed(module))
     print(json.dumps({"version": __version__, "python": platform.python_version(), "extras": extras}))
     return 0
 

@@ -37,6 +37,7 @@ SEED: tuple[tuple[str, str, str], ...] = (
     ("azure_openai", "contoso-support", "pending"),
     ("bedrock", "titan-claims", "InProgress"),
     ("bedrock", "titan-tickets", "InProgress"),
+    ("vertex", "gemini-claims", "JOB_STATE_PENDING"),
     ("together", "llama-support", "pending"),
     ("fireworks", "mixtral-routing", "JOB_STATE_PENDING"),
 )
@@ -48,6 +49,7 @@ SCRIPT: tuple[tuple[float, str, str, str], ...] = (
     (2.5, "bedrock", "titan-claims", "Completed"),
     (2.8, "azure_openai", "contoso-support", "running"),
     (3.0, "cohere", "summarizer-v2", "STATUS_FAILED"),
+    (3.2, "vertex", "gemini-claims", "JOB_STATE_RUNNING"),
     (3.5, "together", "llama-support", "running"),
     (4.0, "fireworks", "mixtral-routing", "JOB_STATE_RUNNING"),
     (4.5, "cohere", "support-classifier", "STATUS_DEPLOYING_API"),
@@ -61,6 +63,7 @@ SCRIPT: tuple[tuple[float, str, str, str], ...] = (
     (9.5, "openai", "triage", "validating_files"),
     (9.8, "azure_openai", "contoso-support", "succeeded"),
     (10.0, "fireworks", "mixtral-routing", "JOB_STATE_COMPLETED"),
+    (10.2, "vertex", "gemini-claims", "JOB_STATE_SUCCEEDED"),
     (10.5, "cohere", "ner-tagger", "STATUS_FINETUNING"),
     (11.0, "openai", "triage", "running"),
     (12.0, "cohere", "legal-chat", "STATUS_READY"),
@@ -99,9 +102,31 @@ class SimWorld:
         return {name: value for sim in self.sims.values() for name, value in sim.credentials_env(tmp).items()}
 
 
+#: Providers whose client needs an extra: the module it brings, and the extra's name.
+_NEEDS = {"bedrock": ("botocore", "bedrock"), "vertex": ("google.auth", "vertex")}
+#: How the demo names each provider.
+_NAMES = {
+    "cohere": "Cohere",
+    "openai": "OpenAI",
+    "azure_openai": "Azure OpenAI",
+    "bedrock": "Bedrock",
+    "vertex": "Vertex AI",
+    "together": "Together",
+    "fireworks": "Fireworks",
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent is missing
+        return False
+
+
 def _with_clients() -> list[str]:
-    """The providers whose client is installed (Bedrock's needs botocore)."""
-    return [p for p in PROVIDERS if p != "bedrock" or importlib.util.find_spec("botocore") is not None]
+    """The providers whose client is installed (Bedrock's needs botocore, Vertex's
+    google-auth)."""
+    return [p for p in PROVIDERS if p not in _NEEDS or _installed(_NEEDS[p][0])]
 
 
 @contextlib.asynccontextmanager
@@ -146,10 +171,14 @@ async def demo_world(duration_s: float) -> AsyncIterator[Settings]:
                     "notifiers": [{"type": "stdout", "format": "text"}],
                 }
             )
-            with_bedrock = "bedrock" in providers
-            note = "" if with_bedrock else " (Bedrock too with botocore: pip install 'ftwatch[bedrock]')"
+            missing = [p for p in _NEEDS if p not in providers]
+            extras = ",".join(_NEEDS[p][1] for p in missing)
+            note = (
+                f" ({' and '.join(_NAMES[p] for p in missing)} too: pip install 'ftwatch[{extras}]')" if missing else ""
+            )
+            names = [_NAMES.get(p, p) for p in providers]
             print(
-                f"ftwatch demo: simulated Cohere, OpenAI{' and Bedrock' if with_bedrock else ''} APIs on 127.0.0.1"
+                f"ftwatch demo: simulated {', '.join(names[:-1])} and {names[-1]} APIs on 127.0.0.1"
                 f" with {len(world.ids)} models and jobs; watching for {duration_s:g}s (Ctrl-C stops){note}",
                 file=sys.stderr,
             )

@@ -28,6 +28,7 @@ _CLASSES = {
     "openai": "OpenAISimulator",
     "azure_openai": "AzureOpenAISimulator",
     "bedrock": "BedrockSimulator",
+    "vertex": "VertexSimulator",
     "together": "TogetherSimulator",
     "fireworks": "FireworksSimulator",
 }

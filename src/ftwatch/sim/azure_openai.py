@@ -74,7 +74,7 @@ class AzureOpenAISimulator(OpenAISimulator):
         for base in ("/openai/fine_tuning/jobs", "/openai/v1/fine_tuning/jobs"):
             routes += [
                 Route(base, self._dated(self._list_jobs)),
-                Route(base + "/{job_id}", self._dated(self._get_job)),
+                Route(base + "/{job_id}", self._dated(self.answer_job)),
                 Route(base + "/{job_id}/events", self._dated(self._list_events)),
             ]
         self.app = Starlette(routes=[*routes, Route("/{path:path}", self.stray)])

@@ -178,11 +178,6 @@ class CohereSimulator(SimServer[SimModel]):
 
     malformed_body = b'{"finetuned_models": [{"id": '
 
-    def caller_key(self, request: Request, body: bytes) -> str | None:
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        return key if key in self.keys else None
-
     def _before(self, request: Request) -> None:
         self.client_names[request.headers.get("x-client-name", "")] += 1
 

@@ -11,7 +11,6 @@ has them (:mod:`ftwatch.sim.kit`).
 
 from __future__ import annotations
 
-import base64
 import itertools
 import secrets
 from dataclasses import dataclass, field
@@ -21,12 +20,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ftwatch.sim.kit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimServer, google_error, running_in_thread, token_page
 
-__all__ = ["ACCOUNT", "DEFAULT_KEY", "Fault", "FireworksSimulator", "SimSftJob", "running_in_thread"]
+__all__ = ["ACCOUNT", "DEFAULT_KEY", "Fault", "FireworksSimulator", "SimSftJob", "running_in_thread", "stamp"]
 
 DEFAULT_KEY = "fw-sim-key"
 ACCOUNT = "sim-account"
@@ -46,7 +45,7 @@ class SimSftJob:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def _stamp(ns: int, digits: int) -> str:
+def stamp(ns: int, digits: int) -> str:
     """RFC 3339 as proto3 JSON writes it: 0, 3, 6 or 9 fractional digits."""
     seconds, rest = divmod(ns, 1_000_000_000)
     base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -75,7 +74,7 @@ class FireworksSimulator(SimServer[SimSftJob]):
         self.app = Starlette(
             routes=[
                 Route(base, self._list_jobs),
-                Route(base + "/{job_id}", self._get_job),
+                Route(base + "/{job_id}", self.answer_job),
                 Route("/{path:path}", self.stray),
             ]
         )
@@ -115,68 +114,44 @@ class FireworksSimulator(SimServer[SimSftJob]):
 
     malformed_body = b'{"supervisedFineTuningJobs": [{"name": '
 
-    def caller_key(self, request: Request, body: bytes) -> str | None:
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        return key if key in self.keys else None
-
     def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
-        status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}.get(
-            code, "RESOURCE_EXHAUSTED" if code == 429 else "INTERNAL"
-        )
-        return JSONResponse({"error": {"code": code, "message": message, "status": status}}, code, headers)
+        return google_error(code, message, headers)
 
     def refused(self) -> Response:
         return self.error(401, "unauthorized: invalid API key")
 
-    def _job_json(self, job: SimSftJob) -> dict[str, Any]:
+    def render_job(self, job: SimSftJob) -> dict[str, Any]:
         digits = next(self._digits)
         out: dict[str, Any] = {
             "name": f"accounts/{ACCOUNT}/supervisedFineTuningJobs/{job.id}",
             "displayName": job.display_name,
-            "createTime": _stamp(job.create_ns, digits),
-            "updateTime": _stamp(job.update_ns, digits),
+            "createTime": stamp(job.create_ns, digits),
+            "updateTime": stamp(job.update_ns, digits),
             "state": job.state,
             "dataset": f"accounts/{ACCOUNT}/datasets/sim-dataset",
             "baseModel": "accounts/fireworks/models/llama-v3p1-8b-instruct",
             "jobProgress": {"percent": job.percent, "epoch": 1},
         }
         if job.completed_ns is not None:
-            out["completedTime"] = _stamp(job.completed_ns, digits)
+            out["completedTime"] = stamp(job.completed_ns, digits)
         if job.state == "JOB_STATE_COMPLETED":
             out["outputModel"] = f"accounts/{ACCOUNT}/models/{job.display_name}"
         if job.state == "JOB_STATE_FAILED":
             out["status"] = {"code": "INVALID_ARGUMENT", "message": _FAILURE}
         return out | job.overrides
 
-    def _account_ok(self, request: Request) -> bool:
+    def job_in_scope(self, request: Request) -> bool:
         return bool(request.path_params["account"] == ACCOUNT)
 
     async def _list_jobs(self, request: Request) -> Response:
-        if not self._account_ok(request):
-            return await self.handle(request, "list_models", None, 404)
-        try:
-            size = max(1, min(int(request.query_params.get("pageSize") or self.page_size), self.page_size))
-        except ValueError:
-            size = self.page_size
-        try:
-            start = int(base64.urlsafe_b64decode(request.query_params.get("pageToken") or "MA=="))
-        except ValueError:
-            return await self.handle(request, "list_models", None, 400)
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: (j.create_ns, j.id), reverse=True)
-            page = [self._job_json(job) for job in jobs[start : start + size]]
-            body: dict[str, Any] = {}
-            if page:  # proto3 JSON leaves an empty list out
-                body["supervisedFineTuningJobs"] = page
-                body["totalSize"] = len(jobs)
-            if start + size < len(jobs):
-                body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+            paged = token_page(request, jobs, self.page_size) if self.job_in_scope(request) else None
+            body: Any = 404 if not self.job_in_scope(request) else 400
+            if paged is not None:
+                page, token = paged
+                body = {"supervisedFineTuningJobs": [self.render_job(j) for j in page], "totalSize": len(jobs)}
+                body = body if page else {}  # proto3 JSON leaves an empty list out
+                if token:
+                    body["nextPageToken"] = token
         return await self.handle(request, "list_models", None, body)
-
-    async def _get_job(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        with self._lock:
-            job = self._jobs.get(job_id) if self._account_ok(request) else None
-            body: Any = self._job_json(job) if job else 404
-        return await self.handle(request, "get_model", job_id, body)

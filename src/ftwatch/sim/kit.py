@@ -9,6 +9,7 @@ the caller's key, and how its errors look.
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import threading
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from ftwatch.serving import bind_socket, serve_asgi
 
-__all__ = ["Fault", "LoggedRequest", "SimServer", "running_in_thread"]
+__all__ = ["Fault", "LoggedRequest", "SimServer", "bearer", "google_error", "running_in_thread", "token_page"]
 
 
 @dataclass(slots=True)
@@ -103,8 +104,26 @@ class SimServer(Generic[_JobT]):
     # --- what a provider's simulator says -------------------------------------------
 
     def caller_key(self, request: Request, body: bytes) -> str | None:
-        """The key the request was made with, if it is one of ours; ``None`` if not."""
+        """The key the request was made with, if it is one of ours; ``None`` if not
+        (a Bearer key, unless the provider says otherwise)."""
+        key = bearer(request)
+        return key if key in self.keys else None
+
+    def render_job(self, job: _JobT) -> Any:
+        """A job as the API shows it (the simulators that serve one job say how)."""
         raise NotImplementedError
+
+    def job_in_scope(self, request: Request) -> bool:
+        """Whether the request's path names this API's own account or project."""
+        return True
+
+    async def answer_job(self, request: Request) -> Response:
+        """``GET`` one job by the ``job_id`` of its path: the job, or 404."""
+        job_id = request.path_params["job_id"]
+        with self._lock:
+            job = self._jobs.get(job_id) if self.job_in_scope(request) else None
+            body: Any = self.render_job(job) if job is not None else 404
+        return await self.handle(request, "get_model", job_id, body)
 
     def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
         """An error answer in the provider's own shape."""
@@ -270,7 +289,35 @@ class SimServer(Generic[_JobT]):
         return self.error(404, "no such endpoint")
 
 
+def bearer(request: Request) -> str:
+    """The key of an ``Authorization: Bearer`` header ("" without one)."""
+    auth = request.headers.get("authorization", "")
+    return auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+
+
+def google_error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error as Google's APIs (and Fireworks', which copies them) write one:
+    ``{"error": {"code", "message", "status"}}`` with the canonical status name."""
+    names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
+    status = names.get(code, "RESOURCE_EXHAUSTED" if code == 429 else "INTERNAL")
+    return JSONResponse({"error": {"code": code, "message": message, "status": status}}, code, headers)
+
+
+def token_page(request: Request, items: list[_T], page_size: int) -> tuple[list[_T], str | None] | None:
+    """One page of ``items`` as a ``pageSize``/``pageToken`` API (Google's, Fireworks')
+    pages them, and the opaque token of the next (``None`` on the last page, which
+    proto3 JSON leaves out); ``None`` for a token that is none of ours (a 400)."""
+    try:
+        size = max(1, min(int(request.query_params.get("pageSize") or page_size), page_size))
+        start = int(base64.urlsafe_b64decode(request.query_params.get("pageToken") or "MA=="))
+    except ValueError:
+        return None
+    more = start + size < len(items)
+    return items[start : start + size], base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
+
+
 _S = TypeVar("_S", bound=SimServer[Any])
+_T = TypeVar("_T")
 
 
 @contextlib.contextmanager

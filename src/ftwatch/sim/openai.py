@@ -95,7 +95,7 @@ class OpenAISimulator(SimServer[SimJob]):
         self.app = Starlette(
             routes=[
                 Route("/v1/fine_tuning/jobs", self._list_jobs),
-                Route("/v1/fine_tuning/jobs/{job_id}", self._get_job),
+                Route("/v1/fine_tuning/jobs/{job_id}", self.answer_job),
                 Route("/v1/fine_tuning/jobs/{job_id}/events", self._list_events),
                 Route("/{path:path}", self.stray),
             ]
@@ -208,11 +208,6 @@ class OpenAISimulator(SimServer[SimJob]):
 
     # --- serving ------------------------------------------------------------------
 
-    def caller_key(self, request: Request, body: bytes) -> str | None:
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        return key if key in self.keys else None
-
     def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
         kinds = {401: ("invalid_request_error", "invalid_api_key"), 404: ("invalid_request_error", "not_found")}
         kind, error_code = kinds.get(code, ("server_error" if code >= 500 else "requests", None))
@@ -224,7 +219,7 @@ class OpenAISimulator(SimServer[SimJob]):
     def refused(self) -> Response:
         return self.error(401, "Incorrect API key provided. You can find your API key in your dashboard.")
 
-    def _job_json(self, job: SimJob) -> dict[str, Any]:
+    def render_job(self, job: SimJob) -> dict[str, Any]:
         out: dict[str, Any] = {
             "object": "fine_tuning.job",
             "id": job.id,
@@ -265,18 +260,11 @@ class OpenAISimulator(SimServer[SimJob]):
     async def _list_jobs(self, request: Request) -> Response:
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
-            body = self._page(request, [self._job_json(job) for job in jobs])
+            body = self._page(request, [self.render_job(job) for job in jobs])
             if self.endless_pages and not body["has_more"]:
                 phantom = f"ftjob-phantom-{next(self._event_ids):08d}"
                 body = {"object": "list", "data": [{"id": phantom, "status": "running"}], "has_more": True}
         return await self.handle(request, "list_models", None, body)
-
-    async def _get_job(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        with self._lock:
-            job = self._jobs.get(job_id)
-            body: Any = self._job_json(job) if job else 404
-        return await self.handle(request, "get_model", job_id, body)
 
     async def _list_events(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]

@@ -79,7 +79,7 @@ class TogetherSimulator(SimServer[SimFineTune]):
         self.app = Starlette(
             routes=[
                 Route("/v1/fine-tunes", self._list_jobs),
-                Route("/v1/fine-tunes/{job_id}", self._get_job),
+                Route("/v1/fine-tunes/{job_id}", self.answer_job),
                 Route("/v1/fine-tunes/{job_id}/events", self._list_events),
                 Route("/{path:path}", self.stray),
             ]
@@ -135,11 +135,6 @@ class TogetherSimulator(SimServer[SimFineTune]):
 
     malformed_body = b'{"data": [{"id": '
 
-    def caller_key(self, request: Request, body: bytes) -> str | None:
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        return key if key in self.keys else None
-
     def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
         kind = "invalid_request_error" if code < 500 else "server_error"
         error_code = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded"}.get(code)
@@ -149,7 +144,7 @@ class TogetherSimulator(SimServer[SimFineTune]):
     def refused(self) -> Response:
         return self.error(401, "Invalid API key provided. You can find your API key at api.together.xyz/settings.")
 
-    def _job_json(self, job: SimFineTune) -> dict[str, Any]:
+    def render_job(self, job: SimFineTune) -> dict[str, Any]:
         remaining = (_TOTAL_STEPS - job.steps_completed) * 30 if job.status == "running" else 0
         out: dict[str, Any] = {
             "id": job.id,
@@ -170,15 +165,8 @@ class TogetherSimulator(SimServer[SimFineTune]):
     async def _list_jobs(self, request: Request) -> Response:
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: (j.created_ns, j.id))
-            body = {"data": [self._job_json(job) for job in jobs]}
+            body = {"data": [self.render_job(job) for job in jobs]}
         return await self.handle(request, "list_models", None, body)
-
-    async def _get_job(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        with self._lock:
-            job = self._jobs.get(job_id)
-            body: Any = self._job_json(job) if job else 404
-        return await self.handle(request, "get_model", job_id, body)
 
     async def _list_events(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ftwatch.errors import ConfigError
 from ftwatch.secrets import AZURE_OPENAI_KEY, AZURE_OPENAI_TOKEN, api_key
-from ftwatch.sources.base import SourceConfig, SourceContext, http_url
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, http_url
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, Credentials, HeaderKey, json_message
 from ftwatch.sources.openai import JobsApi, OpenAIShaped
 from ftwatch.statuses import AZURE_OPENAI
@@ -85,7 +85,7 @@ def _credentials(config: AzureOpenAISourceConfig, deps: SourceContext, where: st
     )
 
 
-class AzureOpenAISource(OpenAIShaped):
+class AzureOpenAISource(OpenAIShaped, FromConfig):
     """One Azure OpenAI resource's fine-tuning jobs."""
 
     provider = "azure_openai"
@@ -111,7 +111,3 @@ class AzureOpenAISource(OpenAIShaped):
             events_newest_first=False,
         )
         super().__init__(api, shape, config.max_pages)
-
-    @classmethod
-    def from_config(cls, config: AzureOpenAISourceConfig, deps: SourceContext) -> AzureOpenAISource:
-        return cls(config, deps)

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,6 +31,7 @@ from ftwatch.sources.protocol import Source, SourceKind, TakesPushes
 
 __all__ = [
     "ApiWait",
+    "FromConfig",
     "InvalidModelIdError",
     "ModelDataError",
     "ModelNotFoundError",
@@ -163,6 +164,16 @@ class SourceSpec:
         """The source's ``[sources.webhook]`` table (its pushes), or ``None``: the one
         place a source's optional webhook is looked up."""
         return self.config.webhook if isinstance(self.config, TakesPushes) else None
+
+
+class FromConfig:
+    """A built-in source type whose constructor takes what ``from_config`` is given
+    (its table and the context): the one ``from_config`` they all share."""
+
+    @classmethod
+    def from_config(cls, config: Any, deps: SourceContext) -> Self:
+        # Each subclass's __init__ takes (config, deps); this class declares none.
+        return cls(config, deps)  # type: ignore[call-arg]
 
 
 class SourceType(Protocol):

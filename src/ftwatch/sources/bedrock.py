@@ -25,8 +25,8 @@ from pydantic import BaseModel, field_validator
 
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
-from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
-from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.fields import id_and_status, now_as_history, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.statuses import BEDROCK
@@ -176,7 +176,7 @@ def _detail(raw: Any) -> ModelInfo:
     return _job(raw, name_field="outputModelName", arn_field="outputModelArn")
 
 
-class BedrockSource:
+class BedrockSource(FromConfig):
     """Bedrock's customization jobs, by job name, through one :class:`ApiClient`."""
 
     provider = "bedrock"
@@ -196,10 +196,6 @@ class BedrockSource:
         )
         self._api = ApiClient(deps, signer, _DIALECT, base_url=base_url, retry=config)
         self._max_pages = config.max_pages
-
-    @classmethod
-    def from_config(cls, config: BedrockSourceConfig, deps: SourceContext) -> BedrockSource:
-        return cls(config, deps)
 
     def check_credentials(self) -> None:
         """Resolve the credential chain now (blocking): none found is exit 2."""
@@ -234,5 +230,4 @@ class BedrockSource:
 
     async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
         """No history: the job as it is now, with its failure message."""
-        info = await self.get_model(model_id)
-        return [Event(info.status, info.updated_at_ns, message=info.failure)]
+        return now_as_history(await self.get_model(model_id))

@@ -11,8 +11,20 @@ from typing import Any, TypeVar
 from ftwatch import model
 from ftwatch.errors import BadDataError
 from ftwatch.sources.base import InvalidModelIdError, ModelDataError
+from ftwatch.statuses import Vocabulary
+from ftwatch.textsafe import FAILURE_MAX
 
-__all__ = ["BadDataError", "check_id", "id_and_status", "item_id", "optional_str", "parsed", "path_of"]
+__all__ = [
+    "BadDataError",
+    "check_id",
+    "id_and_status",
+    "item_id",
+    "now_as_history",
+    "optional_str",
+    "parsed",
+    "path_of",
+    "resource_job",
+]
 
 _T = TypeVar("_T")
 
@@ -64,3 +76,58 @@ def item_id(raw: Any, key: str) -> str:
     """How a list entry that cannot be read is named: its id, cut short, else ``?``."""
     value = raw.get(key) if isinstance(raw, dict) else None
     return value[:80] if isinstance(value, str) else "?"
+
+
+def now_as_history(info: model.ModelInfo) -> list[model.Event]:
+    """The history of a job whose provider keeps none: the job as it is now, dated
+    when its status began (where the provider says), with its failure's reason."""
+    return [model.Event(info.status, info.updated_at_ns, message=info.failure)]
+
+
+def _text_at(raw: dict[str, Any], path: tuple[str, ...]) -> str | None:
+    value: Any = raw
+    for key in path[:-1]:
+        value = value.get(key) if isinstance(value, dict) else None
+    return optional_str(value, path[-1]) if isinstance(value, dict) else None
+
+
+def _rfc3339(raw: dict[str, Any], field: str) -> str | None:
+    """A proto3 JSON time as ftwatch writes times, if it reads as one (else none: the
+    moment ftwatch noticed stands in for it)."""
+    value = optional_str(raw, field)
+    if value is None:
+        return None
+    try:
+        return model.format_timestamp(model.parse_timestamp(value))
+    except ValueError:
+        return None
+
+
+def resource_job(
+    raw: Any,
+    words: Vocabulary,
+    *,
+    display: str,
+    reason: tuple[str, ...],
+    ended_at: str,
+    produced: tuple[str, ...],
+) -> model.ModelInfo:
+    """A job as a resource-named API (Google's, Fireworks') writes one: ``name`` ending
+    in its id, a ``state``, its display name, the failure's reason and the model it
+    made at these paths, and when it ended (else ``updateTime``)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise BadDataError("a job without name")
+    job_id = check_id(raw["name"].rpartition("/")[2])
+    state = optional_str(raw, "state")
+    if state is None:
+        raise BadDataError("a job without a state")
+    normalized = words.state_of(state)
+    message = _text_at(raw, reason)
+    return model.ModelInfo(
+        id=job_id,
+        name=optional_str(raw, display),
+        status=state,
+        updated_at=(_rfc3339(raw, ended_at) if words.is_terminal(state) else None) or _rfc3339(raw, "updateTime"),
+        fine_tuned_model=_text_at(raw, produced) if normalized == "ready" else None,
+        failure=message[:FAILURE_MAX] if message and normalized == "failed" else None,
+    )

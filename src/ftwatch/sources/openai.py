@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from ftwatch.errors import ConfigError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
 from ftwatch.secrets import FileSecret, inline_or_file, openai_key
-from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
@@ -246,7 +246,7 @@ def _newest_first(raw_events: list[Any]) -> bool:
     return len(stamps) > 1 and stamps[0] > stamps[-1]
 
 
-class OpenAISource(OpenAIShaped):
+class OpenAISource(OpenAIShaped, FromConfig):
     """OpenAI's fine-tuning jobs."""
 
     provider = "openai"
@@ -263,7 +263,3 @@ class OpenAISource(OpenAIShaped):
         dialect = ApiDialect("OpenAI", _ERROR_MESSAGE, headers)
         api = ApiClient(deps, BearerKey(key), dialect, base_url=config.base_url, retry=config)
         super().__init__(api, JobsApi(), config.max_pages)
-
-    @classmethod
-    def from_config(cls, config: OpenAISourceConfig, deps: SourceContext) -> OpenAISource:
-        return cls(config, deps)

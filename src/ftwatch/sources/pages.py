@@ -16,7 +16,7 @@ from ftwatch.model import ModelInfo, ModelListing
 from ftwatch.sources.base import InvalidModelIdError, SourceUnavailableError
 from ftwatch.sources.fields import BadDataError, item_id
 
-__all__ = ["paginate", "read_listing"]
+__all__ = ["paginate", "read_listing", "token_listing"]
 
 #: One page: its entries and the cursor of the next (``None``: the last page).
 Page = tuple[list[Any], str | None]
@@ -42,6 +42,35 @@ async def paginate(
     raise SourceUnavailableError(
         f"{endpoint}: still more pages after {max_pages}; raise max_pages for this source if that many are real"
     )
+
+
+async def token_listing(
+    get: Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]],
+    endpoint: str,
+    path: str,
+    collection: str,
+    *,
+    page_size: int,
+    max_pages: int,
+) -> tuple[list[Any], int]:
+    """Every entry of a ``pageSize``/``pageToken`` list (Google's APIs, Fireworks'),
+    and the pages it took. proto3 JSON leaves an empty list out: ``{}`` is none."""
+
+    async def fetch(token: str | None) -> Page:
+        params: dict[str, Any] = {"pageSize": page_size} | ({"pageToken": token} if token else {})
+        body = await get(endpoint, path, params)
+        items = body.get(collection, [])
+        if not isinstance(items, list):
+            raise SourceUnavailableError(f"{endpoint}: {collection} is not a list")
+        following = body.get("nextPageToken")
+        return items, following if isinstance(following, str) and following else None
+
+    entries: list[Any] = []
+    pages = 0
+    async for page in paginate(endpoint, fetch, max_pages=max_pages, cursor_name="nextPageToken"):
+        entries.extend(page)
+        pages += 1
+    return entries, pages
 
 
 def read_listing(entries: Iterable[Any], parse: Callable[[Any], ModelInfo], id_key: str, requests: int) -> ModelListing:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from ftwatch.errors import BadDataError
 from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
 from ftwatch.secrets import TOGETHER_KEY, api_key
-from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import read_listing
@@ -98,7 +98,7 @@ def _step(raw: Any) -> Event | None:
     return Event(status, _time(raw.get("created_at")), message=message[:FAILURE_MAX] if message and failed else None)
 
 
-class TogetherSource:
+class TogetherSource(FromConfig):
     """The key's fine-tunes, through one :class:`ApiClient`."""
 
     provider = "together"
@@ -110,10 +110,6 @@ class TogetherSource:
         where = f"[[sources]] {config.name or config.type}"
         key = api_key(TOGETHER_KEY, config.api_key_file, deps.environ, where=where, file_label=f"{where} api_key_file")
         self._api = ApiClient(deps, BearerKey(key), _DIALECT, base_url=config.base_url, retry=config)
-
-    @classmethod
-    def from_config(cls, config: TogetherSourceConfig, deps: SourceContext) -> TogetherSource:
-        return cls(config, deps)
 
     async def _data(self, endpoint: str, path: str, *, one_job: bool = False) -> list[Any]:
         body = await self._api.get(endpoint, path, one_job=one_job)
