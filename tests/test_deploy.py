@@ -44,7 +44,7 @@ needs_kubectl = pytest.mark.skipif(_KUBECTL is None and not os.environ.get("CI")
 VARIANTS = [
     (overlay, provider, overlay in ("sqlite", "postgres"))
     for overlay in ("sqlite", "postgres", "sidecar", "sidecar-postgres")
-    for provider in ("openai", "cohere", "bedrock", "together", "fireworks", "azure_openai")
+    for provider in ("openai", "cohere", "bedrock", "together", "fireworks", "azure_openai", "vertex")
 ]
 _IDS = [f"{overlay}-{provider}" for overlay, provider, _ in VARIANTS]
 #: The Prometheus Operator's kinds: no schema of Kubernetes' own to validate them by.
@@ -220,7 +220,7 @@ _CREDENTIAL_FILES = {
 }
 
 
-@pytest.mark.parametrize("provider", sorted(_CREDENTIAL_FILES))
+@pytest.mark.parametrize("provider", [*sorted(_CREDENTIAL_FILES), "vertex"])
 def test_each_providers_drop_in_hands_ftwatch_the_credential_it_reads(
     provider: str, quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -231,23 +231,27 @@ def test_each_providers_drop_in_hands_ftwatch_the_credential_it_reads(
     drop_in = (DEPLOY / "systemd" / "ftwatch.service.d" / f"{provider}.conf").read_text()
     credentials = tmp_path / "credentials"
     credentials.mkdir()
-    unit_env: dict[str, str] = {}
-    for key, value in _directives(drop_in):
-        if key == "LoadCredential":
-            name, _, host_path = value.partition(":")
-            assert host_path.startswith("/etc/ftwatch/"), value
-            (credentials / name).write_text(_CREDENTIAL_FILES[provider])
-        elif key == "Environment":
-            variable, _, setting = value.partition("=")
-            unit_env[variable] = setting.replace("%d", str(credentials))
-        else:
-            pytest.fail(f"{provider}.conf: unexpected {key}=")
     with world(provider) as api:
+        unit_env: dict[str, str] = {}
+        for key, value in _directives(drop_in):
+            if key == "LoadCredential":
+                name, _, host_path = value.partition(":")
+                assert host_path.startswith("/etc/ftwatch/"), value
+                # What the user puts there: a key, an AWS file, a service account's key file.
+                content = api.sim.service_account_json() if provider == "vertex" else _CREDENTIAL_FILES[provider]
+                (credentials / name).write_text(content)
+            elif key == "Environment":
+                variable, _, setting = value.partition("=")
+                unit_env[variable] = setting.replace("%d", str(credentials))
+            else:
+                pytest.fail(f"{provider}.conf: unexpected {key}=")
         api.add("tuned", None)
         # The simulator's source, with no key in the environment: only the credential.
-        base = {k: v for k, v in api.env(quiet_env, tmp_path).items() if k not in api.credentials(tmp_path)}
-        # No instance role and no AWS file of this machine's to fall back on.
+        keys = api.credentials(tmp_path)
+        base = {k: v for k, v in api.env(quiet_env, tmp_path).items() if k not in keys}
+        # No instance role, no metadata server and no AWS file of this machine's to fall back on.
         base |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull}
+        base |= {"NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:9"}
         listed = run_cli(["models", "-o", "json"], base | unit_env | {"CREDENTIALS_DIRECTORY": str(credentials)})
         assert listed.returncode == 0, listed.stderr
         assert [row["id"] for row in json.loads(listed.stdout)] == list(api.simulated.jobs())
@@ -271,7 +275,7 @@ def test_the_units_config_puts_the_state_where_the_unit_and_the_host_find_it(qui
 def test_the_image_installs_every_extra_a_shipped_config_needs() -> None:
     """The Dockerfile's default EXTRAS cover what each Kustomize variant and example
     config asks for: PostgreSQL for a state URL (in a ConfigMap or the container's
-    environment), botocore for a bedrock source."""
+    environment), botocore for a bedrock source, google-auth for a vertex one."""
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     [extras] = re.findall(r"^ARG EXTRAS=(\S*)$", dockerfile, flags=re.MULTILINE)
     assert '".${EXTRAS:+[$EXTRAS]}"' in dockerfile  # and the install uses them
@@ -286,9 +290,10 @@ def test_the_image_installs_every_extra_a_shipped_config_needs() -> None:
     for config in configs:
         if config.get("state", {}).get("url") or "postgres" in json.dumps(config.get("state", {})):
             needed.add("postgres")
-        if any(source.get("type") == "bedrock" for source in config.get("sources", [])):
-            needed.add("bedrock")
-    assert needed == {"postgres", "bedrock"}  # what the shipped files do ask for today
+        for extra in ("bedrock", "vertex"):
+            if any(source.get("type") == extra for source in config.get("sources", [])):
+                needed.add(extra)
+    assert needed == {"postgres", "bedrock", "vertex"}  # what the shipped files do ask for today
     assert needed <= set(extras.split(","))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ftwatch.sim import fireworks as fireworks_sim
+from ftwatch.sim import vertex as vertex_sim
 
 from .conftest import run_cli
 from .providers import LIFECYCLES, world
@@ -32,6 +33,7 @@ CONFIGMAPS = {
     "together": KUSTOMIZE / "components" / "together" / "ftwatch.toml",
     "fireworks": KUSTOMIZE / "components" / "fireworks" / "ftwatch.toml",
     "azure_openai": KUSTOMIZE / "components" / "azure_openai" / "ftwatch.toml",
+    "vertex": KUSTOMIZE / "components" / "vertex" / "ftwatch.toml",
 }
 
 
@@ -76,9 +78,10 @@ def _configmap_here(provider: str, url: str, secrets: Path, state: Path) -> str:
     # The account and the resource are the user's to name: here the simulator's.
     text = text.replace('account = "my-account"', f'account = "{fireworks_sim.ACCOUNT}"')
     text = text.replace('endpoint = "https://my-resource.openai.azure.com"', f'endpoint = "{url}"')
+    text = text.replace('project = "my-project"', f'project = "{vertex_sim.PROJECT}"')
     if provider == "azure_openai":
         return text
-    url_key = "endpoint_url" if provider == "bedrock" else "base_url"
+    url_key = "endpoint_url" if provider in ("bedrock", "vertex") else "base_url"
     return text.replace(f'type = "{provider}"\n', f'type = "{provider}"\n{url_key} = "{url}"\n', 1)
 
 
@@ -109,6 +112,12 @@ def test_the_images_entrypoint_runs_each_shipped_configmap(
                 "AWS_SHARED_CREDENTIALS_FILE": str(secrets / "aws-credentials"),
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        elif provider == "vertex":  # the component's environment, and the key file it names
+            (secrets / "google-credentials.json").write_text(api.sim.service_account_json())
+            env |= {
+                "GOOGLE_APPLICATION_CREDENTIALS": str(secrets / "google-credentials.json"),
+                "NO_GCE_CHECK": "true",
             }
         else:
             (secrets / f"{provider.replace('_', '-')}-api-key").write_text(next(iter(keys.values())) + "\n")
