@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ftwatch.sim import fireworks as fireworks_sim
+from ftwatch.sim import vertex as vertex_sim
 
 from .providers import LIFECYCLES, world
 
@@ -34,6 +35,12 @@ _URL_VARIABLE = {
     "bedrock": ("AWS_ENDPOINT_URL_BEDROCK", ""),
     "together": ("TOGETHER_BASE_URL", "/v1"),
     "fireworks": ("", ""),
+    "vertex": ("", ""),
+}
+#: The URL a block names as its default, where the API's variable is no convention.
+_DEFAULT_URL = {
+    "fireworks": "https://api.fireworks.ai",
+    "vertex": "https://us-central1-aiplatform.googleapis.com",
 }
 QUICKSTARTS = {provider: (job, block) for provider, job, block in _BLOCK.findall(README.read_text())}
 
@@ -53,9 +60,11 @@ def test_the_quickstart_runs_as_written(provider: str, quiet_env: dict[str, str]
         if variable:
             env[variable] = api.server.url + tail
         else:
-            block = block.replace('base_url = "https://api.fireworks.ai"', f'base_url = "{api.server.url}"')
+            block = block.replace(f'"{_DEFAULT_URL[provider]}"', f'"{api.server.url}"')
         if provider == "fireworks":
             env["FIREWORKS_ACCOUNT_ID"] = fireworks_sim.ACCOUNT
+        # The user's own project, here the simulator's.
+        block = block.replace('project = "my-project"', f'project = "{vertex_sim.PROJECT}"')
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", block.replace(example_job, job)],
