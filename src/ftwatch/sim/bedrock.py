@@ -137,9 +137,8 @@ class BedrockSimulator(SimServer[SimCustomizationJob]):
     lifecycle = ("InProgress", "Stopping", "Completed")
     failed_status = "Failed"
 
-    def jobs(self) -> dict[str, tuple[str, str]]:
-        with self._lock:
-            return {name: (name, job.status) for name, job in self._jobs.items()}
+    def job_row(self, job: SimCustomizationJob) -> tuple[str, str]:
+        return job.name, job.status
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "bedrock", "endpoint_url": self.url, "region": REGION} | extra

@@ -99,9 +99,8 @@ class CohereSimulator(SimServer[SimModel]):
     def add_job(self, name: str, status: str | None = None) -> str:
         return self.add_model(name, status or self.lifecycle[0])
 
-    def jobs(self) -> dict[str, tuple[str, str]]:
-        with self._lock:
-            return {model_id: (m.name, m.status) for model_id, m in self._jobs.items()}
+    def job_row(self, job: SimModel) -> tuple[str, str]:
+        return job.name, job.status
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "cohere", "base_url": self.url} | extra

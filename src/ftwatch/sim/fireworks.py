@@ -81,9 +81,8 @@ class FireworksSimulator(SimServer[SimSftJob]):
 
     # --- the SimulatedProvider interface ---------------------------------------------
 
-    def jobs(self) -> dict[str, tuple[str, str]]:
-        with self._lock:
-            return {job_id: (job.display_name, job.state) for job_id, job in self._jobs.items()}
+    def job_row(self, job: SimSftJob) -> tuple[str, str]:
+        return job.display_name, job.state
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "fireworks", "base_url": self.url, "account": ACCOUNT} | extra

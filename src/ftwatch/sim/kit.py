@@ -14,7 +14,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -119,11 +119,16 @@ class SimServer(Generic[_JobT]):
 
     async def answer_job(self, request: Request) -> Response:
         """``GET`` one job by the ``job_id`` of its path: the job, or 404."""
+        return await self.answer_about_job(request, "get_model", self.render_job)
+
+    async def answer_about_job(self, request: Request, endpoint: str, render: Callable[[_JobT], Any]) -> Response:
+        """What ``render`` makes of the job the path's ``job_id`` names (under the
+        lock), or 404."""
         job_id = request.path_params["job_id"]
         with self._lock:
             job = self._jobs.get(job_id) if self.job_in_scope(request) else None
-            body: Any = self.render_job(job) if job is not None else 404
-        return await self.handle(request, "get_model", job_id, body)
+            body: Any = render(job) if job is not None else 404
+        return await self.handle(request, endpoint, job_id, body)
 
     def error(self, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
         """An error answer in the provider's own shape."""
@@ -149,6 +154,11 @@ class SimServer(Generic[_JobT]):
 
     def jobs(self) -> dict[str, tuple[str, str]]:
         """Every job: id -> (name, status)."""
+        with self._lock:
+            return {job_id: self.job_row(job) for job_id, job in self._jobs.items()}
+
+    def job_row(self, job: _JobT) -> tuple[str, str]:
+        """A job's name and status, whatever its own fields call them."""
         raise NotImplementedError
 
     def source_table(self, **extra: Any) -> dict[str, Any]:

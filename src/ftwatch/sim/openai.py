@@ -117,9 +117,8 @@ class OpenAISimulator(SimServer[SimJob]):
     #: Events are served newest first (OpenAI's order).
     events_newest_first: ClassVar[bool] = True
 
-    def jobs(self) -> dict[str, tuple[str, str]]:
-        with self._lock:
-            return {job_id: (job.suffix or "", job.status) for job_id, job in self._jobs.items()}
+    def job_row(self, job: SimJob) -> tuple[str, str]:
+        return job.suffix or "", job.status
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "openai", "base_url": self.url} | extra
@@ -267,25 +266,22 @@ class OpenAISimulator(SimServer[SimJob]):
         return await self.handle(request, "list_models", None, body)
 
     async def _list_events(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        with self._lock:
-            job = self._jobs.get(job_id)
-            body: Any = 404
-            if job is not None:
-                events = [
-                    {
-                        "object": "fine_tuning.job.event",
-                        "id": e.id,
-                        "created_at": e.created_at,
-                        "level": e.level,
-                        "message": e.message,
-                        "data": {},
-                        "type": e.type,
-                    }
-                    for e in (reversed(job.events) if self.events_newest_first else job.events)
-                ]
-                body = self._page(request, events)
-        return await self.handle(request, "list_events", job_id, body)
+        def page_of_events(job: SimJob) -> dict[str, Any]:
+            events = [
+                {
+                    "object": "fine_tuning.job.event",
+                    "id": e.id,
+                    "created_at": e.created_at,
+                    "level": e.level,
+                    "message": e.message,
+                    "data": {},
+                    "type": e.type,
+                }
+                for e in (reversed(job.events) if self.events_newest_first else job.events)
+            ]
+            return self._page(request, events)
+
+        return await self.answer_about_job(request, "list_events", page_of_events)
 
     def _respond(self, key_ok: bool, retry_after: float | None, fault: Fault | None, body: Any) -> Response:
         response = super()._respond(key_ok, retry_after, fault, body)

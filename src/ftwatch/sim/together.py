@@ -87,9 +87,8 @@ class TogetherSimulator(SimServer[SimFineTune]):
 
     # --- the SimulatedProvider interface ---------------------------------------------
 
-    def jobs(self) -> dict[str, tuple[str, str]]:
-        with self._lock:
-            return {job_id: (job.suffix, job.status) for job_id, job in self._jobs.items()}
+    def job_row(self, job: SimFineTune) -> tuple[str, str]:
+        return job.suffix, job.status
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "together", "base_url": self.url} | extra
@@ -169,23 +168,21 @@ class TogetherSimulator(SimServer[SimFineTune]):
         return await self.handle(request, "list_models", None, body)
 
     async def _list_events(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        with self._lock:
-            job = self._jobs.get(job_id)
-            body: Any = 404
-            if job is not None:
-                body = {
-                    "data": [
-                        {
-                            "object": "fine-tune-event",
-                            "created_at": _iso(e.created_ns),
-                            "level": "error" if e.type in ("job_error", "job_user_error") else "info",
-                            "message": e.message,
-                            "type": e.type,
-                            "step": e.step,
-                            "hash": e.hash,
-                        }
-                        for e in job.events
-                    ]
+        return await self.answer_about_job(request, "list_events", self._events_json)
+
+    @staticmethod
+    def _events_json(job: SimFineTune) -> dict[str, Any]:
+        return {
+            "data": [
+                {
+                    "object": "fine-tune-event",
+                    "created_at": _iso(e.created_ns),
+                    "level": "error" if e.type in ("job_error", "job_user_error") else "info",
+                    "message": e.message,
+                    "type": e.type,
+                    "step": e.step,
+                    "hash": e.hash,
                 }
-        return await self.handle(request, "list_events", job_id, body)
+                for e in job.events
+            ]
+        }

@@ -109,9 +109,8 @@ class VertexSimulator(SimServer[SimTuningJob]):
 
     # --- the SimulatedProvider interface ---------------------------------------------
 
-    def jobs(self) -> dict[str, tuple[str, str]]:
-        with self._lock:
-            return {job_id: (job.display_name, job.state) for job_id, job in self._jobs.items()}
+    def job_row(self, job: SimTuningJob) -> tuple[str, str]:
+        return job.display_name, job.state
 
     def source_table(self, **extra: Any) -> dict[str, Any]:
         return {"type": "vertex", "project": PROJECT, "location": LOCATION, "endpoint_url": self.url} | extra
