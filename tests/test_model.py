@@ -64,6 +64,17 @@ def test_status_names_short_long_and_unknown() -> None:
 
 #: Each newer provider's whole status enum, as its API reference and SDK list it.
 FULL_ENUMS = {
+    "azure_openai": [
+        "created",
+        "pending",
+        "running",
+        "succeeded",
+        "cancelled",
+        "failed",
+        "pausing",
+        "paused",
+        "resuming",
+    ],
     "vertex": [
         f"JOB_STATE_{word}"
         for word in [
@@ -132,9 +143,15 @@ def test_every_word_of_a_providers_enum_has_its_state_and_a_new_word_never_ends_
         "together": {"completed"},
         "fireworks": {"JOB_STATE_COMPLETED", "JOB_STATE_EARLY_STOPPED"},
         "vertex": {"JOB_STATE_SUCCEEDED"},  # not PARTIALLY_SUCCEEDED: no promise of a usable model
+        "azure_openai": {"succeeded"},
     }
     assert ready == expected_ready[provider]
-    on_its_way = {"together": "cancel_requested", "fireworks": "JOB_STATE_CANCELLING", "vertex": "JOB_STATE_CANCELLING"}
+    on_its_way = {
+        "together": "cancel_requested",
+        "fireworks": "JOB_STATE_CANCELLING",
+        "vertex": "JOB_STATE_CANCELLING",
+        "azure_openai": "pausing",
+    }
     assert vocabulary.state_of(on_its_way[provider]) == "running"
     assert not vocabulary.is_terminal(on_its_way[provider])
     assert vocabulary.state_of("JOB_STATE_SOMETHING_NEW") == "unknown"
