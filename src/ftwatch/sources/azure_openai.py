@@ -93,7 +93,7 @@ class AzureOpenAISource(OpenAIShaped, FromConfig):
     config_model: ClassVar[type[BaseModel]] = AzureOpenAISourceConfig
 
     def __init__(self, config: AzureOpenAISourceConfig, deps: SourceContext) -> None:
-        where = f"[[sources]] {config.name or config.type}"
+        where = config.where
         if not config.endpoint:
             raise ConfigError(
                 f"no Azure OpenAI endpoint for {where}: set endpoint (https://NAME.openai.azure.com) in the table,"

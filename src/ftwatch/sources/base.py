@@ -128,6 +128,11 @@ class SourceConfig(RequestPolicy):
     #: Model or job ids; empty: everything the credentials can see.
     models: list[str] = Field(default_factory=list)
 
+    @property
+    def where(self) -> str:
+        """The table as messages name it (``[[sources]] openai-prod``)."""
+        return f"[[sources]] {self.name or self.type}"
+
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str | None) -> str | None:

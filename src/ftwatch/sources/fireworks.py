@@ -64,7 +64,7 @@ class FireworksSource(FromConfig):
     config_model: ClassVar[type[BaseModel]] = FireworksSourceConfig
 
     def __init__(self, config: FireworksSourceConfig, deps: SourceContext) -> None:
-        where = f"[[sources]] {config.name or config.type}"
+        where = config.where
         if not config.account:
             raise ConfigError(f"no Fireworks account for {where}: set account in the table, or FIREWORKS_ACCOUNT_ID")
         key = api_key(FIREWORKS_KEY, config.api_key_file, deps.environ, where=where, file_label=f"{where} api_key_file")

@@ -259,7 +259,7 @@ class OpenAISource(OpenAIShaped, FromConfig):
             headers["openai-organization"] = config.organization
         if config.project:
             headers["openai-project"] = config.project
-        key = openai_key(config.api_key_file, deps.environ, where=f"[[sources]] {config.name or config.type}")
+        key = openai_key(config.api_key_file, deps.environ, where=config.where)
         dialect = ApiDialect("OpenAI", _ERROR_MESSAGE, headers)
         api = ApiClient(deps, BearerKey(key), dialect, base_url=config.base_url, retry=config)
         super().__init__(api, JobsApi(), config.max_pages)

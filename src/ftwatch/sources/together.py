@@ -107,7 +107,7 @@ class TogetherSource(FromConfig):
     config_model: ClassVar[type[BaseModel]] = TogetherSourceConfig
 
     def __init__(self, config: TogetherSourceConfig, deps: SourceContext) -> None:
-        where = f"[[sources]] {config.name or config.type}"
+        where = config.where
         key = api_key(TOGETHER_KEY, config.api_key_file, deps.environ, where=where, file_label=f"{where} api_key_file")
         self._api = ApiClient(deps, BearerKey(key), _DIALECT, base_url=config.base_url, retry=config)
 
