@@ -42,10 +42,11 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "data",
-        "frozen data: events, transitions, cursors, model states; the words they are told in",
+        "frozen data: events, transitions, cursors, model states, progress; the words they are told in",
         (
             "model",
             "state",
+            "progress",
             "templates",
             "wording",
         ),

@@ -7,6 +7,7 @@ legacy rules, so every other module (and every third-party notifier) can depend 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = [
     "Event",
     "ModelInfo",
     "ModelListing",
+    "Progress",
+    "Summary",
     "Transition",
     "check_model_id",
     "format_timestamp",
@@ -106,6 +109,118 @@ def format_timestamp(ns: int, digits: int = 9) -> str:
     return f"{base:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
+#: How many recent training losses a job's progress keeps (a sparkline's worth).
+LOSS_TREND = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a running job is, as far as its provider tells: the latest values only
+    (and a short trend of training losses), never every step."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    #: 0 to 100, where the provider says so itself (Fireworks); else from the steps.
+    percent: float | None = None
+    eta_ns: int | None = None
+    #: Where the provider gives a countdown instead of a time (Together): resolved
+    #: into ``eta_ns`` against the cycle's clock (:func:`ftwatch.progress.settle`).
+    remaining_s: float | None = None
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    trained_tokens: int | None = None
+    #: The latest training losses, oldest first, at most :data:`LOSS_TREND`.
+    losses: tuple[float, ...] = ()
+
+    @property
+    def ratio(self) -> float | None:
+        """Done, from 0 to 1: the provider's percent, else step over total."""
+        if self.percent is not None:
+            return min(max(self.percent / 100, 0.0), 1.0)
+        if self.step is not None and self.total_steps:
+            return min(max(self.step / self.total_steps, 0.0), 1.0)
+        return None
+
+    def to_body(self) -> dict[str, Any]:
+        """The bodies' ``progress`` (contract: each null when unknown)."""
+        ratio = self.ratio
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "percent": None if ratio is None else round(ratio * 100, 1),
+            "eta": None if self.eta_ns is None else format_timestamp(self.eta_ns, digits=0),
+            "train_loss": self.train_loss,
+            "valid_loss": self.valid_loss,
+        }
+
+    @classmethod
+    def from_body(cls, body: Any) -> Progress | None:
+        """A body's (or a stored row's) ``progress`` back; ``None`` if it holds none."""
+        if not isinstance(body, dict):
+            return None
+        eta = body.get("eta")
+        return cls(
+            step=_int_or_none(body.get("step")),
+            total_steps=_int_or_none(body.get("total_steps")),
+            percent=_float_or_none(body.get("percent")),
+            eta_ns=_time_or_none(eta) if isinstance(eta, str) else _int_or_none(body.get("eta_ns")),
+            train_loss=_float_or_none(body.get("train_loss")),
+            valid_loss=_float_or_none(body.get("valid_loss")),
+            trained_tokens=_int_or_none(body.get("trained_tokens")),
+            losses=tuple(v for v in map(_float_or_none, body.get("losses") or ()) if v is not None)[-LOSS_TREND:],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a job came to, told with its terminal state (nulls where unknown)."""
+
+    duration_s: float | None = None
+    steps: int | None = None
+    trained_tokens: int | None = None
+    final_train_loss: float | None = None
+    fine_tuned_model: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration_s,
+            "steps": self.steps,
+            "trained_tokens": self.trained_tokens,
+            "final_train_loss": self.final_train_loss,
+            "fine_tuned_model": self.fine_tuned_model,
+        }
+
+    @classmethod
+    def from_body(cls, body: Any) -> Summary | None:
+        if not isinstance(body, dict):
+            return None
+        model = body.get("fine_tuned_model")
+        return cls(
+            duration_s=_float_or_none(body.get("duration_s")),
+            steps=_int_or_none(body.get("steps")),
+            trained_tokens=_int_or_none(body.get("trained_tokens")),
+            final_train_loss=_float_or_none(body.get("final_train_loss")),
+            fine_tuned_model=model if isinstance(model, str) else None,
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time_or_none(text: str) -> int | None:
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a fine-tuned model's event history."""
@@ -117,6 +232,9 @@ class Event:
     user_id: str | None = None
     #: What the provider wrote with it (a failure's reason), where it writes one.
     message: str | None = None
+    #: How far the job was when it entered this status, where the provider tells
+    #: (OpenAI's latest metrics event before it, Bedrock's final training loss).
+    progress: Progress | None = None
 
     @property
     def created_at(self) -> str | None:
@@ -146,6 +264,10 @@ class ModelInfo:
     #: ``customModelArn``), and why it failed, if it did.
     fine_tuned_model: str | None = None
     failure: str | None = None
+    #: What the list tells of a running job's progress (Together's steps,
+    #: Fireworks' percent, OpenAI's ``estimated_finish``), and when the job began.
+    progress: Progress | None = None
+    created_at_ns: int | None = None
 
     @property
     def updated_at_ns(self) -> int | None:
@@ -197,6 +319,9 @@ class Transition:
     #: The normalized state a plug-in source's vocabulary gave ``status``, where it
     #: differs from a built-in table's (empty: the table says it, see :attr:`state`).
     given_state: str = ""
+    #: While running: how far the job is. On a terminal state: what it came to.
+    progress: Progress | None = None
+    summary: Summary | None = None
 
     @property
     def stalled(self) -> bool:
@@ -238,7 +363,7 @@ class Transition:
                 "stalled_for_s": self.stalled_for_s,
                 "detected_at": self.detected_at,
             }
-        body = {
+        body: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             "model_id": self.model_id,
@@ -255,6 +380,10 @@ class Transition:
         if not legacy_body(self.provider):
             body["fine_tuned_model"] = self.fine_tuned_model
             body["failure_message"] = self.failure_message
+            if self.progress is not None:
+                body["progress"] = self.progress.to_body()
+            if self.summary is not None:
+                body["summary"] = self.summary.to_body()
         return body
 
     @classmethod
@@ -276,6 +405,8 @@ class Transition:
             source=payload.get("source", LEGACY_PROVIDER),
             fine_tuned_model=payload.get("fine_tuned_model"),
             failure_message=payload.get("failure_message"),
+            progress=Progress.from_body(payload.get("progress")),
+            summary=Summary.from_body(payload.get("summary")),
         ).in_words_of(
             payload.get("provider", LEGACY_PROVIDER),
             payload.get("source", LEGACY_PROVIDER),

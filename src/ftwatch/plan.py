@@ -17,6 +17,9 @@ their baseline from the list, and where the reconcile goes on next time. The rul
 - **Reconcile.** Of the idle models (history sources), a window of
   ``floor(list requests * share)`` (at least one) is re-read, round robin over the sorted
   ids, within what the cycle's budget leaves after the list and the moved ones.
+- **Progress.** A source whose running jobs tell their progress only in a read of
+  their own: each running job not read already, one request, round robin over the
+  sorted ids within what the budget leaves last.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "choose_route",
     "newer_than",
     "plan_reads",
+    "progress_reads",
     "reconcile_window",
     "unknown_are_history",
 ]
@@ -203,3 +207,19 @@ def _plan_snapshot(
             at = old.cursor.at_ns
             reads.append((info.id, None if at is None else at - config.lookback_ns))
     return ReadPlan(tuple(reads), frozenset(lazy), 0)
+
+
+def progress_reads(
+    running: Sequence[str], plan: ReadPlan, config: PlanConfig, list_requests: int, start: int
+) -> tuple[list[str], int]:
+    """The running jobs whose progress to read this cycle (those whose history is
+    read anyway tell it there), and where the next window starts."""
+    already = {model_id for model_id, _ in plan.reads}
+    wanted = sorted(set(running) - already)
+    if not wanted:
+        return [], start
+    size = len(wanted)
+    if config.budget_per_cycle is not None:
+        size = min(size, max(0, config.budget_per_cycle - list_requests - len(plan.reads)))
+    first = start % len(wanted)
+    return [wanted[(first + i) % len(wanted)] for i in range(size)], first + size

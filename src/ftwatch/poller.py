@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 import structlog
@@ -24,10 +24,10 @@ from ftwatch.diff import diff_histories
 from ftwatch.gone import mark_gone
 from ftwatch.model import Transition
 from ftwatch.outbox import Route
-from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, unknown_are_history
+from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, progress_reads, unknown_are_history
 from ftwatch.reads import Reader
 from ftwatch.snapshot import diff_snapshots
-from ftwatch.sources.protocol import Source, SourceKind
+from ftwatch.sources.protocol import ReadsProgress, Source, SourceKind
 from ftwatch.stall import stall_alerts
 from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, ReadWindow, SourceIdentity
 from ftwatch.store.base import CursorStore, Lease, for_source
@@ -84,6 +84,7 @@ class Poller:
         self._failing: dict[str, str] = {}
         self._committed_scope: str | None = None
         self._reconcile_next = 0  # round-robin position over the sorted idle ids
+        self._progress_next = 0  # the same over the running jobs, for their progress
 
     @property
     def name(self) -> str:
@@ -177,7 +178,16 @@ class Poller:
             reconcile_next=self._reconcile_next,
         )
         self._reconcile_next = plan.reconcile_next
-        return await self.reader.read(listed, plan, failed), not_found
+        fetched = await self.reader.read(listed, plan, failed)
+        if isinstance(self.source, ReadsProgress):
+            running = [info.id for info in listed if self.source.vocabulary.state_of(info.status) == "running"]
+            wanted, self._progress_next = progress_reads(
+                running, plan, self.config.plan, listing.requests, self._progress_next
+            )
+            for model_id, progress in (await self.reader.read_progress(wanted)).items():
+                if model_id in fetched:
+                    fetched[model_id] = replace(fetched[model_id], progress=progress)
+        return fetched, not_found
 
     def _outcome(
         self, state: dict[str, ModelState], found: CycleDiff, seen: Iterable[str], context: DiffContext, *, listed: bool

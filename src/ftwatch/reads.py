@@ -11,15 +11,18 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import anyio
+import structlog
 
 from ftwatch.compat import UNSEEN_STATUS
-from ftwatch.model import Event, ModelInfo
+from ftwatch.model import Event, ModelInfo, Progress
 from ftwatch.plan import ReadPlan, newer_than
 from ftwatch.sources.base import ModelNotFoundError, SourceError
-from ftwatch.sources.protocol import Source
+from ftwatch.sources.protocol import ReadsProgress, Source
 from ftwatch.state import Fetched, ModelState
 
 __all__ = ["Reader"]
+
+log = structlog.get_logger("ftwatch.reads")
 
 
 class Reader:
@@ -32,6 +35,7 @@ class Reader:
         self.list_cost: int | None = None
         #: Ids the last listing showed, readable or not.
         self.listed: set[str] = set()
+        self._progress_failing: set[str] = set()
 
     @property
     def concurrency(self) -> int:
@@ -89,6 +93,31 @@ class Reader:
 
         await self._run_all([functools.partial(read, model_id, newer) for model_id, newer in plan.reads])
         return fetched
+
+    async def read_progress(self, model_ids: Sequence[str]) -> dict[str, Progress]:
+        """Each running job's newest progress, where the source reads it apart. A read
+        that fails leaves that job's progress as it was: it is a view, never a reason
+        to hold back the cycle (told once per streak, and counted with the request)."""
+        source = self.source
+        found: dict[str, Progress] = {}
+        if not isinstance(source, ReadsProgress):
+            return found
+        failing: set[str] = set()
+
+        async def read(model_id: str) -> None:
+            try:
+                progress = await source.read_progress(model_id)
+            except SourceError as exc:
+                failing.add(model_id)
+                if model_id not in self._progress_failing:
+                    log.warning("progress.unreadable", model_id=model_id, error=str(exc), note="kept as it was")
+                return
+            if progress is not None:
+                found[model_id] = progress
+
+        await self._run_all([functools.partial(read, model_id) for model_id in model_ids])
+        self._progress_failing = failing | (self._progress_failing - set(model_ids))
+        return found
 
     async def read_each(
         self, models: Sequence[str], state: Mapping[str, ModelState], failed: dict[str, str]

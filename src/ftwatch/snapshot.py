@@ -20,9 +20,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
-from ftwatch.model import Event, ModelInfo, Transition, format_timestamp
+from ftwatch.model import Event, ModelInfo, Progress, Transition, format_timestamp
+from ftwatch.progress import advance, settle, summary_of
 from ftwatch.state import Cursor, CycleDiff, DiffContext, Fetched, ModelState
+from ftwatch.statuses import Vocabulary
 from ftwatch.textsafe import failure_text
 
 __all__ = ["SnapshotChange", "baseline_cursor", "diff_snapshot", "diff_snapshots", "snapshot_transition_id"]
@@ -87,9 +90,11 @@ def diff_snapshot(
     cursor: Cursor | None,
     history: list[Event],
     context: DiffContext,
+    progress: Progress | None = None,
 ) -> SnapshotChange:
     """The transitions from ``cursor`` (``None``: a job never seen, all new) to the
-    status ``info`` shows, through the steps ``history`` tells of in between.
+    status ``info`` shows, through the steps ``history`` tells of in between, each
+    with what ``progress`` (how far the job is now) tells of it (:func:`_progress_told`).
 
     The window's ``catch_up_from`` for a job never seen, in a baseline: only the
     steps from then on are new (a start on empty state that catches up); the one
@@ -132,12 +137,24 @@ def diff_snapshot(
                 source=source,
                 fine_tuned_model=info.fine_tuned_model if is_now and state == "ready" else None,
                 failure_message=failure,
+                **_progress_told(info, step, progress, words, is_now=is_now, detected_at_ns=detected_at_ns),
             ).in_words_of(provider, source, state)
         )
         previous = step.status
         if when is not None:
             at_ns = when
     return SnapshotChange(_cursor_after(cursor, history, at_ns, info), transitions)
+
+
+def _progress_told(
+    info: ModelInfo, step: Event, progress: Progress | None, words: Vocabulary, *, is_now: bool, detected_at_ns: int
+) -> dict[str, Any]:
+    """A transition into a terminal state carries what the job came to (its
+    ``summary``); one into the status now, how far it is (its ``progress``)."""
+    if words.is_terminal(step.status):
+        ended_ns = step.created_at_ns if step.created_at_ns is not None else detected_at_ns
+        return {"summary": summary_of(advance(progress, step.progress), info, ended_ns)}
+    return {"progress": progress if is_now else None}
 
 
 def _steps_to_now(
@@ -183,18 +200,20 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
     for model_id, item in fetched.items():
         old = state.get(model_id)
         info = item.info
+        progress = _progress_now(old, item, context.window.detected_at_ns)
         if item.lazy_baseline:
             noticed = context.window.detected_at_ns
             changed[model_id] = ModelState(
-                baseline_cursor(info), info.name, info.status, info.updated_at, noticed_ns=noticed
+                baseline_cursor(info), info.name, info.status, info.updated_at, noticed_ns=noticed, progress=progress
             )
             continue
         if item.events is None:  # unchanged, not read
-            if old is not None and old.name != info.name:
-                changed[model_id] = replace(old, name=info.name)
+            if old is not None and (old.name != info.name or old.progress != progress):
+                changed[model_id] = replace(old, name=info.name, progress=progress)
             continue
         history_read += len(item.events)
-        found = diff_snapshot(model_id, info, old.cursor if old is not None else None, item.events, context)
+        cursor = old.cursor if old is not None else None
+        found = diff_snapshot(model_id, info, cursor, item.events, context, progress)
         stay_goes_on = old is not None and found.cursor.last_status == old.cursor.last_status
         changed[model_id] = ModelState(
             found.cursor,
@@ -203,6 +222,14 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
             info.updated_at,
             stalled=old.stalled if old is not None and stay_goes_on else None,
             noticed_ns=old.noticed_ns if old is not None and stay_goes_on else context.window.detected_at_ns,
+            progress=progress,
         )
         transitions.extend(found.transitions)
     return CycleDiff(changed, transitions, history_read)
+
+
+def _progress_now(old: ModelState | None, item: Fetched, now_ns: int) -> Progress | None:
+    """What is known of the job's progress after this cycle: what was kept, then what
+    its history, its list entry and a read of its newest progress told, in that order."""
+    told = [event.progress for event in item.events or ()]
+    return settle(advance(old.progress if old is not None else None, *told, item.info.progress, item.progress), now_ns)

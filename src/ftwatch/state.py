@@ -22,6 +22,8 @@ Glossary:
 - **reconcile**: a few idle models re-read each cycle, round robin, as a safety net
   against a list that failed to say they moved.
 - **stay**: the time a model spends in one status; one stall alert per stay.
+- **progress**: how far a running job is (step, total, loss, ETA), the latest
+  values only; a terminal state turns it into the body's ``summary``.
 - **gone**: a known job missing from a full listing (deleted, aged out): kept,
   counted apart, cleared if it comes back.
 """
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftwatch.model import Event, ModelInfo, Transition
+from ftwatch.model import Event, ModelInfo, Progress, Transition
 from ftwatch.statuses import Vocabulary
 
 __all__ = [
@@ -100,6 +102,9 @@ class ModelState:
     #: whose provider dates nothing still gets stall alerts (the cursor's time is
     #: only ever the provider's).
     noticed_ns: int | None = None
+    #: How far the job was at the last cycle, where its provider tells: the latest
+    #: values (:mod:`ftwatch.progress`), kept past its end for what it came to.
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,9 @@ class Fetched:
     events: list[Event] | None = None
     #: A baseline from the list: no events read, none to read.
     lazy_baseline: bool = False
+    #: What a read of its newest progress found this cycle (a source that
+    #: :class:`~ftwatch.sources.protocol.ReadsProgress`).
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True, slots=True)

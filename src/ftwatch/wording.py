@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from ftwatch.duration import format_duration
 from ftwatch.model import Transition, human_status
+from ftwatch.progress import progress_words, summary_words
 from ftwatch.textsafe import failure_text, printable
 
-__all__ = ["headline", "human_status", "plural", "reached", "stuck", "text_line"]
+__all__ = ["headline", "how_far", "human_status", "plural", "reached", "stuck", "text_line"]
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
@@ -29,7 +30,21 @@ def text_line(transition: Transition) -> str:
     line = f"{printable(transition.occurred_at)}  {name} ({model_id})  {moved}"
     if transition.failure_message:  # OpenAI's and Bedrock's reason, on one line
         line += ": " + (failure_text(transition.failure_message, 300) or "")
+    if far := how_far(transition):
+        line += f" · {printable(far)}"
     return line
+
+
+def how_far(transition: Transition) -> str:
+    """How far the job got, in a line: "succeeded after 2 h 14 m, 3,000 steps, final
+    loss 0.412 → ft:gpt-4o-mini:acme::AbC" on a terminal state, "step 500/3,000
+    (17%), loss 0.830, ETA …" while running; "" when the provider tells nothing."""
+    if transition.summary is not None:
+        told = summary_words(transition.summary, human_status(transition.status))
+        return "" if told == human_status(transition.status) else told
+    if transition.progress is not None:
+        return progress_words(transition.progress)
+    return ""
 
 
 def reached(status: str | None) -> str:

@@ -21,7 +21,7 @@ from ftwatch.notifiers.base import (
 )
 from ftwatch.secrets import inline_or_file
 from ftwatch.textsafe import failure_text
-from ftwatch.wording import reached, stuck
+from ftwatch.wording import how_far, reached, stuck
 
 if TYPE_CHECKING:
     from ftwatch.templates import Template
@@ -75,6 +75,9 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     reason = failure_text(transition.failure_message, 300)
     if reason:  # OpenAI's and Bedrock's reason: one line, escaped like the rest
         text += f": {slack_escape(reason)}"
+    far = slack_escape(how_far(transition))
+    if far:  # "succeeded after 2 h 14 m, 3,000 steps, final loss 0.412 → ft:…"
+        text += f"; {far}"
     if transition.stalled:
         text = f"{name} is {stuck(transition)} (model {transition.model_id})"
         headline = f":hourglass: *{name}* is {stuck(transition)}"
@@ -84,6 +87,8 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     if reason and not transition.stalled:
         # Plain text, its own block: no mrkdwn in it is read, no newline breaks out.
         blocks.append({"type": "section", "text": {"type": "plain_text", "text": slack_escape(reason), "emoji": False}})
+    if far and not transition.stalled:
+        blocks.append({"type": "section", "text": {"type": "plain_text", "text": far, "emoji": False}})
     blocks.append(
         {
             "type": "context",

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -97,6 +97,12 @@ class FireworksSimulator(SimServer[SimSftJob]):
             self._jobs[job_id] = SimSftJob(job_id, name, "JOB_STATE_CREATING", now, now)
         self.set_status(job_id, status or "JOB_STATE_PENDING")
         return job_id
+
+    tells_progress: ClassVar[str] = "list"
+
+    def train(self, job_id: str, step: int, total: int = 100) -> None:
+        with self._lock:
+            self._jobs[job_id].percent = round(100 * step / total, 1)
 
     def set_status(self, job_id: str, status: str) -> None:
         with self._lock:

@@ -152,6 +152,14 @@ class SimServer(Generic[_JobT]):
     def set_status(self, job_id: str, status: str) -> Any:
         raise NotImplementedError
 
+    #: Where the provider tells a running job's progress: ``"list"`` (its entry),
+    #: ``"events"`` (metrics events), ``"end"`` (a finished job's detail) or ``""``.
+    tells_progress: ClassVar[str] = ""
+
+    def train(self, job_id: str, step: int, total: int = 100) -> None:
+        """The job reports training step ``step`` of ``total``, as the provider tells
+        it (nothing, where it does not)."""
+
     def jobs(self) -> dict[str, tuple[str, str]]:
         """Every job: id -> (name, status)."""
         with self._lock:

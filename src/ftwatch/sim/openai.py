@@ -44,6 +44,11 @@ MESSAGES: dict[str, str] = {
 }
 
 
+def training_loss(step: int, total: int) -> float:
+    """A loss that falls the way training losses do: fast, then slowly."""
+    return round(0.4 + 2.0 / (1 + 9 * step / max(total, 1)), 4)
+
+
 @dataclass(slots=True)
 class SimJobEvent:
     id: str
@@ -51,6 +56,7 @@ class SimJobEvent:
     message: str
     type: str = "message"
     level: str = "info"
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -64,6 +70,7 @@ class SimJob:
     error: dict[str, Any] = field(default_factory=dict)
     events: list[SimJobEvent] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    estimated_finish: int | None = None
 
 
 class OpenAISimulator(SimServer[SimJob]):
@@ -198,12 +205,25 @@ class OpenAISimulator(SimServer[SimJob]):
         with self._lock:
             self.pushes.append(outcome)
 
-    def add_metrics(self, job_id: str, steps: int) -> None:
-        """Training-step events (most of a real job's events)."""
+    tells_progress: ClassVar[str] = "events"
+
+    def train(self, job_id: str, step: int, total: int = 100) -> None:
+        self.add_metrics(job_id, step, total=total, first=step)
+
+    def add_metrics(self, job_id: str, steps: int, *, total: int | None = None, first: int = 1) -> None:
+        """Training-step events (most of a real job's events): steps ``first`` to
+        ``steps`` of ``total`` (else ``steps``), a loss that falls, an ETA that nears."""
+        total = total or steps
         with self._lock:
             job = self._jobs[job_id]
-            for step in range(1, steps + 1):
-                self._event(job, f"Step {step}/{steps}: training loss=0.{step:04d}", type="metrics")
+            for step in range(first, steps + 1):
+                loss = training_loss(step, total)
+                data = {"step": step, "train_loss": loss, "total_steps": total, "train_mean_token_accuracy": 0.8}
+                if step % 10 == 0:
+                    data["valid_loss"] = round(loss * 1.1, 4)
+                self._event(job, f"Step {step}/{total}: training loss={loss:.4f}", type="metrics", data=data)
+            if job.status == "running":
+                job.estimated_finish = self._seconds() + (total - steps) * 2
 
     # --- serving ------------------------------------------------------------------
 
@@ -236,7 +256,7 @@ class OpenAISimulator(SimServer[SimJob]):
             "error": job.error,
             "user_provided_suffix": job.suffix,
             "seed": 42,
-            "estimated_finish": None,
+            "estimated_finish": job.estimated_finish if job.status == "running" else None,
             "integrations": [],
             "metadata": None,
             "method": {"type": "supervised"},
@@ -274,7 +294,7 @@ class OpenAISimulator(SimServer[SimJob]):
                     "created_at": e.created_at,
                     "level": e.level,
                     "message": e.message,
-                    "data": {},
+                    "data": e.data,
                     "type": e.type,
                 }
                 for e in (reversed(job.events) if self.events_newest_first else job.events)

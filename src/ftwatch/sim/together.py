@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -117,6 +117,14 @@ class TogetherSimulator(SimServer[SimFineTune]):
         # Together's hash is a checkpoint's or a model's; empty for most events.
         digest = hashlib.sha256(f"{job.id}{kind}".encode()).hexdigest()[:16] if kind == "job_complete" else ""
         job.events.append(SimFineTuneEvent(job.updated_ns, kind, text, digest, job.steps_completed))
+
+    tells_progress: ClassVar[str] = "list"
+
+    def train(self, job_id: str, step: int, total: int = _TOTAL_STEPS) -> None:
+        # Together's total is the job's own (its epochs times batches): fixed here.
+        with self._lock:
+            job = self._jobs[job_id]
+            job.steps_completed = round(step * _TOTAL_STEPS / total)
 
     def set_status(self, job_id: str, status: str) -> None:
         with self._lock:

@@ -24,9 +24,9 @@ import structlog
 from pydantic import BaseModel, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
+from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_timestamp, parse_timestamp
 from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
-from ftwatch.sources.fields import id_and_status, now_as_history, optional_str, parsed, path_of
+from ftwatch.sources.fields import id_and_status, now_as_history, optional_number, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.statuses import BEDROCK
@@ -159,6 +159,12 @@ def _checked_time(raw: dict[str, Any], field: str) -> str | None:
     return format_timestamp(ns)
 
 
+def _final_loss(raw: dict[str, Any]) -> Progress | None:
+    """``trainingMetrics.trainingLoss``: all Bedrock tells of training, at its end."""
+    loss = optional_number(raw.get("trainingMetrics"), "trainingLoss")
+    return None if loss is None else Progress(train_loss=loss)
+
+
 def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "customModelArn") -> ModelInfo:
     name, status = id_and_status(raw, "jobName")
     return ModelInfo(
@@ -168,6 +174,8 @@ def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "cus
         updated_at=_checked_time(raw, "endTime") or _checked_time(raw, "lastModifiedTime"),
         fine_tuned_model=optional_str(raw, arn_field) if status == "Completed" else None,
         failure=optional_str(raw, "failureMessage"),
+        progress=_final_loss(raw),
+        created_at_ns=aws_time(raw.get("creationTime")),
     )
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "id_and_status",
     "item_id",
     "now_as_history",
+    "optional_count",
+    "optional_number",
     "optional_str",
     "parsed",
     "path_of",
@@ -37,6 +39,25 @@ def optional_str(raw: dict[str, Any], field: str) -> str | None:
     if not isinstance(value, str):
         raise BadDataError(f"{field} is a {type(value).__name__}, not a string")
     return value
+
+
+def optional_count(raw: Any, field: str) -> int | None:
+    """A count (steps, tokens): a whole number not below zero, else ``None``. Progress
+    is a view: an odd value there is no reason to drop the job."""
+    value = raw.get(field) if isinstance(raw, dict) else None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def optional_number(raw: Any, *fields: str) -> float | None:
+    """The first of ``fields`` that holds a finite number not below zero (a loss, a
+    percent, seconds), else ``None``."""
+    for field in fields:
+        value = raw.get(field) if isinstance(raw, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+            return float(value)
+    return None
 
 
 def id_and_status(raw: Any, id_field: str) -> tuple[str, str]:
@@ -81,7 +102,7 @@ def item_id(raw: Any, key: str) -> str:
 def now_as_history(info: model.ModelInfo) -> list[model.Event]:
     """The history of a job whose provider keeps none: the job as it is now, dated
     when its status began (where the provider says), with its failure's reason."""
-    return [model.Event(info.status, info.updated_at_ns, message=info.failure)]
+    return [model.Event(info.status, info.updated_at_ns, message=info.failure, progress=info.progress)]
 
 
 def _text_at(raw: dict[str, Any], path: tuple[str, ...]) -> str | None:
@@ -123,6 +144,7 @@ def resource_job(
         raise BadDataError("a job without a state")
     normalized = words.state_of(state)
     message = _text_at(raw, reason)
+    created = _rfc3339(raw, "createTime")
     return model.ModelInfo(
         id=job_id,
         name=optional_str(raw, display),
@@ -130,4 +152,5 @@ def resource_job(
         updated_at=(_rfc3339(raw, ended_at) if words.is_terminal(state) else None) or _rfc3339(raw, "updateTime"),
         fine_tuned_model=_text_at(raw, produced) if normalized == "ready" else None,
         failure=message[:FAILURE_MAX] if message and normalized == "failed" else None,
+        created_at_ns=model.parse_timestamp(created) if created else None,
     )

@@ -11,16 +11,17 @@ pushes nothing: each poll sees the job as it is now.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing
+from ftwatch.model import Event, ModelInfo, ModelListing, Progress
 from ftwatch.secrets import FIREWORKS_KEY, api_key
 from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, http_url
-from ftwatch.sources.fields import now_as_history, parsed, path_of, resource_job
+from ftwatch.sources.fields import now_as_history, optional_number, parsed, path_of, resource_job
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import read_listing, token_listing
 from ftwatch.statuses import FIREWORKS
@@ -45,7 +46,7 @@ class FireworksSourceConfig(SourceConfig):
 
 
 def _job(raw: Any) -> ModelInfo:
-    return resource_job(
+    info = resource_job(
         raw,
         FIREWORKS,
         display="displayName",
@@ -53,6 +54,11 @@ def _job(raw: Any) -> ModelInfo:
         ended_at="completedTime",
         produced=("outputModel",),
     )
+    # Fireworks tells a percent, nothing else: no steps, no losses, no ETA.
+    percent = optional_number(raw.get("jobProgress"), "percent")
+    if percent is None or FIREWORKS.state_of(info.status) != "running":
+        return info
+    return replace(info, progress=Progress(percent=min(percent, 100.0)))
 
 
 class FireworksSource(FromConfig):

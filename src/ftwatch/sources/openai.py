@@ -11,18 +11,27 @@ job's ``error.message``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp
+from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_timestamp
 from ftwatch.secrets import FileSecret, inline_or_file, openai_key
 from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
-from ftwatch.sources.fields import BadDataError, id_and_status, optional_str, parsed, path_of
+from ftwatch.sources.fields import (
+    BadDataError,
+    id_and_status,
+    optional_count,
+    optional_number,
+    optional_str,
+    parsed,
+    path_of,
+)
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import Page, paginate, read_listing
 from ftwatch.standard_webhooks import secret_key
@@ -33,10 +42,21 @@ from ftwatch.textsafe import FAILURE_MAX
 _ERROR_MESSAGE = json_message(("error", "message"), ("message",))
 
 
-__all__ = ["JobsApi", "OpenAIShaped", "OpenAISource", "OpenAISourceConfig", "PushConfig", "status_of_message"]
+__all__ = [
+    "JobsApi",
+    "OpenAIShaped",
+    "OpenAISource",
+    "OpenAISourceConfig",
+    "PushConfig",
+    "metrics_progress",
+    "status_of_message",
+]
 
 _JOBS = "/v1/fine_tuning/jobs"
 _PAGE = 100  # the most the API gives per page
+#: A running job's newest events, for its metrics: most of a job's events are
+#: metrics, so the newest few hold one.
+_PROGRESS_PAGE = 10
 
 
 def _default_base_url() -> str:
@@ -122,6 +142,35 @@ def _seconds(raw: dict[str, Any], field: str) -> int | None:
     return int(value * 1_000_000_000)
 
 
+def _job_progress(raw: dict[str, Any]) -> Progress | None:
+    """What the job itself tells of its progress: when it should finish, and the
+    tokens it trained on (known once it has)."""
+    eta = _seconds(raw, "estimated_finish")
+    tokens = optional_count(raw, "trained_tokens")
+    return None if eta is None and tokens is None else Progress(eta_ns=eta, trained_tokens=tokens)
+
+
+_STEP_OF = re.compile(r"step\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
+
+
+def metrics_progress(raw: Any) -> Progress | None:
+    """A ``metrics`` event's step, total and losses (``data``, else its message
+    "Step 10/30: training loss=…"); ``None`` for any other event. The keys are
+    not in OpenAI's spec: what is not a count or a loss is ignored."""
+    if not isinstance(raw, dict) or raw.get("type") != "metrics":
+        return None
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    step, total = optional_count(data, "step"), optional_count(data, "total_steps")
+    message = raw.get("message")
+    if (step is None or total is None) and isinstance(message, str) and (found := _STEP_OF.search(message)):
+        step = step if step is not None else int(found[1])
+        total = total if total is not None else int(found[2])
+    train, valid = optional_number(data, "train_loss"), optional_number(data, "valid_loss", "full_valid_loss")
+    if step is None and train is None:
+        return None
+    return Progress(step=step, total_steps=total if total else None, train_loss=train, valid_loss=valid)
+
+
 def _job(raw: Any) -> ModelInfo:
     job_id, status = id_and_status(raw, "id")
     finished = _seconds(raw, "finished_at")
@@ -135,6 +184,8 @@ def _job(raw: Any) -> ModelInfo:
         updated_at=format_timestamp(finished) if finished is not None else None,
         fine_tuned_model=optional_str(raw, "fine_tuned_model"),
         failure=failure if isinstance(failure, str) and failure else None,
+        progress=_job_progress(raw),
+        created_at_ns=_seconds(raw, "created_at"),
     )
 
 
@@ -233,11 +284,33 @@ class OpenAIShaped:
         if shape.events_newest_first or _newest_first(raw_events):
             raw_events.reverse()
         steps = []
+        # Each step carries the training metrics last reported before it: the
+        # final loss of a job that just ended costs no request of its own.
+        latest: Progress | None = None
         for raw in raw_events:
+            latest = metrics_progress(raw) or latest
             step = parsed(model_id, lambda item: _event(item, shape.messages), raw, "job")
             if step is not None:
-                steps.append(step)
+                steps.append(replace(step, progress=latest) if latest is not None else step)
         return steps
+
+    async def read_progress(self, model_id: str) -> Progress | None:
+        """A running job's newest training metrics: one request, the newest page of
+        its events (:class:`~ftwatch.sources.protocol.ReadsProgress`)."""
+        params: dict[str, Any] = {"limit": _PROGRESS_PAGE, **self._shape.query}
+        path = path_of(self._shape.jobs, model_id, "/events")
+        body = await self._api.get("list_job_events", path, params, one_job=True)
+        page = body.get("data")
+        if not isinstance(page, list):
+            return None
+        dated = [(raw.get("created_at"), n, raw) for n, raw in enumerate(page) if isinstance(raw, dict)]
+        # Whatever order the page is in (Azure promises none): the newest metrics event.
+        newest_first = sorted(
+            (item for item in dated if isinstance(item[0], int | float) and not isinstance(item[0], bool)),
+            key=lambda item: (item[0], -item[1] if self._shape.events_newest_first else item[1]),
+            reverse=True,
+        )
+        return next((p for _, _, raw in newest_first if (p := metrics_progress(raw)) is not None), None)
 
 
 def _newest_first(raw_events: list[Any]) -> bool:

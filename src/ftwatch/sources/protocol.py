@@ -9,7 +9,11 @@ own, declared by implementing it:
 - :class:`ChecksCredentials`: its credentials can be resolved before anything
   starts (exit 2 at once when missing, not at the first cycle);
 - :class:`TakesPushes`: its configuration has a ``webhook`` table, and the
-  daemon's push endpoint accepts the provider's signed events for it.
+  daemon's push endpoint accepts the provider's signed events for it;
+- :class:`ReadsProgress`: its running jobs' progress takes a read of its own.
+
+Progress that a provider's list tells (``ModelInfo.progress``) or that comes with
+a status step (``Event.progress``) needs no capability: it is read with them.
 
 Two kinds of source exist. A **history** source (:attr:`SourceKind.HISTORY`) lists
 each model with when it last changed and keeps a dated event history per model: what
@@ -26,10 +30,10 @@ from __future__ import annotations
 import enum
 from typing import Any, Protocol, runtime_checkable
 
-from ftwatch.model import Event, ModelInfo, ModelListing
+from ftwatch.model import Event, ModelInfo, ModelListing, Progress
 from ftwatch.statuses import Vocabulary
 
-__all__ = ["ChecksCredentials", "Source", "SourceKind", "TakesPushes"]
+__all__ = ["ChecksCredentials", "ReadsProgress", "Source", "SourceKind", "TakesPushes"]
 
 
 class SourceKind(enum.StrEnum):
@@ -72,3 +76,12 @@ class TakesPushes(Protocol):
     """A source configuration with a ``webhook`` table (``None``: no pushes)."""
 
     webhook: Any
+
+
+@runtime_checkable
+class ReadsProgress(Protocol):
+    """A source whose running jobs tell their progress only in a read of their own
+    (OpenAI's and Azure's metrics events), not in the list: one request per
+    running job and cycle, planned within ``[poll] budget_per_cycle``."""
+
+    async def read_progress(self, model_id: str) -> Progress | None: ...

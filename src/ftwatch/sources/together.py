@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, field_validator
 
 from ftwatch.errors import BadDataError
-from ftwatch.model import Event, ModelInfo, ModelListing, format_timestamp, parse_timestamp
+from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_timestamp, parse_timestamp
 from ftwatch.secrets import TOGETHER_KEY, api_key
 from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
-from ftwatch.sources.fields import id_and_status, optional_str, parsed, path_of
+from ftwatch.sources.fields import id_and_status, optional_count, optional_number, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import read_listing
 from ftwatch.statuses import TOGETHER
@@ -73,6 +73,18 @@ def _time(value: Any) -> int | None:
         return None
 
 
+def _progress(raw: dict[str, Any]) -> Progress | None:
+    """Steps done of the total, and the seconds left where Together has an estimate."""
+    estimate = raw.get("progress")
+    told = isinstance(estimate, dict) and estimate.get("estimate_available") is True
+    told = told and TOGETHER.state_of(optional_str(raw, "status")) == "running"
+    remaining = optional_number(estimate, "seconds_remaining") if told else None
+    step, total = optional_count(raw, "steps_completed"), optional_count(raw, "total_steps")
+    if step is None and remaining is None:
+        return None
+    return Progress(step=step, total_steps=total or None, remaining_s=remaining)
+
+
 def _job(raw: Any) -> ModelInfo:
     job_id, status = id_and_status(raw, "id")
     at = _time(raw.get("updated_at"))
@@ -82,6 +94,8 @@ def _job(raw: Any) -> ModelInfo:
         status=status,
         updated_at=None if at is None else format_timestamp(at),
         fine_tuned_model=optional_str(raw, "output_name") if status == "completed" else None,
+        progress=_progress(raw),
+        created_at_ns=_time(raw.get("created_at")),
     )
 
 
@@ -95,7 +109,14 @@ def _step(raw: Any) -> Event | None:
         return None
     message = optional_str(raw, "message")
     failed = TOGETHER.state_of(status) == "failed"
-    return Event(status, _time(raw.get("created_at")), message=message[:FAILURE_MAX] if message and failed else None)
+    step = optional_count(raw, "step")
+    progress = Progress(step=step, total_steps=optional_count(raw, "total_steps") or None) if step else None
+    return Event(
+        status,
+        _time(raw.get("created_at")),
+        message=message[:FAILURE_MAX] if message and failed else None,
+        progress=progress,
+    )
 
 
 class TogetherSource(FromConfig):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftwatch.compat import meta_key
-from ftwatch.model import Transition
+from ftwatch.model import Progress, Transition
 from ftwatch.outbox import Delivery, DeliveryState
 from ftwatch.state import Cursor, ModelState
 from ftwatch.store.base import CycleCommit, OutboxRow
@@ -57,7 +57,7 @@ def decode_cursor(
 #: The columns of a model's row, in this order, in every backend.
 MODEL_COLUMNS = (
     "model_id, name, at_ns, seen, last_status, lazy, list_status, list_updated, horizon_ns, undated, stalled, gone,"
-    " noticed_ns"
+    " noticed_ns, progress"
 )
 
 
@@ -79,11 +79,43 @@ def model_states(rows: Iterable[Sequence[Any]]) -> dict[str, ModelState]:
             stalled,
             gone,
             noticed,
+            progress,
         ) = row
         cursor = decode_cursor(at_ns, seen, last_status, int(lazy), horizon_ns, undated)
         # ModelState's fields after the cursor are the row's columns, in their order.
-        states[model_id] = ModelState(cursor, name, list_status, list_updated, stalled, gone, noticed)
+        states[model_id] = ModelState(
+            cursor, name, list_status, list_updated, stalled, gone, noticed, decode_progress(progress)
+        )
     return states
+
+
+def encode_progress(progress: Progress | None) -> str | None:
+    """A job's progress as one JSON text (its fields by name: a row outlives a build)."""
+    if progress is None:
+        return None
+    return json.dumps(
+        {
+            "step": progress.step,
+            "total_steps": progress.total_steps,
+            "percent": progress.percent,
+            "eta_ns": progress.eta_ns,
+            "train_loss": progress.train_loss,
+            "valid_loss": progress.valid_loss,
+            "trained_tokens": progress.trained_tokens,
+            "losses": list(progress.losses),
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_progress(text: str | None) -> Progress | None:
+    """A row's progress back; an unreadable one is none (it is only ever a view)."""
+    if not text:
+        return None
+    try:
+        return Progress.from_body(json.loads(text))
+    except ValueError:
+        return None
 
 
 def model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
@@ -104,6 +136,7 @@ def model_row(model_id: str, state: ModelState) -> tuple[Any, ...]:
         state.stalled,
         state.gone,
         state.noticed_ns,
+        encode_progress(state.progress),
     )
 
 

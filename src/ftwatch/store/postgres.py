@@ -54,7 +54,7 @@ log = structlog.get_logger("ftwatch.store.postgres")
 _T = TypeVar("_T")
 
 #: This backend's schema, in ``ftwatch_meta``; each step below migrates one version up.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The advisory lock that serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x66747721
@@ -114,8 +114,13 @@ _SCHEMA_4 = [
     "ALTER TABLE ftwatch_models ADD COLUMN noticed_ns BIGINT",
 ]
 
+_SCHEMA_5 = [
+    # A running job's latest progress (step, loss, ETA), where its provider tells.
+    "ALTER TABLE ftwatch_models ADD COLUMN progress TEXT",
+]
+
 #: Version n -> the statements that make n + 1 (0 is an empty database).
-_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2, 2: _SCHEMA_3, 3: _SCHEMA_4}
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_1, 1: _SCHEMA_2, 2: _SCHEMA_3, 3: _SCHEMA_4, 4: _SCHEMA_5}
 
 #: psycopg says these when the server is not there (yet): worth waiting for. Anything
 #: else at connect time (a wrong password, no such database) is the URL's fault.

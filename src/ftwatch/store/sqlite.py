@@ -44,7 +44,7 @@ _T = TypeVar("_T")
 
 #: The state file's schema, in ``PRAGMA user_version``. 0 with tables is the first
 #: build's (version 1, which had no number); each step below migrates one version up.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -64,7 +64,8 @@ CREATE TABLE models (
     undated TEXT NOT NULL DEFAULT '[]',
     stalled TEXT,
     gone TEXT,
-    noticed_ns INTEGER
+    noticed_ns INTEGER,
+    progress TEXT
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -116,11 +117,17 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE models ADD COLUMN noticed_ns INTEGER")
 
 
+def _migrate_4_to_5(db: sqlite3.Connection) -> None:
+    """A running job's latest progress (step, loss, ETA), where its provider tells."""
+    db.execute("ALTER TABLE models ADD COLUMN progress TEXT")
+
+
 #: Version n -> n + 1.
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }
 
 #: Attempts at a statement that meets "database is locked" after the busy timeout.
