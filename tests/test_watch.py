@@ -130,7 +130,7 @@ def test_once_prints_the_table_and_exits(sim: CohereSimulator, base_env: dict[st
     done = run_cli(["watch", "--once"], base_env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "ID", "STATUS", "FOR", "LAST", "CHANGE"]
+    assert lines[0].split() == ["NAME", "SOURCE", "ID", "STATUS", "PROGRESS", "FOR", "LAST", "CHANGE"]
     assert "alpha" in lines[1]
     assert "ready" in lines[1]
     assert "beta" in lines[2]

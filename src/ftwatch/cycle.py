@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ftwatch.model import ModelInfo, Transition
+from ftwatch.model import ModelInfo, Progress, Transition
 from ftwatch.plan import CyclePlan
 
 __all__ = ["CycleFindings", "CycleReport", "Failed", "FailedAt", "Polled", "Standby"]
@@ -29,6 +29,11 @@ class CycleFindings:
     failed: dict[str, str] = field(default_factory=dict)
     #: Each source of the cycle, and whether it was polled (``ftwatch_source_up``).
     sources: dict[str, bool] = field(default_factory=dict)
+    #: The source each model of ``statuses`` came from (its name).
+    origin: dict[str, str] = field(default_factory=dict)
+    #: Each polled source's running jobs and how far each is, where the provider
+    #: tells (``ftwatch_job_progress_ratio``, the live view): source -> id -> progress.
+    progress: dict[str, dict[str, Progress]] = field(default_factory=dict)
 
 
 class FailedAt(enum.StrEnum):

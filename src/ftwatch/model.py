@@ -232,8 +232,8 @@ class Event:
     user_id: str | None = None
     #: What the provider wrote with it (a failure's reason), where it writes one.
     message: str | None = None
-    #: How far the job was when it entered this status, where the provider tells
-    #: (OpenAI's latest metrics event before it, Bedrock's final training loss).
+    #: How far the job was while this was its latest status, where the provider
+    #: tells (OpenAI's newest metrics event since, Bedrock's final training loss).
     progress: Progress | None = None
 
     @property

@@ -22,7 +22,7 @@ from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleFindings
 from ftwatch.diff import diff_histories
 from ftwatch.gone import mark_gone
-from ftwatch.model import Transition
+from ftwatch.model import Progress, Transition
 from ftwatch.outbox import Route
 from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, progress_reads, unknown_are_history
 from ftwatch.reads import Reader
@@ -150,6 +150,8 @@ class Poller:
             plan=route,
             failed=failed,
             sources={self.name: True},
+            origin=dict.fromkeys(fetched, self.name),
+            progress={self.name: self._running_progress(fetched)},
         )
 
     async def _fetch(
@@ -228,6 +230,16 @@ class Poller:
         state.update(changed)
         self._fresh = False
         self._committed_scope = scope
+
+    def _running_progress(self, fetched: Iterable[str]) -> dict[str, Progress]:
+        """How far each running job of this cycle is, as committed."""
+        state, words = self._state or {}, self.source.vocabulary
+        running = ((m, state.get(m)) for m in fetched)
+        return {
+            model_id: kept.progress
+            for model_id, kept in running
+            if kept is not None and kept.progress is not None and words.state_of(kept.cursor.last_status) == "running"
+        }
 
     def _stamped(self, transition: Transition) -> Transition:
         """A transition in this source's words: its name, its provider, its state."""

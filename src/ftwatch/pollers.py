@@ -196,4 +196,6 @@ class PollerGroup:
             plan=ordered[0].plan if len({r.plan for r in ordered}) == 1 else CyclePlan.LIST,
             failed=failed,
             sources={name: name in results for name in [*results, *errors]},
+            origin={k: v for r in ordered for k, v in r.origin.items()},
+            progress={name: jobs for r in ordered for name, jobs in r.progress.items()},
         )

@@ -47,10 +47,13 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def _update(state: WatchState, poller: PollerGroup, result: CycleFindings, interval: float) -> None:
+    running = {model_id: told for jobs in result.progress.values() for model_id, told in jobs.items()}
     for model_id, info in result.statuses.items():
         row = state.rows.setdefault(model_id, ModelRow(model_id, info.name, info.status))
         row.name = info.name
         row.status = info.status
+        row.source = result.origin.get(model_id, row.source)
+        row.progress = running.get(model_id)
         known = poller.known(model_id)
         if row.since_ns is None and known is not None:
             row.since_ns = known.cursor.at_ns

@@ -1,11 +1,14 @@
 """Prometheus metrics of one daemon, in a registry of its own.
 
 Names follow Prometheus conventions: ``ftwatch_`` prefix, base units, ``_total``
-counters. No model id is ever a label: thousands of models would be thousands of series.
+counters. A model id is a label only of the two progress gauges, and only while its
+job runs (its series are removed when it ends): thousands of finished models are
+never thousands of series.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import assert_never
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -13,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleFindings, CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.dispatch import DeliveryAttempt
+from ftwatch.model import Progress
 from ftwatch.pollers import SOURCE_MARK
 from ftwatch.sources.base import RequestDone
 
@@ -29,6 +33,7 @@ class Metrics:
         self._polling(self.registry)
         self._delivery(self.registry)
         self._state(self.registry)
+        self._jobs(self.registry)
         Info("ftwatch_build", "The running ftwatch.", registry=self.registry).info({"version": version})
 
     def _polling(self, r: CollectorRegistry) -> None:
@@ -77,6 +82,22 @@ class Metrics:
         self.stall_alerts = Counter(
             "ftwatch_stall_alerts", "Stall alerts queued, by the status the model stays in.", ["status"], registry=r
         )
+
+    def _jobs(self, r: CollectorRegistry) -> None:
+        """How far each running job is, where its provider tells."""
+        self.job_progress = Gauge(
+            "ftwatch_job_progress_ratio",
+            "How far a running job is, 0 to 1 (running jobs only).",
+            ["source", "model_id"],
+            registry=r,
+        )
+        self.job_loss = Gauge(
+            "ftwatch_job_train_loss",
+            "A running job's latest training loss (running jobs only).",
+            ["source", "model_id"],
+            registry=r,
+        )
+        self._progressing: dict[str, set[str]] = {}
 
     def _delivery(self, r: CollectorRegistry) -> None:
         """The outbox and the delivery attempts."""
@@ -138,6 +159,7 @@ class Metrics:
             case Standby():
                 self.polls.labels("standby").inc()
                 self.source_up.clear()  # a standby polls nothing: the leader's figures count
+                self._progress({source: {} for source in self._progressing})
             case Failed(failed_at=failed_at):
                 self.polls.labels("error").inc()
                 if failed_at is FailedAt.STORE:
@@ -162,6 +184,22 @@ class Metrics:
             if key.startswith(SOURCE_MARK):
                 continue  # a whole source, in ftwatch_source_up
             self.model_failures.labels("unreadable" if "unreadable" in error else "api").inc()
+        self._progress(findings.progress)
+
+    def _progress(self, progress: dict[str, dict[str, Progress]]) -> None:
+        """Running jobs only: a job's series go when it ends (or leaves the list), so
+        the number of series stays that of the jobs running now."""
+        for source, jobs in progress.items():
+            for model_id in self._progressing.get(source, set()) - jobs.keys():
+                for gauge in (self.job_progress, self.job_loss):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(source, model_id)
+            for model_id, told in jobs.items():
+                if (ratio := told.ratio) is not None:
+                    self.job_progress.labels(source, model_id).set(ratio)
+                if told.train_loss is not None:
+                    self.job_loss.labels(source, model_id).set(told.train_loss)
+            self._progressing[source] = set(jobs)
 
     def outbox(self, pending: dict[str, int], configured: set[str]) -> None:
         """Pending deliveries per notifier key: those of configured notifiers are

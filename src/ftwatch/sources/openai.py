@@ -283,15 +283,20 @@ class OpenAIShaped:
         raw_events, _ = await self._list("list_job_events", path, horizon, one_job=True)
         if shape.events_newest_first or _newest_first(raw_events):
             raw_events.reverse()
-        steps = []
-        # Each step carries the training metrics last reported before it: the
-        # final loss of a job that just ended costs no request of its own.
+        # Each step carries the newest training metrics told while it was the job's
+        # latest status: the final loss of a job that just ended, and how far one
+        # that just started is, cost no request of their own.
+        steps: list[Event] = []
         latest: Progress | None = None
         for raw in raw_events:
-            latest = metrics_progress(raw) or latest
+            if (told := metrics_progress(raw)) is not None:
+                latest = told
+                if steps:
+                    steps[-1] = replace(steps[-1], progress=latest)
+                continue
             step = parsed(model_id, lambda item: _event(item, shape.messages), raw, "job")
             if step is not None:
-                steps.append(replace(step, progress=latest) if latest is not None else step)
+                steps.append(replace(step, progress=latest))
         return steps
 
     async def read_progress(self, model_id: str) -> Progress | None:
