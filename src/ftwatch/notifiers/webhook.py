@@ -28,7 +28,7 @@ from ftwatch.standard_webhooks import secret_key, sign
 if TYPE_CHECKING:
     from ftwatch.templates import Template
 
-__all__ = ["WebhookConfig", "WebhookNotifier", "sign"]
+__all__ = ["WebhookConfig", "WebhookNotifier", "sign", "url_and_secret"]
 
 
 _RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding"}
@@ -52,7 +52,7 @@ class WebhookConfig(NotifierConfig):
         checked: dict[str, str] = {}
         for name, source in value.items():
             check_header_name(name)
-            if name.lower() in _RESERVED_HEADERS or name.lower().startswith("webhook-"):
+            if name.lower() in _RESERVED_HEADERS or name.lower().startswith(("webhook-", "ce-")):
                 raise ValueError(f"header {name!r} is ftwatch's own (the body and its signature are fixed)")
             text = TemplateText.of(source)  # compiled once, here
             check_header_value(text.compiled.render(SAMPLE), name)
@@ -75,6 +75,17 @@ class WebhookConfig(NotifierConfig):
         return {name: compiled(source) for name, source in self.headers.items()}
 
 
+def url_and_secret(config: WebhookConfig, context: NotifierContext) -> tuple[str, str | None]:
+    """The URL and signing secret a webhook-like table names (reading their files)."""
+    url = resolve_url(config.url, config.url_file, context, "url_file")
+    secret = config.secret
+    if config.secret_file is not None:
+        secret = context.read_secret(config.secret_file, "the signing secret (secret_file)")
+    if secret is not None:
+        secret_key(secret.get_secret_value())
+    return url, secret.get_secret_value() if secret else None
+
+
 class WebhookNotifier(UrlNotifier):
     """POSTs each transition as JSON to one URL."""
 
@@ -91,22 +102,23 @@ class WebhookNotifier(UrlNotifier):
 
     @classmethod
     def from_config(cls, config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
-        url = resolve_url(config.url, config.url_file, context, "url_file")
-        secret = config.secret
-        if config.secret_file is not None:
-            secret = context.read_secret(config.secret_file, "the signing secret (secret_file)")
-        if secret is not None:
-            secret_key(secret.get_secret_value())
-        return cls(url, secret.get_secret_value() if secret else None, context, config.compiled_headers())
+        url, secret = url_and_secret(config, context)
+        return cls(url, secret, context, config.compiled_headers())
 
     async def send(self, transition: Transition) -> None:
         body = json.dumps(transition.to_payload(), separators=(",", ":")).encode()
+        await self.post_signed(transition, body)
+
+    async def post_signed(self, transition: Transition, body: bytes, own: dict[str, str] | None = None) -> None:
+        """POST ``body`` with the configured headers, ``own`` (the body's type's), and
+        the Standard Webhooks signature when a secret is set."""
         try:
             # What a template makes of this transition (a model name in another
             # script, say) may be no header HTTP can carry: no retry will change that.
             headers = {name: check_header_value(t.render(transition), name) for name, t in self._headers.items()}
         except ValueError as exc:
             raise DeliveryFailedError(str(exc), permanent=True) from None
+        headers |= own or {}
         if self._secret is not None:
             timestamp = int(time.time())
             headers |= {
