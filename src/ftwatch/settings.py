@@ -149,6 +149,8 @@ class HttpSettings(BaseModel):
     model_config = _STRICT
 
     listen: str = "127.0.0.1:9464"
+    #: The status page at ``/`` and its JSON at ``/api/v1/jobs``.
+    ui: bool = True
 
     @field_validator("listen")
     @classmethod

@@ -56,7 +56,7 @@ class Daemon:
         #: have redirected it), unless one is given.
         self.stdout = stdout
         self.environ = environ
-        self.observers = wiring.Observers.of(settings, environ, clock)
+        self.observers = wiring.Observers.of(settings.poll.interval_s, environ, clock)
         #: Pushes wait for the runtime: one before it exists is moot (the first cycle
         #: reads everything anyway).
         self.pushes = PushIntake(self.observers.metrics)
@@ -180,10 +180,12 @@ class Daemon:
         log.info("daemon.stopped")
 
     async def _serve_http(self, group: anyio.abc.TaskGroup) -> None:
-        from ftwatch.ops.endpoints import serve_endpoints  # noqa: PLC0415 - starlette and hypercorn only when serving
+        from ftwatch.ops.endpoints import health_app, serve_endpoints  # noqa: PLC0415 - starlette only when serving
         from ftwatch.ops.push import push_routes  # noqa: PLC0415
 
         secrets = await anyio.to_thread.run_sync(wiring.push_secrets, self.settings)
         metrics = self.observers.metrics
         routes = push_routes(secrets, self.pushes, lambda source, outcome: metrics.pushes.labels(source, outcome).inc())
-        await serve_endpoints(group, self.settings.http.listen, self.observers.health, metrics, routes)
+        board = self.observers.board if self.settings.http.ui else None
+        app = health_app(self.observers.health, metrics, routes, board)
+        await serve_endpoints(group, self.settings.http.listen, app)

@@ -20,7 +20,6 @@ import anyio
 import anyio.abc
 import httpx
 
-from ftwatch import __version__
 from ftwatch.app.loop import PollLoop, RequestTally
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleReport, Polled
@@ -32,8 +31,7 @@ from ftwatch.notifiers.registry import LoadedNotifier, build_notifiers
 from ftwatch.ops.fingerprint import NotifierShape, SourceShape, fingerprint
 from ftwatch.ops.health import Health
 from ftwatch.ops.housekeeping import Housekeeping
-from ftwatch.ops.metrics import Metrics
-from ftwatch.ops.sdnotify import SystemdNotifier
+from ftwatch.ops.observers import Observers
 from ftwatch.ops.service import ServiceStatus
 from ftwatch.outbox import RetryPolicy, Route
 from ftwatch.plan import PlanConfig
@@ -384,24 +382,6 @@ def build_dispatcher(
 # --- the daemon's parts, composed in one place -------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Observers:
-    """What watches the daemon from outside, built before anything else (the health
-    server serves them while the state database is still down): the metrics, the
-    health, the service manager, and the one wall clock of every part."""
-
-    metrics: Metrics
-    health: Health
-    systemd: SystemdNotifier
-    clock: Clock
-
-    @classmethod
-    def of(cls, settings: Settings, environ: Mapping[str, str], clock: Clock = SYSTEM_CLOCK) -> Observers:
-        metrics = Metrics(__version__, clock=clock)
-        metrics.poll_interval.set(settings.poll.interval_s)
-        return cls(metrics, Health(settings.poll.interval_s), SystemdNotifier(environ), clock)
-
-
 @dataclasses.dataclass(slots=True)
 class Runtime:
     """Every part of ``ftwatch run`` for one open state, built by :func:`build_runtime`.
@@ -453,6 +433,7 @@ def build_runtime(
     specs = source_specs(settings)
     pollers = [build(settings, spec, alone=len(specs) == 1) for spec in specs]
     group = PollerGroup(pollers, timeout_s=settings.poll.source_timeout_s)
+    observers.board.sources = {p.name: (p.identity.provider, p.source.vocabulary) for p in pollers}
     # Replicas on one shared store elect one poller; a file has one process anyway.
     leadership = Leadership(store, settings.state.lease_s) if store.shared else None
     relay = store if isinstance(store, PollRequests) and store.shared and pushing(settings) else None
@@ -461,7 +442,13 @@ def build_runtime(
         group,
         interval_s=settings.poll.interval_s,
         health=health,
-        subscribers=[metrics.cycle_done, health.cycle_done, status.cycle_done, _waking(dispatcher)],
+        subscribers=[
+            metrics.cycle_done,
+            health.cycle_done,
+            status.cycle_done,
+            observers.board.cycle_done,
+            _waking(dispatcher),
+        ],
         limits=source_limits(settings),
         leadership=leadership,
         asked_elsewhere=(lambda: anyio.to_thread.run_sync(relay.take_poll_asks)) if relay is not None else None,
@@ -527,9 +514,7 @@ def start_housekeeping(group: anyio.abc.TaskGroup, runtime: Runtime) -> None:
     leadership, observers, store = runtime.leadership, runtime.observers, runtime.store
     chores = Housekeeping(
         store,
-        observers.metrics,
-        observers.health,
-        observers.clock,
+        observers,
         leading=lambda: leadership is None or leadership.leading,
         notifiers=lambda: [n.key for n in runtime.dispatcher.notifiers],
     )

@@ -1,4 +1,5 @@
-"""The daemon's HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``.
+"""The daemon's HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``, and the
+status page ``/`` with its JSON ``/api/v1/jobs`` (unless ``[http] ui = false``).
 
 Liveness says only whether the loop makes progress, never whether the API is up:
 restarting ftwatch cannot fix a provider's API. Readiness says whether polling works.
@@ -13,22 +14,26 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ftwatch.errors import ConfigError
+from ftwatch.ops.board import StatusBoard
 from ftwatch.ops.health import Health
 from ftwatch.ops.http import quiet_accept_errors, raise_open_files_limit
 from ftwatch.ops.metrics import Metrics
 from ftwatch.serving import bind_socket, serve_asgi
 
-__all__ = ["health_app", "serve_endpoints"]
+__all__ = ["board_routes", "health_app", "serve_endpoints"]
 
 log = structlog.get_logger("ftwatch.daemon")
 
 
-def health_app(health: Health, metrics: Metrics, extra: Sequence[Route] = ()) -> Starlette:
-    """The endpoints, and ``extra`` routes (the webhooks a source takes)."""
+def health_app(
+    health: Health, metrics: Metrics, extra: Sequence[Route] = (), board: StatusBoard | None = None
+) -> Starlette:
+    """The endpoints, ``extra`` routes (the webhooks a source takes), and the status
+    page of ``board`` (none: no page)."""
 
     async def healthz(request: Request) -> PlainTextResponse:
         if health.alive():
@@ -48,14 +53,33 @@ def health_app(health: Health, metrics: Metrics, extra: Sequence[Route] = ()) ->
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_text),
+            *(board_routes(board) if board is not None else ()),
             *extra,
         ]
     )
 
 
-async def serve_endpoints(
-    group: anyio.abc.TaskGroup, listen: str, health: Health, metrics: Metrics, extra: Sequence[Route] = ()
-) -> None:
+def board_routes(board: StatusBoard) -> list[Route]:
+    """``GET /`` (HTML) and ``GET /api/v1/jobs`` (JSON): read-only, no script."""
+    from ftwatch.ops.status_page import CONTENT_SECURITY_POLICY, render_page  # noqa: PLC0415
+
+    headers = {
+        "content-security-policy": CONTENT_SECURITY_POLICY,
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "cache-control": "no-store",
+    }
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(render_page(board, board.clock.now_ns()), headers=headers)
+
+    async def jobs(request: Request) -> JSONResponse:
+        return JSONResponse(board.to_json(), headers=headers)
+
+    return [Route("/", page, methods=["GET"]), Route("/api/v1/jobs", jobs, methods=["GET"])]
+
+
+async def serve_endpoints(group: anyio.abc.TaskGroup, listen: str, app: Starlette) -> None:
     """Serve the endpoints on ``listen`` (``host:port``) in ``group`` until it ends;
     a port that cannot be had is a :class:`~ftwatch.errors.ConfigError` naming the fix."""
     host, _, port = listen.rpartition(":")
@@ -68,5 +92,5 @@ async def serve_endpoints(
             f'cannot listen on {listen}: {exc.strerror}; change [http] listen (or "" to turn it off)'
         ) from None
     bound = sock.getsockname()[1]
-    await group.start(serve_asgi, health_app(health, metrics, extra), sock)
+    await group.start(serve_asgi, app, sock)
     log.info("http.listening", address=f"{host}:{bound}")

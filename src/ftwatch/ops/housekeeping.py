@@ -13,10 +13,9 @@ from collections.abc import Callable, Collection
 import anyio
 import structlog
 
-from ftwatch.clock import Clock
 from ftwatch.errors import StoreError
-from ftwatch.ops.health import Health
-from ftwatch.ops.metrics import Metrics
+from ftwatch.ops.observers import Observers
+from ftwatch.outbox import DeliveryState
 from ftwatch.store.base import OutboxAdmin, ReplicaRegistry, ReplicaView
 
 __all__ = ["REPLICA_EVERY_S", "RETENTION_EVERY_S", "RETENTION_FIRST_S", "Housekeeping"]
@@ -42,17 +41,16 @@ class Housekeeping:
     def __init__(
         self,
         store: OutboxAdmin,
-        metrics: Metrics,
-        health: Health,
-        clock: Clock,
+        observers: Observers,
         *,
         leading: Callable[[], bool],
         notifiers: Callable[[], Collection[str]],
     ) -> None:
         self.store = store
-        self.metrics = metrics
-        self.health = health
-        self.clock = clock
+        self.metrics = observers.metrics
+        self.health = observers.health
+        self.clock = observers.clock
+        self.board = observers.board
         self.leading = leading
         self.notifiers = notifiers
 
@@ -80,6 +78,7 @@ class Housekeeping:
         while True:
             try:
                 pending = await anyio.to_thread.run_sync(self.store.count_deliveries)
+                dead = await anyio.to_thread.run_sync(self.store.count_deliveries, DeliveryState.DEAD)
                 oldest = await anyio.to_thread.run_sync(self.store.oldest_pending_age, self.clock.now())
             except StoreError as exc:
                 self.metrics.store_error("count_deliveries")
@@ -87,6 +86,7 @@ class Housekeeping:
             else:
                 configured = set(self.notifiers())
                 self.metrics.outbox(pending, configured)
+                self.board.outbox(pending, dead, configured)
                 self.metrics.oldest_pending.set(oldest or 0.0)
                 orphans = {key: n for key, n in pending.items() if key not in configured and n}
                 for key in orphans.keys() - warned:
