@@ -133,3 +133,31 @@ def _wait_for_bar(page: Page, model_id: str) -> None:
             return False
 
     wait_for(moved, timeout=25, what="the bar to move")
+
+
+def test_ui_false_turns_the_page_and_its_json_off(tmp_path: Path) -> None:
+    prefixes = ("FTWATCH_", "OPENAI_", "NOTIFY_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    with world("openai") as api:
+        api.add("trainer", "running")
+        port = free_port()
+        env = api.env(base, tmp_path) | {
+            "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
+            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+            "FTWATCH_HTTP__UI": "false",
+        }
+        daemon = Daemon(env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _status(url + "/metrics") == 200, what="the port")
+            assert _status(url + "/") == 404
+            assert _status(url + "/api/v1/jobs") == 404
+        finally:
+            assert daemon.stop() == 0
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
