@@ -142,7 +142,9 @@ def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
         assert reason.startswith("first line > *not quoted*")
         message = slack_message(Transition.from_payload(body))
         plain = [b for b in message["blocks"] if b.get("text", {}).get("type") == "plain_text"]
-        assert len(plain) == 1  # its own block, not read as mrkdwn
+        # The reason in its own block, not read as mrkdwn; then what the job came to.
+        assert plain[0]["text"]["text"].startswith("first line &gt; *not quoted*")
+        assert [b["text"]["text"].startswith("failed after ") for b in plain[1:]] == [True]
         assert len(plain[0]["text"]["text"]) < 400  # 300 characters, then escaped
         assert "\n" not in message["blocks"][0]["text"]["text"]
 

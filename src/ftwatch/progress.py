@@ -31,11 +31,7 @@ def advance(old: Progress | None, *news: Progress | None) -> Progress | None:
         if current is None:
             current = replace(new, losses=() if new.train_loss is None else (new.train_loss,))
             continue
-        losses: tuple[float, ...] = current.losses
-        if new.train_loss is not None and (
-            new.step != current.step if new.step is not None else new.train_loss != current.train_loss
-        ):
-            losses = (*losses, new.train_loss)[-LOSS_TREND:]
+        losses = _trend(current, new)
         current = Progress(
             step=_newer(new.step, current.step),
             total_steps=_newer(new.total_steps, current.total_steps),
@@ -48,6 +44,20 @@ def advance(old: Progress | None, *news: Progress | None) -> Progress | None:
             losses=losses,
         )
     return current
+
+
+def _trend(current: Progress, new: Progress) -> tuple[float, ...]:
+    """The loss trend with ``new``'s loss: a point more at a new step (or, undated, a
+    new value); the same step told again replaces its point. Its last point is always
+    the latest loss."""
+    losses, loss = current.losses, new.train_loss
+    if loss is None:
+        return losses
+    if losses and current.train_loss is not None:
+        same_step = new.step == current.step if new.step is not None else loss == current.train_loss
+        if same_step:
+            return (*losses[:-1], loss)
+    return (*losses, loss)[-LOSS_TREND:]
 
 
 def _newer(new: _T | None, old: _T | None) -> _T | None:
