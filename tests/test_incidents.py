@@ -5,7 +5,6 @@ read back by the CloudEvents SDK in both modes."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,19 +29,8 @@ def openai() -> Iterator[World]:
 
 
 @pytest.fixture
-def env(openai: World, tmp_path: Path) -> dict[str, str]:
-    prefixes = ("FTWATCH_", "OPENAI_", "NOTIFY_")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    return openai.env(
-        base
-        | {
-            "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
-            "FTWATCH_HTTP__LISTEN": "",
-            "FTWATCH_DELIVERY__RETRY_INITIAL_S": "0.05",
-            "FTWATCH_DELIVERY__RETRY_MAX_S": "0.1",
-        },
-        tmp_path,
-    )
+def env(openai: World, quiet_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return openai.env(quiet_env | {"FTWATCH_DELIVERY__RETRY_MAX_S": "0.1"}, tmp_path)
 
 
 def _pagerduty(receiver: Receiver, **extra: object) -> dict[str, object]:

@@ -29,9 +29,9 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 
 
 @pytest.fixture
-def watched(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[World, Daemon, str, dict[str, str]]]:
-    prefixes = ("FTWATCH_", "OPENAI_", "NOTIFY_")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+def watched(
+    quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> Iterator[tuple[World, Daemon, str, dict[str, str]]]:
     with world("openai") as api:
         ids = {
             "trainer": api.add("trainer", "running"),
@@ -40,15 +40,9 @@ def watched(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[World, Daemon,
         }
         api.server.train(ids["trainer"], 20, 100)
         port = free_port()
-        env = api.env(
-            base
-            | {
-                "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
-                "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
-                "FTWATCH_POLL__INTERVAL_S": "1",
-            },
-            tmp_path,
-        ) | notifiers_env({"type": "webhook", "url": receiver.url, "name": "hook"})
+        served = {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}", "FTWATCH_POLL__INTERVAL_S": "1"}
+        env = api.env(quiet_env | served, tmp_path)
+        env |= notifiers_env({"type": "webhook", "url": receiver.url, "name": "hook"})
         daemon = Daemon(env)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -135,17 +129,12 @@ def _wait_for_bar(page: Page, model_id: str) -> None:
     wait_for(moved, timeout=25, what="the bar to move")
 
 
-def test_ui_false_turns_the_page_and_its_json_off(tmp_path: Path) -> None:
-    prefixes = ("FTWATCH_", "OPENAI_", "NOTIFY_")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+def test_ui_false_turns_the_page_and_its_json_off(quiet_env: dict[str, str], tmp_path: Path) -> None:
     with world("openai") as api:
         api.add("trainer", "running")
         port = free_port()
-        env = api.env(base, tmp_path) | {
-            "FTWATCH_STATE__PATH": str(tmp_path / "state.db"),
-            "FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
-            "FTWATCH_HTTP__UI": "false",
-        }
+        served = {"FTWATCH_HTTP__LISTEN": f"127.0.0.1:{port}", "FTWATCH_HTTP__UI": "false"}
+        env = api.env(quiet_env | served, tmp_path)
         daemon = Daemon(env)
         try:
             url = f"http://127.0.0.1:{port}"

@@ -265,9 +265,20 @@ class ModelInfo:
     fine_tuned_model: str | None = None
     failure: str | None = None
     #: What the list tells of a running job's progress (Together's steps,
-    #: Fireworks' percent, OpenAI's ``estimated_finish``), and when the job began.
+    #: Fireworks' percent, OpenAI's ``estimated_finish``).
     progress: Progress | None = None
-    created_at_ns: int | None = None
+    #: When the job began: nanoseconds, or the API's RFC 3339 text, parsed only when
+    #: asked for (:attr:`created_at_ns`: a summary needs it once, a list every cycle).
+    created: int | str | None = None
+
+    @property
+    def created_at_ns(self) -> int | None:
+        """When the job began, in nanoseconds; ``None`` if unknown or unreadable."""
+        if isinstance(self.created, str):
+            return _time_or_none(
+                self.created if self.created[-1:] in "Zz" or "+" in self.created[10:] else self.created + "Z"
+            )
+        return self.created
 
     @property
     def updated_at_ns(self) -> int | None:

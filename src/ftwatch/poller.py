@@ -139,7 +139,11 @@ class Poller:
         found = self._differ(state, fetched, context)
         listed = route is CyclePlan.LIST
         changed, transitions = self._outcome(state, found, fetched.keys(), context, listed=listed)
+        for model_id, moved in found.progressed.items():
+            if model_id in changed:  # a stall or gone mark: the row is written anyway
+                changed[model_id] = changed[model_id].with_progress(moved.progress)
         await self._commit(state, changed, transitions, lease)
+        state.update((k, v) for k, v in found.progressed.items() if k not in changed)
         return CycleFindings(
             transitions=transitions,
             models=len(fetched),

@@ -12,13 +12,10 @@ A terminal state turns what was kept into a :class:`~ftwatch.model.Summary`.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TypeVar
 
 from ftwatch.model import LOSS_TREND, ModelInfo, Progress, Summary, format_timestamp
 
-__all__ = ["advance", "duration_words", "progress_words", "settle", "summary_of", "summary_words"]
-
-_T = TypeVar("_T")
+__all__ = ["adds_nothing", "advance", "duration_words", "progress_words", "settle", "summary_of", "summary_words"]
 
 
 def advance(old: Progress | None, *news: Progress | None) -> Progress | None:
@@ -31,17 +28,18 @@ def advance(old: Progress | None, *news: Progress | None) -> Progress | None:
         if current is None:
             current = replace(new, losses=() if new.train_loss is None else (new.train_loss,))
             continue
-        losses = _trend(current, new)
+        # Positional, without a helper per field: this runs for every running job
+        # that reported, every cycle (bench/progress.py).
         current = Progress(
-            step=_newer(new.step, current.step),
-            total_steps=_newer(new.total_steps, current.total_steps),
-            percent=_newer(new.percent, current.percent),
-            eta_ns=_newer(new.eta_ns, current.eta_ns),
-            remaining_s=new.remaining_s,
-            train_loss=_newer(new.train_loss, current.train_loss),
-            valid_loss=_newer(new.valid_loss, current.valid_loss),
-            trained_tokens=_newer(new.trained_tokens, current.trained_tokens),
-            losses=losses,
+            current.step if new.step is None else new.step,
+            current.total_steps if new.total_steps is None else new.total_steps,
+            current.percent if new.percent is None else new.percent,
+            current.eta_ns if new.eta_ns is None else new.eta_ns,
+            new.remaining_s,
+            current.train_loss if new.train_loss is None else new.train_loss,
+            current.valid_loss if new.valid_loss is None else new.valid_loss,
+            current.trained_tokens if new.trained_tokens is None else new.trained_tokens,
+            _trend(current, new),
         )
     return current
 
@@ -60,15 +58,43 @@ def _trend(current: Progress, new: Progress) -> tuple[float, ...]:
     return (*losses, loss)[-LOSS_TREND:]
 
 
-def _newer(new: _T | None, old: _T | None) -> _T | None:
-    return new if new is not None else old
+#: An ETA from a countdown moves only by more than this: a countdown read a little
+#: later says the same end, which is no news worth a write or a redraw.
+ETA_SLACK_NS = 60 * 1_000_000_000
 
 
-def settle(progress: Progress | None, now_ns: int) -> Progress | None:
-    """A countdown (``remaining_s``) as the time it ends, by the cycle's clock."""
+def settle(progress: Progress | None, now_ns: int, kept_eta_ns: int | None = None) -> Progress | None:
+    """A countdown (``remaining_s``) as the time it ends, by the cycle's clock (the
+    ETA kept, if the new one is within :data:`ETA_SLACK_NS` of it)."""
     if progress is None or progress.remaining_s is None:
         return progress
-    return replace(progress, eta_ns=now_ns + int(progress.remaining_s * 1_000_000_000), remaining_s=None)
+    eta = now_ns + int(progress.remaining_s * 1_000_000_000)
+    if kept_eta_ns is not None and abs(eta - kept_eta_ns) < ETA_SLACK_NS:
+        eta = kept_eta_ns
+    p = progress
+    return Progress(p.step, p.total_steps, p.percent, eta, None, p.train_loss, p.valid_loss, p.trained_tokens, p.losses)
+
+
+def adds_nothing(kept: Progress, new: Progress, now_ns: int) -> bool:
+    """Whether ``new`` tells nothing ``kept`` does not: each value it knows is the kept
+    one (a countdown: within the ETA's slack). The common case of a job whose list
+    entry did not move, decided without building anything."""
+    if new.remaining_s is not None:
+        if kept.eta_ns is None or abs(now_ns + new.remaining_s * 1e9 - kept.eta_ns) >= ETA_SLACK_NS:
+            return False
+    elif new.eta_ns is not None and new.eta_ns != kept.eta_ns:
+        return False
+    return all(
+        told is None or told == had
+        for told, had in (
+            (new.step, kept.step),
+            (new.total_steps, kept.total_steps),
+            (new.percent, kept.percent),
+            (new.train_loss, kept.train_loss),
+            (new.valid_loss, kept.valid_loss),
+            (new.trained_tokens, kept.trained_tokens),
+        )
+    )
 
 
 def summary_of(progress: Progress | None, info: ModelInfo, ended_ns: int | None) -> Summary:

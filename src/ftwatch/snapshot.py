@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ftwatch.model import Event, ModelInfo, Progress, Transition, format_timestamp
-from ftwatch.progress import advance, settle, summary_of
+from ftwatch.progress import adds_nothing, advance, settle, summary_of
 from ftwatch.state import Cursor, CycleDiff, DiffContext, Fetched, ModelState
 from ftwatch.statuses import Vocabulary
 from ftwatch.textsafe import failure_text
@@ -195,6 +195,7 @@ def _cursor_after(cursor: Cursor | None, history: list[Event], at_ns: int | None
 def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetched], context: DiffContext) -> CycleDiff:
     """A snapshot source's cycle: each job's status against the last one seen."""
     changed: dict[str, ModelState] = {}
+    progressed: dict[str, ModelState] = {}
     transitions: list[Transition] = []
     history_read = 0
     for model_id, item in fetched.items():
@@ -208,8 +209,11 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
             )
             continue
         if item.events is None:  # unchanged, not read
-            if old is not None and (old.name != info.name or old.progress != progress):
+            if old is not None and old.name != info.name:
                 changed[model_id] = replace(old, name=info.name, progress=progress)
+            elif old is not None and old.progress is not progress:
+                # Only how far it is: kept in memory, written with the row's next change.
+                progressed[model_id] = old.with_progress(progress)
             continue
         history_read += len(item.events)
         cursor = old.cursor if old is not None else None
@@ -225,11 +229,16 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
             progress=progress,
         )
         transitions.extend(found.transitions)
-    return CycleDiff(changed, transitions, history_read)
+    return CycleDiff(changed, transitions, history_read, progressed=progressed)
 
 
 def _progress_now(old: ModelState | None, item: Fetched, now_ns: int) -> Progress | None:
     """What is known of the job's progress after this cycle: what was kept, then what
     its history, its list entry and a read of its newest progress told, in that order."""
-    told = [event.progress for event in item.events or ()]
-    return settle(advance(old.progress if old is not None else None, *told, item.info.progress, item.progress), now_ns)
+    kept = old.progress if old is not None else None
+    told = [p for p in (*(event.progress for event in item.events or ()), item.info.progress, item.progress) if p]
+    if not told:
+        return kept
+    if kept is not None and len(told) == 1 and adds_nothing(kept, told[0], now_ns):
+        return kept
+    return settle(advance(kept, *told), now_ns, kept.eta_ns if kept is not None else None)

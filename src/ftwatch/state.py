@@ -30,7 +30,7 @@ Glossary:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ftwatch.model import Event, ModelInfo, Progress, Transition
 from ftwatch.statuses import Vocabulary
@@ -106,6 +106,19 @@ class ModelState:
     #: values (:mod:`ftwatch.progress`), kept past its end for what it came to.
     progress: Progress | None = None
 
+    def with_progress(self, progress: Progress | None) -> ModelState:
+        """This row with ``progress`` (positional: every running job, every cycle)."""
+        return ModelState(
+            self.cursor,
+            self.name,
+            self.list_status,
+            self.list_updated,
+            self.stalled,
+            self.gone,
+            self.noticed_ns,
+            progress,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SourceIdentity:
@@ -167,3 +180,6 @@ class CycleDiff:
     transitions: list[Transition]
     events_read: int
     undated: tuple[tuple[str, str, int], ...] = ()
+    #: Rows whose only change is how far the job is: kept in memory, not written
+    #: (a job that reports every cycle costs no write until its row changes).
+    progressed: dict[str, ModelState] = field(default_factory=dict)

@@ -446,7 +446,7 @@ def build_runtime(
             metrics.cycle_done,
             health.cycle_done,
             status.cycle_done,
-            observers.board.cycle_done,
+            *([observers.board.cycle_done] if settings.http.listen and settings.http.ui else []),
             _waking(dispatcher),
         ],
         limits=source_limits(settings),

@@ -175,7 +175,8 @@ def _job(raw: Any, *, name_field: str = "customModelName", arn_field: str = "cus
         fine_tuned_model=optional_str(raw, arn_field) if status == "Completed" else None,
         failure=optional_str(raw, "failureMessage"),
         progress=_final_loss(raw),
-        created_at_ns=aws_time(raw.get("creationTime")),
+        # Text is parsed only when a summary asks; a number (epoch seconds) is cheap now.
+        created=created if isinstance(created := raw.get("creationTime"), str) and created else aws_time(created),
     )
 
 

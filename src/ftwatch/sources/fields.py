@@ -144,7 +144,6 @@ def resource_job(
         raise BadDataError("a job without a state")
     normalized = words.state_of(state)
     message = _text_at(raw, reason)
-    created = _rfc3339(raw, "createTime")
     return model.ModelInfo(
         id=job_id,
         name=optional_str(raw, display),
@@ -152,5 +151,5 @@ def resource_job(
         updated_at=(_rfc3339(raw, ended_at) if words.is_terminal(state) else None) or _rfc3339(raw, "updateTime"),
         fine_tuned_model=_text_at(raw, produced) if normalized == "ready" else None,
         failure=message[:FAILURE_MAX] if message and normalized == "failed" else None,
-        created_at_ns=model.parse_timestamp(created) if created else None,
+        created=optional_str(raw, "createTime"),
     )

@@ -56,7 +56,7 @@ def _job(raw: Any) -> ModelInfo:
     )
     # Fireworks tells a percent, nothing else: no steps, no losses, no ETA.
     percent = optional_number(raw.get("jobProgress"), "percent")
-    if percent is None or FIREWORKS.state_of(info.status) != "running":
+    if percent is None:
         return info
     return replace(info, progress=Progress(percent=min(percent, 100.0)))
 

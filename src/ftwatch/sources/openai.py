@@ -185,7 +185,7 @@ def _job(raw: Any) -> ModelInfo:
         fine_tuned_model=optional_str(raw, "fine_tuned_model"),
         failure=failure if isinstance(failure, str) and failure else None,
         progress=_job_progress(raw),
-        created_at_ns=_seconds(raw, "created_at"),
+        created=_seconds(raw, "created_at"),
     )
 
 

@@ -73,11 +73,11 @@ def _time(value: Any) -> int | None:
         return None
 
 
-def _progress(raw: dict[str, Any]) -> Progress | None:
+def _progress(raw: dict[str, Any], status: str) -> Progress | None:
     """Steps done of the total, and the seconds left where Together has an estimate."""
     estimate = raw.get("progress")
     told = isinstance(estimate, dict) and estimate.get("estimate_available") is True
-    told = told and TOGETHER.state_of(optional_str(raw, "status")) == "running"
+    told = told and TOGETHER.state_of(status) == "running"
     remaining = optional_number(estimate, "seconds_remaining") if told else None
     step, total = optional_count(raw, "steps_completed"), optional_count(raw, "total_steps")
     if step is None and remaining is None:
@@ -94,8 +94,8 @@ def _job(raw: Any) -> ModelInfo:
         status=status,
         updated_at=None if at is None else format_timestamp(at),
         fine_tuned_model=optional_str(raw, "output_name") if status == "completed" else None,
-        progress=_progress(raw),
-        created_at_ns=_time(raw.get("created_at")),
+        progress=_progress(raw, status),
+        created=optional_str(raw, "created_at"),
     )
 
 
