@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from hypothesis import settings
 
@@ -420,6 +421,20 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     for store in opened:
         with contextlib.suppress(Exception):
             store.close()
+
+
+def http_get(url: str) -> httpx.Response | None:
+    """A GET of one of the daemon's endpoints; ``None`` while nothing answers there."""
+    try:
+        return httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return None
+
+
+def http_status(url: str) -> int:
+    """The status code of a GET, 0 while nothing answers."""
+    answer = http_get(url)
+    return answer.status_code if answer is not None else 0
 
 
 def free_port() -> int:

@@ -13,7 +13,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import httpx
 import kubernetes_validate
 import pytest
 import yaml
@@ -26,7 +25,7 @@ from ftwatch.sim import openai as openai_sim
 from ftwatch.sim import together as together_sim
 from ftwatch.sim.cohere import CohereSimulator
 
-from .conftest import Daemon, free_port, run_cli, run_here, wait_for
+from .conftest import Daemon, free_port, http_get, run_cli, run_here, wait_for
 from .providers import world
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -353,11 +352,8 @@ def _exposed_metric_names(base_env: dict[str, str]) -> set[str]:
 
 
 def _scrape(port: int) -> str | None:
-    try:
-        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
-    except httpx.HTTPError:
-        return None
-    return answer.text if "ftwatch_polls_total" in answer.text else None
+    answer = http_get(f"http://127.0.0.1:{port}/metrics")
+    return answer.text if answer is not None and "ftwatch_polls_total" in answer.text else None
 
 
 def _metric_names_in(expr: str) -> set[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +20,7 @@ from ftwatch.sim import simulator_type
 from ftwatch.statuses import BUILT_IN
 from ftwatch.store.sqlite import SqliteStore
 from ftwatch.wording import text_line
-from tests.conftest import Daemon, free_port, hook_env, run_cli, run_once, wait_for
+from tests.conftest import Daemon, free_port, hook_env, http_get, run_cli, run_once, wait_for
 from tests.providers import LIFECYCLES, World, world
 from tests.receiver import Receiver
 
@@ -232,7 +231,5 @@ def test_a_running_daemon_exports_progress_and_drops_the_series_when_the_job_end
 
 
 def _scrape(port: int) -> str:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return ""
+    answer = http_get(f"http://127.0.0.1:{port}/metrics")
+    return answer.text if answer is not None else ""

@@ -16,7 +16,7 @@ import pytest
 
 from ftwatch.sim.cohere import CohereSimulator, running_in_thread
 
-from .conftest import Daemon, free_port, notifiers_env, wait_for
+from .conftest import Daemon, free_port, http_status, notifiers_env, wait_for
 from .receiver import Answer, Receiver
 
 
@@ -112,8 +112,8 @@ def test_health_readiness_and_metrics(
             **notifiers_env({"type": "webhook", "url": receiver.url}),
         }
         daemon = daemons(env)
-        wait_for(lambda: _get(base + "/readyz") == 200, what="ready")
-        assert _get(base + "/healthz") == 200
+        wait_for(lambda: http_status(base + "/readyz") == 200, what="ready")
+        assert http_status(base + "/healthz") == 200
         own.set_status(model, "STATUS_READY")
         wait_for(lambda: len(receiver.received) == 1, what="delivery")
         metrics = wait_for(lambda: _metrics_after_delivery(base), what="metrics to move")
@@ -126,16 +126,9 @@ def test_health_readiness_and_metrics(
         assert "ftwatch_last_successful_poll_timestamp_seconds" in metrics
         assert model not in metrics  # model ids are never labels
     # The simulator's port is closed now: not ready, but alive.
-    wait_for(lambda: _get(base + "/readyz") == 503, what="not ready without the API")
-    assert _get(base + "/healthz") == 200
+    wait_for(lambda: http_status(base + "/readyz") == 503, what="not ready without the API")
+    assert http_status(base + "/healthz") == 200
     assert daemon.stop() == 0
-
-
-def _get(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.HTTPError:
-        return 0
 
 
 def _metrics_after_delivery(base: str) -> str | None:

@@ -16,7 +16,7 @@ import httpx
 import markupsafe
 import pytest
 
-from tests.conftest import Daemon, free_port, notifiers_env, wait_for
+from tests.conftest import Daemon, free_port, http_get, http_status, notifiers_env, wait_for
 from tests.providers import World, world
 from tests.receiver import Receiver
 
@@ -53,10 +53,8 @@ def watched(
 
 
 def _jobs(url: str) -> int:
-    try:
-        return len(httpx.get(f"{url}/api/v1/jobs", timeout=2).json()["jobs"])
-    except (httpx.HTTPError, ValueError):
-        return 0
+    answer = http_get(f"{url}/api/v1/jobs")
+    return len(answer.json()["jobs"]) if answer is not None and answer.status_code == 200 else 0
 
 
 def test_the_json_has_every_job_and_the_html_escapes_what_the_api_said(
@@ -138,15 +136,8 @@ def test_ui_false_turns_the_page_and_its_json_off(quiet_env: dict[str, str], tmp
         daemon = Daemon(env)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: _status(url + "/metrics") == 200, what="the port")
-            assert _status(url + "/") == 404
-            assert _status(url + "/api/v1/jobs") == 404
+            wait_for(lambda: http_status(url + "/metrics") == 200, what="the port")
+            assert http_status(url + "/") == 404
+            assert http_status(url + "/api/v1/jobs") == 404
         finally:
             assert daemon.stop() == 0
-
-
-def _status(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.HTTPError:
-        return 0

@@ -6,6 +6,7 @@ legacy rules, so every other module (and every third-party notifier) can depend 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -182,30 +183,23 @@ class Summary:
     fine_tuned_model: str | None = None
 
     def to_body(self) -> dict[str, Any]:
-        return {
-            "duration_s": self.duration_s,
-            "steps": self.steps,
-            "trained_tokens": self.trained_tokens,
-            "final_train_loss": self.final_train_loss,
-            "fine_tuned_model": self.fine_tuned_model,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_body(cls, body: Any) -> Summary | None:
+        """A body's ``summary`` back; a field of the wrong type reads as unknown."""
         if not isinstance(body, dict):
             return None
-        model = body.get("fine_tuned_model")
-        return cls(
-            duration_s=_float_or_none(body.get("duration_s")),
-            steps=_int_or_none(body.get("steps")),
-            trained_tokens=_int_or_none(body.get("trained_tokens")),
-            final_train_loss=_float_or_none(body.get("final_train_loss")),
-            fine_tuned_model=model if isinstance(model, str) else None,
-        )
+        read: dict[str, Any] = {f.name: _READ[str(f.type)](body.get(f.name)) for f in dataclasses.fields(cls)}
+        return cls(**read)
 
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _time_or_none(text: str) -> int | None:
@@ -219,6 +213,10 @@ def _float_or_none(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return None
     return float(value)
+
+
+#: How a field of each type is read back from a body (its annotation, as text).
+_READ = {"int | None": _int_or_none, "float | None": _float_or_none, "str | None": _str_or_none}
 
 
 @dataclass(frozen=True, slots=True)

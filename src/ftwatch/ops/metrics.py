@@ -85,17 +85,12 @@ class Metrics:
 
     def _jobs(self, r: CollectorRegistry) -> None:
         """How far each running job is, where its provider tells."""
-        self.job_progress = Gauge(
-            "ftwatch_job_progress_ratio",
-            "How far a running job is, 0 to 1 (running jobs only).",
-            ["source", "model_id"],
-            registry=r,
-        )
-        self.job_loss = Gauge(
-            "ftwatch_job_train_loss",
-            "A running job's latest training loss (running jobs only).",
-            ["source", "model_id"],
-            registry=r,
+        self.job_progress, self.job_loss = (
+            Gauge(name, what, ["source", "model_id"], registry=r)
+            for name, what in (
+                ("ftwatch_job_progress_ratio", "How far a running job is, 0 to 1 (running jobs only)."),
+                ("ftwatch_job_train_loss", "A running job's latest training loss (running jobs only)."),
+            )
         )
         #: source -> model id -> its two gauges' children (``None``: not set yet), and
         #: the progress they were set from (a job's kept progress is the same object
