@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ftwatch.model import format_timestamp
 from ftwatch.sim.kit import Fault, SimServer, running_in_thread
@@ -123,12 +121,8 @@ class BedrockSimulator(SimServer[SimCustomizationJob]):
         self.max_page_size = max_page_size
         #: Why the last refused request was refused (for tests).
         self.refusals: list[str] = []
-        self.app = Starlette(
-            routes=[
-                Route("/model-customization-jobs", self._list_jobs),
-                Route("/model-customization-jobs/{job_id:path}", self._get_job),
-                Route("/{path:path}", self.stray),
-            ]
+        self.app = self.jobs_app(
+            "/model-customization-jobs", self._list_jobs, one="/{job_id:path}", get_job=self._get_job
         )
 
     # --- driving it ---------------------------------------------------------------

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from ftwatch.model import format_timestamp
 from ftwatch.sim.kit import Fault, SimServer, running_in_thread
@@ -81,13 +79,12 @@ class CohereSimulator(SimServer[SimModel]):
         self.coarse_updated_at = coarse_updated_at
         self.client_names: collections.Counter[str] = collections.Counter()
         self._ids = itertools.count(1)
-        self.app = Starlette(
-            routes=[
-                Route("/v1/finetuning/finetuned-models", self._list_models),
-                Route("/v1/finetuning/finetuned-models/{model_id}", self._get_model),
-                Route("/v1/finetuning/finetuned-models/{model_id}/events", self._list_events),
-                Route("/{path:path}", self.stray),
-            ]
+        self.app = self.jobs_app(
+            "/v1/finetuning/finetuned-models",
+            self._list_models,
+            one="/{model_id}",
+            get_job=self._get_model,
+            events=self._list_events,
         )
 
     # --- driving it ---------------------------------------------------------------

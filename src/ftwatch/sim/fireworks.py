@@ -18,10 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from ftwatch.sim.kit import Fault, SimServer, google_error, running_in_thread, token_page
 
@@ -71,13 +69,7 @@ class FireworksSimulator(SimServer[SimSftJob]):
         self.page_size = page_size
         self._digits = itertools.cycle((0, 3, 6, 9))
         base = "/v1/accounts/{account}/supervisedFineTuningJobs"
-        self.app = Starlette(
-            routes=[
-                Route(base, self._list_jobs),
-                Route(base + "/{job_id}", self.answer_job),
-                Route("/{path:path}", self.stray),
-            ]
-        )
+        self.app = self.jobs_app(base, self._list_jobs)
 
     # --- the SimulatedProvider interface ---------------------------------------------
 

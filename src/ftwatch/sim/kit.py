@@ -14,7 +14,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ftwatch.serving import bind_socket, serve_asgi
 
@@ -42,6 +43,10 @@ class Fault:
     model_id: str | None = None
     retry_after_s: float = 1.0
     delay_s: float = 5.0
+
+
+#: A route's handler, as the simulators write them.
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,23 @@ class SimServer(Generic[_JobT]):
         self.url = ""
 
     # --- what a provider's simulator says -------------------------------------------
+
+    def jobs_app(
+        self,
+        jobs: str,
+        list_jobs: Endpoint,
+        *,
+        one: str = "/{job_id}",
+        get_job: Endpoint | None = None,
+        events: Endpoint | None = None,
+        before: Sequence[Route] = (),
+    ) -> Starlette:
+        """The app of a jobs API: ``jobs`` lists them, ``jobs + one`` is one job (its
+        events below it, where the API has them); any other path is :meth:`stray`."""
+        routes = [*before, Route(jobs, list_jobs), Route(jobs + one, get_job or self.answer_job)]
+        if events is not None:
+            routes.append(Route(jobs + one + "/events", events))
+        return Starlette(routes=[*routes, Route("/{path:path}", self.stray)])
 
     def caller_key(self, request: Request, body: bytes) -> str | None:
         """The key the request was made with, if it is one of ours; ``None`` if not

@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ftwatch.sim.kit import Fault, SimServer, running_in_thread
 from ftwatch.standard_webhooks import sign
@@ -99,14 +97,7 @@ class OpenAISimulator(SimServer[SimJob]):
         #: What each push was answered (status code, or the error's name).
         self.pushes: list[str] = []
         self._event_ids = itertools.count(1)
-        self.app = Starlette(
-            routes=[
-                Route("/v1/fine_tuning/jobs", self._list_jobs),
-                Route("/v1/fine_tuning/jobs/{job_id}", self.answer_job),
-                Route("/v1/fine_tuning/jobs/{job_id}/events", self._list_events),
-                Route("/{path:path}", self.stray),
-            ]
-        )
+        self.app = self.jobs_app("/v1/fine_tuning/jobs", self._list_jobs, events=self._list_events)
 
     # --- driving it ---------------------------------------------------------------
 

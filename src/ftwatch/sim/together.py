@@ -17,10 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ftwatch.sim.kit import Fault, SimServer, running_in_thread
 
@@ -76,14 +74,7 @@ class TogetherSimulator(SimServer[SimFineTune]):
         self, *, keys: tuple[str, ...] = (DEFAULT_KEY,), rate_limit_per_minute: int = 600, latency_s: float = 0.0
     ) -> None:
         super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
-        self.app = Starlette(
-            routes=[
-                Route("/v1/fine-tunes", self._list_jobs),
-                Route("/v1/fine-tunes/{job_id}", self.answer_job),
-                Route("/v1/fine-tunes/{job_id}/events", self._list_events),
-                Route("/{path:path}", self.stray),
-            ]
-        )
+        self.app = self.jobs_app("/v1/fine-tunes", self._list_jobs, events=self._list_events)
 
     # --- the SimulatedProvider interface ---------------------------------------------
 

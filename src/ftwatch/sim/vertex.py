@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -98,14 +97,7 @@ class VertexSimulator(SimServer[SimTuningJob]):
         self.token_requests: list[str] = []
         self._digits = itertools.cycle((0, 3, 6, 9))
         base = "/v1/projects/{project}/locations/{location}/tuningJobs"
-        self.app = Starlette(
-            routes=[
-                Route("/token", self._token, methods=["POST"]),
-                Route(base, self._list_jobs),
-                Route(base + "/{job_id}", self.answer_job),
-                Route("/{path:path}", self.stray),
-            ]
-        )
+        self.app = self.jobs_app(base, self._list_jobs, before=[Route("/token", self._token, methods=["POST"])])
 
     # --- the SimulatedProvider interface ---------------------------------------------
 
