@@ -48,8 +48,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         tmp = Path(tmp_dir)
         running = api.simulated.lifecycle[1]
         jobs = [api.add(f"job-{i:05d}", running) for i in range(args.jobs)]
+        total = 10_000  # every cycle a step more, for the whole run
         for job in jobs:
-            api.server.train(job, 1, 1000)
+            api.server.train(job, 1, total)
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("FTWATCH_", "OPENAI_", "TOGETHER_"))}
         env = api.env(clean, tmp, max_requests_per_minute=args.rpm) | {
             "FTWATCH_STATE__PATH": str(tmp / "state.db"),
@@ -66,7 +67,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             while not stop.wait(args.interval):
                 step += 1
                 for job in jobs:
-                    api.server.train(job, min(step, 999), 1000)
+                    api.server.train(job, step, total)
 
         log_path = tmp / "ftwatch.log"
         with log_path.open("w") as log_file:

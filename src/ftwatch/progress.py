@@ -18,9 +18,10 @@ from ftwatch.model import LOSS_TREND, ModelInfo, Progress, Summary, format_times
 __all__ = ["adds_nothing", "advance", "duration_words", "progress_words", "settle", "summary_of", "summary_words"]
 
 
-def advance(old: Progress | None, *news: Progress | None) -> Progress | None:
+def advance(old: Progress | None, *news: Progress | None, now_ns: int | None = None) -> Progress | None:
     """``old`` with each newer piece's known values on top, in order; the loss
-    trend gains a point when a piece brings a training loss at a new step."""
+    trend gains a point when a piece brings a training loss at a new step. With
+    ``now_ns``, a countdown on top of ``old`` is its ETA at once (:func:`settle`)."""
     current = old
     for new in news:
         if new is None:
@@ -28,14 +29,17 @@ def advance(old: Progress | None, *news: Progress | None) -> Progress | None:
         if current is None:
             current = replace(new, losses=() if new.train_loss is None else (new.train_loss,))
             continue
+        eta, remaining = current.eta_ns if new.eta_ns is None else new.eta_ns, new.remaining_s
+        if remaining is not None and now_ns is not None:
+            eta, remaining = _countdown_end(now_ns, remaining, current.eta_ns), None
         # Positional, without a helper per field: this runs for every running job
         # that reported, every cycle (bench/progress.py).
         current = Progress(
             current.step if new.step is None else new.step,
             current.total_steps if new.total_steps is None else new.total_steps,
             current.percent if new.percent is None else new.percent,
-            current.eta_ns if new.eta_ns is None else new.eta_ns,
-            new.remaining_s,
+            eta,
+            remaining,
             current.train_loss if new.train_loss is None else new.train_loss,
             current.valid_loss if new.valid_loss is None else new.valid_loss,
             current.trained_tokens if new.trained_tokens is None else new.trained_tokens,
@@ -68,11 +72,14 @@ def settle(progress: Progress | None, now_ns: int, kept_eta_ns: int | None = Non
     ETA kept, if the new one is within :data:`ETA_SLACK_NS` of it)."""
     if progress is None or progress.remaining_s is None:
         return progress
-    eta = now_ns + int(progress.remaining_s * 1_000_000_000)
-    if kept_eta_ns is not None and abs(eta - kept_eta_ns) < ETA_SLACK_NS:
-        eta = kept_eta_ns
+    eta = _countdown_end(now_ns, progress.remaining_s, kept_eta_ns)
     p = progress
     return Progress(p.step, p.total_steps, p.percent, eta, None, p.train_loss, p.valid_loss, p.trained_tokens, p.losses)
+
+
+def _countdown_end(now_ns: int, remaining_s: float, kept_eta_ns: int | None) -> int:
+    eta = now_ns + int(remaining_s * 1_000_000_000)
+    return kept_eta_ns if kept_eta_ns is not None and abs(eta - kept_eta_ns) < ETA_SLACK_NS else eta
 
 
 def adds_nothing(kept: Progress, new: Progress, now_ns: int) -> bool:

@@ -241,4 +241,4 @@ def _progress_now(old: ModelState | None, item: Fetched, now_ns: int) -> Progres
         return kept
     if kept is not None and len(told) == 1 and adds_nothing(kept, told[0], now_ns):
         return kept
-    return settle(advance(kept, *told), now_ns, kept.eta_ns if kept is not None else None)
+    return settle(advance(kept, *told, now_ns=now_ns), now_ns, kept.eta_ns if kept is not None else None)

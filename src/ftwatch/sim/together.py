@@ -55,6 +55,7 @@ class SimFineTune:
     created_ns: int
     updated_ns: int
     steps_completed: int = 0
+    total_steps: int = _TOTAL_STEPS
     events: list[SimFineTuneEvent] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -112,10 +113,10 @@ class TogetherSimulator(SimServer[SimFineTune]):
     tells_progress: ClassVar[str] = "list"
 
     def train(self, job_id: str, step: int, total: int = _TOTAL_STEPS) -> None:
-        # Together's total is the job's own (its epochs times batches): fixed here.
+        # Together's total is the job's own (its epochs times batches).
         with self._lock:
             job = self._jobs[job_id]
-            job.steps_completed = round(step * _TOTAL_STEPS / total)
+            job.steps_completed, job.total_steps = step, total
 
     def set_status(self, job_id: str, status: str) -> None:
         with self._lock:
@@ -125,7 +126,7 @@ class TogetherSimulator(SimServer[SimFineTune]):
             if status == "running":
                 job.steps_completed = max(job.steps_completed, 1)
             if status == "completed":
-                job.steps_completed = _TOTAL_STEPS
+                job.steps_completed = job.total_steps
             if status in _EVENT_OF:
                 self._event(job, status)
 
@@ -143,7 +144,7 @@ class TogetherSimulator(SimServer[SimFineTune]):
         return self.error(401, "Invalid API key provided. You can find your API key at api.together.xyz/settings.")
 
     def render_job(self, job: SimFineTune) -> dict[str, Any]:
-        remaining = (_TOTAL_STEPS - job.steps_completed) * 30 if job.status == "running" else 0
+        remaining = (job.total_steps - job.steps_completed) * 30 if job.status == "running" else 0
         out: dict[str, Any] = {
             "id": job.id,
             "status": job.status,
@@ -152,7 +153,7 @@ class TogetherSimulator(SimServer[SimFineTune]):
             "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
             "output_name": f"sim-user/Meta-Llama-3.1-8B-Instruct-Reference-{job.suffix}-{job.id[3:8]}",
             "suffix": job.suffix,
-            "total_steps": _TOTAL_STEPS,
+            "total_steps": job.total_steps,
             "steps_completed": job.steps_completed,
             "epochs_completed": 1 if job.status == "completed" else 0,
             "queue_depth": 0,
