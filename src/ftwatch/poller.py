@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import anyio
 import structlog
@@ -22,12 +22,13 @@ from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleFindings
 from ftwatch.diff import diff_histories
 from ftwatch.gone import mark_gone
-from ftwatch.model import Progress, Transition
+from ftwatch.model import Transition
 from ftwatch.outbox import Route
-from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, progress_reads, unknown_are_history
+from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, unknown_are_history
+from ftwatch.progress import running_progress
 from ftwatch.reads import Reader
 from ftwatch.snapshot import diff_snapshots
-from ftwatch.sources.protocol import ReadsProgress, Source, SourceKind
+from ftwatch.sources.protocol import Source, SourceKind
 from ftwatch.stall import stall_alerts
 from ftwatch.state import CycleDiff, DiffContext, Fetched, ModelState, ReadWindow, SourceIdentity
 from ftwatch.store.base import CursorStore, Lease, for_source
@@ -84,7 +85,6 @@ class Poller:
         self._failing: dict[str, str] = {}
         self._committed_scope: str | None = None
         self._reconcile_next = 0  # round-robin position over the sorted idle ids
-        self._progress_next = 0  # the same over the running jobs, for their progress
 
     @property
     def name(self) -> str:
@@ -155,7 +155,7 @@ class Poller:
             failed=failed,
             sources={self.name: True},
             origin=dict.fromkeys(fetched, self.name),
-            progress={self.name: self._running_progress(fetched)},
+            progress={self.name: running_progress(self._state or {}, fetched, self.source.vocabulary)},
         )
 
     async def _fetch(
@@ -185,14 +185,7 @@ class Poller:
         )
         self._reconcile_next = plan.reconcile_next
         fetched = await self.reader.read(listed, plan, failed)
-        if isinstance(self.source, ReadsProgress):
-            running = [info.id for info in listed if self.source.vocabulary.state_of(info.status) == "running"]
-            wanted, self._progress_next = progress_reads(
-                running, plan, self.config.plan, listing.requests, self._progress_next
-            )
-            for model_id, progress in (await self.reader.read_progress(wanted)).items():
-                if model_id in fetched:
-                    fetched[model_id] = replace(fetched[model_id], progress=progress)
+        await self.reader.read_progress(fetched, plan, self.config.plan, listing.requests)
         return fetched, not_found
 
     def _outcome(
@@ -234,16 +227,6 @@ class Poller:
         state.update(changed)
         self._fresh = False
         self._committed_scope = scope
-
-    def _running_progress(self, fetched: Iterable[str]) -> dict[str, Progress]:
-        """How far each running job of this cycle is, as committed."""
-        state, words = self._state or {}, self.source.vocabulary
-        running = ((m, state.get(m)) for m in fetched)
-        return {
-            model_id: kept.progress
-            for model_id, kept in running
-            if kept is not None and kept.progress is not None and words.state_of(kept.cursor.last_status) == "running"
-        }
 
     def _stamped(self, transition: Transition) -> Transition:
         """A transition in this source's words: its name, its provider, its state."""

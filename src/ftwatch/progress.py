@@ -11,11 +11,23 @@ A terminal state turns what was kept into a :class:`~ftwatch.model.Summary`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from ftwatch.model import LOSS_TREND, ModelInfo, Progress, Summary, format_timestamp
+from ftwatch.state import ModelState
+from ftwatch.statuses import Vocabulary
 
-__all__ = ["adds_nothing", "advance", "duration_words", "progress_words", "settle", "summary_of", "summary_words"]
+__all__ = [
+    "adds_nothing",
+    "advance",
+    "duration_words",
+    "progress_words",
+    "running_progress",
+    "settle",
+    "summary_of",
+    "summary_words",
+]
 
 
 def advance(old: Progress | None, *news: Progress | None, now_ns: int | None = None) -> Progress | None:
@@ -102,6 +114,18 @@ def adds_nothing(kept: Progress, new: Progress, now_ns: int) -> bool:
             (new.trained_tokens, kept.trained_tokens),
         )
     )
+
+
+def running_progress(
+    state: Mapping[str, ModelState], model_ids: Iterable[str], words: Vocabulary
+) -> dict[str, Progress]:
+    """How far each of ``model_ids`` that runs is, as ``state`` keeps it."""
+    kept = ((model_id, state.get(model_id)) for model_id in model_ids)
+    return {
+        model_id: row.progress
+        for model_id, row in kept
+        if row is not None and row.progress is not None and words.state_of(row.cursor.last_status) == "running"
+    }
 
 
 def summary_of(progress: Progress | None, info: ModelInfo, ended_ns: int | None) -> Summary:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
 import anyio
 import structlog
 
 from ftwatch.compat import UNSEEN_STATUS
-from ftwatch.model import Event, ModelInfo, Progress
-from ftwatch.plan import ReadPlan, newer_than
+from ftwatch.model import Event, ModelInfo
+from ftwatch.plan import PlanConfig, ReadPlan, newer_than, progress_reads
 from ftwatch.sources.base import ModelNotFoundError, SourceError
 from ftwatch.sources.protocol import ReadsProgress, Source
 from ftwatch.state import Fetched, ModelState
@@ -36,6 +37,7 @@ class Reader:
         #: Ids the last listing showed, readable or not.
         self.listed: set[str] = set()
         self._progress_failing: set[str] = set()
+        self._progress_next = 0  # round robin over the running jobs, for their progress
 
     @property
     def concurrency(self) -> int:
@@ -94,14 +96,18 @@ class Reader:
         await self._run_all([functools.partial(read, model_id, newer) for model_id, newer in plan.reads])
         return fetched
 
-    async def read_progress(self, model_ids: Sequence[str]) -> dict[str, Progress]:
-        """Each running job's newest progress, where the source reads it apart. A read
-        that fails leaves that job's progress as it was: it is a view, never a reason
-        to hold back the cycle (told once per streak, and counted with the request)."""
+    async def read_progress(
+        self, fetched: dict[str, Fetched], plan: ReadPlan, config: PlanConfig, list_requests: int
+    ) -> None:
+        """The newest progress of the running jobs :func:`~ftwatch.plan.progress_reads`
+        picks, where the source reads it apart, into ``fetched``. A read that fails
+        leaves that job's progress as it was: it is a view, never a reason to hold
+        back the cycle (told once per streak, and counted with the request)."""
         source = self.source
-        found: dict[str, Progress] = {}
         if not isinstance(source, ReadsProgress):
-            return found
+            return
+        running = [m for m, item in fetched.items() if source.vocabulary.state_of(item.info.status) == "running"]
+        wanted, self._progress_next = progress_reads(running, plan, config, list_requests, self._progress_next)
         failing: set[str] = set()
 
         async def read(model_id: str) -> None:
@@ -112,12 +118,11 @@ class Reader:
                 if model_id not in self._progress_failing:
                     log.warning("progress.unreadable", model_id=model_id, error=str(exc), note="kept as it was")
                 return
-            if progress is not None:
-                found[model_id] = progress
+            if progress is not None and model_id in fetched:
+                fetched[model_id] = replace(fetched[model_id], progress=progress)
 
-        await self._run_all([functools.partial(read, model_id) for model_id in model_ids])
-        self._progress_failing = failing | (self._progress_failing - set(model_ids))
-        return found
+        await self._run_all([functools.partial(read, model_id) for model_id in wanted])
+        self._progress_failing = failing | (self._progress_failing - set(wanted))
 
     async def read_each(
         self, models: Sequence[str], state: Mapping[str, ModelState], failed: dict[str, str]
