@@ -24,6 +24,7 @@ import anyio
 
 from ftwatch.settings import Settings
 from ftwatch.sim import PROVIDERS, SimulatedProvider, simulator
+from ftwatch.statuses import BUILT_IN
 
 __all__ = ["PROVIDERS", "SCRIPT", "SEED", "SimWorld", "demo_world", "simulated_world"]
 
@@ -151,6 +152,22 @@ async def _play(world: SimWorld) -> None:
             world.move(provider, name, status)
 
 
+async def _train(world: SimWorld, every_s: float = 0.5) -> None:
+    """Every running job of a provider that tells progress trains a few steps a tick,
+    so the view's bars move."""
+    steps: dict[str, int] = {}
+    while True:
+        await anyio.sleep(every_s)
+        for provider, sim in world.sims.items():
+            if not sim.tells_progress:
+                continue
+            words = BUILT_IN[provider]
+            for job_id, (_, status) in sim.jobs().items():
+                if words.state_of(status) == "running":
+                    steps[job_id] = min(steps.get(job_id, 0) + 7, 100)
+                    sim.train(job_id, steps[job_id], 100)
+
+
 @contextlib.asynccontextmanager
 async def demo_world(duration_s: float) -> AsyncIterator[Settings]:
     """The simulated APIs with jobs that move on a schedule, and the settings that
@@ -184,5 +201,6 @@ async def demo_world(duration_s: float) -> AsyncIterator[Settings]:
             )
             async with anyio.create_task_group() as group:
                 group.start_soon(_play, world)
+                group.start_soon(_train, world)
                 yield settings
                 group.cancel_scope.cancel()

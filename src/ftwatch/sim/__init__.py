@@ -51,6 +51,13 @@ class SimulatedProvider(Protocol):
 
     def set_status(self, job_id: str, status: str) -> Any: ...
 
+    #: Where it tells a running job's progress ("list", "events", "end" or "").
+    tells_progress: ClassVar[str]
+
+    def train(self, job_id: str, step: int, total: int = 100) -> None:
+        """The job reports training step ``step`` of ``total``, as the provider would."""
+        ...
+
     def jobs(self) -> dict[str, tuple[str, str]]:
         """Every job: id -> (name, status)."""
         ...
