@@ -236,9 +236,12 @@ def _progress_now(old: ModelState | None, item: Fetched, now_ns: int) -> Progres
     """What is known of the job's progress after this cycle: what was kept, then what
     its history, its list entry and a read of its newest progress told, in that order."""
     kept = old.progress if old is not None else None
-    told = [p for p in (*(event.progress for event in item.events or ()), item.info.progress, item.progress) if p]
+    piece, read = item.info.progress, item.progress
+    if not item.events and read is None:  # the common case: the list's word alone
+        if piece is None or (kept is not None and adds_nothing(kept, piece, now_ns)):
+            return kept
+        return settle(advance(kept, piece, now_ns=now_ns), now_ns, kept.eta_ns if kept is not None else None)
+    told = [p for p in (*(event.progress for event in item.events or ()), piece, read) if p]
     if not told:
-        return kept
-    if kept is not None and len(told) == 1 and adds_nothing(kept, told[0], now_ns):
         return kept
     return settle(advance(kept, *told, now_ns=now_ns), now_ns, kept.eta_ns if kept is not None else None)

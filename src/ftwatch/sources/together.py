@@ -79,10 +79,14 @@ def _progress(raw: dict[str, Any], status: str) -> Progress | None:
     told = isinstance(estimate, dict) and estimate.get("estimate_available") is True
     told = told and TOGETHER.state_of(status) == "running"
     remaining = optional_number(estimate, "seconds_remaining") if told else None
-    step, total = optional_count(raw, "steps_completed"), optional_count(raw, "total_steps")
+    step, total = raw.get("steps_completed"), raw.get("total_steps")
+    # ``type(...) is int``: a count, never a bool, a float or text (the common case
+    # checked cheaply: this runs for every job of every list).
+    step = step if type(step) is int and step >= 0 else optional_count(raw, "steps_completed")
+    total = total if type(total) is int and total > 0 else optional_count(raw, "total_steps") or None
     if step is None and remaining is None:
         return None
-    return Progress(step=step, total_steps=total or None, remaining_s=remaining)
+    return Progress(step, total, None, None, remaining)
 
 
 def _job(raw: Any) -> ModelInfo:
