@@ -17,6 +17,7 @@ from ftwatch.ops.metrics import Metrics
 from ftwatch.plan import PlanConfig, ReadPlan, progress_reads
 from ftwatch.progress import advance, settle, summary_of, summary_words
 from ftwatch.sim import simulator_type
+from ftwatch.sim.kit import Fault
 from ftwatch.statuses import BUILT_IN
 from ftwatch.store.sqlite import SqliteStore
 from ftwatch.wording import text_line
@@ -233,3 +234,23 @@ def test_a_running_daemon_exports_progress_and_drops_the_series_when_the_job_end
 def _scrape(port: int) -> str:
     answer = http_get(f"http://127.0.0.1:{port}/metrics")
     return answer.text if answer is not None else ""
+
+
+def test_a_progress_read_that_fails_is_that_jobs_view_only(
+    clean_env: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    with world("openai") as api:
+        broken, fine = api.add("broken", "running"), api.add("fine", "running")
+        for job in (broken, fine):
+            api.server.train(job, 10, 100)
+        env = hook_env(api.env(clean_env, tmp_path), receiver)
+        run_once(env)
+        api.server.inject(Fault("malformed", endpoint="list_events", model_id=broken), times=10)
+        api.move(fine, "succeeded")
+        done = run_once(env)  # exit 0: a view that could not be read holds nothing back
+        assert done.stderr.count('"progress.unreadable"') == 1
+        assert broken in done.stderr
+        assert '"model.failed"' not in done.stderr
+        (body,) = [r.json() for r in receiver.received]
+        assert body["model_id"] == fine
+        assert body["summary"]["steps"] == 10
