@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ftwatch.sim.kit import Fault, SimServer, google_error, running_in_thread, token_page
+from ftwatch.sim.kit import Fault, SimServer, google_error, running_in_thread
 
 __all__ = ["ACCOUNT", "DEFAULT_KEY", "Fault", "FireworksSimulator", "SimSftJob", "running_in_thread", "stamp"]
 
@@ -141,14 +141,6 @@ class FireworksSimulator(SimServer[SimSftJob]):
         return bool(request.path_params["account"] == ACCOUNT)
 
     async def _list_jobs(self, request: Request) -> Response:
-        with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: (j.create_ns, j.id), reverse=True)
-            paged = token_page(request, jobs, self.page_size) if self.job_in_scope(request) else None
-            body: Any = 404 if not self.job_in_scope(request) else 400
-            if paged is not None:
-                page, token = paged
-                body = {"supervisedFineTuningJobs": [self.render_job(j) for j in page], "totalSize": len(jobs)}
-                body = body if page else {}  # proto3 JSON leaves an empty list out
-                if token:
-                    body["nextPageToken"] = token
-        return await self.handle(request, "list_models", None, body)
+        return await self.answer_token_list(
+            request, "supervisedFineTuningJobs", self.page_size, created=lambda j: (j.create_ns, j.id), total=True
+        )

@@ -125,6 +125,27 @@ class SimServer(Generic[_JobT]):
             routes.append(Route(jobs + one + "/events", events))
         return Starlette(routes=[*routes, Route("/{path:path}", self.stray)])
 
+    async def answer_token_list(
+        self, request: Request, key: str, page_size: int, *, created: Callable[[Any], Any], total: bool = False
+    ) -> Response:
+        """The job list of a ``pageSize``/``pageToken`` API (Google's, Fireworks'), newest
+        ``created`` first: 404 outside its scope, 400 for a token none of ours, ``{}``
+        for an empty page (proto3 JSON leaves an empty list out), ``totalSize`` where
+        the API tells it."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=created, reverse=True)
+            in_scope = self.job_in_scope(request)
+            paged = token_page(request, jobs, page_size) if in_scope else None
+            body: Any = 404 if not in_scope else 400
+            if paged is not None:
+                page, token = paged
+                body = {key: [self.render_job(j) for j in page]} if page else {}
+                if page and total:
+                    body["totalSize"] = len(jobs)
+                if token:
+                    body["nextPageToken"] = token
+        return await self.handle(request, "list_models", None, body)
+
     def caller_key(self, request: Request, body: bytes) -> str | None:
         """The key the request was made with, if it is one of ours; ``None`` if not
         (a Bearer key, unless the provider says otherwise)."""

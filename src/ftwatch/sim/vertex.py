@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ftwatch.sim.fireworks import stamp
-from ftwatch.sim.kit import Fault, SimServer, bearer, google_error, running_in_thread, token_page
+from ftwatch.sim.kit import Fault, SimServer, bearer, google_error, running_in_thread
 
 __all__ = ["LOCATION", "PROJECT", "PROJECT_NUMBER", "Fault", "SimTuningJob", "VertexSimulator", "running_in_thread"]
 
@@ -226,13 +226,6 @@ class VertexSimulator(SimServer[SimTuningJob]):
         return project in (PROJECT, PROJECT_NUMBER) and location == LOCATION
 
     async def _list_jobs(self, request: Request) -> Response:
-        with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: (j.create_ns, j.id), reverse=True)
-            paged = token_page(request, jobs, self.page_size) if self.job_in_scope(request) else None
-            body: Any = 404 if not self.job_in_scope(request) else 400
-            if paged is not None:
-                page, token = paged
-                body = {"tuningJobs": [self.render_job(j) for j in page]} if page else {}
-                if token:
-                    body["nextPageToken"] = token
-        return await self.handle(request, "list_models", None, body)
+        return await self.answer_token_list(
+            request, "tuningJobs", self.page_size, created=lambda j: (j.create_ns, j.id)
+        )
