@@ -28,7 +28,7 @@ from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_times
 from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, now_as_history, optional_number, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, json_message
-from ftwatch.sources.pages import Page, paginate, read_listing
+from ftwatch.sources.pages import Page, every_page, paginate, read_listing
 from ftwatch.statuses import BEDROCK
 
 if TYPE_CHECKING:
@@ -226,11 +226,7 @@ class BedrockSource(FromConfig):
             token = body.get("nextToken")
             return items, token if isinstance(token, str) and token else None
 
-        entries: list[Any] = []
-        pages = 0
-        async for page in paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="nextToken"):
-            entries.extend(page)
-            pages += 1
+        entries, pages = await every_page(paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="nextToken"))
         return read_listing(entries, _job, "jobName", pages)
 
     async def get_model(self, model_id: str) -> ModelInfo:

@@ -16,7 +16,7 @@ from ftwatch.secrets import cohere_key
 from ftwatch.sources.base import SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
 from ftwatch.sources.fields import BadDataError, check_id, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey
-from ftwatch.sources.pages import Page, paginate, read_listing
+from ftwatch.sources.pages import Page, every_page, paginate, read_listing
 from ftwatch.statuses import COHERE
 
 if TYPE_CHECKING:
@@ -129,11 +129,7 @@ class CohereSource:
         return paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="next_page_token")
 
     async def list_models(self) -> ModelListing:
-        entries: list[Any] = []
-        pages = 0
-        async for page in self._pages("list_models", _API, "finetuned_models", "created_at"):
-            entries.extend(page)
-            pages += 1
+        entries, pages = await every_page(self._pages("list_models", _API, "finetuned_models", "created_at"))
         # One unreadable model is that model's problem only.
         return read_listing(entries, _model_info, "id", pages)
 

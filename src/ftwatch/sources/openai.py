@@ -33,7 +33,7 @@ from ftwatch.sources.fields import (
     path_of,
 )
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
-from ftwatch.sources.pages import Page, paginate, read_listing
+from ftwatch.sources.pages import Page, every_page, paginate, read_listing
 from ftwatch.standard_webhooks import secret_key
 from ftwatch.statuses import OPENAI
 from ftwatch.textsafe import FAILURE_MAX
@@ -257,12 +257,9 @@ class OpenAIShaped:
                     return page, None
             return page, cursor
 
-        items: list[Any] = []
-        pages = 0
-        async for page in paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="last id with has_more"):
-            items.extend(page)
-            pages += 1
-        return items, pages
+        return await every_page(
+            paginate(endpoint, fetch, max_pages=self._max_pages, cursor_name="last id with has_more")
+        )
 
     async def list_models(self) -> ModelListing:
         raw_jobs, pages = await self._list("list_jobs", self._shape.jobs)

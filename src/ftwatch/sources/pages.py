@@ -16,7 +16,7 @@ from ftwatch.model import ModelInfo, ModelListing
 from ftwatch.sources.base import InvalidModelIdError, SourceUnavailableError
 from ftwatch.sources.fields import BadDataError, item_id
 
-__all__ = ["paginate", "read_listing", "token_listing"]
+__all__ = ["every_page", "paginate", "read_listing", "token_listing"]
 
 #: One page: its entries and the cursor of the next (``None``: the last page).
 Page = tuple[list[Any], str | None]
@@ -65,12 +65,17 @@ async def token_listing(
         following = body.get("nextPageToken")
         return items, following if isinstance(following, str) and following else None
 
+    return await every_page(paginate(endpoint, fetch, max_pages=max_pages, cursor_name="nextPageToken"))
+
+
+async def every_page(pages: AsyncIterator[list[Any]]) -> tuple[list[Any], int]:
+    """All the entries of a paged list, and how many pages (requests) it took."""
     entries: list[Any] = []
-    pages = 0
-    async for page in paginate(endpoint, fetch, max_pages=max_pages, cursor_name="nextPageToken"):
+    count = 0
+    async for page in pages:
         entries.extend(page)
-        pages += 1
-    return entries, pages
+        count += 1
+    return entries, count
 
 
 def read_listing(entries: Iterable[Any], parse: Callable[[Any], ModelInfo], id_key: str, requests: int) -> ModelListing:
