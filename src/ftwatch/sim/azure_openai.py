@@ -10,15 +10,14 @@ example lists them; Azure's error body, and the gateway's own 401.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ftwatch.sim.kit import Fault, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, running_in_thread
 from ftwatch.sim.openai import OpenAISimulator, SimJob
 
 __all__ = [
@@ -49,24 +48,26 @@ MESSAGES: dict[str, str] = {
 class AzureOpenAISimulator(OpenAISimulator):
     """The fake Azure OpenAI resource: its jobs, key, token, faults and request log."""
 
+    url_key = "endpoint"
+    table = (("api_version", API_VERSION),)
+    key_variable = "AZURE_OPENAI_API_KEY"
+
     provider = "azure_openai"
     lifecycle = ("pending", "running", "succeeded")
     failed_status = "failed"
     messages: ClassVar[dict[str, str]] = MESSAGES
     events_newest_first: ClassVar[bool] = False
 
+    default_keys = (DEFAULT_KEY,)  # Azure's, not OpenAI's
+
     def __init__(
         self,
         *,
-        keys: tuple[str, ...] = (DEFAULT_KEY,),
         tokens: tuple[str, ...] = (DEFAULT_TOKEN,),
-        rate_limit_per_minute: int = 500,
-        latency_s: float = 0.0,
         write_messages: bool = True,
+        **options: Unpack[SimOptions],
     ) -> None:
-        super().__init__(
-            keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s, write_messages=write_messages
-        )
+        super().__init__(write_messages=write_messages, **options)
         self.tokens = set(tokens)
         #: Requests to a dated route without an api-version (refused with 400).
         self.unversioned: list[str] = []
@@ -93,12 +94,6 @@ class AzureOpenAISimulator(OpenAISimulator):
         return checked
 
     # --- the SimulatedProvider interface ---------------------------------------------
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "azure_openai", "endpoint": self.url, "api_version": API_VERSION} | extra
-
-    def credentials_env(self, tmp: Path) -> dict[str, str]:
-        return {"AZURE_OPENAI_API_KEY": DEFAULT_KEY}
 
     # --- serving ------------------------------------------------------------------
 

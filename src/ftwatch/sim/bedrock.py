@@ -19,13 +19,13 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ftwatch.model import format_timestamp
-from ftwatch.sim.kit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, SimServer, running_in_thread
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "BedrockSimulator", "Fault", "SimCustomizationJob", "running_in_thread"]
 
@@ -107,16 +107,21 @@ def _iso(ns: int | None) -> str | None:
 class BedrockSimulator(SimServer[SimCustomizationJob]):
     """The fake control plane: its jobs, credentials, faults and request log."""
 
+    url_key = "endpoint_url"
+    table = (("region", REGION),)
+
+    default_rate_limit = 500
+
     def __init__(
         self,
         *,
         credentials: dict[str, str] | None = None,
-        rate_limit_per_minute: int = 500,
-        latency_s: float = 0.0,
         max_page_size: int = 1000,
+        **options: Unpack[SimOptions],
     ) -> None:
         creds = credentials or {ACCESS_KEY: SECRET_KEY}
-        super().__init__(keys=tuple(creds), rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+        # Its keys are the access key ids: a request is signed, not carrying a key.
+        super().__init__(**(options | {"keys": tuple(creds)}))
         self.credentials = creds
         self.max_page_size = max_page_size
         #: Why the last refused request was refused (for tests).
@@ -133,9 +138,6 @@ class BedrockSimulator(SimServer[SimCustomizationJob]):
 
     def job_row(self, job: SimCustomizationJob) -> tuple[str, str]:
         return job.name, job.status
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "bedrock", "endpoint_url": self.url, "region": REGION} | extra
 
     def credentials_env(self, tmp: Path) -> dict[str, str]:
         """The simulator's keys through the standard chain's environment step; no

@@ -17,14 +17,13 @@ from __future__ import annotations
 import collections
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ftwatch.model import format_timestamp
-from ftwatch.sim.kit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, SimServer, running_in_thread
 
 __all__ = ["DEFAULT_KEY", "CohereSimulator", "Fault", "SimEvent", "SimModel", "running_in_thread"]
 
@@ -60,20 +59,23 @@ def _stamp(ns: int) -> str:
 class CohereSimulator(SimServer[SimModel]):
     """The fake API: its models, keys, faults and request log."""
 
+    key_variable = "CO_API_KEY"
+
+    default_keys = (DEFAULT_KEY,)
+    default_rate_limit = 500
+
     def __init__(
         self,
         *,
-        keys: tuple[str, ...] = (DEFAULT_KEY,),
         max_page_size: int = 100,
-        rate_limit_per_minute: int = 500,
-        latency_s: float = 0.0,
         updated_at_lag_s: float = 0.0,
         coarse_updated_at: bool = False,
+        **options: Unpack[SimOptions],
     ) -> None:
         """``updated_at_lag_s``: the list's ``updated_at`` is that much earlier than the
         event that set the status (another clock); ``coarse_updated_at``: it has
         microseconds only, while events keep nanoseconds."""
-        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+        super().__init__(**options)
         self.max_page_size = max_page_size
         self.updated_at_lag_ns = int(updated_at_lag_s * 1e9)
         self.coarse_updated_at = coarse_updated_at
@@ -98,12 +100,6 @@ class CohereSimulator(SimServer[SimModel]):
 
     def job_row(self, job: SimModel) -> tuple[str, str]:
         return job.name, job.status
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "cohere", "base_url": self.url} | extra
-
-    def credentials_env(self, tmp: Path) -> dict[str, str]:
-        return {"CO_API_KEY": DEFAULT_KEY}
 
     def add_model(
         self,

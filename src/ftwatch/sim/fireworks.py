@@ -15,13 +15,12 @@ import itertools
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ftwatch.sim.kit import Fault, SimServer, google_error, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, SimServer, google_error, running_in_thread
 
 __all__ = ["ACCOUNT", "DEFAULT_KEY", "Fault", "FireworksSimulator", "SimSftJob", "running_in_thread", "stamp"]
 
@@ -53,19 +52,17 @@ def stamp(ns: int, digits: int) -> str:
 class FireworksSimulator(SimServer[SimSftJob]):
     """The fake API: one account's jobs, its keys, faults and request log."""
 
+    table = (("account", ACCOUNT),)
+    key_variable = "FIREWORKS_API_KEY"
+
     provider = "fireworks"
     lifecycle = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_COMPLETED")
     failed_status = "JOB_STATE_FAILED"
 
-    def __init__(
-        self,
-        *,
-        keys: tuple[str, ...] = (DEFAULT_KEY,),
-        rate_limit_per_minute: int = 600,
-        latency_s: float = 0.0,
-        page_size: int = 50,
-    ) -> None:
-        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+    default_keys = (DEFAULT_KEY,)
+
+    def __init__(self, *, page_size: int = 50, **options: Unpack[SimOptions]) -> None:
+        super().__init__(**options)
         self.page_size = page_size
         self._digits = itertools.cycle((0, 3, 6, 9))
         base = "/v1/accounts/{account}/supervisedFineTuningJobs"
@@ -75,12 +72,6 @@ class FireworksSimulator(SimServer[SimSftJob]):
 
     def job_row(self, job: SimSftJob) -> tuple[str, str]:
         return job.display_name, job.state
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "fireworks", "base_url": self.url, "account": ACCOUNT} | extra
-
-    def credentials_env(self, tmp: Path) -> dict[str, str]:
-        return {"FIREWORKS_API_KEY": DEFAULT_KEY}
 
     def add_job(self, name: str, status: str | None = None) -> str:
         with self._lock:

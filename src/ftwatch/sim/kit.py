@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import anyio
 import anyio.from_thread
@@ -82,16 +82,31 @@ class _Job(Protocol):
 _JobT = TypeVar("_JobT", bound=_Job)
 
 
+class SimOptions(TypedDict, total=False):
+    """What every simulator is built with (each has its own defaults)."""
+
+    #: The keys it takes (its ``DEFAULT_KEY`` unless told).
+    keys: tuple[str, ...]
+    #: Requests a minute per key before it answers 429.
+    rate_limit_per_minute: int
+    #: Added to every answer.
+    latency_s: float
+
+
 class SimServer(Generic[_JobT]):
     """The plumbing of one simulated API (see the module), its jobs of type ``_JobT``
-    by id under the lock."""
+    by id under the lock. A simulator's own constructor takes its own options and
+    passes :class:`SimOptions` on, its defaults in :attr:`default_keys` and
+    :attr:`default_rate_limit`."""
 
     app: Starlette
+    default_keys: ClassVar[tuple[str, ...]] = ()
+    default_rate_limit: ClassVar[int] = 600
 
-    def __init__(self, *, keys: tuple[str, ...], rate_limit_per_minute: int, latency_s: float) -> None:
-        self.keys = set(keys)
-        self.rate_limit_per_minute = rate_limit_per_minute
-        self.latency_s = latency_s
+    def __init__(self, **options: Unpack[SimOptions]) -> None:
+        self.keys = set(options.get("keys", self.default_keys))
+        self.rate_limit_per_minute = options.get("rate_limit_per_minute", self.default_rate_limit)
+        self.latency_s = options.get("latency_s", 0.0)
         self.requests: list[LoggedRequest] = []
         #: Requests to paths that are no part of the API (an id that climbed out).
         self.stray_paths: list[str] = []
@@ -212,14 +227,20 @@ class SimServer(Generic[_JobT]):
         """A job's name and status, whatever its own fields call them."""
         raise NotImplementedError
 
+    #: The ``[[sources]]`` key its address goes in, and what else that table says.
+    url_key: ClassVar[str] = "base_url"
+    table: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: The environment variable of the provider's key.
+    key_variable: ClassVar[str] = ""
+
     def source_table(self, **extra: Any) -> dict[str, Any]:
         """The ``[[sources]]`` table that watches this simulator (once serving)."""
-        raise NotImplementedError
+        return {"type": self.provider, self.url_key: self.url, **dict(self.table)} | extra
 
     def credentials_env(self, tmp: Path) -> dict[str, str]:
         """The environment a user would set for this provider's key (``tmp``: where
         nothing of the user's is read from, for providers that look in files)."""
-        raise NotImplementedError
+        return {self.key_variable: self.default_keys[0]}
 
     # --- driving it ---------------------------------------------------------------
 

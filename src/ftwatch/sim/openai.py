@@ -17,14 +17,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ftwatch.sim.kit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, SimServer, running_in_thread
 from ftwatch.standard_webhooks import sign
 
 __all__ = ["DEFAULT_KEY", "MESSAGES", "Fault", "OpenAISimulator", "SimJob", "running_in_thread"]
@@ -74,17 +73,15 @@ class SimJob:
 class OpenAISimulator(SimServer[SimJob]):
     """The fake API: its jobs, keys, faults and request log."""
 
-    def __init__(
-        self,
-        *,
-        keys: tuple[str, ...] = (DEFAULT_KEY,),
-        rate_limit_per_minute: int = 500,
-        latency_s: float = 0.0,
-        write_messages: bool = True,
-    ) -> None:
+    key_variable = "OPENAI_API_KEY"
+
+    default_keys = (DEFAULT_KEY,)
+    default_rate_limit = 500
+
+    def __init__(self, *, write_messages: bool = True, **options: Unpack[SimOptions]) -> None:
         """``write_messages=False``: status changes leave no event message (only the
         snapshot tells), as for a job whose events lag or say something unforeseen."""
-        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+        super().__init__(**options)
         self.write_messages = write_messages
         #: Every list page says has_more (a broken cursor, for tests).
         self.force_has_more = False
@@ -117,12 +114,6 @@ class OpenAISimulator(SimServer[SimJob]):
 
     def job_row(self, job: SimJob) -> tuple[str, str]:
         return job.suffix or "", job.status
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "openai", "base_url": self.url} | extra
-
-    def credentials_env(self, tmp: Path) -> dict[str, str]:
-        return {"OPENAI_API_KEY": DEFAULT_KEY}
 
     def add_job(self, suffix: str | None = "sim", status: str | None = None, *, created_at: int | None = None) -> str:
         """A job that went through the usual statuses up to ``status``."""

@@ -14,13 +14,12 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ftwatch.sim.kit import Fault, SimServer, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, SimServer, running_in_thread
 
 __all__ = ["DEFAULT_KEY", "Fault", "SimFineTune", "TogetherSimulator", "running_in_thread"]
 
@@ -67,26 +66,22 @@ def _iso(ns: int) -> str:
 class TogetherSimulator(SimServer[SimFineTune]):
     """The fake API: its fine-tunes, keys, faults and request log."""
 
+    key_variable = "TOGETHER_API_KEY"
+
     provider = "together"
     lifecycle = ("pending", "running", "completed")
     failed_status = "error"
 
-    def __init__(
-        self, *, keys: tuple[str, ...] = (DEFAULT_KEY,), rate_limit_per_minute: int = 600, latency_s: float = 0.0
-    ) -> None:
-        super().__init__(keys=keys, rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+    default_keys = (DEFAULT_KEY,)
+
+    def __init__(self, **options: Unpack[SimOptions]) -> None:
+        super().__init__(**options)
         self.app = self.jobs_app("/v1/fine-tunes", self._list_jobs, events=self._list_events)
 
     # --- the SimulatedProvider interface ---------------------------------------------
 
     def job_row(self, job: SimFineTune) -> tuple[str, str]:
         return job.suffix, job.status
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "together", "base_url": self.url} | extra
-
-    def credentials_env(self, tmp: Path) -> dict[str, str]:
-        return {"TOGETHER_API_KEY": DEFAULT_KEY}
 
     def add_job(self, name: str, status: str | None = None) -> str:
         """A fine-tune that went through the usual statuses up to ``status``."""

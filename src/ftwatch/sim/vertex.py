@@ -22,14 +22,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ftwatch.sim.fireworks import stamp
-from ftwatch.sim.kit import Fault, SimServer, bearer, google_error, running_in_thread
+from ftwatch.sim.kit import Fault, SimOptions, SimServer, bearer, google_error, running_in_thread
 
 __all__ = ["LOCATION", "PROJECT", "PROJECT_NUMBER", "Fault", "SimTuningJob", "VertexSimulator", "running_in_thread"]
 
@@ -79,14 +79,16 @@ def _private_key_pem() -> tuple[str, str]:
 class VertexSimulator(SimServer[SimTuningJob]):
     """The fake API and token endpoint: one project's tuning jobs in one location."""
 
+    url_key = "endpoint_url"
+    table = (("project", PROJECT), ("location", LOCATION))
+
     provider = "vertex"
     lifecycle = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
     failed_status = "JOB_STATE_FAILED"
 
-    def __init__(
-        self, *, rate_limit_per_minute: int = 600, latency_s: float = 0.0, page_size: int = 50, token_ttl_s: int = 3600
-    ) -> None:
-        super().__init__(keys=(), rate_limit_per_minute=rate_limit_per_minute, latency_s=latency_s)
+    def __init__(self, *, page_size: int = 50, token_ttl_s: int = 3600, **options: Unpack[SimOptions]) -> None:
+        # Keys are no part of it: Google's tokens are (see _token).
+        super().__init__(**options)
         self.page_size = page_size
         self.token_ttl_s = token_ttl_s
         self._private_pem, self._public_pem = _private_key_pem()
@@ -103,9 +105,6 @@ class VertexSimulator(SimServer[SimTuningJob]):
 
     def job_row(self, job: SimTuningJob) -> tuple[str, str]:
         return job.display_name, job.state
-
-    def source_table(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "vertex", "project": PROJECT, "location": LOCATION, "endpoint_url": self.url} | extra
 
     def service_account_json(self, *, registered: bool = True) -> str:
         """A service-account key file for this simulator's token endpoint (with
