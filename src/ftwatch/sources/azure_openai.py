@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from ftwatch.errors import ConfigError
 from ftwatch.secrets import AZURE_OPENAI_KEY, AZURE_OPENAI_TOKEN, api_key
@@ -85,12 +84,10 @@ def _credentials(config: AzureOpenAISourceConfig, deps: SourceContext, where: st
     )
 
 
-class AzureOpenAISource(OpenAIShaped, FromConfig):
+class AzureOpenAISource(
+    OpenAIShaped, FromConfig, provider="azure_openai", vocabulary=AZURE_OPENAI, config_model=AzureOpenAISourceConfig
+):
     """One Azure OpenAI resource's fine-tuning jobs."""
-
-    provider = "azure_openai"
-    vocabulary = AZURE_OPENAI
-    config_model: ClassVar[type[BaseModel]] = AzureOpenAISourceConfig
 
     def __init__(self, config: AzureOpenAISourceConfig, deps: SourceContext) -> None:
         where = config.where

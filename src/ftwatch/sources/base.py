@@ -28,6 +28,7 @@ from ftwatch.model import check_model_id
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import SecretProvider
 from ftwatch.sources.protocol import Source, SourceKind, TakesPushes
+from ftwatch.statuses import Vocabulary
 
 __all__ = [
     "ApiWait",
@@ -173,7 +174,23 @@ class SourceSpec:
 
 class FromConfig:
     """A built-in source type whose constructor takes what ``from_config`` is given
-    (its table and the context): the one ``from_config`` they all share."""
+    (its table and the context): the one ``from_config`` they all share. Its class
+    line names what the engine asks of every source type (a snapshot source unless it
+    says otherwise)::
+
+        class TogetherSource(FromConfig, provider="together", vocabulary=TOGETHER, config_model=TogetherSourceConfig):
+    """
+
+    provider: str
+    kind: SourceKind = SourceKind.SNAPSHOT
+    vocabulary: Vocabulary
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init_subclass__(
+        cls, *, provider: str, vocabulary: Vocabulary, config_model: type[BaseModel], **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.provider, cls.vocabulary, cls.config_model = provider, vocabulary, config_model
 
     @classmethod
     def from_config(cls, config: Any, deps: SourceContext) -> Self:

@@ -16,17 +16,24 @@ its budget and retries. It is an optional extra: ``pip install 'ftwatch[bedrock]
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 import structlog
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_timestamp, parse_timestamp
-from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
-from ftwatch.sources.fields import id_and_status, now_as_history, optional_number, optional_str, parsed, path_of
+from ftwatch.model import ModelInfo, ModelListing, Progress, format_timestamp, parse_timestamp
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceUnavailableError, http_url
+from ftwatch.sources.fields import (
+    NoHistory,
+    id_and_status,
+    optional_number,
+    optional_str,
+    parsed,
+    path_of,
+)
 from ftwatch.sources.http import ApiClient, ApiDialect, json_message
 from ftwatch.sources.pages import Page, every_page, paginate, read_listing
 from ftwatch.statuses import BEDROCK
@@ -185,13 +192,8 @@ def _detail(raw: Any) -> ModelInfo:
     return _job(raw, name_field="outputModelName", arn_field="outputModelArn")
 
 
-class BedrockSource(FromConfig):
+class BedrockSource(NoHistory, FromConfig, provider="bedrock", vocabulary=BEDROCK, config_model=BedrockSourceConfig):
     """Bedrock's customization jobs, by job name, through one :class:`ApiClient`."""
-
-    provider = "bedrock"
-    kind = SourceKind.SNAPSHOT
-    vocabulary = BEDROCK
-    config_model: ClassVar[type[BaseModel]] = BedrockSourceConfig
 
     def __init__(self, config: BedrockSourceConfig, deps: SourceContext) -> None:
         signer = SigV4(config.region, config.profile, deps.environ)
@@ -232,7 +234,3 @@ class BedrockSource(FromConfig):
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._api.get("GetModelCustomizationJob", path_of(_JOBS, model_id), one_job=True)
         return parsed(model_id, _detail, body, "job")
-
-    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
-        """No history: the job as it is now, with its failure message."""
-        return now_as_history(await self.get_model(model_id))

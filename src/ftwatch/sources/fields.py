@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ftwatch import model
 from ftwatch.errors import BadDataError
@@ -16,6 +16,7 @@ from ftwatch.textsafe import FAILURE_MAX
 
 __all__ = [
     "BadDataError",
+    "NoHistory",
     "check_id",
     "id_and_status",
     "item_id",
@@ -103,6 +104,19 @@ def now_as_history(info: model.ModelInfo) -> list[model.Event]:
     """The history of a job whose provider keeps none: the job as it is now, dated
     when its status began (where the provider says), with its failure's reason."""
     return [model.Event(info.status, info.updated_at_ns, message=info.failure, progress=info.progress)]
+
+
+class _GetsModel(Protocol):
+    async def get_model(self, model_id: str) -> model.ModelInfo: ...
+
+
+class NoHistory:
+    """A source whose provider keeps no history of a job's statuses: what happened
+    is the job as it is now (:func:`now_as_history`: dated
+    when its status began, with its failure's reason)."""
+
+    async def list_events(self: _GetsModel, model_id: str, newer_than_ns: int | None = None) -> list[model.Event]:
+        return now_as_history(await self.get_model(model_id))
 
 
 def _text_at(raw: dict[str, Any], path: tuple[str, ...]) -> str | None:

@@ -13,15 +13,15 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from ftwatch.errors import ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing, Progress
+from ftwatch.model import ModelInfo, ModelListing, Progress
 from ftwatch.secrets import FIREWORKS_KEY, api_key
-from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, http_url
-from ftwatch.sources.fields import now_as_history, optional_number, parsed, path_of, resource_job
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, http_url
+from ftwatch.sources.fields import NoHistory, optional_number, parsed, path_of, resource_job
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import read_listing, token_listing
 from ftwatch.statuses import FIREWORKS
@@ -61,13 +61,10 @@ def _job(raw: Any) -> ModelInfo:
     return replace(info, progress=Progress(percent=min(percent, 100.0)))
 
 
-class FireworksSource(FromConfig):
+class FireworksSource(
+    NoHistory, FromConfig, provider="fireworks", vocabulary=FIREWORKS, config_model=FireworksSourceConfig
+):
     """An account's supervised fine-tuning jobs, through one :class:`ApiClient`."""
-
-    provider = "fireworks"
-    kind = SourceKind.SNAPSHOT
-    vocabulary = FIREWORKS
-    config_model: ClassVar[type[BaseModel]] = FireworksSourceConfig
 
     def __init__(self, config: FireworksSourceConfig, deps: SourceContext) -> None:
         where = config.where
@@ -92,7 +89,3 @@ class FireworksSource(FromConfig):
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._api.get("get_job", path_of(self._jobs, model_id), one_job=True)
         return parsed(model_id, _job, body, "job")
-
-    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
-        """No history: the job as it is now."""
-        return now_as_history(await self.get_model(model_id))

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -321,12 +321,8 @@ def _newest_first(raw_events: list[Any]) -> bool:
     return len(stamps) > 1 and stamps[0] > stamps[-1]
 
 
-class OpenAISource(OpenAIShaped, FromConfig):
+class OpenAISource(OpenAIShaped, FromConfig, provider="openai", vocabulary=OPENAI, config_model=OpenAISourceConfig):
     """OpenAI's fine-tuning jobs."""
-
-    provider = "openai"
-    vocabulary = OPENAI
-    config_model: ClassVar[type[BaseModel]] = OpenAISourceConfig
 
     def __init__(self, config: OpenAISourceConfig, deps: SourceContext) -> None:
         headers = {}

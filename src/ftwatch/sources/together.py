@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from ftwatch.errors import BadDataError
 from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_timestamp, parse_timestamp
 from ftwatch.secrets import TOGETHER_KEY, api_key
-from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, optional_count, optional_number, optional_str, parsed, path_of
 from ftwatch.sources.http import ApiClient, ApiDialect, BearerKey, json_message
 from ftwatch.sources.pages import read_listing
@@ -123,13 +123,8 @@ def _step(raw: Any) -> Event | None:
     )
 
 
-class TogetherSource(FromConfig):
+class TogetherSource(FromConfig, provider="together", vocabulary=TOGETHER, config_model=TogetherSourceConfig):
     """The key's fine-tunes, through one :class:`ApiClient`."""
-
-    provider = "together"
-    kind = SourceKind.SNAPSHOT
-    vocabulary = TOGETHER
-    config_model: ClassVar[type[BaseModel]] = TogetherSourceConfig
 
     def __init__(self, config: TogetherSourceConfig, deps: SourceContext) -> None:
         where = config.where

@@ -15,16 +15,16 @@ Identity, Cloud Run). The token is refreshed before it expires, in a worker thre
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
 import httpx
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 
 from ftwatch.errors import AuthRefusedError, ConfigError
-from ftwatch.model import Event, ModelInfo, ModelListing
-from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceKind, SourceUnavailableError, http_url
-from ftwatch.sources.fields import now_as_history, parsed, path_of, resource_job
+from ftwatch.model import ModelInfo, ModelListing
+from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceUnavailableError, http_url
+from ftwatch.sources.fields import NoHistory, parsed, path_of, resource_job
 from ftwatch.sources.http import ApiClient, ApiDialect, json_message
 from ftwatch.sources.pages import read_listing, token_listing
 from ftwatch.statuses import VERTEX
@@ -150,13 +150,8 @@ def _job(raw: Any) -> ModelInfo:
     )
 
 
-class VertexSource(FromConfig):
+class VertexSource(NoHistory, FromConfig, provider="vertex", vocabulary=VERTEX, config_model=VertexSourceConfig):
     """One project's tuning jobs in one location, through one :class:`ApiClient`."""
-
-    provider = "vertex"
-    kind = SourceKind.SNAPSHOT
-    vocabulary = VERTEX
-    config_model: ClassVar[type[BaseModel]] = VertexSourceConfig
 
     def __init__(self, config: VertexSourceConfig, deps: SourceContext) -> None:
         self._credentials = GoogleCredentials(deps.environ)
@@ -178,7 +173,3 @@ class VertexSource(FromConfig):
     async def get_model(self, model_id: str) -> ModelInfo:
         body = await self._api.get("get_tuning_job", path_of(self._jobs, model_id), one_job=True)
         return parsed(model_id, _job, body, "tuning job")
-
-    async def list_events(self, model_id: str, newer_than_ns: int | None = None) -> list[Event]:
-        """No history: the job as it is now."""
-        return now_as_history(await self.get_model(model_id))
