@@ -42,6 +42,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser.add_argument("--rpm", type=int, default=600, help="the source's max_requests_per_minute")
     parser.add_argument("--frozen", action="store_true", help="progress never moves (what no progress costs)")
     parser.add_argument("--src", type=Path, help="run the daemon of this source tree instead")
+    parser.add_argument("--profile", type=Path, help="run the daemon under cProfile, its stats written here")
     args = parser.parse_args()
 
     with world(args.provider, rate_limit_per_minute=10**6) as api, tempfile.TemporaryDirectory() as tmp_dir:
@@ -71,7 +72,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
         log_path = tmp / "ftwatch.log"
         with log_path.open("w") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "ftwatch", "run"], env=env, stderr=log_file)
+            profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
+            proc = subprocess.Popen([sys.executable, *profile, "-m", "ftwatch", "run"], env=env, stderr=log_file)
 
             def cycles() -> list[dict[str, object]]:
                 return log_events(log_path.read_text(), "poll.cycle")

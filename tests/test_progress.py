@@ -15,7 +15,7 @@ from ftwatch.cycle import CycleFindings, Polled
 from ftwatch.model import LOSS_TREND, ModelInfo, Progress, Summary, Transition
 from ftwatch.ops.metrics import Metrics
 from ftwatch.plan import PlanConfig, ReadPlan, progress_reads
-from ftwatch.progress import advance, settle, summary_of, summary_words
+from ftwatch.progress import advance, on_top, settle, summary_of, summary_words
 from ftwatch.sim import simulator_type
 from ftwatch.sim.kit import Fault
 from ftwatch.statuses import BUILT_IN
@@ -50,6 +50,33 @@ def test_progress_keeps_each_fields_newest_known_value_and_a_bounded_trend(news:
     assert len(kept.losses) <= LOSS_TREND
     if kept.losses:
         assert kept.losses[-1] == kept.train_loss
+
+
+listed = st.builds(
+    Progress,
+    step=st.none() | st.integers(0, 10_000),
+    total_steps=st.none() | st.integers(1, 10_000),
+    percent=st.none() | st.floats(0, 100, allow_nan=False),
+    remaining_s=st.none() | st.floats(0, 10**6, allow_nan=False),
+    train_loss=st.none() | st.floats(0, 10, allow_nan=False),
+)
+
+
+@given(st.lists(listed, max_size=12), st.integers(0, 2**40))
+def test_a_list_entry_on_top_folds_as_advance_does_and_is_the_kept_object_when_it_tells_nothing(
+    entries: list[Progress], start_ns: int
+) -> None:
+    # on_top is advance and settle written out for one piece (every running job of
+    # every list passes there): the two must never tell a job's progress apart.
+    kept: Progress | None = None
+    for cycle, piece in enumerate([*entries, *entries[-1:]]):
+        now = start_ns + cycle * 5 * 10**9
+        folded = settle(advance(kept, piece, now_ns=now), now, kept.eta_ns if kept is not None else None)
+        fast = on_top(kept, piece, now)
+        assert fast == folded
+        if kept is not None and folded == kept:
+            assert fast is kept  # no news: the caller writes nothing, redraws nothing
+        kept = fast
 
 
 def test_a_countdown_becomes_a_time_by_the_cycles_clock_and_a_summary_says_it_in_a_line() -> None:

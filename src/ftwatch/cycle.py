@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ftwatch.model import ModelInfo, Progress, Transition
@@ -32,8 +33,9 @@ class CycleFindings:
     #: The source each model of ``statuses`` came from (its name).
     origin: dict[str, str] = field(default_factory=dict)
     #: Each polled source's running jobs and how far each is, where the provider
-    #: tells (``ftwatch_job_progress_ratio``, the live view): source -> id -> progress.
-    progress: dict[str, dict[str, Progress]] = field(default_factory=dict)
+    #: tells (``ftwatch_job_progress_ratio``, the live view): source -> id -> progress,
+    #: each worked out when first read (:class:`~ftwatch.progress.RunningJobs`).
+    progress: dict[str, Mapping[str, Progress]] = field(default_factory=dict)
 
 
 class FailedAt(enum.StrEnum):

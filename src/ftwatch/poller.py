@@ -22,10 +22,10 @@ from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleFindings
 from ftwatch.diff import diff_histories
 from ftwatch.gone import mark_gone
-from ftwatch.model import Transition
+from ftwatch.model import Progress, Transition
 from ftwatch.outbox import Route
 from ftwatch.plan import CyclePlan, Listing, PlanConfig, choose_route, plan_reads, unknown_are_history
-from ftwatch.progress import running_progress
+from ftwatch.progress import RunningJobs
 from ftwatch.reads import Reader
 from ftwatch.snapshot import diff_snapshots
 from ftwatch.sources.protocol import Source, SourceKind
@@ -80,6 +80,10 @@ class Poller:
         self.reader = Reader(source, config.concurrency)
         self._differ = diff_snapshots if source.kind is SourceKind.SNAPSHOT else diff_histories
         self._state: dict[str, ModelState] | None = None
+        #: How far the jobs are whose progress moved since their row was written:
+        #: apart from the rows, so a job that reports every cycle costs a dict entry,
+        #: not a new row (``bench/progress.py``).
+        self._moved: dict[str, Progress] = {}
         self._fresh = True
         self._missing: set[str] = set()
         self._failing: dict[str, str] = {}
@@ -135,15 +139,15 @@ class Poller:
             lookback_ns=plan.lookback_ns,
             clock_skew_ns=plan.clock_skew_ns,
         )
-        context = DiffContext(self.identity, self.source.vocabulary, window)
+        context = DiffContext(self.identity, self.source.vocabulary, window, progress=self._moved)
         found = self._differ(state, fetched, context)
         listed = route is CyclePlan.LIST
         changed, transitions = self._outcome(state, found, fetched.keys(), context, listed=listed)
-        for model_id, moved in found.progressed.items():
-            if model_id in changed:  # a stall or gone mark: the row is written anyway
-                changed[model_id] = changed[model_id].with_progress(moved.progress)
+        self._with_progress(changed, found)
         await self._commit(state, changed, transitions, lease)
-        state.update((k, v) for k, v in found.progressed.items() if k not in changed)
+        self._moved.update(found.progressed)
+        for model_id in changed:  # written with its row
+            self._moved.pop(model_id, None)
         return CycleFindings(
             transitions=transitions,
             models=len(fetched),
@@ -155,7 +159,7 @@ class Poller:
             failed=failed,
             sources={self.name: True},
             origin=dict.fromkeys(fetched, self.name),
-            progress={self.name: running_progress(self._state or {}, fetched, self.source.vocabulary)},
+            progress={self.name: RunningJobs(state, fetched.keys(), self.source.vocabulary, self._moved)},
         )
 
     async def _fetch(
@@ -211,6 +215,16 @@ class Poller:
                 log.warning("model.stalled", model_id=alert.model_id, status=alert.status, since=alert.since)
             transitions += alerts
         return changed, transitions
+
+    def _with_progress(self, changed: dict[str, ModelState], found: CycleDiff) -> None:
+        """A row written for another reason (a stall or gone mark) takes the progress
+        kept apart from it; the diff's own rows have it already."""
+        for model_id, row in changed.items():
+            if model_id in found.changed:
+                continue
+            moved = found.progressed.get(model_id) or self._moved.get(model_id)
+            if moved is not None and moved is not row.progress:
+                changed[model_id] = row.with_progress(moved)
 
     async def _commit(
         self,

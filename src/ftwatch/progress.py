@@ -11,17 +11,17 @@ A terminal state turns what was kept into a :class:`~ftwatch.model.Summary`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping
 
 from ftwatch.model import LOSS_TREND, ModelInfo, Progress, Summary, format_timestamp
 from ftwatch.state import ModelState
 from ftwatch.statuses import Vocabulary
 
 __all__ = [
-    "adds_nothing",
+    "RunningJobs",
     "advance",
     "duration_words",
+    "on_top",
     "progress_words",
     "running_progress",
     "settle",
@@ -39,25 +39,30 @@ def advance(old: Progress | None, *news: Progress | None, now_ns: int | None = N
         if new is None:
             continue
         if current is None:
-            current = replace(new, losses=() if new.train_loss is None else (new.train_loss,))
+            current = new._replace(losses=() if new.train_loss is None else (new.train_loss,))
             continue
-        eta, remaining = current.eta_ns if new.eta_ns is None else new.eta_ns, new.remaining_s
-        if remaining is not None and now_ns is not None:
-            eta, remaining = _countdown_end(now_ns, remaining, current.eta_ns), None
-        # Positional, without a helper per field: this runs for every running job
-        # that reported, every cycle (bench/progress.py).
-        current = Progress(
-            current.step if new.step is None else new.step,
-            current.total_steps if new.total_steps is None else new.total_steps,
-            current.percent if new.percent is None else new.percent,
-            eta,
-            remaining,
-            current.train_loss if new.train_loss is None else new.train_loss,
-            current.valid_loss if new.valid_loss is None else new.valid_loss,
-            current.trained_tokens if new.trained_tokens is None else new.trained_tokens,
-            _trend(current, new),
-        )
+        current = _on(current, new, now_ns)
     return current
+
+
+def _on(k: Progress, n: Progress, now_ns: int | None) -> Progress:
+    """``n``'s known values on top of ``k``'s, its loss on ``k``'s trend (with
+    ``now_ns``, a countdown as its end). Positional, without a helper per field:
+    this runs for every running job that reported, every cycle (bench/progress.py)."""
+    eta, remaining = k.eta_ns if n.eta_ns is None else n.eta_ns, n.remaining_s
+    if remaining is not None and now_ns is not None:
+        eta, remaining = _countdown_end(now_ns, remaining, k.eta_ns), None
+    return Progress(
+        k.step if n.step is None else n.step,
+        k.total_steps if n.total_steps is None else n.total_steps,
+        k.percent if n.percent is None else n.percent,
+        eta,
+        remaining,
+        k.train_loss if n.train_loss is None else n.train_loss,
+        k.valid_loss if n.valid_loss is None else n.valid_loss,
+        k.trained_tokens if n.trained_tokens is None else n.trained_tokens,
+        k.losses if n.train_loss is None else _trend(k, n),
+    )
 
 
 def _trend(current: Progress, new: Progress) -> tuple[float, ...]:
@@ -94,37 +99,68 @@ def _countdown_end(now_ns: int, remaining_s: float, kept_eta_ns: int | None) -> 
     return kept_eta_ns if kept_eta_ns is not None and abs(eta - kept_eta_ns) < ETA_SLACK_NS else eta
 
 
-def adds_nothing(kept: Progress, new: Progress, now_ns: int) -> bool:
-    """Whether ``new`` tells nothing ``kept`` does not: each value it knows is the kept
-    one (a countdown: within the ETA's slack). The common case of a job whose list
-    entry did not move, decided without building anything."""
-    # The step first: it is what moves most often. Plain comparisons, no generator:
-    # this runs for every running job, every cycle.
-    n, k = new, kept
-    if (
-        (n.step is not None and n.step != k.step)
-        or (n.percent is not None and n.percent != k.percent)
-        or (n.train_loss is not None and n.train_loss != k.train_loss)
-        or (n.total_steps is not None and n.total_steps != k.total_steps)
-        or (n.valid_loss is not None and n.valid_loss != k.valid_loss)
-        or (n.trained_tokens is not None and n.trained_tokens != k.trained_tokens)
-    ):
-        return False
-    if n.remaining_s is not None:
-        return k.eta_ns is not None and abs(now_ns + n.remaining_s * 1e9 - k.eta_ns) < ETA_SLACK_NS
-    return n.eta_ns is None or n.eta_ns == k.eta_ns
+def on_top(kept: Progress | None, piece: Progress, now_ns: int) -> Progress | None:
+    """``settle(advance(kept, piece, now_ns=now_ns), now_ns, kept's ETA)`` for one
+    piece (a list's entry alone, the common case) in one pass, and ``kept`` itself
+    when the piece tells nothing new: the caller knows by identity that nothing
+    moved. It runs for every running job of every list: one fold, no loop, no
+    second tuple for the countdown (``bench/progress.py``)."""
+    if kept is None:
+        return settle(advance(None, piece, now_ns=now_ns), now_ns)
+    new = _on(kept, piece, now_ns)
+    return kept if new == kept else new
 
 
 def running_progress(
-    state: Mapping[str, ModelState], model_ids: Iterable[str], words: Vocabulary
+    state: Mapping[str, ModelState],
+    model_ids: Iterable[str],
+    words: Vocabulary,
+    moved: Mapping[str, Progress] | None = None,
 ) -> dict[str, Progress]:
-    """How far each of ``model_ids`` that runs is, as ``state`` keeps it."""
-    kept = ((model_id, state.get(model_id)) for model_id in model_ids)
-    return {
-        model_id: row.progress
-        for model_id, row in kept
-        if row is not None and row.progress is not None and words.state_of(row.cursor.last_status) == "running"
-    }
+    """How far each of ``model_ids`` that runs is, as ``state`` keeps it (or, newer,
+    ``moved``: progress kept apart from the rows)."""
+    moved = moved or {}
+    running: dict[str, Progress] = {}
+    for model_id in model_ids:
+        row = state.get(model_id)
+        if row is None or words.state_of(row.cursor.last_status) != "running":
+            continue
+        if (progress := moved.get(model_id) or row.progress) is not None:
+            running[model_id] = progress
+    return running
+
+
+class RunningJobs(Mapping[str, Progress]):
+    """:func:`running_progress` of one cycle's models, worked out when first asked
+    (a scrape, the page), not every cycle: with 2,000 running jobs a cycle would
+    otherwise pay for a view nobody reads. Asked later, it tells what ``state``
+    keeps by then, which is newer, never older."""
+
+    __slots__ = ("_jobs", "_model_ids", "_moved", "_state", "_words")
+
+    def __init__(
+        self,
+        state: Mapping[str, ModelState],
+        model_ids: Iterable[str],
+        words: Vocabulary,
+        moved: Mapping[str, Progress] | None = None,
+    ) -> None:
+        self._state, self._model_ids, self._words, self._moved = state, model_ids, words, moved
+        self._jobs: dict[str, Progress] | None = None
+
+    def _resolved(self) -> dict[str, Progress]:
+        if self._jobs is None:
+            self._jobs = running_progress(self._state, self._model_ids, self._words, self._moved)
+        return self._jobs
+
+    def __getitem__(self, model_id: str) -> Progress:
+        return self._resolved()[model_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._resolved())
 
 
 def summary_of(progress: Progress | None, info: ModelInfo, ended_ns: int | None) -> Summary:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ftwatch.model import Event, ModelInfo, Progress, Transition, format_timestamp
-from ftwatch.progress import adds_nothing, advance, settle, summary_of
+from ftwatch.progress import advance, on_top, settle, summary_of
 from ftwatch.state import Cursor, CycleDiff, DiffContext, Fetched, ModelState
 from ftwatch.statuses import Vocabulary
 from ftwatch.textsafe import failure_text
@@ -195,13 +195,15 @@ def _cursor_after(cursor: Cursor | None, history: list[Event], at_ns: int | None
 def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetched], context: DiffContext) -> CycleDiff:
     """A snapshot source's cycle: each job's status against the last one seen."""
     changed: dict[str, ModelState] = {}
-    progressed: dict[str, ModelState] = {}
+    progressed: dict[str, Progress] = {}
+    moved = context.progress
     transitions: list[Transition] = []
     history_read = 0
     for model_id, item in fetched.items():
         old = state.get(model_id)
         info = item.info
-        progress = _progress_now(old, item, context.window.detected_at_ns)
+        kept = moved.get(model_id) or (old.progress if old is not None else None)
+        progress = _progress_now(kept, item, context.window.detected_at_ns)
         if item.lazy_baseline:
             noticed = context.window.detected_at_ns
             changed[model_id] = ModelState(
@@ -211,9 +213,9 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
         if item.events is None:  # unchanged, not read
             if old is not None and old.name != info.name:
                 changed[model_id] = replace(old, name=info.name, progress=progress)
-            elif old is not None and old.progress is not progress:
+            elif old is not None and progress is not None and progress is not kept:
                 # Only how far it is: kept in memory, written with the row's next change.
-                progressed[model_id] = old.with_progress(progress)
+                progressed[model_id] = progress
             continue
         history_read += len(item.events)
         cursor = old.cursor if old is not None else None
@@ -232,15 +234,12 @@ def diff_snapshots(state: Mapping[str, ModelState], fetched: Mapping[str, Fetche
     return CycleDiff(changed, transitions, history_read, progressed=progressed)
 
 
-def _progress_now(old: ModelState | None, item: Fetched, now_ns: int) -> Progress | None:
+def _progress_now(kept: Progress | None, item: Fetched, now_ns: int) -> Progress | None:
     """What is known of the job's progress after this cycle: what was kept, then what
     its history, its list entry and a read of its newest progress told, in that order."""
-    kept = old.progress if old is not None else None
     piece, read = item.info.progress, item.progress
     if not item.events and read is None:  # the common case: the list's word alone
-        if piece is None or (kept is not None and adds_nothing(kept, piece, now_ns)):
-            return kept
-        return settle(advance(kept, piece, now_ns=now_ns), now_ns, kept.eta_ns if kept is not None else None)
+        return kept if piece is None else on_top(kept, piece, now_ns)
     told = [p for p in (*(event.progress for event in item.events or ()), piece, read) if p]
     if not told:
         return kept

@@ -30,6 +30,7 @@ Glossary:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ftwatch.model import Event, ModelInfo, Progress, Transition
@@ -168,6 +169,9 @@ class DiffContext:
     identity: SourceIdentity
     vocabulary: Vocabulary
     window: ReadWindow
+    #: How far the jobs whose progress moved since their row was last written are
+    #: (newer than the rows' own ``progress``; see :attr:`CycleDiff.progressed`).
+    progress: Mapping[str, Progress] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,7 @@ class CycleDiff:
     transitions: list[Transition]
     events_read: int
     undated: tuple[tuple[str, str, int], ...] = ()
-    #: Rows whose only change is how far the job is: kept in memory, not written
-    #: (a job that reports every cycle costs no write until its row changes).
-    progressed: dict[str, ModelState] = field(default_factory=dict)
+    #: Jobs whose only change is how far they are: kept in memory, apart from the
+    #: rows, not written (a job that reports every cycle costs no write, nor a new
+    #: row, until its row changes).
+    progressed: dict[str, Progress] = field(default_factory=dict)

@@ -446,7 +446,7 @@ def build_runtime(
             metrics.cycle_done,
             health.cycle_done,
             status.cycle_done,
-            *([observers.board.cycle_done] if settings.http.listen and settings.http.ui else []),
+            *([observers.board.cycle_done] if shows_board(settings) else []),
             _waking(dispatcher),
         ],
         limits=source_limits(settings),
@@ -507,6 +507,12 @@ async def open_store_patiently(settings: Settings, environ: Mapping[str, str], h
     return store
 
 
+def shows_board(settings: Settings) -> bool:
+    """Whether the status page is served (``[http] listen`` and ``ui``): else nothing
+    keeps its data, not a row a cycle nor a count of dead deliveries."""
+    return bool(settings.http.listen and settings.http.ui)
+
+
 def start_housekeeping(group: anyio.abc.TaskGroup, runtime: Runtime) -> None:
     """The daemon's chores beside polling, in ``group``: the outbox gauges, the
     retention, the lease between cycles and the replicas' comparison (a shared
@@ -517,6 +523,7 @@ def start_housekeeping(group: anyio.abc.TaskGroup, runtime: Runtime) -> None:
         observers,
         leading=lambda: leadership is None or leadership.leading,
         notifiers=lambda: [n.key for n in runtime.dispatcher.notifiers],
+        board=observers.board if shows_board(runtime.settings) else None,
     )
     group.start_soon(chores.outbox_gauges)
     if runtime.settings.state.retention > 0:

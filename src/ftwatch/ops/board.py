@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -62,6 +63,8 @@ class StatusBoard:
     standby: bool = False
     error: str | None = None
     clock: Clock = SYSTEM_CLOCK
+    #: The last cycle's running jobs per source (:class:`~ftwatch.progress.RunningJobs`).
+    running: Mapping[str, Mapping[str, Progress]] = field(default_factory=dict)
 
     def cycle_done(self, report: CycleReport) -> None:
         match report:
@@ -72,15 +75,14 @@ class StatusBoard:
             case Polled(findings=findings):
                 self.standby, self.error = False, None
                 self.polled_at_ns = self.clock.now_ns()
-                self._found(findings.statuses, findings.origin, findings.progress)
+                self._found(findings.statuses, findings.origin)
+                self.running = findings.progress
                 for transition in findings.transitions:
                     self._moved(transition)
             case unexpected:
                 assert_never(unexpected)
 
-    def _found(
-        self, statuses: dict[str, Any], origin: dict[str, str], progress: dict[str, dict[str, Progress]]
-    ) -> None:
+    def _found(self, statuses: dict[str, Any], origin: dict[str, str]) -> None:
         for model_id, info in statuses.items():
             source = origin.get(model_id, "")
             provider, words = self.sources.get(source, (source, None))
@@ -93,7 +95,6 @@ class StatusBoard:
                 self.rows[key] = row
             row.name = info.name
             row.state = words.state_of(info.status) if words is not None else builtin_state(info.status, provider)
-            row.progress = progress.get(source, {}).get(model_id)
 
     def _moved(self, transition: Transition) -> None:
         self.recent.appendleft(transition)
@@ -110,6 +111,10 @@ class StatusBoard:
         self.deliveries = {key: (pending.get(key, 0), dead.get(key, 0)) for key in sorted(configured)}
 
     def jobs(self) -> list[JobRow]:
+        # How far each runs is looked up now: the last cycle's running jobs are
+        # worked out when first asked, and a page is asked far less than a cycle runs.
+        for row in self.rows.values():
+            row.progress = self.running.get(row.source, {}).get(row.model_id)
         return sorted(self.rows.values(), key=lambda r: (r.source, (r.name or "").lower(), r.model_id))
 
     def to_json(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import anyio
 import structlog
 
 from ftwatch.errors import StoreError
+from ftwatch.ops.board import StatusBoard
 from ftwatch.ops.observers import Observers
 from ftwatch.outbox import DeliveryState
 from ftwatch.store.base import OutboxAdmin, ReplicaRegistry, ReplicaView
@@ -35,7 +36,9 @@ class Housekeeping:
     """The daemon's background chores over one state (see the module).
 
     ``leading()``: whether this process leads (retention runs on the leader only);
-    ``notifiers()``: the keys of the notifiers configured now (a reload changes them).
+    ``notifiers()``: the keys of the notifiers configured now (a reload changes them);
+    ``board``: the status page's data, where the page is served (it alone needs the
+    dead deliveries counted).
     """
 
     def __init__(
@@ -45,12 +48,13 @@ class Housekeeping:
         *,
         leading: Callable[[], bool],
         notifiers: Callable[[], Collection[str]],
+        board: StatusBoard | None = None,
     ) -> None:
         self.store = store
         self.metrics = observers.metrics
         self.health = observers.health
         self.clock = observers.clock
-        self.board = observers.board
+        self.board = board
         self.leading = leading
         self.notifiers = notifiers
 
@@ -78,7 +82,11 @@ class Housekeeping:
         while True:
             try:
                 pending = await anyio.to_thread.run_sync(self.store.count_deliveries)
-                dead = await anyio.to_thread.run_sync(self.store.count_deliveries, DeliveryState.DEAD)
+                dead = (
+                    await anyio.to_thread.run_sync(self.store.count_deliveries, DeliveryState.DEAD)
+                    if self.board is not None
+                    else {}
+                )
                 oldest = await anyio.to_thread.run_sync(self.store.oldest_pending_age, self.clock.now())
             except StoreError as exc:
                 self.metrics.store_error("count_deliveries")
@@ -86,7 +94,8 @@ class Housekeeping:
             else:
                 configured = set(self.notifiers())
                 self.metrics.outbox(pending, configured)
-                self.board.outbox(pending, dead, configured)
+                if self.board is not None:
+                    self.board.outbox(pending, dead, configured)
                 self.metrics.oldest_pending.set(oldest or 0.0)
                 orphans = {key: n for key, n in pending.items() if key not in configured and n}
                 for key in orphans.keys() - warned:

@@ -8,10 +8,12 @@ never thousands of series.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, assert_never
+from collections.abc import Iterator, Mapping
+from typing import assert_never
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleFindings, CycleReport, Failed, FailedAt, Polled, Standby
@@ -85,17 +87,8 @@ class Metrics:
 
     def _jobs(self, r: CollectorRegistry) -> None:
         """How far each running job is, where its provider tells."""
-        self.job_progress, self.job_loss = (
-            Gauge(name, what, ["source", "model_id"], registry=r)
-            for name, what in (
-                ("ftwatch_job_progress_ratio", "How far a running job is, 0 to 1 (running jobs only)."),
-                ("ftwatch_job_train_loss", "A running job's latest training loss (running jobs only)."),
-            )
-        )
-        #: source -> model id -> its two gauges' children (``None``: not set yet), and
-        #: the progress they were set from (a job's kept progress is the same object
-        #: until it moves).
-        self._progressing: dict[str, dict[str, tuple[Any, Any, Progress | None]]] = {}
+        self.jobs = RunningJobsCollector()
+        r.register(self.jobs)
 
     def _delivery(self, r: CollectorRegistry) -> None:
         """The outbox and the delivery attempts."""
@@ -157,7 +150,7 @@ class Metrics:
             case Standby():
                 self.polls.labels("standby").inc()
                 self.source_up.clear()  # a standby polls nothing: the leader's figures count
-                self._progress({source: {} for source in self._progressing})
+                self.jobs.running = {}
             case Failed(failed_at=failed_at):
                 self.polls.labels("error").inc()
                 if failed_at is FailedAt.STORE:
@@ -182,35 +175,46 @@ class Metrics:
             if key.startswith(SOURCE_MARK):
                 continue  # a whole source, in ftwatch_source_up
             self.model_failures.labels("unreadable" if "unreadable" in error else "api").inc()
-        self._progress(findings.progress)
-
-    def _progress(self, progress: dict[str, dict[str, Progress]]) -> None:
-        """Running jobs only: a job's series go when it ends (or leaves the list), so
-        the number of series stays that of the jobs running now. Each job's two
-        children are kept: 2,000 running jobs are 4,000 sets a cycle, not lookups."""
-        for source, jobs in progress.items():
-            series = self._progressing.setdefault(source, {})
-            for model_id in series.keys() - jobs.keys():
-                del series[model_id]
-                for gauge in (self.job_progress, self.job_loss):
-                    with contextlib.suppress(KeyError):
-                        gauge.remove(source, model_id)
-            for model_id, told in jobs.items():
-                ratio_child, loss_child, kept = series.get(model_id) or (None, None, None)
-                if told is kept:  # the same progress as last cycle: nothing to set
-                    continue
-                if (ratio := told.ratio) is not None:
-                    if ratio_child is None:
-                        ratio_child = self.job_progress.labels(source, model_id)
-                    ratio_child.set(ratio)
-                if told.train_loss is not None:
-                    if loss_child is None:
-                        loss_child = self.job_loss.labels(source, model_id)
-                    loss_child.set(told.train_loss)
-                series[model_id] = (ratio_child, loss_child, told)
+        self.jobs.running = findings.progress
 
     def outbox(self, pending: dict[str, int], configured: set[str]) -> None:
         """Pending deliveries per notifier key: those of configured notifiers are
         pending, the others orphaned (a notifier removed by a reload)."""
         self.outbox_pending.set(sum(n for key, n in pending.items() if key in configured))
         self.outbox_orphaned.set(sum(n for key, n in pending.items() if key not in configured))
+
+
+_JOB_GAUGES = (
+    ("ftwatch_job_progress_ratio", "How far a running job is, 0 to 1 (running jobs only)."),
+    ("ftwatch_job_train_loss", "A running job's latest training loss (running jobs only)."),
+)
+
+
+def _job_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    ratio, loss = (GaugeMetricFamily(name, what, labels=("source", "model_id")) for name, what in _JOB_GAUGES)
+    return ratio, loss
+
+
+class RunningJobsCollector(Collector):
+    """The two per-job gauges, made when Prometheus scrapes from the last cycle's
+    running jobs, not set every cycle: 2,000 running jobs would be 4,000 sets a
+    cycle for a scrape a minute. A job that ends leaves the last cycle's running
+    jobs, so its series go with it."""
+
+    def __init__(self) -> None:
+        #: source -> model id -> progress (the last cycle's; empty on standby).
+        self.running: Mapping[str, Mapping[str, Progress]] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        yield from _job_families()
+
+    def collect(self) -> Iterator[Metric]:
+        ratio, loss = _job_families()
+        for source, jobs in self.running.items():
+            for model_id, told in jobs.items():
+                if (done := told.ratio) is not None:
+                    ratio.add_metric((source, model_id), done)
+                if told.train_loss is not None:
+                    loss.add_metric((source, model_id), told.train_loss)
+        yield ratio
+        yield loss

@@ -64,6 +64,10 @@ class TogetherSourceConfig(SourceConfig):
         return http_url(value).rstrip("/").removesuffix("/v1")
 
 
+#: Together's words for a job that trains: only its countdown counts.
+_RUNNING = frozenset(word for word, state in TOGETHER.states.items() if state == "running")
+
+
 def _time(value: Any) -> int | None:
     if not isinstance(value, str) or not value:
         return None
@@ -75,15 +79,16 @@ def _time(value: Any) -> int | None:
 
 def _progress(raw: dict[str, Any], status: str) -> Progress | None:
     """Steps done of the total, and the seconds left where Together has an estimate."""
-    estimate = raw.get("progress")
-    told = isinstance(estimate, dict) and estimate.get("estimate_available") is True
-    told = told and TOGETHER.state_of(status) == "running"
-    remaining = optional_number(estimate, "seconds_remaining") if told else None
+    # ``type(...) is int``: a count, never a bool, a float or text. The common case is
+    # checked inline, the odd one by the helpers: this runs for every job of every list.
     step, total = raw.get("steps_completed"), raw.get("total_steps")
-    # ``type(...) is int``: a count, never a bool, a float or text (the common case
-    # checked cheaply: this runs for every job of every list).
     step = step if type(step) is int and step >= 0 else optional_count(raw, "steps_completed")
     total = total if type(total) is int and total > 0 else optional_count(raw, "total_steps") or None
+    remaining = None
+    estimate = raw.get("progress")
+    if type(estimate) is dict and estimate.get("estimate_available") is True and status in _RUNNING:
+        left = estimate.get("seconds_remaining")
+        remaining = float(left) if type(left) is int and left >= 0 else optional_number(estimate, "seconds_remaining")
     if step is None and remaining is None:
         return None
     return Progress(step, total, None, None, remaining)
@@ -99,7 +104,10 @@ def _job(raw: Any) -> ModelInfo:
         updated_at=None if at is None else format_timestamp(at),
         fine_tuned_model=optional_str(raw, "output_name") if status == "completed" else None,
         progress=_progress(raw, status),
-        created=optional_str(raw, "created_at"),
+        # Inline for the common case (text), the helper for the odd one: every job, every list.
+        created=created
+        if type(created := raw.get("created_at")) is str and created
+        else optional_str(raw, "created_at"),
     )
 
 
