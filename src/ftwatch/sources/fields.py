@@ -112,8 +112,8 @@ class _GetsModel(Protocol):
 
 class NoHistory:
     """A source whose provider keeps no history of a job's statuses: what happened
-    is the job as it is now (:func:`now_as_history`: dated
-    when its status began, with its failure's reason)."""
+    is the job as it is now (:func:`now_as_history`: dated when its status began,
+    with its failure's reason)."""
 
     async def list_events(self: _GetsModel, model_id: str, newer_than_ns: int | None = None) -> list[model.Event]:
         return now_as_history(await self.get_model(model_id))

@@ -104,10 +104,7 @@ def _job(raw: Any) -> ModelInfo:
         updated_at=None if at is None else format_timestamp(at),
         fine_tuned_model=optional_str(raw, "output_name") if status == "completed" else None,
         progress=_progress(raw, status),
-        # Inline for the common case (text), the helper for the odd one: every job, every list.
-        created=created
-        if type(created := raw.get("created_at")) is str and created
-        else optional_str(raw, "created_at"),
+        created=optional_str(raw, "created_at"),
     )
 
 
