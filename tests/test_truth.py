@@ -4,15 +4,23 @@ user meets it (the CLI as a subprocess, the simulators as the APIs)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from ftwatch.model import Transition
+from ftwatch.notifiers.slack import slack_message
 from ftwatch.sim.kit import Fault
-from tests.conftest import baselined_job, hook_env, run_cli, run_once
+from tests.conftest import FTWATCH, Daemon, baselined_job, free_port, hook_env, run_cli, run_once
+from tests.conftest import wait_for as until
 from tests.plugins import install_plugin
 from tests.providers import world
 from tests.receiver import Answer, Receiver
+from tests.test_push import SECRET
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -126,9 +134,6 @@ def test_outside_text_is_data_in_the_view_the_text_notifier_and_the_outbox(
 def test_a_long_odd_failure_message_is_one_bounded_line_in_bodies_and_slack(
     quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
-    from ftwatch.model import Transition  # noqa: PLC0415
-    from ftwatch.notifiers.slack import slack_message  # noqa: PLC0415
-
     with world("bedrock") as api:
         job, env = baselined_job(api, "failing", quiet_env, tmp_path, receiver, "InProgress")
         odd = "first line\r\n> *not quoted* `code` \x1b[2J\n" + "x" * 10_000
@@ -162,8 +167,6 @@ def test_an_apis_multi_line_error_is_one_line(quiet_env: dict[str, str], tmp_pat
 
 
 def test_a_connection_error_names_the_url_and_the_reason(quiet_env: dict[str, str], tmp_path: Path) -> None:
-    from tests.conftest import free_port  # noqa: PLC0415
-
     port = free_port()
     source = {
         "type": "openai",
@@ -192,12 +195,6 @@ def test_botocore_says_nothing_of_credentials_in_any_command(quiet_env: dict[str
 def test_a_signal_ends_wait_with_128_plus_its_number_never_0(
     signum: int, code: int, quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
-    import signal  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    from tests.conftest import FTWATCH  # noqa: PLC0415
-
     with world("openai") as api:
         job = api.add("awaited", "running")
         env = api.env(quiet_env, tmp_path)
@@ -241,10 +238,6 @@ def test_a_sigterm_that_lands_inside_a_read_ends_the_command_as_ctrl_c_would(
 def test_an_unreachable_database_waits_connect_timeout_s_says_so_and_is_exit_1(
     quiet_env: dict[str, str], tmp_path: Path
 ) -> None:
-    import time  # noqa: PLC0415
-
-    from tests.conftest import free_port  # noqa: PLC0415
-
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     env = quiet_env | {"FTWATCH_STATE__URL": url, "FTWATCH_STATE__CONNECT_TIMEOUT_S": "2", "CO_API_KEY": "x"}
     for command in (["run", "--once"], ["status"]):
@@ -276,9 +269,6 @@ def test_an_id_that_names_nothing_is_exit_2_for_events_wait_and_replay(
 def test_over_budget_and_api_waits_name_the_sources_own_keys(
     quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
-    from tests.conftest import Daemon, free_port  # noqa: PLC0415
-    from tests.conftest import wait_for as until  # noqa: PLC0415
-
     with world("openai") as api:
         for n in range(30):
             api.add(f"job-{n}", "running")
@@ -304,9 +294,6 @@ def test_over_budget_and_api_waits_name_the_sources_own_keys(
 
 
 def test_a_down_source_logs_once_per_streak_not_every_cycle(quiet_env: dict[str, str], tmp_path: Path) -> None:
-    from tests.conftest import Daemon  # noqa: PLC0415
-    from tests.conftest import wait_for as until  # noqa: PLC0415
-
     with world("openai") as api:
         api.add("job", "running")
         env = api.env(quiet_env, tmp_path, max_attempts=2) | {"FTWATCH_POLL__INTERVAL_S": "0.3"}
@@ -326,11 +313,6 @@ def test_a_down_source_logs_once_per_streak_not_every_cycle(quiet_env: dict[str,
 
 
 def test_readyz_names_the_waiting_sources_own_cap(quiet_env: dict[str, str], tmp_path: Path) -> None:
-    import httpx  # noqa: PLC0415
-
-    from tests.conftest import Daemon, free_port  # noqa: PLC0415
-    from tests.conftest import wait_for as until  # noqa: PLC0415
-
     with world("openai") as api:
         api.add("job", "running")
         port = free_port()
@@ -400,13 +382,6 @@ def test_notify_test_names_each_notifier_by_its_key_and_sends_a_configured_sourc
 def test_a_reload_starts_stops_and_restarts_sources_and_names_what_needs_a_restart_every_time(
     quiet_env: dict[str, str], tmp_path: Path, receiver: Receiver
 ) -> None:
-    import signal  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    from tests.conftest import Daemon  # noqa: PLC0415
-    from tests.conftest import wait_for as until  # noqa: PLC0415
-    from tests.test_push import SECRET  # noqa: PLC0415
-
     with world("openai") as openai, world("cohere") as cohere:
         job = openai.add("job", "running")
         other = openai.add("other", "running")
