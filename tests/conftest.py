@@ -457,6 +457,11 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
 
+    def in_url(self, url: str) -> str:
+        """``url`` with the target's host and port made the proxy's."""
+        host, port = self.target
+        return url.replace(f"{host}:{port}", self.url_host)
+
     def start(self) -> TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()

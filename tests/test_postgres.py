@@ -268,19 +268,15 @@ def test_a_postgres_restart_under_a_running_watcher_loses_nothing(
 
 
 def test_a_database_down_at_start_is_waited_for(
-    sim: CohereSimulator,
-    receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
-    daemons: Callable[..., Daemon],
+    sim: CohereSimulator, receiver: Receiver, pg_hooked: dict[str, str], daemons: Callable[..., Daemon]
 ) -> None:
     """The server refuses connections when the daemon starts (a port with nobody yet):
     it waits, says so once, and runs as soon as the database answers there."""
     proxy = TcpProxy(("127.0.0.1", 5432))
     model = sim.add_model("m", "STATUS_QUEUED")
-    url = postgres_url.replace("127.0.0.1:5432", proxy.url_host)
     http = f"127.0.0.1:{free_port()}"
-    daemon = daemons({**hook_env(_pg_env(base_env, url), receiver), "FTWATCH_HTTP__LISTEN": http})
+    state_url = proxy.in_url(pg_hooked["FTWATCH_STATE__URL"])
+    daemon = daemons({**pg_hooked, "FTWATCH_STATE__URL": state_url, "FTWATCH_HTTP__LISTEN": http})
     daemon.wait_log('"store.unreachable"')
     assert daemon.proc.poll() is None
     ready = httpx.get(f"http://{http}/readyz", timeout=5)
@@ -314,8 +310,7 @@ _CUTS: dict[str, tuple[bytes, ...]] = {
 def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
     sim: CohereSimulator,
     receiver: Receiver,
-    base_env: dict[str, str],
-    postgres_url: str,
+    pg_hooked: dict[str, str],
     daemons: Callable[..., Daemon],
     *,
     cut_on: tuple[bytes, ...],
@@ -326,10 +321,10 @@ def test_a_replica_cut_off_from_the_database_stops_polling_and_another_leads(
     proxy = TcpProxy(("127.0.0.1", 5432)).start()
     try:
         model = sim.add_model("m", "STATUS_QUEUED")
-        env = {**hook_env(_pg_env(base_env, postgres_url), receiver), "FTWATCH_STATE__LEASE_S": "2"}
+        env = {**pg_hooked, "FTWATCH_STATE__LEASE_S": "2"}
         through_proxy = {
             **env,
-            "FTWATCH_STATE__URL": postgres_url.replace("127.0.0.1:5432", proxy.url_host),
+            "FTWATCH_STATE__URL": proxy.in_url(pg_hooked["FTWATCH_STATE__URL"]),
             "FTWATCH_POLL__INTERVAL_S": "2",
         }
         cut_off, other = _leader_and_standby(daemons, env, leader_env=through_proxy)
