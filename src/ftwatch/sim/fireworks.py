@@ -87,16 +87,13 @@ class FireworksSimulator(SimServer[SimSftJob]):
         with self._lock:
             self._jobs[job_id].percent = round(100 * step / total, 1)
 
-    def set_status(self, job_id: str, status: str) -> None:
-        with self._lock:
-            job = self._jobs[job_id]
-            job.state = status
-            job.update_ns = self._now_ns()
-            if status == "JOB_STATE_RUNNING":
-                job.percent = max(job.percent, 5.0)
-            if status in _ENDED:
-                job.completed_ns = job.update_ns
-                job.percent = 100.0 if status == "JOB_STATE_COMPLETED" else job.percent
+    def arrive(self, job: SimSftJob, status: str, now_ns: int) -> None:
+        job.state, job.update_ns = status, now_ns
+        if status == "JOB_STATE_RUNNING":
+            job.percent = max(job.percent, 5.0)
+        if status in _ENDED:
+            job.completed_ns = now_ns
+            job.percent = 100.0 if status == "JOB_STATE_COMPLETED" else job.percent
 
     # --- serving ------------------------------------------------------------------
 

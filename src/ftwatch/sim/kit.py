@@ -208,6 +208,13 @@ class SimServer(Generic[_JobT]):
         raise NotImplementedError
 
     def set_status(self, job_id: str, status: str) -> Any:
+        """Move the job to ``status`` now; :meth:`arrive` says what else that changes
+        (the simulators whose moves take options of their own say it here)."""
+        with self._lock:
+            self.arrive(self._jobs[job_id], status, self._now_ns())
+
+    def arrive(self, job: _JobT, status: str, now_ns: int) -> None:
+        """What the job's reaching ``status`` at ``now_ns`` changes (the lock held)."""
         raise NotImplementedError
 
     #: Where the provider tells a running job's progress: ``"list"`` (its entry),

@@ -113,17 +113,14 @@ class TogetherSimulator(SimServer[SimFineTune]):
             job = self._jobs[job_id]
             job.steps_completed, job.total_steps = step, total
 
-    def set_status(self, job_id: str, status: str) -> None:
-        with self._lock:
-            job = self._jobs[job_id]
-            job.status = status
-            job.updated_ns = self._now_ns()
-            if status == "running":
-                job.steps_completed = max(job.steps_completed, 1)
-            if status == "completed":
-                job.steps_completed = job.total_steps
-            if status in _EVENT_OF:
-                self._event(job, status)
+    def arrive(self, job: SimFineTune, status: str, now_ns: int) -> None:
+        job.status, job.updated_ns = status, now_ns
+        if status == "running":
+            job.steps_completed = max(job.steps_completed, 1)
+        if status == "completed":
+            job.steps_completed = job.total_steps
+        if status in _EVENT_OF:
+            self._event(job, status)
 
     # --- serving ------------------------------------------------------------------
 

@@ -140,13 +140,10 @@ class VertexSimulator(SimServer[SimTuningJob]):
         self.set_status(job_id, status or "JOB_STATE_PENDING")
         return job_id
 
-    def set_status(self, job_id: str, status: str) -> None:
-        with self._lock:
-            job = self._jobs[job_id]
-            job.state = status
-            job.update_ns = self._now_ns()
-            if status in _ENDED:
-                job.end_ns = job.update_ns
+    def arrive(self, job: SimTuningJob, status: str, now_ns: int) -> None:
+        job.state, job.update_ns = status, now_ns
+        if status in _ENDED:
+            job.end_ns = now_ns
 
     # --- the token endpoint ---------------------------------------------------------
 
