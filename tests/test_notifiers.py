@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from ftwatch.model import Transition
 from ftwatch.notifiers.slack import slack_message
 from ftwatch.sim.cohere import CohereSimulator
@@ -106,6 +108,24 @@ def test_slack_message_names_model_statuses_and_time() -> None:
     assert message["text"] == "summarizer failed (was finetuning) (model ft-9, at 2026-11-01T12:00:00.000000000Z)"
     assert "*summarizer* *failed* (was finetuning)" in message["blocks"][0]["text"]["text"]
     assert "ft-9" in message["blocks"][1]["elements"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("status", "emoji"),
+    [
+        ("STATUS_READY", ":white_check_mark:"),
+        ("STATUS_FAILED", ":x:"),
+        ("STATUS_PAUSED", ":double_vertical_bar:"),
+        ("STATUS_DELETED", ":wastebasket:"),
+        ("STATUS_TEMPORARILY_OFFLINE", ":warning:"),
+        ("STATUS_FINETUNING", ":information_source:"),
+    ],
+)
+def test_slack_leads_cohere_words_with_their_states_emoji_and_offline_with_a_warning(status: str, emoji: str) -> None:
+    message = slack_message(
+        Transition("ftw_1", "ft-9", "bot", status, "STATUS_QUEUED", "2026-11-01T12:00:00Z", None, "x")
+    )
+    assert message["blocks"][0]["text"]["text"].startswith(f"{emoji} *bot*")
 
 
 def test_notify_test_reports_each_notifier_and_fails_for_a_dead_one(

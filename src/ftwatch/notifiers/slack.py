@@ -28,14 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SlackConfig", "SlackNotifier", "slack_escape", "slack_message"]
 
-_EMOJI = {
-    "STATUS_READY": ":white_check_mark:",
-    "STATUS_FAILED": ":x:",
-    "STATUS_PAUSED": ":double_vertical_bar:",
-    "STATUS_DELETED": ":wastebasket:",
-    "STATUS_TEMPORARILY_OFFLINE": ":warning:",
-}
-#: Every other provider's words, by their normalized state.
+#: Every provider's words by their normalized state, as the terminal view colours them.
 _STATE_EMOJI = {
     "ready": ":white_check_mark:",
     "failed": ":x:",
@@ -43,6 +36,8 @@ _STATE_EMOJI = {
     "paused": ":double_vertical_bar:",
     "deleted": ":wastebasket:",
 }
+#: A word that means more than its state: Cohere's offline model is paused, and broken.
+_WORD_EMOJI = {"STATUS_TEMPORARILY_OFFLINE": ":warning:"}
 
 
 def slack_escape(text: str) -> str:
@@ -70,7 +65,7 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     verb = "is " if reached(transition.status).startswith("is ") else ""
     previous = f" (was {human_status(transition.previous_status)})" if transition.previous_status else ""
     text = f"{name} {verb}{words}{previous} (model {transition.model_id}, at {transition.occurred_at})"
-    emoji = _EMOJI.get(transition.status) or _STATE_EMOJI.get(transition.state, ":information_source:")
+    emoji = _WORD_EMOJI.get(transition.status) or _STATE_EMOJI.get(transition.state, ":information_source:")
     headline = f"{emoji} *{name}* {verb}*{words}*{previous}"
     reason = failure_text(transition.failure_message, 300)
     if reason:  # OpenAI's and Bedrock's reason: one line, escaped like the rest
