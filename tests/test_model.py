@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ftwatch.model import format_timestamp, human_status, parse_timestamp
+from ftwatch.model import format_timestamp, human_status, normalized_timestamp, parse_timestamp
 from ftwatch.statuses import BUILT_IN, normalize_status
 
 
@@ -36,6 +36,21 @@ def test_parse_timestamp_reads_what_rfc3339_allows(text: str, expected_ns: int) 
     """Any fractional digits, z or Z, t or space, offsets with or without a colon."""
     base = int(dt.datetime(2026, 11, 1, 12, 0, 4, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
     assert parse_timestamp(text) == base + expected_ns
+
+
+@given(
+    st.integers(min_value=0, max_value=4_000_000_000 * 1_000_000_000),
+    st.integers(min_value=0, max_value=9),
+    st.sampled_from(["Z", "z", "+00:00", "-0000", "+05:30", "-08:00"]),
+)
+def test_every_spelling_of_an_instant_normalizes_to_one_string_twice_alike(ns: int, digits: int, zone: str) -> None:
+    """normalized_timestamp is the instant in ftwatch's one spelling, remembered or not."""
+    sign = -1 if zone.startswith("-") else 1
+    offset_s = sign * (int(zone[1:3]) * 3600 + int(zone[-2:]) * 60) if len(zone) > 1 else 0
+    written = format_timestamp(ns - ns % 10 ** (9 - digits) + offset_s * 1_000_000_000, digits)[:-1] + zone
+    instant = parse_timestamp(written)
+    assert normalized_timestamp(written) == normalized_timestamp(written) == format_timestamp(instant)
+    assert parse_timestamp(normalized_timestamp(written)) == instant
 
 
 def test_a_leap_second_sorts_after_its_minute() -> None:

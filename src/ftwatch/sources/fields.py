@@ -133,7 +133,7 @@ def _rfc3339(raw: dict[str, Any], field: str) -> str | None:
     if value is None:
         return None
     try:
-        return model.format_timestamp(model.parse_timestamp(value))
+        return model.normalized_timestamp(value)
     except ValueError:
         return None
 

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ftwatch.errors import BadDataError
-from ftwatch.model import Event, ModelInfo, ModelListing, Progress, format_timestamp, parse_timestamp
+from ftwatch.model import Event, ModelInfo, ModelListing, Progress, normalized_timestamp, parse_timestamp
 from ftwatch.secrets import TOGETHER_KEY, api_key
 from ftwatch.sources.base import FromConfig, SourceConfig, SourceContext, SourceUnavailableError, http_url
 from ftwatch.sources.fields import id_and_status, optional_count, optional_number, optional_str, parsed, path_of
@@ -68,11 +68,25 @@ class TogetherSourceConfig(SourceConfig):
 _RUNNING = frozenset(word for word, state in TOGETHER.states.items() if state == "running")
 
 
-def _time(value: Any) -> int | None:
+def _with_zone(value: Any) -> str | None:
+    """Together's time with its zone: it writes some without one, meaning UTC."""
     if not isinstance(value, str) or not value:
         return None
+    return value if value[-1] in "Zz" or "+" in value[10:] else value + "Z"
+
+
+def _time(value: Any) -> int | None:
+    text = _with_zone(value)
     try:
-        return parse_timestamp(value if value[-1] in "Zz" or "+" in value[10:] else value + "Z")
+        return None if text is None else parse_timestamp(text)
+    except ValueError:
+        return None
+
+
+def _normalized(value: Any) -> str | None:
+    text = _with_zone(value)
+    try:
+        return None if text is None else normalized_timestamp(text)
     except ValueError:
         return None
 
@@ -96,12 +110,11 @@ def _progress(raw: dict[str, Any], status: str) -> Progress | None:
 
 def _job(raw: Any) -> ModelInfo:
     job_id, status = id_and_status(raw, "id")
-    at = _time(raw.get("updated_at"))
     return ModelInfo(
         id=job_id,
         name=optional_str(raw, "suffix") or optional_str(raw, "output_name"),
         status=status,
-        updated_at=None if at is None else format_timestamp(at),
+        updated_at=_normalized(raw.get("updated_at")),
         fine_tuned_model=optional_str(raw, "output_name") if status == "completed" else None,
         progress=_progress(raw, status),
         created=optional_str(raw, "created_at"),
