@@ -12,8 +12,9 @@ checkpoints) are training progress, not transitions.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, field_validator
 
@@ -68,25 +69,16 @@ class TogetherSourceConfig(SourceConfig):
 _RUNNING = frozenset(word for word, state in TOGETHER.states.items() if state == "running")
 
 
-def _with_zone(value: Any) -> str | None:
-    """Together's time with its zone: it writes some without one, meaning UTC."""
+_T = TypeVar("_T")
+
+
+def _read_time(value: Any, read: Callable[[str], _T]) -> _T | None:
+    """``read`` of Together's time, which it writes some without a zone (meaning UTC);
+    ``None`` if absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
-    return value if value[-1] in "Zz" or "+" in value[10:] else value + "Z"
-
-
-def _time(value: Any) -> int | None:
-    text = _with_zone(value)
     try:
-        return None if text is None else parse_timestamp(text)
-    except ValueError:
-        return None
-
-
-def _normalized(value: Any) -> str | None:
-    text = _with_zone(value)
-    try:
-        return None if text is None else normalized_timestamp(text)
+        return read(value if value[-1] in "Zz" or "+" in value[10:] else value + "Z")
     except ValueError:
         return None
 
@@ -114,7 +106,7 @@ def _job(raw: Any) -> ModelInfo:
         id=job_id,
         name=optional_str(raw, "suffix") or optional_str(raw, "output_name"),
         status=status,
-        updated_at=_normalized(raw.get("updated_at")),
+        updated_at=_read_time(raw.get("updated_at"), normalized_timestamp),
         fine_tuned_model=optional_str(raw, "output_name") if status == "completed" else None,
         progress=_progress(raw, status),
         created=optional_str(raw, "created_at"),
@@ -135,7 +127,7 @@ def _step(raw: Any) -> Event | None:
     progress = Progress(step=step, total_steps=optional_count(raw, "total_steps") or None) if step else None
     return Event(
         status,
-        _time(raw.get("created_at")),
+        _read_time(raw.get("created_at"), parse_timestamp),
         message=message[:FAILURE_MAX] if message and failed else None,
         progress=progress,
     )
