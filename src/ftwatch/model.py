@@ -120,7 +120,7 @@ def normalized_timestamp(text: str) -> str:
     """``text`` (RFC 3339) as ftwatch writes times: UTC, nine fractional digits, so
     one instant is one string whatever the API's spelling. :class:`ValueError` if it
     is none. Remembered: a list tells most jobs' times again cycle after cycle, and
-    parsing and writing them anew was 2 us a job (bench/progress.py)."""
+    parsing and writing them anew was some 3 us a job (bench/progress.py)."""
     return format_timestamp(parse_timestamp(text))
 
 
