@@ -240,8 +240,8 @@ class ApiClient:
             else:
                 return
 
-    def _retry_hook(self, endpoint: str) -> Callable[[Exception], bool | float]:
-        def hook(exc: Exception) -> bool | float:
+    def _retry_hook(self, endpoint: str) -> Callable[[BaseException], bool | float]:
+        def hook(exc: BaseException) -> bool | float:
             if not isinstance(exc, _TransientError):
                 return False
             if exc.retry_after_s is None:
