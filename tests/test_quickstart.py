@@ -14,39 +14,68 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ftwatch.sim import fireworks as fireworks_sim
 from ftwatch.sim import vertex as vertex_sim
+from ftwatch.standard_webhooks import sign
 
 from .providers import LIFECYCLES, world
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _BLOCK = re.compile(r"<!-- quickstart: (\w+) (\S+) -->\n```sh\n(.*?)\n```", re.DOTALL)
-#: How each quickstart's text tells the user to reach another address of the API: its
-#: variable, written as the provider's own SDK writes it (OpenAI's and Together's
-#: with /v1), or the ``base_url`` line the block itself has.
-_URL_VARIABLE = {
-    "openai": ("OPENAI_BASE_URL", "/v1"),
-    "azure_openai": ("AZURE_OPENAI_ENDPOINT", ""),
-    "cohere": ("CO_API_URL", ""),
-    "bedrock": ("AWS_ENDPOINT_URL_BEDROCK", ""),
-    "together": ("TOGETHER_BASE_URL", "/v1"),
-    "fireworks": ("", ""),
-    "vertex": ("", ""),
-}
-#: The URL a block names as its default, where the API's variable is no convention.
-_DEFAULT_URL = {
-    "fireworks": "https://api.fireworks.ai",
-    "vertex": "https://us-central1-aiplatform.googleapis.com",
+
+
+@dataclass(frozen=True, slots=True)
+class Aim:
+    """How the text before a quickstart tells its reader to point it at another address
+    of the API (a proxy, a private deployment), here the simulator's."""
+
+    #: The variable the provider's own SDK reads, and what its URL has after the host
+    #: (OpenAI's and Together's ``/v1``).
+    variable: str = ""
+    tail: str = ""
+    #: Where the API has no such variable: the URL the block itself writes.
+    default_url: str = ""
+    #: What else the text asks the reader to set, or to write in the block.
+    env: Mapping[str, str] = field(default_factory=dict)
+    edits: Mapping[str, str] = field(default_factory=dict)
+
+    def aimed(self, block: str, env: dict[str, str], url: str) -> str:
+        """``block`` pointed at ``url`` (``env`` gains what the reader sets)."""
+        env.update(self.env)
+        if self.variable:
+            env[self.variable] = url + self.tail
+        else:
+            block = block.replace(f'"{self.default_url}"', f'"{url}"')
+        for written, own in self.edits.items():
+            block = block.replace(written, own)
+        return block
+
+
+_AIMS = {
+    "openai": Aim(variable="OPENAI_BASE_URL", tail="/v1"),
+    "azure_openai": Aim(variable="AZURE_OPENAI_ENDPOINT"),
+    "cohere": Aim(variable="CO_API_URL"),
+    "bedrock": Aim(variable="AWS_ENDPOINT_URL_BEDROCK"),
+    "together": Aim(variable="TOGETHER_BASE_URL", tail="/v1"),
+    "fireworks": Aim(default_url="https://api.fireworks.ai", env={"FIREWORKS_ACCOUNT_ID": fireworks_sim.ACCOUNT}),
+    # The reader's own project, here the simulator's.
+    "vertex": Aim(
+        default_url="https://us-central1-aiplatform.googleapis.com",
+        edits={'project = "my-project"': f'project = "{vertex_sim.PROJECT}"'},
+    ),
 }
 QUICKSTARTS = {provider: (job, block) for provider, job, block in _BLOCK.findall(README.read_text())}
 
 
 def test_every_provider_has_a_runnable_quickstart() -> None:
-    assert sorted(QUICKSTARTS) == sorted(_URL_VARIABLE)
+    assert sorted(QUICKSTARTS) == sorted(_AIMS)
 
 
 @pytest.mark.parametrize("provider", sorted(QUICKSTARTS))
@@ -55,16 +84,8 @@ def test_the_quickstart_runs_as_written(provider: str, quiet_env: dict[str, str]
     with world(provider) as api:
         job = api.add(example_job, LIFECYCLES[provider][-1])
         api.add("another", LIFECYCLES[provider][0])
-        variable, tail = _URL_VARIABLE[provider]
         env = quiet_env | api.credentials(tmp_path)
-        if variable:
-            env[variable] = api.server.url + tail
-        else:
-            block = block.replace(f'"{_DEFAULT_URL[provider]}"', f'"{api.server.url}"')
-        if provider == "fireworks":
-            env["FIREWORKS_ACCOUNT_ID"] = fireworks_sim.ACCOUNT
-        # The user's own project, here the simulator's.
-        block = block.replace('project = "my-project"', f'project = "{vertex_sim.PROJECT}"')
+        block = _AIMS[provider].aimed(block, env, api.server.url)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", block.replace(example_job, job)],
@@ -83,10 +104,6 @@ def test_the_quickstart_runs_as_written(provider: str, quiet_env: dict[str, str]
 def test_the_receivers_check_in_the_webhook_page_verifies_what_ftwatch_signs() -> None:
     """docs/webhook.md's `verify`, run as printed: ftwatch's signature passes, a
     tampered body or an old timestamp does not."""
-    import time  # noqa: PLC0415
-
-    from ftwatch.standard_webhooks import sign  # noqa: PLC0415
-
     page = (README.parent / "docs" / "webhook.md").read_text()
     [code] = re.findall(r"```python\n(.*?)\n```", page, re.DOTALL)
     namespace: dict[str, object] = {}
