@@ -42,13 +42,15 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "data",
-        "frozen data: events, transitions, cursors, model states, progress; the words they are told in",
+        "frozen data: events, transitions, cursors, model states, progress; the words they are told in"
+        " and how each status looks",
         (
             "model",
             "state",
             "progress",
             "templates",
             "wording",
+            "looks",
         ),
     ),
     (

@@ -13,32 +13,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ftwatch.looks import look_of
 from ftwatch.model import Progress, Transition, format_timestamp, human_status, parse_timestamp
-from ftwatch.statuses import BUILT_IN
 from ftwatch.textsafe import printable
 
 __all__ = ["ModelRow", "WatchState", "format_age", "progress_text", "render", "sparkline", "status_text"]
 
-#: Colour and symbol per normalized state, for every provider's words alike; a word
-#: no vocabulary knows (a status added later) is plain.
-_STATE_STYLE: dict[str, tuple[str, str]] = {
-    "queued": ("bright_black", "…"),
-    "running": ("cyan", "◐"),
-    "ready": ("green", "✓"),
-    "failed": ("bold red", "✗"),
-    "cancelled": ("bright_black", "⊘"),
-    "paused": ("yellow", "‖"),
-    "deleted": ("bright_black", "⌫"),
-}
-#: Two of Cohere's steps that people watch for are told apart from their state's.
-_WORD_STYLE = {"STATUS_DEPLOYING_API": ("blue", "↑"), "STATUS_TEMPORARILY_OFFLINE": ("magenta", "!")}
-_WORD_STATE = {word: state for vocabulary in BUILT_IN.values() for word, state in vocabulary.states.items()}
-
 
 def status_text(status: str | None) -> Text:
-    fallback = _STATE_STYLE.get(_WORD_STATE.get(status or "", "unknown"), ("", "·"))
-    style, symbol = _WORD_STYLE.get(status or "", fallback)
-    return Text(f"{symbol} {printable(human_status(status))}", style=style)
+    look = look_of(status)
+    return Text(f"{look.symbol} {printable(human_status(status))}", style=look.colour)
 
 
 def format_age(seconds: float) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 
+from ftwatch.looks import look_of
 from ftwatch.model import Transition, human_status
 from ftwatch.notifiers.base import (
     NotifierConfig,
@@ -27,17 +28,6 @@ if TYPE_CHECKING:
     from ftwatch.templates import Template
 
 __all__ = ["SlackConfig", "SlackNotifier", "slack_escape", "slack_message"]
-
-#: Every provider's words by their normalized state, as the terminal view colours them.
-_STATE_EMOJI = {
-    "ready": ":white_check_mark:",
-    "failed": ":x:",
-    "cancelled": ":no_entry_sign:",
-    "paused": ":double_vertical_bar:",
-    "deleted": ":wastebasket:",
-}
-#: A word that means more than its state: Cohere's offline model is paused, and broken.
-_WORD_EMOJI = {"STATUS_TEMPORARILY_OFFLINE": ":warning:"}
 
 
 def slack_escape(text: str) -> str:
@@ -65,8 +55,7 @@ def slack_message(transition: Transition, template: Template | None = None) -> d
     verb = "is " if reached(transition.status).startswith("is ") else ""
     previous = f" (was {human_status(transition.previous_status)})" if transition.previous_status else ""
     text = f"{name} {verb}{words}{previous} (model {transition.model_id}, at {transition.occurred_at})"
-    emoji = _WORD_EMOJI.get(transition.status) or _STATE_EMOJI.get(transition.state, ":information_source:")
-    headline = f"{emoji} *{name}* {verb}*{words}*{previous}"
+    headline = f"{look_of(transition.status, transition.state).emoji} *{name}* {verb}*{words}*{previous}"
     reason = failure_text(transition.failure_message, 300)
     if reason:  # OpenAI's and Bedrock's reason: one line, escaped like the rest
         text += f": {slack_escape(reason)}"
