@@ -39,7 +39,7 @@ async def _measure(api: World, settings: Settings, jobs: list[str], cycles: int,
     figures: dict[str, Any] = {"provider": api.provider, "jobs": len(jobs)}
     try:
         async with wiring.api_client(settings) as http:
-            group = wiring.build_poller_group(settings, http, store)
+            group = wiring.build_poller_group(settings, wiring.ApiAccess(http), store)
 
             async def one() -> tuple[int, float, int]:
                 before, cpu = api.server.count(), time.process_time()

@@ -329,7 +329,9 @@ def source_for(
 ) -> Source:
     """The source the application would build for the simulator, through the wiring."""
     settings = settings_for(sim, cohere=cohere)
-    return wiring.build_source(settings, http, environ={"CO_API_KEY": key} if environ is None else environ)
+    return wiring.build_source(
+        settings, wiring.ApiAccess(http, environ={"CO_API_KEY": key} if environ is None else environ)
+    )
 
 
 _HOW = (

@@ -41,7 +41,7 @@ def _poller(
         poll={"models": list(models), "reconcile_share": 0.0},
         state={"path": str(tmp_path / "state.db")},
     )
-    source = wiring.build_source(settings, http, environ={"CO_API_KEY": DEFAULT_KEY})
+    source = wiring.build_source(settings, wiring.ApiAccess(http, environ={"CO_API_KEY": DEFAULT_KEY}))
     return wiring.build_poller(source, wiring.open_store(settings), settings)
 
 

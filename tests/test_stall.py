@@ -77,9 +77,9 @@ async def test_a_stall_comes_when_the_clock_says_not_after_a_sleep(tmp_path: Pat
         )
         clock = FakeClock()
         async with wiring.api_client(settings) as http:
-            ((spec, source),) = wiring.build_sources(settings, http, environ=w.credentials(tmp_path))
+            ((spec, source),) = wiring.build_sources(settings, wiring.ApiAccess(http, environ=w.credentials(tmp_path)))
             store = SqliteStore(tmp_path / "state.db")
-            poller = wiring.build_poller(source, store, settings, spec=spec, daemon=True, clock=clock)
+            poller = wiring.build_poller(source, store, settings, spec=spec, role=wiring.Role(daemon=True, clock=clock))
             assert (await poller.cycle()).transitions == []  # the baseline notices the stay now
             clock.advance(1800)
             assert (await poller.cycle()).transitions == []  # half an hour: not yet

@@ -272,6 +272,11 @@ def cycle_budget(settings: Settings, spec: SourceSpec) -> int:
     return max(1, int(spec.config.max_requests_per_minute * settings.poll.interval_s / 60))
 
 
+def request_limits(settings: Settings) -> dict[str, int]:
+    """Each source's name -> its ``max_requests_per_minute``."""
+    return {spec.name: spec.config.max_requests_per_minute for spec in source_specs(settings)}
+
+
 def default_state_path(environ: Mapping[str, str]) -> Path:
     """``$STATE_DIRECTORY/ftwatch.db`` under systemd (first of its entries), else
     ``./ftwatch-state.db``."""

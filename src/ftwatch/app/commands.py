@@ -123,7 +123,7 @@ async def _check_config(settings: Settings, path: Path | None, offline: bool = F
         # optional package that is missing shows here rather than at the first delivery.
         async with wiring.hook_client() as http:
             wiring.load_notifiers(settings, wiring.notifier_context(http, sys.stdout))
-            wiring.build_sources(settings, http)
+            wiring.build_sources(settings, wiring.ApiAccess(http))
         for spec in source_specs(settings):
             if (push := spec.webhook) is not None:
                 push.read_secret()  # a webhook secret file that is missing shows here too
@@ -142,7 +142,7 @@ async def _check_config(settings: Settings, path: Path | None, offline: bool = F
 
 async def _events(settings: Settings, model_id: str, output: str, source_name: str | None) -> int:
     async with wiring.api_client(settings) as http:
-        source = wiring.build_source(settings, http, name=source_name)
+        source = wiring.build_source(settings, wiring.ApiAccess(http), name=source_name)
         try:
             events = await source.list_events(model_id)
         except ModelNotFoundError:
@@ -180,7 +180,7 @@ async def _events(settings: Settings, model_id: str, output: str, source_name: s
 async def _models(settings: Settings, output: str, source_name: str | None) -> int:
     listed: list[tuple[str, ModelInfo]] = []
     async with wiring.api_client(settings) as http:
-        sources = wiring.build_sources(settings, http)
+        sources = wiring.build_sources(settings, wiring.ApiAccess(http))
         # Each source says what its words mean (a plug-in's too).
         words = {spec.name: source.vocabulary for spec, source in sources}
         names = [spec.name for spec, _ in sources]

@@ -98,10 +98,9 @@ class Daemon:
                 self.settings,
                 self.observers,
                 store,
-                api_http,
+                wiring.ApiAccess(api_http, environ=self.environ),
                 context=context,
                 notifiers=notifiers,
-                environ=self.environ,
             )
             self.pushes.runtime = runtime
             log.info(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import anyio
 import structlog
@@ -19,11 +20,11 @@ from ftwatch.cycle import CycleReport, Failed, FailedAt, Polled, Standby
 from ftwatch.leadership import Leadership
 from ftwatch.ops.health import Health
 from ftwatch.pollers import PollerGroup
-from ftwatch.settings import Settings, source_specs
+from ftwatch.settings import Settings, request_limits
 from ftwatch.sources.base import RequestDone, SourceError
 from ftwatch.store.base import LeaseLostError, StoreError
 
-__all__ = ["PollLoop", "RequestTally"]
+__all__ = ["PollLoop", "Replicas", "RequestTally"]
 
 log = structlog.get_logger("ftwatch.loop")
 
@@ -36,25 +37,37 @@ def _nothing() -> None:
 
 
 class RequestTally:
-    """The API requests made, in all and per source: subscribed to the sources when
-    they are built (before the loop is), read by the loop for each cycle's figures
-    and the over-budget warning."""
+    """The API requests made, in all and per source, and each source's limit
+    (``max_requests_per_minute``): subscribed to the sources when they are built
+    (before the loop is), read by the loop for each cycle's figures and the
+    over-budget warning."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Mapping[str, int] | None = None) -> None:
         self.total = 0
         self.by_source: collections.Counter[str] = collections.Counter()
+        self.limits = dict(limits or {})
 
     def count(self, request: RequestDone) -> None:
         self.total += 1
         self.by_source[request.source] += 1
 
 
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """A loop's part among replicas on one shared store: it polls while it holds
+    ``leadership``'s lease, and then also for the pushes the other replicas took
+    (``asked_elsewhere``; None where webhooks are not taken)."""
+
+    leadership: Leadership
+    asked_elsewhere: Callable[[], Awaitable[set[str]]] | None = None
+
+
 class PollLoop:
     """Runs a poller's cycles every ``interval_s`` and reports each one.
 
-    ``before_cycle`` runs between two cycles (a reload applies there, never in the
-    middle of one). ``limits`` (each source's requests per minute) and each poller's budget give the
-    over-budget warning its numbers.
+    :attr:`before_cycle` runs between two cycles (a reload applies there, never in the
+    middle of one). ``tally``'s limits (each source's requests per minute) and each
+    poller's budget give the over-budget warning its numbers.
     """
 
     def __init__(
@@ -64,21 +77,16 @@ class PollLoop:
         interval_s: float,
         health: Health,
         subscribers: Sequence[Callable[[CycleReport], None]] = (),
-        limits: Mapping[str, int] | None = None,
-        before_cycle: Callable[[], None] = _nothing,
-        leadership: Leadership | None = None,
-        asked_elsewhere: Callable[[], Awaitable[set[str]]] | None = None,
+        replicas: Replicas | None = None,
         tally: RequestTally | None = None,
     ) -> None:
         self.poller = poller
         self.interval_s = interval_s
         self.health = health
         self.subscribers = list(subscribers)
-        #: Each source's max_requests_per_minute, for the over-budget warning.
-        self.limits = dict(limits or {})
         #: Runs between two cycles (a reload applies there, never in the middle of one).
-        self.before_cycle = before_cycle
-        self.leadership = leadership
+        self.before_cycle: Callable[[], None] = _nothing
+        self.leadership = replicas.leadership if replicas is not None else None
         self.tally = tally or RequestTally()
         #: The error of the failing streak (None: the last cycle was good), its length,
         #: and whether the slow streak was told.
@@ -92,7 +100,7 @@ class PollLoop:
         self._asked: set[str] = set()
         self._last_started = -math.inf
         #: Pushes other replicas took (a shared store): the leader looks every second.
-        self._asked_elsewhere = asked_elsewhere
+        self._asked_elsewhere = replicas.asked_elsewhere if replicas is not None else None
 
     def wake(self) -> None:
         """End the current sleep now with a full cycle (a reload is waiting)."""
@@ -107,7 +115,7 @@ class PollLoop:
 
     def reconfigure(self, settings: Settings) -> None:
         self.interval_s = settings.poll.interval_s
-        self.limits = {spec.name: spec.config.max_requests_per_minute for spec in source_specs(settings)}
+        self.tally.limits = request_limits(settings)
 
     async def cycle(self, only: Collection[str] | None = None) -> CycleReport:
         """One cycle (of the sources in ``only``, else all), reported. Raises only
@@ -202,7 +210,7 @@ class PollLoop:
                     source=poller.name,
                     requests=spent,
                     budget=budget,
-                    max_requests_per_minute=self.limits.get(poller.name),
+                    max_requests_per_minute=self.tally.limits.get(poller.name),
                     interval_s=self.interval_s,
                     fix=f"cycles stretch to stay within the budget; raise poll.interval_s or {poller.name}'s"
                     " max_requests_per_minute to keep to it",

@@ -118,9 +118,9 @@ async def _poll_until(
     try:
         async with wiring.api_client(settings) as http:
             specs = {spec.name: spec for spec in source_specs(settings)}
-            source = wiring.build_source(settings, http, name=source_name)
+            source = wiring.build_source(settings, wiring.ApiAccess(http), name=source_name)
             spec = specs[source_name] if source_name else next(iter(specs.values()))
-            poller: Poller = wiring.build_poller(source, store, settings, spec=spec, models=ids)
+            poller: Poller = wiring.build_poller(source, store, settings, spec=spec, role=wiring.Role(models=ids))
             outcome = WaitOutcome(statuses={})
             failing: str | None = None
             while True:

@@ -95,11 +95,9 @@ async def watch_models(
         async with wiring.api_client(settings) as http:
             poller = wiring.build_poller_group(
                 settings,
-                http,
+                wiring.ApiAccess(http, on_request=[health.request_done], on_wait=[health.api_wait]),
                 store,
-                models=list(dict.fromkeys(models)) if models else None,
-                on_request=[health.request_done],
-                on_wait=[health.api_wait],
+                wiring.Role(models=list(dict.fromkeys(models)) if models else None),
             )
             redraw: list[Callable[[], None]] = []
             state.quit_hint = "" if once else " · Ctrl-C quits"
@@ -116,7 +114,7 @@ async def watch_models(
                     raise FtwatchError(f"the API could not be polled: {report.error}")
                 console.print(render(state, time.time_ns(), fit=fit))
                 return
-            await _run_until_stopped(loop, state, health, console, live=live, redraw=redraw, duration_s=duration_s)
+            await _run_until_stopped(loop, state, console, live=live, redraw=redraw, duration_s=duration_s)
     finally:
         store.close()
 
@@ -124,7 +122,6 @@ async def watch_models(
 async def _run_until_stopped(
     loop: PollLoop,
     state: WatchState,
-    health: Health,
     console: Console,
     *,
     live: bool,
@@ -143,7 +140,7 @@ async def _run_until_stopped(
         if live:
             with Live(render(state, time.time_ns()), console=console, auto_refresh=False) as view:
                 redraw.append(lambda: view.update(render(state, time.time_ns()), refresh=True))
-                group.start_soon(_redraw, view, state, health)
+                group.start_soon(_redraw, view, state, loop.health)
                 await loop.run()
         else:
             await loop.run()

@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from ftwatch.app.loop import PollLoop, RequestTally
+from ftwatch.app.loop import PollLoop, Replicas, RequestTally
 from ftwatch.clock import SYSTEM_CLOCK, Clock
 from ftwatch.cycle import CycleReport, Polled
 from ftwatch.dispatch import DeliveryAttempt, Dispatcher
@@ -39,7 +39,7 @@ from ftwatch.poller import Poller, PollerConfig
 from ftwatch.pollers import PollerGroup
 from ftwatch.ratelimit import RateLimiter
 from ftwatch.secrets import FileSecret, SecretProvider, cohere_key
-from ftwatch.settings import Settings, cycle_budget, default_state_path, redact_url, source_specs
+from ftwatch.settings import Settings, cycle_budget, default_state_path, redact_url, request_limits, source_specs
 from ftwatch.sources.base import ApiWait, RequestDone, Source, SourceContext, SourceSpec
 from ftwatch.sources.protocol import ChecksCredentials
 from ftwatch.sources.registry import source_type
@@ -48,7 +48,9 @@ from ftwatch.statuses import status_filter
 from ftwatch.store.base import PollRequests, ReplicaRegistry, Store
 
 __all__ = [
+    "ApiAccess",
     "Observers",
+    "Role",
     "Runtime",
     "api_client",
     "budget_per_cycle",
@@ -162,43 +164,36 @@ def _fan_out(*callbacks: Callable[[_T], None] | None) -> Callable[[_T], None]:
     return call
 
 
-def build_sources(
-    settings: Settings,
-    http: httpx.AsyncClient,
-    *,
-    on_request: Sequence[Callable[[RequestDone], None]] = (),
-    on_wait: Sequence[Callable[[ApiWait], None]] = (),
-    environ: Mapping[str, str] = os.environ,
-) -> list[tuple[SourceSpec, Source]]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiAccess:
+    """How the sources built from the settings reach their APIs: the one client they
+    share, who hears of each request and each wait the API asked for, and the
+    environment their keys are read from."""
+
+    http: httpx.AsyncClient
+    on_request: Sequence[Callable[[RequestDone], None]] = ()
+    on_wait: Sequence[Callable[[ApiWait], None]] = ()
+    environ: Mapping[str, str] = dataclasses.field(default_factory=lambda: os.environ)
+
+
+def build_sources(settings: Settings, access: ApiAccess) -> list[tuple[SourceSpec, Source]]:
     """Every configured source, through the registry, each with its API's one
     process-wide request budget (its keys read: blocking, and a missing one is a
     :class:`ConfigError`)."""
     specs = source_specs(settings)
-    return [
-        (spec, build_source_of(spec, settings, http, on_request, on_wait, environ, alone=len(specs) == 1))
-        for spec in specs
-    ]
+    return [(spec, build_source_of(spec, settings, access, alone=len(specs) == 1)) for spec in specs]
 
 
-def build_source_of(
-    spec: SourceSpec,
-    settings: Settings,
-    http: httpx.AsyncClient,
-    on_request: Sequence[Callable[[RequestDone], None]],
-    on_wait: Sequence[Callable[[ApiWait], None]],
-    environ: Mapping[str, str],
-    *,
-    alone: bool = False,
-) -> Source:
+def build_source_of(spec: SourceSpec, settings: Settings, access: ApiAccess, *, alone: bool = False) -> Source:
     """One configured source, with its API's request budget (its key read: blocking)."""
     deps = SourceContext(
-        http=http,
+        http=access.http,
         # [cohere] keeps its own key lookup; a [[sources]] table finds its own.
-        key=key_provider(settings, environ) if spec.config is settings.cohere else None,
+        key=key_provider(settings, access.environ) if spec.config is settings.cohere else None,
         limiter=RateLimiter(spec.config.max_requests_per_minute),
-        on_request=_from_source(spec.name, _fan_out(*on_request)),
-        on_wait=_from_source(spec.name, _fan_out(*on_wait)),
-        environ=environ,
+        on_request=_from_source(spec.name, _fan_out(*access.on_request)),
+        on_wait=_from_source(spec.name, _fan_out(*access.on_wait)),
+        environ=access.environ,
     )
     try:
         return source_type(spec.type).from_config(spec.config, deps)
@@ -216,11 +211,6 @@ def _from_source(name: str, tell: Callable[[_Told], None]) -> Callable[[_Told], 
     return lambda report: tell(dataclasses.replace(report, source=name))
 
 
-def source_limits(settings: Settings) -> dict[str, int]:
-    """Each source's name -> its ``max_requests_per_minute``."""
-    return {spec.name: spec.config.max_requests_per_minute for spec in source_specs(settings)}
-
-
 def check_credentials(settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
     """Every source's key read (and Bedrock's credential chain resolved) now, so a
     missing one is exit 2 before anything starts (blocking)."""
@@ -231,22 +221,14 @@ def check_credentials(settings: Settings, environ: Mapping[str, str] = os.enviro
     # closed (called before any event loop runs: one is run just for that).
     http = httpx.AsyncClient()
     try:
-        for _, source in build_sources(settings, http, environ=environ):
+        for _, source in build_sources(settings, ApiAccess(http, environ=environ)):
             if isinstance(source, ChecksCredentials):
                 source.check_credentials()
     finally:
         anyio.run(http.aclose)
 
 
-def build_source(
-    settings: Settings,
-    http: httpx.AsyncClient,
-    *,
-    name: str | None = None,
-    on_request: Sequence[Callable[[RequestDone], None]] = (),
-    on_wait: Sequence[Callable[[ApiWait], None]] = (),
-    environ: Mapping[str, str] = os.environ,
-) -> Source:
+def build_source(settings: Settings, access: ApiAccess, *, name: str | None = None) -> Source:
     """One configured source: the one named, else the first."""
     specs = source_specs(settings)
     names = [spec.name for spec in specs]
@@ -254,7 +236,7 @@ def build_source(
         raise ConfigError(f"no source named {name!r}; configured: {', '.join(names)}")
     chosen = [spec for spec in specs if spec.name == (name or names[0])]
     one = settings.model_copy(update={"sources": [chosen[0].config]}) if settings.sources else settings
-    return build_sources(one, http, on_request=on_request, on_wait=on_wait, environ=environ)[0][1]
+    return build_sources(one, access)[0][1]
 
 
 def budget_per_cycle(settings: Settings, spec: SourceSpec | None = None) -> int:
@@ -266,50 +248,44 @@ def routes_of(loaded: Sequence[LoadedNotifier]) -> list[Route]:
     return [Route(n.key, status_filter(n.config.statuses), frozenset(n.config.models)) for n in loaded]
 
 
-def build_poller_group(
-    settings: Settings,
-    http: httpx.AsyncClient,
-    store: Store,
-    *,
-    models: Sequence[str] | None = None,
-    routes: Callable[[], Sequence[Route]] = lambda: (),
-    daemon: bool = False,
-    on_request: Sequence[Callable[[RequestDone], None]] = (),
-    on_wait: Sequence[Callable[[ApiWait], None]] = (),
-    environ: Mapping[str, str] = os.environ,
-    clock: Clock = SYSTEM_CLOCK,
-) -> PollerGroup:
-    """Every source's poller, as one (see :mod:`ftwatch.pollers`). ``models`` (the
-    command line's ids) overrides each source's list."""
-    sources = build_sources(settings, http, on_request=on_request, on_wait=on_wait, environ=environ)
+def _no_routes() -> Sequence[Route]:
+    return ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Role:
+    """What a poller is built for, beyond its source's settings. ``daemon``: the one
+    of ``run``, with its catch-up and stall alerts, queuing for the notifiers
+    ``routes`` names (the live view and ``wait`` start on empty memory every time:
+    neither applies there). ``models`` (a command line's ids) overrides each
+    source's list."""
+
+    models: Sequence[str] | None = None
+    daemon: bool = False
+    routes: Callable[[], Sequence[Route]] = _no_routes
+    clock: Clock = SYSTEM_CLOCK
+
+
+def build_poller_group(settings: Settings, access: ApiAccess, store: Store, role: Role = Role()) -> PollerGroup:
+    """Every source's poller, as one (see :mod:`ftwatch.pollers`)."""
     return PollerGroup(
         [
-            build_poller(source, store, settings, spec=spec, models=models, routes=routes, daemon=daemon, clock=clock)
-            for spec, source in sources
+            build_poller(source, store, settings, spec=spec, role=role)
+            for spec, source in build_sources(settings, access)
         ],
         timeout_s=settings.poll.source_timeout_s,
     )
 
 
 def build_poller(
-    source: Source,
-    store: Store,
-    settings: Settings,
-    *,
-    spec: SourceSpec | None = None,
-    models: Sequence[str] | None = None,
-    routes: Callable[[], Sequence[Route]] = lambda: (),
-    daemon: bool = False,
-    clock: Clock = SYSTEM_CLOCK,
+    source: Source, store: Store, settings: Settings, *, spec: SourceSpec | None = None, role: Role = Role()
 ) -> Poller:
     """The poller of one source (``spec``; the first when ``None``) with the
-    settings' ``[poll]`` section (``models`` overrides the source's list).
-    ``daemon``: the one of ``run``, with its catch-up and stall alerts (the live view
-    and ``wait`` start on empty memory every time: neither applies there)."""
+    settings' ``[poll]`` section, in ``role``."""
     spec = spec or source_specs(settings)[0]
     identity = SourceIdentity(spec.name, source.provider, spec.namespace)
-    config = poller_config(settings, spec, models=models, daemon=daemon)
-    return Poller(source, store, identity, config, routes=routes, clock=clock)
+    config = poller_config(settings, spec, models=role.models, daemon=role.daemon)
+    return Poller(source, store, identity, config, routes=role.routes, clock=role.clock)
 
 
 def poller_config(
@@ -405,30 +381,37 @@ def build_runtime(
     settings: Settings,
     observers: Observers,
     store: Store,
-    api_http: httpx.AsyncClient,
+    access: ApiAccess,
     *,
     context: NotifierContext,
     notifiers: list[LoadedNotifier],
-    environ: Mapping[str, str] = os.environ,
 ) -> Runtime:
     """The daemon's parts, each built once, in the order they need each other: the
-    dispatcher, the sources (their requests counted for the loop), their pollers,
-    the leadership of a shared store, the loop. Keys are read here (blocking)."""
+    dispatcher, the sources (their requests counted for the loop, and for
+    ``access``'s listeners), their pollers, the leadership of a shared store, the
+    loop. Keys are read here (blocking)."""
     metrics, health, clock = observers.metrics, observers.health, observers.clock
     dispatcher = build_dispatcher(
         store, settings, on_attempt=metrics.delivery_attempt, on_store_error=metrics.store_error, clock=clock
     )
-    tally = RequestTally()
-    on_request, on_wait = [metrics.request_done, health.request_done, tally.count], [health.api_wait]
+    tally = RequestTally(request_limits(settings))
+    counted = dataclasses.replace(
+        access,
+        on_request=[*access.on_request, metrics.request_done, health.request_done, tally.count],
+        on_wait=[*access.on_wait, health.api_wait],
+    )
 
     def routes() -> list[Route]:
         return routes_of(dispatcher.notifiers)
 
+    role = Role(daemon=True, routes=routes, clock=clock)
+
     def build(settings: Settings, spec: SourceSpec, *, alone: bool = False) -> Poller:
         # alone: the one source of the configuration, whose errors need no name; a
         # reload's (added or restarted) is always named.
-        source = build_source_of(spec, settings, api_http, on_request, on_wait, environ, alone=alone)
-        return build_poller(source, store, settings, spec=spec, routes=routes, daemon=True, clock=clock)
+        return build_poller(
+            build_source_of(spec, settings, counted, alone=alone), store, settings, spec=spec, role=role
+        )
 
     specs = source_specs(settings)
     pollers = [build(settings, spec, alone=len(specs) == 1) for spec in specs]
@@ -449,12 +432,20 @@ def build_runtime(
             *([observers.board.cycle_done] if shows_board(settings) else []),
             _waking(dispatcher),
         ],
-        limits=source_limits(settings),
-        leadership=leadership,
-        asked_elsewhere=(lambda: anyio.to_thread.run_sync(relay.take_poll_asks)) if relay is not None else None,
+        replicas=_replicas(leadership, relay),
         tally=tally,
     )
     return Runtime(settings, observers, store, context, notifiers, dispatcher, group, loop, leadership, status, build)
+
+
+def _replicas(leadership: Leadership | None, relay: PollRequests | None) -> Replicas | None:
+    """The loop's part among replicas: led by ``leadership``, and polling for the
+    pushes the others took where ``relay`` has them."""
+    if leadership is None:
+        return None
+    if relay is None:
+        return Replicas(leadership)
+    return Replicas(leadership, lambda: anyio.to_thread.run_sync(relay.take_poll_asks))
 
 
 def _waking(dispatcher: Dispatcher) -> Callable[[CycleReport], None]:
