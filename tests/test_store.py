@@ -60,7 +60,7 @@ def test_each_transition_is_queued_once_for_each_notifier_that_wants_it(open_sto
 
 
 def test_pending_deliveries_come_oldest_first_per_notifier(open_store: Callable[[], Store]) -> None:
-    """next_pending is the oldest undelivered; saving it delivered moves to the next."""
+    """A claim's head is the oldest undelivered; saving it delivered moves to the next."""
     store = open_store()
     store.commit_cycle(CycleCommit.of(_state(), [_transition(1), _transition(2)], [Route("hook")], now=10.0))
     store.commit_cycle(CycleCommit.of(_state(), [_transition(3)], [Route("hook")], now=11.0))
