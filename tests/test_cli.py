@@ -65,7 +65,7 @@ def test_models_lists_every_model_with_its_status(sim: CohereSimulator, base_env
 
 def test_the_demo_needs_no_key_and_shows_every_provider_moving() -> None:
     """The demo runs with no key and no network and prints transitions of every
-    provider's jobs, ready and failed ones among them."""
+    provider's jobs, ready and failed ones among them, and no warning."""
     prefixes = ("CO_", "COHERE_", "FTWATCH_", "OPENAI_", "AWS_", "AZURE_", "GOOGLE_", "TOGETHER_", "FIREWORKS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     done = subprocess.run(
@@ -79,6 +79,9 @@ def test_the_demo_needs_no_key_and_shows_every_provider_moving() -> None:
     for job in ("contoso-support", "gemini-claims", "llama-support", "mixtral-routing"):  # Azure, Vertex, …
         assert f"{job} (" in done.stdout, job
     assert "simulated Cohere, OpenAI, Azure OpenAI, Bedrock, Vertex AI, Together and Fireworks APIs" in done.stderr
+    # Its own settings are its own to get right: nothing warns a newcomer of them.
+    warnings = [line for line in done.stderr.splitlines() if '"level": "warning"' in line]
+    assert warnings == []
 
 
 def test_the_module_runs_like_the_script() -> None:

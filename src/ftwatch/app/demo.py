@@ -96,8 +96,17 @@ class SimWorld:
             if provider in self.sims:
                 self.move(provider, name, status)
 
-    def sources(self, **extra: Any) -> list[dict[str, Any]]:
-        return [sim.source_table(**extra) for sim in self.sims.values()]
+    def sources(self, *, to_their_limit: bool = False, **extra: Any) -> list[dict[str, Any]]:
+        """The ``[[sources]]`` tables that watch them; ``to_their_limit``: each with a
+        budget of all its simulator answers (a provider's default would not do for
+        the demo's half-second interval: Bedrock's 120 a minute is one request a
+        cycle, and the poller would stretch its cycles and warn of it)."""
+        return [
+            sim.source_table(
+                **extra, **({"max_requests_per_minute": sim.rate_limit_per_minute} if to_their_limit else {})
+            )
+            for sim in self.sims.values()
+        ]
 
     def credentials_env(self, tmp: Path) -> dict[str, str]:
         return {name: value for sim in self.sims.values() for name, value in sim.credentials_env(tmp).items()}
@@ -181,7 +190,7 @@ async def demo_world(duration_s: float) -> AsyncIterator[Settings]:
             os.environ.update(world.credentials_env(Path(tmp)))
             settings = Settings.model_validate(
                 {
-                    "sources": world.sources(retry_initial_s=0.1),
+                    "sources": world.sources(to_their_limit=True, retry_initial_s=0.1),
                     "poll": {"interval_s": 0.5},
                     "state": {"path": Path(tmp) / "state.db"},
                     "http": {"listen": ""},

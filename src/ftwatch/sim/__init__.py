@@ -44,6 +44,8 @@ class SimulatedProvider(Protocol):
     failed_status: ClassVar[str]
     #: Its base URL once serving ("" before).
     url: str
+    #: The requests a minute it answers for one key before it says 429.
+    rate_limit_per_minute: int
 
     def add_job(self, name: str, status: str | None = None) -> str:
         """A new job (model) named ``name``; returns its id."""
