@@ -101,11 +101,10 @@ class SimWorld:
         budget of all its simulator answers (a provider's default would not do for
         the demo's half-second interval: Bedrock's 120 a minute is one request a
         cycle, and the poller would stretch its cycles and warn of it)."""
+        if not to_their_limit:
+            return [sim.source_table(**extra) for sim in self.sims.values()]
         return [
-            sim.source_table(
-                **extra, **({"max_requests_per_minute": sim.rate_limit_per_minute} if to_their_limit else {})
-            )
-            for sim in self.sims.values()
+            sim.source_table(**extra, max_requests_per_minute=sim.rate_limit_per_minute) for sim in self.sims.values()
         ]
 
     def credentials_env(self, tmp: Path) -> dict[str, str]:

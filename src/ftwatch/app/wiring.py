@@ -268,13 +268,9 @@ class Role:
 
 def build_poller_group(settings: Settings, access: ApiAccess, store: Store, role: Role = Role()) -> PollerGroup:
     """Every source's poller, as one (see :mod:`ftwatch.pollers`)."""
-    return PollerGroup(
-        [
-            build_poller(source, store, settings, spec=spec, role=role)
-            for spec, source in build_sources(settings, access)
-        ],
-        timeout_s=settings.poll.source_timeout_s,
-    )
+    sources = build_sources(settings, access)
+    pollers = [build_poller(source, store, settings, spec=spec, role=role) for spec, source in sources]
+    return PollerGroup(pollers, timeout_s=settings.poll.source_timeout_s)
 
 
 def build_poller(
@@ -409,9 +405,8 @@ def build_runtime(
     def build(settings: Settings, spec: SourceSpec, *, alone: bool = False) -> Poller:
         # alone: the one source of the configuration, whose errors need no name; a
         # reload's (added or restarted) is always named.
-        return build_poller(
-            build_source_of(spec, settings, counted, alone=alone), store, settings, spec=spec, role=role
-        )
+        source = build_source_of(spec, settings, counted, alone=alone)
+        return build_poller(source, store, settings, spec=spec, role=role)
 
     specs = source_specs(settings)
     pollers = [build(settings, spec, alone=len(specs) == 1) for spec in specs]
